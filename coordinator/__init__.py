@@ -1,0 +1,3 @@
+"""An event-driven coordinator for data pipelines."""
+
+__version__ = "0.1.0"

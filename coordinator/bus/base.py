@@ -1,0 +1,96 @@
+"""The event bus interface: raw bytes in, raw bytes out, at-least-once.
+
+Adapters (coordinator/bus/kafka.py, coordinator/bus/local.py) implement it; the codec and
+the engine sit above it and never see a driver type. Every adapter maps its driver's
+exceptions into `BusError`.
+
+Delivery contract, shared by all adapters and checked by tests/bus contract tests:
+- A message is delivered to a consumer group again until that group commits an offset past it
+  (a consumer that dies before `commit` sees the message again after restart).
+- Messages with the same key on the same topic are delivered in publish order.
+- `Producer.flush` returns only when every message produced before it is durable on the bus,
+  or raises `BusError`.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...] = ()
+    timestamp_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    name: str
+    partitions: int = 3
+    retention_ms: int = 7 * 24 * 3600 * 1000
+    config: dict[str, str] = field(default_factory=dict)
+
+
+class Producer(abc.ABC):
+    @abc.abstractmethod
+    def produce(self, topic: str, value: bytes, key: bytes | None = None,
+                headers: Sequence[tuple[str, bytes]] = ()) -> None:
+        """Queue one message; may block briefly for backpressure. Raises BusError."""
+
+    @abc.abstractmethod
+    def flush(self, timeout: float = 30.0) -> None:
+        """Wait until everything produced so far is durable. Raises BusError on failure or timeout."""
+
+    def close(self) -> None:
+        self.flush()
+
+    def __enter__(self) -> Producer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Consumer(abc.ABC):
+    @abc.abstractmethod
+    def poll(self, max_messages: int = 500, timeout: float = 1.0) -> list[Message]:
+        """Up to `max_messages` messages, waiting at most `timeout` seconds for the first. Raises BusError."""
+
+    @abc.abstractmethod
+    def commit(self, messages: Sequence[Message]) -> None:
+        """Mark these messages (and all before them in their partitions) processed. Synchronous."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Leave the group; uncommitted messages will be redelivered to the group."""
+
+    def lag(self) -> int | None:
+        """Messages not yet consumed by this group, when the adapter can tell."""
+        return None
+
+    def __enter__(self) -> Consumer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Bus(abc.ABC):
+    """Factory for producers and consumers on one bus (a Kafka cluster or a local log file)."""
+
+    @abc.abstractmethod
+    def producer(self) -> Producer: ...
+
+    @abc.abstractmethod
+    def consumer(self, group_id: str, topics: Sequence[str]) -> Consumer: ...
+
+    @abc.abstractmethod
+    def ensure_topics(self, topics: Sequence[TopicSpec]) -> None:
+        """Create the topics that do not exist yet; existing ones are left alone."""

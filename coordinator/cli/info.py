@@ -1,0 +1,26 @@
+"""`coord info`: the effective settings (secrets masked), to check what the coordinator will use."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from coordinator import __version__
+from coordinator.settings import Settings
+
+
+def info() -> None:
+    """Show the version and the effective settings."""
+    settings = Settings()
+    table = Table(title=f"coordinator {__version__}")
+    table.add_column("setting")
+    table.add_column("value")
+    for name, value in settings.model_dump().items():
+        table.add_row(name, str(value))
+    table.add_row("state store", settings.resolved_state_url())
+    Console().print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("info")(info)

@@ -1,0 +1,1 @@
+"""Launchers: interface in base.py, one adapter per job kind beside it."""

@@ -1,0 +1,95 @@
+"""The launcher interface: how the engine starts, watches and stops one run of a job.
+
+One adapter per job kind (command, spark, score, reverse_etl). A launch returns a `Handle`
+that is stored with the run: after a coordinator restart, `attach(handle)` re-attaches to
+the still-running job instead of launching it again.
+
+Failure contract: `start` raises LaunchError when the job could not be started; `wait`
+returns a `RunResult` for a finished job (succeeded or failed — a failed job is a result,
+not an exception) and raises LaunchError only when the job cannot be watched at all.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from coordinator.events import Column
+
+
+@dataclass(frozen=True)
+class InputRef:
+    """One input version that a run consumes."""
+
+    dataset: str
+    partition: str | None
+    event_id: str
+    location: str | None = None
+    row_count: int | None = None
+    columns: tuple[Column, ...] | None = None
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Everything a launcher needs to know about one run."""
+
+    run_id: str
+    job: str
+    partition: str | None
+    attempt: int
+    settings: Mapping[str, object]          # the job's kind-specific settings from the spec
+    inputs: tuple[InputRef, ...]
+    outputs: tuple[str, ...]                # output dataset names
+    workdir: Path                           # a folder of this run's own (logs, result file)
+    timeout_s: float | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class OutputReport:
+    """What a job says it produced for one output dataset."""
+
+    dataset: str
+    location: str | None = None
+    row_count: int | None = None
+    columns: tuple[Column, ...] | None = None
+    attributes: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    succeeded: bool
+    error: str | None = None
+    outputs: tuple[OutputReport, ...] = ()
+    log_path: str | None = None
+    details: Mapping[str, object] = field(default_factory=dict)   # e.g. model version, push counts
+
+
+@dataclass(frozen=True)
+class Handle:
+    """A launcher's durable pointer to a running job (stored as JSON with the run)."""
+
+    kind: str
+    data: Mapping[str, object]
+
+
+class Launcher(abc.ABC):
+    kind: str
+
+    @abc.abstractmethod
+    def start(self, ctx: RunContext) -> Handle:
+        """Start the job and return at once. Raises LaunchError if it could not start."""
+
+    @abc.abstractmethod
+    def wait(self, handle: Handle, ctx: RunContext) -> RunResult:
+        """Block until the job ends (enforcing ctx.timeout_s by stopping it) and report the result."""
+
+    @abc.abstractmethod
+    def cancel(self, handle: Handle) -> None:
+        """Stop the job if it still runs. Never raises for a job that already ended."""
+
+    def is_alive(self, handle: Handle) -> bool:
+        """Whether the job behind a stored handle still runs (used on restart to re-attach)."""
+        return False

@@ -1,0 +1,49 @@
+"""The one settings object, read from the environment (prefix COORD_) and an optional .env file.
+
+Built once at start-up and passed down; nothing else in the project reads the environment
+for configuration. Secrets are SecretStr so they never appear in logs or reprs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="COORD_", env_file=".env", frozen=True, extra="ignore")
+
+    home: Path = Field(default=Path(".coord"), description="Folder for the embedded defaults' files")
+
+    # Event bus
+    bus: Literal["local", "kafka"] = "local"
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    kafka_security: dict[str, str] = Field(default_factory=dict, description="extra librdkafka settings")
+    topic_events: str = "coord.completions"
+    topic_dead_letter: str = "coord.dead-letter"
+    consumer_group: str = "coordinator"
+    schema_registry_url: str | None = None
+    max_event_bytes: int = 1_000_000
+
+    # State store (SQLAlchemy URL); default is a SQLite file under `home`
+    state_url: str | None = None
+
+    # Engines
+    spark_master: str = "local[*]"
+    spark_submit: str | None = None
+    mlflow_tracking_uri: str | None = None
+
+    # HTTP side
+    api_host: str = "127.0.0.1"
+    api_port: int = 8765
+    api_token: SecretStr | None = None
+    webhook_secret: SecretStr | None = None
+
+    def resolved_state_url(self) -> str:
+        return self.state_url or f"sqlite:///{(self.home / 'state.db').resolve()}"
+
+    def resolved_mlflow_uri(self) -> str:
+        return self.mlflow_tracking_uri or f"sqlite:///{(self.home / 'mlflow.db').resolve()}"

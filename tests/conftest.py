@@ -1,0 +1,152 @@
+"""Shared fixtures: real services, one per session; fresh names per test or module.
+
+Services come from `scripts/services up` (their endpoints via `scripts/services env`).
+In CI (CI=true) a missing service fails the test; elsewhere it is skipped with a how-to.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+HOWTO = "start it with `scripts/services up` and `eval \"$(scripts/services env)\"`"
+
+
+def missing(service: str, detail: str) -> None:
+    message = f"{service} is not available ({detail}); {HOWTO}"
+    if IN_CI:
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:12]}"
+
+
+# --------------------------------------------------------------------------- Kafka
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> str:
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if not bootstrap:
+        missing("Kafka", "KAFKA_BOOTSTRAP_SERVERS is not set")
+    from confluent_kafka.admin import AdminClient
+
+    try:
+        AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=15)
+    except Exception as exc:  # the driver raises KafkaException; any failure means "not there"
+        missing("Kafka", f"{bootstrap}: {exc}")
+    return bootstrap
+
+
+@pytest.fixture
+def kafka_topic(kafka_bootstrap: str) -> Iterator[str]:
+    """A fresh topic (3 partitions) for one test, deleted afterwards."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    name = unique("t").replace("_", "-")
+    admin.create_topics([NewTopic(name, num_partitions=3, replication_factor=1)])[name].result(30)
+    yield name
+    admin.delete_topics([name])[name].result(30)
+
+
+# --------------------------------------------------------------------------- SQL databases
+def _with_path(url: str, database: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + database, parts.query, parts.fragment))
+
+
+@pytest.fixture(scope="module")
+def postgres_url() -> Iterator[str]:
+    """SQLAlchemy URL (postgresql+psycopg) of a fresh database for one test module."""
+    base = os.environ.get("COORD_TEST_POSTGRES_URL")
+    if not base:
+        missing("PostgreSQL", "COORD_TEST_POSTGRES_URL is not set")
+    import psycopg
+
+    name = unique("coord_t")
+    try:
+        with psycopg.connect(base, autocommit=True, connect_timeout=10) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.Error as exc:
+        missing("PostgreSQL", str(exc))
+    url = _with_path(base, name)
+    yield url.replace("postgresql://", "postgresql+psycopg://", 1)
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def mysql_url() -> Iterator[str]:
+    """SQLAlchemy URL (mysql+pymysql) of a fresh MariaDB database for one test module."""
+    base = os.environ.get("COORD_TEST_MYSQL_URL")
+    if not base:
+        missing("MariaDB", "COORD_TEST_MYSQL_URL is not set")
+    import pymysql
+
+    parts = urlsplit(base)
+    connect = dict(host=parts.hostname, port=parts.port or 3306, user=parts.username,
+                   password=parts.password or "", connect_timeout=10, autocommit=True)
+    name = unique("coord_t")
+    try:
+        with pymysql.connect(**connect) as conn, conn.cursor() as cur:
+            cur.execute(f"CREATE DATABASE `{name}`")
+    except pymysql.Error as exc:
+        missing("MariaDB", str(exc))
+    yield _with_path(base, name).replace("mysql://", "mysql+pymysql://", 1)
+    with pymysql.connect(**connect) as conn, conn.cursor() as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+
+
+# --------------------------------------------------------------------------- Spark
+@pytest.fixture(scope="session")
+def spark():
+    """One small local SparkSession for the whole test session."""
+    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
+        missing("Spark", "no Java runtime")
+    from pyspark.sql import SparkSession
+
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("coordinator-tests")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "4")
+        .config("spark.driver.memory", "1g")
+        .config("spark.sql.session.timeZone", "UTC")
+        .getOrCreate()
+    )
+    yield session
+    session.stop()
+
+
+# --------------------------------------------------------------------------- MLflow
+@dataclass(frozen=True)
+class MlflowStore:
+    tracking_uri: str
+    artifact_root: Path
+
+
+@pytest.fixture
+def mlflow_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[MlflowStore]:
+    """A fresh MLflow tracking + registry store (SQLite) with artifacts in a temp folder."""
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    artifacts = tmp_path / "artifacts"
+    artifacts.mkdir()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    experiment = mlflow.create_experiment(unique("exp"), artifact_location=artifacts.as_uri())
+    mlflow.set_experiment(experiment_id=experiment)
+    yield MlflowStore(uri, artifacts)
+    mlflow.set_tracking_uri("")
