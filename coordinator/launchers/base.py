@@ -16,7 +16,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pydantic import BaseModel
+
 from coordinator.events import Column
+from coordinator.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -76,7 +79,17 @@ class Handle:
 
 
 class Launcher(abc.ABC):
+    """Constructed once per coordinator with the Settings; one instance serves many runs at once.
+
+    `settings_model` validates the job's kind-specific `settings:` block when the spec loads,
+    so a bad setting is reported with file and line before anything runs.
+    """
+
     kind: str
+    settings_model: type[BaseModel] | None = None
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
 
     @abc.abstractmethod
     def start(self, ctx: RunContext) -> Handle:

@@ -1,0 +1,128 @@
+"""Child processes that survive a coordinator restart: start, watch, time out, re-attach.
+
+Every job kind runs as a child process (an executable, spark-submit, or `python -m` of the
+project's own scoring/push runners), so one mechanism gives every kind the same guarantees:
+- the process is its own session (process group), so a timeout or cancel stops the whole tree;
+- its PID and start time are the durable handle: after a restart the engine re-attaches to the
+  same process (the start time guards against PID reuse) instead of launching it again;
+- its exit code is written by a tiny shell wrapper to `exit_code` in the run's folder, so a
+  process that ends while the coordinator is down still leaves its result behind;
+- stdout+stderr go to `log` in the run's folder; the last error-looking line becomes the error.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from coordinator.errors import LaunchError
+from coordinator.launchers.base import Handle, RunResult
+from coordinator.launchers.result import RESULT_FILE_ENV, read_results
+
+LOG_NAME, EXIT_NAME, RESULT_NAME = "log", "exit_code", "result.jsonl"
+ERROR_HINTS = ("error", "exception", "traceback", "failed", "fatal")
+
+
+def _proc_start_time(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def start_process(kind: str, argv: Sequence[str], workdir: Path, env: Mapping[str, str] | None = None,
+                  cwd: Path | None = None) -> Handle:
+    """Start `argv` detached in its own session; returns the durable handle. Raises LaunchError."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    for name in (EXIT_NAME, RESULT_NAME):
+        (workdir / name).unlink(missing_ok=True)
+    child_env = {**os.environ, **(env or {}), RESULT_FILE_ENV: str(workdir / RESULT_NAME)}
+    # The wrapper records the exit code even if nobody is waiting for the process any more.
+    script = f'{shlex.join(argv)}; echo $? > {shlex.quote(str(workdir / EXIT_NAME))}'
+    try:
+        with open(workdir / LOG_NAME, "ab") as log:
+            proc = subprocess.Popen(["/bin/sh", "-c", script], stdout=log, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, env=child_env, cwd=cwd or workdir,
+                                    start_new_session=True)
+    except OSError as exc:
+        raise LaunchError(f"cannot start {argv[0]!r}: {exc}") from exc
+    return Handle(kind, {"pid": proc.pid, "start_time": _proc_start_time(proc.pid), "workdir": str(workdir),
+                         "argv": list(argv)})
+
+
+def is_alive(handle: Handle) -> bool:
+    pid = int(handle.data["pid"])
+    start = _proc_start_time(pid)
+    if start is None or start != handle.data.get("start_time"):
+        return False
+    try:  # reap it if it is our own zombie child
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return False
+    except ChildProcessError:
+        pass
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def terminate(handle: Handle, grace_s: float = 10.0) -> None:
+    """Stop the process group: SIGTERM, then SIGKILL after `grace_s`. Quiet if already gone."""
+    if not is_alive(handle):
+        return
+    pgid = int(handle.data["pid"])
+    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            if not is_alive(handle):
+                return
+            time.sleep(0.05)
+
+
+def last_error_line(log_path: Path, limit_bytes: int = 64_000) -> str | None:
+    try:
+        with open(log_path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - limit_bytes))
+            lines = f.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        if any(h in line.lower() for h in ERROR_HINTS):
+            return line.strip()[:2000]
+    return next((ln.strip()[:2000] for ln in reversed(lines) if ln.strip()), None)
+
+
+def wait_process(handle: Handle, timeout_s: float | None, poll_s: float = 0.05) -> RunResult:
+    """Block until the process ends or `timeout_s` passes (then stop it); read its result."""
+    workdir = Path(str(handle.data["workdir"]))
+    started = time.monotonic()
+    while is_alive(handle):
+        if timeout_s is not None and time.monotonic() - started > timeout_s:
+            terminate(handle)
+            return RunResult(False, error=f"timed out after {timeout_s:g} s and was stopped",
+                             log_path=str(workdir / LOG_NAME), details={"timed_out": True})
+        time.sleep(poll_s)
+    exit_file = workdir / EXIT_NAME
+    code_text = exit_file.read_text().strip() if exit_file.exists() else ""
+    code = int(code_text) if code_text.lstrip("-").isdigit() else None
+    outputs, details = read_results(workdir / RESULT_NAME)
+    log_path = str(workdir / LOG_NAME)
+    if code == 0:
+        return RunResult(True, outputs=outputs, log_path=log_path, details=details)
+    reason = last_error_line(workdir / LOG_NAME) or "no output"
+    what = f"exit code {code}" if code is not None else "ended without an exit code (killed)"
+    return RunResult(False, error=f"{what}: {reason}", outputs=outputs, log_path=log_path,
+                     details={**details, "exit_code": code})
