@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     spark_submit: str | None = None
     mlflow_tracking_uri: str | None = None
 
+    # Product database the reverse-ETL pushes write to (SQLAlchemy URL); default: SQLite under `home`
+    product_db_url: str | None = None
+
     # HTTP side
     api_host: str = "127.0.0.1"
     api_port: int = 8765
@@ -47,3 +50,6 @@ class Settings(BaseSettings):
 
     def resolved_mlflow_uri(self) -> str:
         return self.mlflow_tracking_uri or f"sqlite:///{(self.home / 'mlflow.db').resolve()}"
+
+    def resolved_product_db_url(self) -> str:
+        return self.product_db_url or f"sqlite:///{(self.home / 'product.db').resolve()}"
