@@ -1,0 +1,387 @@
+"""Completion events to bytes and back: Avro (fastavro) behind a 2-byte header.
+
+Wire format of a value on the bus::
+
+    0xCE <version:uint8> <Avro binary of topics/completion_event.v<version>.avsc>
+
+The header names the writer's schema version, so a consumer reads old and new versions alike
+(Avro schema resolution against the newest schema it knows). When a schema registry is
+configured, the Confluent framing ``0x00 <schema id:uint32 big-endian> <Avro binary>`` is
+accepted too; the writer schema then comes from the registry (see `SchemaRegistry`).
+
+Every failure is an `EventError` with a short `reason`: undecodable, unknown_schema_version,
+missing_field, wrong_type, oversized or invalid. Nothing else escapes `decode`, whatever the
+bytes; tests/events fuzz that promise.
+
+Decoding is on the consumer's hot path, so it avoids pydantic validation: fastavro has already
+checked every type, the few constraints Avro cannot express are checked by hand in
+`_checked`, and the model is then built with `model_construct`.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from functools import cache
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+import fastavro
+from fastavro.read import SchemaResolutionError
+from pydantic import ValidationError
+
+from coordinator.errors import EventError, SchemaVersionError
+from coordinator.events import Column, CompletionEvent, Status
+
+EVENT_MAGIC = 0xCE
+DEAD_LETTER_MAGIC = 0xDE
+CONFLUENT_MAGIC = 0x00
+CURRENT_VERSION = 2
+_EVENT_SCHEMA = "completion_event"
+_DEAD_LETTER_SCHEMA = "dead_letter"
+
+# The model's length limits, checked by hand after fastavro (see module docstring).
+_MAX_LEN = {
+    "event_id": 200, "dataset": 500, "partition": 200, "producer": 200,
+    "producer_run_id": 500, "location": 4000, "error": 20000,
+}
+
+
+def topics_dir() -> Path:
+    """The folder of .avsc files: beside the package in a checkout, or ./topics where installed."""
+    beside = Path(__file__).resolve().parent.parent / "topics"
+    return beside if beside.is_dir() else Path.cwd() / "topics"
+
+
+@cache
+def load_schema(name: str, version: int) -> dict[str, Any]:
+    """The parsed schema `topics/<name>.v<version>.avsc`; raises SchemaVersionError when absent."""
+    path = topics_dir() / f"{name}.v{version}.avsc"
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise SchemaVersionError("unknown_schema_version", f"{name} v{version}") from None
+    return fastavro.parse_schema(raw, named_schemas={})
+
+
+def schema_versions(name: str = _EVENT_SCHEMA) -> list[int]:
+    """Every version of a schema kept in topics/, oldest first."""
+    found = []
+    for path in topics_dir().glob(f"{name}.v*.avsc"):
+        suffix = path.name[len(name) + 2: -len(".avsc")]
+        if suffix.isdigit():
+            found.append(int(suffix))
+    return sorted(found)
+
+
+# --------------------------------------------------------------------------- schema registry
+class SchemaRegistry:
+    """Writer schemas by Confluent schema id. This base serves a fixed mapping (tests, air-gapped
+    deployments); `HttpSchemaRegistry` asks a Confluent-compatible registry and caches the answer."""
+
+    def __init__(self, schemas: Mapping[int, Mapping[str, Any] | str] | None = None) -> None:
+        self._parsed: dict[int, dict[str, Any]] = {}
+        for schema_id, schema in (schemas or {}).items():
+            self._parsed[schema_id] = self._parse(schema)
+
+    @staticmethod
+    def _parse(schema: Mapping[str, Any] | str) -> dict[str, Any]:
+        raw = json.loads(schema) if isinstance(schema, str) else dict(schema)
+        return fastavro.parse_schema(raw, named_schemas={})
+
+    def writer_schema(self, schema_id: int) -> dict[str, Any]:
+        try:
+            return self._parsed[schema_id]
+        except KeyError:
+            schema = self._fetch(schema_id)
+            if schema is None:
+                raise SchemaVersionError("unknown_schema_version", f"schema id {schema_id}") from None
+            self._parsed[schema_id] = parsed = self._parse(schema)
+            return parsed
+
+    def _fetch(self, schema_id: int) -> str | None:
+        return None
+
+
+class HttpSchemaRegistry(SchemaRegistry):
+    """A Confluent-compatible registry at `url` (GET /schemas/ids/{id}); answers are cached."""
+
+    def __init__(self, url: str, schemas: Mapping[int, Mapping[str, Any] | str] | None = None,
+                 timeout: float = 10.0) -> None:
+        super().__init__(schemas)
+        self.url, self.timeout = url.rstrip("/"), timeout
+
+    def _fetch(self, schema_id: int) -> str | None:
+        import httpx
+
+        try:
+            response = httpx.get(f"{self.url}/schemas/ids/{schema_id}", timeout=self.timeout)
+        except httpx.HTTPError as exc:
+            # Not the message's fault: the caller must not dead-letter it, so this is not an EventError.
+            from coordinator.errors import BusError
+
+            raise BusError(f"schema registry {self.url} unreachable: {exc}") from exc
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            from coordinator.errors import BusError
+
+            raise BusError(f"schema registry {self.url} answered {response.status_code} for id {schema_id}")
+        return response.json()["schema"]
+
+
+# --------------------------------------------------------------------------- the codec
+def _checked(record: dict[str, Any]) -> CompletionEvent:
+    """Build the event from a record fastavro has type-checked; enforce what Avro cannot say."""
+    for name, limit in _MAX_LEN.items():
+        value = record.get(name)
+        if value is not None and len(value) > limit:
+            raise EventError("invalid", f"{name} longer than {limit}")
+    if not record["event_id"]:
+        raise EventError("invalid", "empty event_id")
+    if not record["dataset"]:
+        raise EventError("invalid", "empty dataset")
+    row_count = record["row_count"]
+    if row_count is not None and row_count < 0:
+        raise EventError("invalid", "negative row_count")
+    columns = record["columns"]
+    if columns is not None:
+        columns = tuple(Column.model_construct(name=c["name"], type=c["type"], nullable=c["nullable"])
+                        for c in columns)
+    produced_at = record["produced_at"]
+    if produced_at.tzinfo is None:  # fastavro gives UTC-aware datetimes; be sure
+        produced_at = produced_at.replace(tzinfo=UTC)
+    return CompletionEvent.model_construct(
+        event_id=record["event_id"],
+        dataset=record["dataset"],
+        partition=record["partition"],
+        status=Status.SUCCEEDED if record["status"] == "succeeded" else Status.FAILED,
+        producer=record["producer"],
+        producer_run_id=record["producer_run_id"],
+        produced_at=produced_at,
+        row_count=row_count,
+        location=record["location"],
+        columns=columns,
+        error=record.get("error"),
+        attributes=record["attributes"],
+    )
+
+
+def _record(event: CompletionEvent) -> dict[str, Any]:
+    columns = event.columns
+    return {
+        "event_id": event.event_id,
+        "dataset": event.dataset,
+        "partition": event.partition,
+        "status": event.status.value,
+        "producer": event.producer,
+        "producer_run_id": event.producer_run_id,
+        "produced_at": event.produced_at,
+        "row_count": event.row_count,
+        "location": event.location,
+        "columns": None if columns is None else [
+            {"name": c.name, "type": c.type, "nullable": c.nullable} for c in columns],
+        "attributes": event.attributes,
+        "error": event.error,
+    }
+
+
+def _resolution_reason(exc: SchemaResolutionError) -> str:
+    text = str(exc)
+    return "missing_field" if "No default value" in text or "missing" in text.lower() else "wrong_type"
+
+
+class Codec:
+    """Encodes with the current schema version; decodes every version kept in topics/.
+
+    `registry` enables the Confluent framing; without it a value starting with 0x00 is
+    undecodable. `max_bytes` bounds a value's size both ways.
+    """
+
+    def __init__(self, *, max_bytes: int = 1_000_000, registry: SchemaRegistry | None = None,
+                 write_version: int = CURRENT_VERSION) -> None:
+        self.max_bytes, self.registry, self.write_version = max_bytes, registry, write_version
+        self._reader = load_schema(_EVENT_SCHEMA, CURRENT_VERSION)
+        self._writer = load_schema(_EVENT_SCHEMA, write_version)
+        self._header = bytes((EVENT_MAGIC, write_version))
+        self._resolved: dict[int, Callable[[BytesIO], dict[str, Any]]] = {}
+
+    # ---------------------------------------------------------------- encode
+    def encode(self, event: CompletionEvent) -> bytes:
+        buffer = BytesIO()
+        buffer.write(self._header)
+        self._write(buffer, self._writer, event)
+        data = buffer.getvalue()
+        if len(data) > self.max_bytes:
+            raise EventError("oversized", f"{len(data)} bytes > {self.max_bytes}")
+        return data
+
+    def encode_confluent(self, event: CompletionEvent, schema_id: int,
+                         writer_schema: Mapping[str, Any] | None = None) -> bytes:
+        """Confluent framing for a schema the registry knows as `schema_id` (current schema by default)."""
+        schema = SchemaRegistry._parse(writer_schema) if writer_schema is not None else self._writer
+        buffer = BytesIO()
+        buffer.write(struct.pack(">bI", CONFLUENT_MAGIC, schema_id))
+        self._write(buffer, schema, event)
+        return buffer.getvalue()
+
+    @staticmethod
+    def _write(buffer: BytesIO, schema: dict[str, Any], event: CompletionEvent) -> None:
+        try:
+            fastavro.schemaless_writer(buffer, schema, _record(event))
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise EventError("invalid", f"cannot encode: {exc}") from exc
+
+    # ---------------------------------------------------------------- decode
+    def decode(self, data: bytes) -> CompletionEvent:
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise EventError("undecodable", f"expected bytes, got {type(data).__name__}")
+        size = len(data)
+        if size > self.max_bytes:
+            raise EventError("oversized", f"{size} bytes > {self.max_bytes}")
+        if size < 2:
+            raise EventError("undecodable", "shorter than the header")
+        magic = data[0]
+        if magic == EVENT_MAGIC:
+            read, start = self._reader_for_version(data[1]), 2
+        elif magic == CONFLUENT_MAGIC and self.registry is not None:
+            if size < 5:
+                raise EventError("undecodable", "shorter than the Confluent header")
+            read, start = self._reader_for_schema_id(int.from_bytes(data[1:5], "big")), 5
+        else:
+            raise EventError("undecodable", f"unknown header byte 0x{magic:02x}")
+        buffer = BytesIO(data)
+        buffer.seek(start)
+        try:
+            record = read(buffer)
+        except EventError:
+            raise
+        except SchemaResolutionError as exc:
+            raise EventError(_resolution_reason(exc), str(exc)[:300]) from None
+        except Exception as exc:  # fastavro raises many kinds on garbage; all mean the same here
+            raise EventError("undecodable", f"{type(exc).__name__}: {str(exc)[:200]}") from None
+        if buffer.tell() != size:
+            raise EventError("undecodable", f"{size - buffer.tell()} trailing bytes")
+        if not isinstance(record, dict):
+            raise EventError("wrong_type", "writer schema is not a record")
+        try:
+            return _checked(record)
+        except EventError:
+            raise
+        except KeyError as exc:
+            raise EventError("missing_field", f"{exc.args[0]}") from None
+        except (TypeError, AttributeError, ValueError) as exc:
+            raise EventError("wrong_type", str(exc)[:200]) from None
+
+    def _reader_for_version(self, version: int) -> Callable[[BytesIO], dict[str, Any]]:
+        read = self._resolved.get(version)
+        if read is None:
+            try:
+                writer = load_schema(_EVENT_SCHEMA, version)
+            except SchemaVersionError:
+                raise SchemaVersionError("unknown_schema_version", f"schema version {version}") from None
+            read = self._make_reader(writer)
+            self._resolved[version] = read
+        return read
+
+    def _reader_for_schema_id(self, schema_id: int) -> Callable[[BytesIO], dict[str, Any]]:
+        key = -1 - schema_id  # registry ids share the cache with versions, kept apart by sign
+        read = self._resolved.get(key)
+        if read is None:
+            assert self.registry is not None
+            read = self._make_reader(self.registry.writer_schema(schema_id))
+            self._resolved[key] = read
+        return read
+
+    def _make_reader(self, writer: dict[str, Any]) -> Callable[[BytesIO], dict[str, Any]]:
+        reader = self._reader
+        if writer == reader:
+            return lambda buffer: fastavro.schemaless_reader(buffer, writer, None)
+        return lambda buffer: fastavro.schemaless_reader(buffer, writer, reader)
+
+
+def codec_for(settings: Any, registry: SchemaRegistry | None = None) -> Codec:
+    """The codec a Settings object asks for: size limit, and the registry when one is configured."""
+    if registry is None and settings.schema_registry_url:
+        registry = HttpSchemaRegistry(settings.schema_registry_url)
+    return Codec(max_bytes=settings.max_event_bytes, registry=registry)
+
+
+_default: Codec | None = None
+
+
+def _default_codec() -> Codec:
+    global _default
+    if _default is None:
+        _default = Codec()
+    return _default
+
+
+def encode(event: CompletionEvent) -> bytes:
+    """The event as bytes in the current schema version, with its header."""
+    return _default_codec().encode(event)
+
+
+def decode(data: bytes) -> CompletionEvent:
+    """The event in `data` (any kept schema version); raises EventError with a reason."""
+    return _default_codec().decode(data)
+
+
+# --------------------------------------------------------------------------- JSON (HTTP, files)
+_WRONG_TYPE_HINTS = ("_type", "_parsing", "enum", "literal_error", "is_instance_of", "model_attributes_type")
+
+
+def event_from_json(data: bytes | str | Mapping[str, Any]) -> CompletionEvent:
+    """A completion event from JSON, fully validated by pydantic; EventError with a reason otherwise."""
+    if isinstance(data, bytes | str):
+        try:
+            data = json.loads(data)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise EventError("undecodable", f"not JSON: {exc}") from None
+    if not isinstance(data, Mapping):
+        raise EventError("wrong_type", "a completion event is a JSON object")
+    try:
+        return CompletionEvent.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "event"
+        kind = first["type"]
+        if kind == "missing":
+            reason = "missing_field"
+        elif any(hint in kind for hint in _WRONG_TYPE_HINTS):
+            reason = "wrong_type"
+        else:
+            reason = "invalid"
+        raise EventError(reason, f"{where}: {first['msg']}") from None
+
+
+# --------------------------------------------------------------------------- dead letters
+_DL_HEADER = bytes((DEAD_LETTER_MAGIC, 1))
+
+
+def encode_dead_letter(record: Mapping[str, Any]) -> bytes:
+    """A dead-letter record (topics/dead_letter.v1.avsc) as bytes with its header."""
+    buffer = BytesIO()
+    buffer.write(_DL_HEADER)
+    fastavro.schemaless_writer(buffer, load_schema(_DEAD_LETTER_SCHEMA, 1), dict(record))
+    return buffer.getvalue()
+
+
+def decode_dead_letter(data: bytes) -> dict[str, Any]:
+    """The dead-letter record in `data`; raises EventError when it is not one."""
+    if len(data) < 2 or data[0] != DEAD_LETTER_MAGIC:
+        raise EventError("undecodable", "not a dead-letter record")
+    schema = load_schema(_DEAD_LETTER_SCHEMA, data[1])
+    buffer = BytesIO(data)
+    buffer.seek(2)
+    try:
+        return fastavro.schemaless_reader(buffer, schema, None)
+    except Exception as exc:
+        raise EventError("undecodable", f"{type(exc).__name__}: {exc}") from None
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
