@@ -1,0 +1,105 @@
+"""Taking completion events off the bus: decode, dead-letter what is bad, hand over the rest.
+
+The engine's side of the bus. `poll` returns a batch whose good events are decoded in bus order
+and whose bad messages are already on the dead-letter topic (flushed before `poll` returns), so
+after the engine has made the batch's effects durable, `commit(batch)` may move the group's
+offsets past every message in it. The order is the point: state first, then offsets; a crash
+in between replays the batch, which the state store's unique keys make harmless.
+
+Accounting identity, per batch and so for any run: len(messages) == len(events) + dead_lettered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from coordinator.bus.base import Bus, Consumer, Message, Producer
+from coordinator.codec import Codec, codec_for
+from coordinator.deadletter import DeadLetters
+from coordinator.errors import EventError
+from coordinator.events import CompletionEvent
+
+if TYPE_CHECKING:
+    from coordinator.settings import Settings
+
+
+@dataclass(slots=True)
+class IntakeBatch:
+    events: list[CompletionEvent] = field(default_factory=list)
+    messages: list[Message] = field(default_factory=list)
+    dead_lettered: int = 0
+
+    def __len__(self) -> int:
+        return len(self.messages)
+
+
+class EventIntake:
+    """Consumer group `group_id` (settings.consumer_group by default) on `topics`
+    (settings.topic_events by default). Connects on first poll; a context manager."""
+
+    def __init__(self, bus: Bus, settings: Settings, group_id: str | None = None,
+                 topics: Sequence[str] | None = None, *, codec: Codec | None = None) -> None:
+        self.bus, self.settings = bus, settings
+        self.group_id = group_id or settings.consumer_group
+        self.topics = list(topics) if topics else [settings.topic_events]
+        self.codec = codec or codec_for(settings)
+        self._consumer: Consumer | None = None
+        self._producer: Producer | None = None
+        self._dead_letters: DeadLetters | None = None
+
+    def _consumer_(self) -> Consumer:
+        if self._consumer is None:
+            self._consumer = self.bus.consumer(self.group_id, self.topics)
+        return self._consumer
+
+    def _dead_letters_(self) -> DeadLetters:
+        if self._dead_letters is None:
+            self._producer = self.bus.producer()
+            self._dead_letters = DeadLetters(self._producer, self.settings.topic_dead_letter, self.group_id)
+        return self._dead_letters
+
+    def poll(self, max_messages: int = 500, timeout: float = 1.0) -> IntakeBatch:
+        """The next batch (possibly empty after `timeout`). Raises BusError when the bus fails;
+        a bad message never raises: it is dead-lettered and counted."""
+        messages = self._consumer_().poll(max_messages, timeout)
+        events: list[CompletionEvent] = []
+        dead = 0
+        decode = self.codec.decode
+        append = events.append
+        for message in messages:
+            try:
+                append(decode(message.value))
+            except EventError as error:
+                self._dead_letters_().send(message, error)
+                dead += 1
+        if dead:
+            assert self._producer is not None
+            self._producer.flush()
+        return IntakeBatch(events, messages, dead)
+
+    def commit(self, batch: IntakeBatch) -> None:
+        """Commit the offsets past every message of `batch` (synchronous). Raises BusError."""
+        if batch.messages:
+            self._consumer_().commit(batch.messages)
+
+    def lag(self) -> int | None:
+        return self._consumer_().lag()
+
+    def close(self) -> None:
+        """Leave the group (uncommitted messages are redelivered) and flush dead letters."""
+        try:
+            if self._producer is not None:
+                self._producer.close()
+        finally:
+            self._producer = self._dead_letters = None
+            if self._consumer is not None:
+                self._consumer.close()
+                self._consumer = None
+
+    def __enter__(self) -> EventIntake:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
