@@ -99,7 +99,11 @@ class SchemaRegistry:
             schema = self._fetch(schema_id)
             if schema is None:
                 raise SchemaVersionError("unknown_schema_version", f"schema id {schema_id}") from None
-            self._parsed[schema_id] = parsed = self._parse(schema)
+            try:
+                parsed = self._parse(schema)
+            except Exception as exc:  # a registry answer that is not an Avro schema
+                raise SchemaVersionError("unknown_schema_version", f"schema id {schema_id}: {exc}") from None
+            self._parsed[schema_id] = parsed
             return parsed
 
     def _fetch(self, schema_id: int) -> str | None:
@@ -208,6 +212,7 @@ class Codec:
         self._writer = load_schema(_EVENT_SCHEMA, write_version)
         self._header = bytes((EVENT_MAGIC, write_version))
         self._resolved: dict[int, Callable[[BytesIO], dict[str, Any]]] = {}
+        self._unknown: set[int] = set()  # versions without a schema file: no disk lookup per message
 
     # ---------------------------------------------------------------- encode
     def encode(self, event: CompletionEvent) -> bytes:
@@ -279,9 +284,12 @@ class Codec:
     def _reader_for_version(self, version: int) -> Callable[[BytesIO], dict[str, Any]]:
         read = self._resolved.get(version)
         if read is None:
+            if version in self._unknown:
+                raise SchemaVersionError("unknown_schema_version", f"schema version {version}")
             try:
                 writer = load_schema(_EVENT_SCHEMA, version)
             except SchemaVersionError:
+                self._unknown.add(version)
                 raise SchemaVersionError("unknown_schema_version", f"schema version {version}") from None
             read = self._make_reader(writer)
             self._resolved[version] = read
