@@ -1,0 +1,41 @@
+"""The demo's options and the settings it runs with: the embedded defaults under one home folder.
+
+Everything the environment sets (COORD_BUS=kafka, COORD_STATE_URL, COORD_MLFLOW_TRACKING_URI,
+COORD_PRODUCT_DB_URL, ...) is kept, so the same command runs on the real stack; only the home
+folder — where the embedded defaults keep their files and the lake lives — is the demo's own.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from coordinator.settings import Settings
+
+DEFAULT_HOME = Path(".coord/demo")
+# A fixed last day: the journey is the same whenever it runs, so running it again is a no-op.
+DEFAULT_END_DAY = date(2025, 6, 3)
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "website_scores"
+
+
+class DemoOptions(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    home: Path = DEFAULT_HOME
+    days: int = Field(default=3, ge=1, le=30)
+    users: int = Field(default=2000, ge=10, le=1_000_000)
+    seed: int = 7
+    end_day: date = DEFAULT_END_DAY
+    timeout_s: float = Field(default=1800.0, gt=0)
+    spec_path: Path = EXAMPLE / "pipeline.yaml"
+
+    @property
+    def lake(self) -> Path:
+        return (self.home / "lake").resolve()
+
+
+def demo_settings(options: DemoOptions, **overrides: object) -> Settings:
+    """The environment's settings with the demo's home folder (and any explicit overrides)."""
+    return Settings(home=options.home.resolve(), **overrides)

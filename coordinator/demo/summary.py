@@ -1,0 +1,59 @@
+"""What a finished demo reports: the runs and their durations, rows pushed, where the scores are.
+
+Built from the state store (runs) and the product database (the pushed table), so it says what
+really happened; printed as rich tables for people or as one JSON object (`--json`) for scripts.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+from rich.console import Console
+from rich.table import Table
+
+
+class RunSummary(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    job: str
+    partition: str | None
+    state: str
+    seconds: float | None = None
+    attempts: int = 1
+    error: str | None = None
+
+
+class DemoSummary(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    succeeded: bool
+    home: str
+    product_db: str                 # SQLAlchemy URL of the product database (password masked)
+    table: str
+    latest_day: str
+    rows_pushed: int                # rows written to the product database by this invocation
+    rows_in_table: int
+    users_scored_latest_day: int
+    runs: list[RunSummary]
+    seconds: float
+    look: str                       # a command that shows the results
+
+    def print(self, console: Console) -> None:
+        table = Table(title="runs", title_justify="left")
+        for name, justify in (("job", "left"), ("partition", "left"), ("state", "left"),
+                              ("seconds", "right"), ("attempts", "right")):
+            table.add_column(name, justify=justify)
+        for run in self.runs:
+            style = {"succeeded": "green", "failed": "red", "blocked": "red"}.get(run.state, "")
+            table.add_row(run.job, run.partition or "-", f"[{style}]{run.state}[/]" if style else run.state,
+                          "" if run.seconds is None else f"{run.seconds:.1f}", str(run.attempts))
+        console.print(table)
+        for run in self.runs:
+            if run.error:
+                console.print(f"[red]{run.job}[{run.partition}]: {run.error}[/]")
+        verdict = "[green]journey complete[/]" if self.succeeded else "[bold red]journey did not complete[/]"
+        console.print(f"{verdict} in {self.seconds:.0f} s")
+        console.print(f"rows pushed now: [bold]{self.rows_pushed}[/] "
+                      f"(table {self.table} holds {self.rows_in_table} rows; "
+                      f"{self.users_scored_latest_day} users scored for {self.latest_day})")
+        console.print(f"product database: {self.product_db}")
+        console.print(f"look at the results:\n  {self.look}")
