@@ -13,7 +13,8 @@
     ├── ScoringError               a model could not be resolved or applied
     │   └── SignatureMismatch      the input table does not fit the model's signature (columns)
     └── PushError                  a reverse-ETL push failed; the destination is unchanged
-        └── DestinationMismatch    destination columns/types do not match (per-column problems)
+        ├── DestinationMismatch    destination columns/types do not match (per-column problems)
+        └── TooManyRejects         more rejected rows than the job allows (counts per reason)
 
 Driver exceptions (confluent-kafka, SQLAlchemy, psycopg, pymysql, py4j) never cross an
 adapter's edge: each adapter maps them into one of these.
@@ -108,3 +109,12 @@ class DestinationMismatch(PushError):
     def __init__(self, table: str, problems: Sequence[str]) -> None:
         self.table, self.problems = table, list(problems)
         super().__init__(f"destination {table} does not match the source: " + "; ".join(self.problems))
+
+
+class TooManyRejects(PushError):
+    def __init__(self, rejected: int, total: int, allowed_fraction: float, reasons: dict[str, int]) -> None:
+        self.rejected, self.total, self.reasons = rejected, total, reasons
+        self.allowed_fraction = allowed_fraction
+        detail = ", ".join(f"{reason}: {n}" for reason, n in sorted(reasons.items()))
+        super().__init__(f"{rejected} of {total} rows rejected "
+                         f"(more than {allowed_fraction:.2%} allowed): {detail}")
