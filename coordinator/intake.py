@@ -11,6 +11,7 @@ Accounting identity, per batch and so for any run: len(messages) == len(events) 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -18,11 +19,13 @@ from typing import TYPE_CHECKING
 from coordinator.bus.base import Bus, Consumer, Message, Producer
 from coordinator.codec import Codec, codec_for
 from coordinator.deadletter import DeadLetters
-from coordinator.errors import EventError
+from coordinator.errors import BusError, EventError
 from coordinator.events import CompletionEvent
 
 if TYPE_CHECKING:
     from coordinator.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -38,6 +41,8 @@ class IntakeBatch:
 class EventIntake:
     """Consumer group `group_id` (settings.consumer_group by default) on `topics`
     (settings.topic_events by default). Connects on first poll; a context manager."""
+
+    dead_letter_timeout_s = 120.0  # how long poll waits for dead letters to be durable (rides out outages)
 
     def __init__(self, bus: Bus, settings: Settings, group_id: str | None = None,
                  topics: Sequence[str] | None = None, *, codec: Codec | None = None) -> None:
@@ -61,23 +66,38 @@ class EventIntake:
         return self._dead_letters
 
     def poll(self, max_messages: int = 500, timeout: float = 1.0) -> IntakeBatch:
-        """The next batch (possibly empty after `timeout`). Raises BusError when the bus fails;
-        a bad message never raises: it is dead-lettered and counted."""
-        messages = self._consumer_().poll(max_messages, timeout)
-        events: list[CompletionEvent] = []
-        dead = 0
-        decode = self.codec.decode
-        append = events.append
-        for message in messages:
-            try:
-                append(decode(message.value))
-            except EventError as error:
-                self._dead_letters_().send(message, error)
-                dead += 1
-        if dead:
-            assert self._producer is not None
-            self._producer.flush()
+        """The next batch (possibly empty after `timeout`). A bad message never raises: it is
+        dead-lettered and counted. Raises BusError when the bus fails; the messages of that
+        poll are then not lost but delivered again by a later poll."""
+        try:
+            messages = self._consumer_().poll(max_messages, timeout)
+            events: list[CompletionEvent] = []
+            dead = 0
+            decode = self.codec.decode
+            append = events.append
+            for message in messages:
+                try:
+                    append(decode(message.value))
+                except EventError as error:
+                    self._dead_letters_().send(message, error)
+                    dead += 1
+            if dead:
+                assert self._producer is not None
+                self._producer.flush(self.dead_letter_timeout_s)
+        except BusError:
+            # Messages taken from the bus but not handed over must come back: leave the group
+            # without committing, and the next poll rejoins from the committed offsets.
+            self._drop_consumer()
+            raise
         return IntakeBatch(events, messages, dead)
+
+    def _drop_consumer(self) -> None:
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            try:
+                consumer.close()
+            except BusError as exc:
+                log.warning("closing the consumer after a bus error failed too: %s", exc)
 
     def commit(self, batch: IntakeBatch) -> None:
         """Commit the offsets past every message of `batch` (synchronous). Raises BusError."""
