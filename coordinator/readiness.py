@@ -1,0 +1,234 @@
+"""Readiness: which (job, partition) runs become ready — pure logic, no I/O.
+
+Inputs are the spec, a `Snapshot` of the recorded state that matters (the latest version of
+each input partition, and the inputs the last live run of each job partition consumed) and
+new completion events. The engine loads the snapshot from the store, calls `step`, and
+writes the candidates back as runs; the store's unique key on (job, partition, input set)
+turns a replayed candidate into a no-op.
+
+Rules:
+- Versions: a succeeded event is the new version of its dataset partition when it is newer by
+  (produced_at, event_id) than the recorded one — so out-of-order arrival changes nothing and a
+  newer completion replaces an older one. Failed events never become versions: downstream waits.
+- A job partition is ready when every input partition it needs has a version and the trigger
+  holds against the last live (not failed, not blocked) run of that partition:
+  `all` — every input has a new version since that run; `any` — at least one has.
+  A job partition that never ran is ready as soon as all inputs are present.
+- A `latest` input of a partitioned job gates (it must be present) and does not re-run
+  partitions that already ran; a new version of it makes ready the partitions that never ran
+  and were waiting only for it.
+- Contracts are checked on the versions a candidate would consume; a violation makes the
+  candidate blocked (the engine launches nothing and publishes a failed event).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from coordinator.errors import ContractViolation
+from coordinator.events import Column, CompletionEvent
+from coordinator.spec import partitions as P
+from coordinator.spec.models import InputSpec, PipelineSpec
+
+Key = tuple[str, str | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Version:
+    event_id: str
+    dataset: str
+    partition: str | None
+    produced_at: float
+    row_count: int | None = None
+    location: str | None = None
+    columns: tuple[Column, ...] | None = None
+
+    @classmethod
+    def of(cls, event: CompletionEvent) -> Version:
+        return cls(
+            event.event_id,
+            event.dataset,
+            event.partition,
+            event.produced_at.timestamp(),
+            event.row_count,
+            event.location,
+            event.columns,
+        )
+
+    def newer_than(self, other: Version | None) -> bool:
+        return other is None or (self.produced_at, self.event_id) > (other.produced_at, other.event_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A run that should exist: job partition plus the exact versions it consumes."""
+
+    job: str
+    partition: str | None
+    inputs: tuple[Version, ...]
+    violation: ContractViolation | None = None
+
+    @property
+    def input_key(self) -> str:
+        return input_key(v.event_id for v in self.inputs)
+
+
+def input_key(event_ids: Iterable[str]) -> str:
+    return hashlib.sha256("\n".join(sorted(event_ids)).encode()).hexdigest()[:40]
+
+
+@dataclass
+class Snapshot:
+    latest: dict[Key, Version] = field(default_factory=dict)
+    consumed: dict[Key, frozenset[str]] = field(default_factory=dict)  # (job, partition) → event ids
+
+    def apply(self, event: CompletionEvent) -> bool:
+        """Record a succeeded event if it is the newest version; True when the version changed."""
+        if not event.succeeded:
+            return False
+        version = Version.of(event)
+        key = (event.dataset, event.partition)
+        if version.newer_than(self.latest.get(key)):
+            self.latest[key] = version
+            return True
+        return False
+
+
+def affected(spec: PipelineSpec, dataset: str, partition: str | None) -> list[Key]:
+    """Job partitions that a new version of (dataset, partition) may make ready."""
+    out: list[Key] = []
+    for job, inp in spec.consumers.get(dataset, ()):
+        for key in P.job_keys_for(
+            spec.partitioning(dataset), inp.mapping, spec.job_partitioning(job), partition
+        ):
+            if (job, key) not in out:
+                out.append((job, key))
+    return out
+
+
+def needed(spec: PipelineSpec, job: str, partition: str | None) -> list[Key]:
+    """Every input partition that (job, partition) consumes."""
+    return [(inp.dataset, key) for inp in spec.jobs[job].inputs for key in _required(spec, inp, partition)]
+
+
+def _required(spec: PipelineSpec, inp: InputSpec, partition: str | None) -> tuple[str | None, ...]:
+    return P.required(spec.partitioning(inp.dataset), inp.mapping, partition)
+
+
+def _triggers(spec: PipelineSpec, job: str, inp: InputSpec) -> bool:
+    return not (inp.mapping == "latest" and spec.job_partitioning(job) != "none")
+
+
+def evaluate(
+    spec: PipelineSpec, snap: Snapshot, job: str, partition: str | None, force: bool = False
+) -> Candidate | None:
+    """The run (job, partition) should get now, or None while it waits (or has nothing new).
+
+    `force` skips the trigger rule (rerun, backfill) but never the presence of inputs.
+    """
+    job_spec = spec.jobs[job]
+    groups: list[tuple[InputSpec, list[Version]]] = []
+    for inp in job_spec.inputs:
+        versions = [snap.latest.get((inp.dataset, key)) for key in _required(spec, inp, partition)]
+        if any(v is None for v in versions):
+            return None
+        groups.append((inp, versions))  # type: ignore[arg-type]
+    previous = snap.consumed.get((job, partition))
+    if previous is not None and not force:
+        changed = [
+            any(v.event_id not in previous for v in versions)
+            for inp, versions in groups
+            if _triggers(spec, job, inp)
+        ]
+        fires = all(changed) if job_spec.trigger == "all" else any(changed)
+        if not changed or not fires:
+            return None
+    inputs = tuple(sorted((v for _, vs in groups for v in vs), key=lambda v: (v.dataset, v.partition or "")))
+    return Candidate(job, partition, inputs, check_contract(spec, job, inputs))
+
+
+def check_contract(spec: PipelineSpec, job: str, inputs: Iterable[Version]) -> ContractViolation | None:
+    """The first input version whose columns break the job's contract (missing or retyped columns)."""
+    for v in inputs:
+        contract = spec.contract(job, v.dataset)
+        if not contract or v.columns is None:
+            continue
+        actual = {c.name: c.type.strip().lower() for c in v.columns}
+        bad, details = [], []
+        for col in contract:
+            if col.name not in actual:
+                bad.append(col.name)
+                details.append(f"missing column {col.name}")
+            elif actual[col.name] != col.type.strip().lower():
+                bad.append(col.name)
+                details.append(f"column {col.name} is {actual[col.name]}, the contract says {col.type}")
+        if bad:
+            return ContractViolation(v.dataset, v.partition, bad, "; ".join(details))
+    return None
+
+
+def step(spec: PipelineSpec, snap: Snapshot, events: Iterable[CompletionEvent]) -> list[Candidate]:
+    """Apply events in order and return the candidates they make ready (updating `snap.consumed`)."""
+    out: list[Candidate] = []
+    for event in events:
+        if not snap.apply(event):
+            continue
+        for job, partition in affected(spec, event.dataset, event.partition) + _waiting(spec, snap, event):
+            cand = evaluate(spec, snap, job, partition)
+            if cand is None:
+                continue
+            out.append(cand)
+            if cand.violation is None:
+                snap.consumed[(job, partition)] = frozenset(v.event_id for v in cand.inputs)
+    return out
+
+
+def _gated(spec: PipelineSpec, dataset: str) -> list[tuple[str, InputSpec]]:
+    """(job, first triggering input) of the partitioned jobs that take `dataset` as `latest`."""
+    out = []
+    for job, inp in spec.consumers.get(dataset, ()):
+        if not _triggers(spec, job, inp):
+            first = next((i for i in spec.jobs[job].inputs if _triggers(spec, job, i)), None)
+            if first is not None:
+                out.append((job, first))
+    return out
+
+
+def _waiting(spec: PipelineSpec, snap: Snapshot, event: CompletionEvent) -> list[Key]:
+    """Job partitions that never ran and may have waited only for this `latest` input."""
+    out: list[Key] = []
+    for job, first in _gated(spec, event.dataset):
+        job_p, input_p = spec.job_partitioning(job), spec.partitioning(first.dataset)
+        keys = {
+            k
+            for d, p in list(snap.latest)
+            if d == first.dataset
+            for k in P.job_keys_for(input_p, first.mapping, job_p, p)
+        }
+        out.extend((job, k) for k in sorted(keys, key=str) if (job, k) not in snap.consumed)
+    return out
+
+
+def scans_for_events(spec: PipelineSpec, events: Iterable[CompletionEvent]) -> set[str]:
+    """Datasets whose every partition a snapshot must hold (inputs of jobs gated by a `latest`)."""
+    return {first.dataset for e in events for _, first in _gated(spec, e.dataset)}
+
+
+def needed_for_events(
+    spec: PipelineSpec, events: Iterable[CompletionEvent], snap: Snapshot | None = None
+) -> tuple[set[Key], set[Key]]:
+    """What a snapshot must hold to `step` these events: (input partitions, job partitions).
+
+    Given a snapshot already holding the scanned datasets, the waiting partitions count too.
+    """
+    parts: set[Key] = set()
+    jobs: set[Key] = set()
+    for e in events:
+        parts.add((e.dataset, e.partition))
+        candidates = affected(spec, e.dataset, e.partition) + (_waiting(spec, snap, e) if snap else [])
+        for jp in candidates:
+            jobs.add(jp)
+            parts.update(needed(spec, *jp))
+    return parts, jobs

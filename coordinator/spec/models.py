@@ -1,0 +1,256 @@
+"""The pipeline spec as pydantic models: the Python API, and what the YAML loader produces.
+
+    spec = PipelineSpec(
+        datasets={"raw.users": DatasetSpec(partitioning="daily")},
+        jobs={"features": JobSpec(kind="command", inputs=["raw.users"], outputs=["features"],
+                                  settings={"command": ["make-features", "{partition}"]})},
+    ).checked()
+
+Models reject unknown keys (a typo is an error). `problems()` finds what a single field cannot
+see — unknown datasets, cycles, a dataset produced by two jobs, mappings that do not fit the
+partitioning, bad kind settings — as (path, message) pairs; the loader turns paths into lines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from functools import cached_property
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from coordinator.errors import SpecError, SpecProblem
+from coordinator.events import Column
+from coordinator.spec import partitions as P
+from coordinator.spec.partitions import Mapping, Partitioning
+
+Path = tuple[str | int, ...]
+DEFAULT_POOL, DEFAULT_POOL_SIZE = "default", 8
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class DatasetSpec(_Model):
+    partitioning: Partitioning = "none"
+    columns: tuple[Column, ...] | None = None  # the dataset's column contract, checked on every consumer
+
+
+class InputSpec(_Model):
+    dataset: str = Field(min_length=1)
+    mapping: Mapping = "same"
+
+
+class RetrySpec(_Model):
+    max_attempts: int = Field(default=1, ge=1, le=100)
+    backoff_s: float = Field(default=1.0, ge=0)
+    max_backoff_s: float = Field(default=60.0, ge=0)
+
+    def delay_s(self, attempt: int) -> float:
+        """Wait before attempt `attempt + 1`, after attempt `attempt` (1-based) failed."""
+        return min(self.backoff_s * 2 ** (attempt - 1), self.max_backoff_s)
+
+
+class JobSpec(_Model):
+    kind: str = Field(min_length=1)
+    inputs: tuple[InputSpec, ...] = ()
+    outputs: tuple[str, ...] = ()
+    partitioning: Partitioning | None = None
+    trigger: Literal["all", "any"] = "all"
+    retries: RetrySpec = RetrySpec()
+    timeout_s: float | None = Field(default=None, gt=0)
+    pool: str = DEFAULT_POOL
+    contract: dict[str, tuple[Column, ...]] = Field(default_factory=dict)
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("inputs", mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        if isinstance(value, list | tuple):
+            return [{"dataset": v} if isinstance(v, str) else v for v in value]
+        return value
+
+
+class PipelineSpec(_Model):
+    datasets: dict[str, DatasetSpec] = Field(default_factory=dict)
+    jobs: dict[str, JobSpec] = Field(default_factory=dict)
+    pools: dict[str, int] = Field(default_factory=dict)
+
+    @field_validator("pools")
+    @classmethod
+    def _positive(cls, value: dict[str, int]) -> dict[str, int]:
+        for name, size in value.items():
+            if size < 1:
+                raise ValueError(f"pool {name!r} must allow at least 1 run, not {size}")
+        return value
+
+    # ------------------------------------------------------------------ resolved views
+    @cached_property
+    def producers(self) -> dict[str, str]:
+        """Dataset → the job that produces it (the first one, when a spec is invalid)."""
+        out: dict[str, str] = {}
+        for name, job in self.jobs.items():
+            for ds in job.outputs:
+                out.setdefault(ds, name)
+        return out
+
+    def job_partitioning(self, job: str) -> Partitioning:
+        spec = self.jobs[job]
+        if spec.partitioning is not None:
+            return spec.partitioning
+        for ds in spec.outputs:
+            if ds in self.datasets:
+                return self.datasets[ds].partitioning
+        for inp in spec.inputs:
+            if inp.dataset in self.datasets or inp.dataset in self.producers:
+                return P.job_partitioning_from(self.partitioning(inp.dataset), inp.mapping)
+        return "none"
+
+    def partitioning(self, dataset: str) -> Partitioning:
+        """Declared partitioning, or — for an undeclared job output — that of its job."""
+        if dataset in self.datasets:
+            return self.datasets[dataset].partitioning
+        producer = self.producers.get(dataset)
+        return self.job_partitioning(producer) if producer else "none"
+
+    @cached_property
+    def consumers(self) -> dict[str, tuple[tuple[str, InputSpec], ...]]:
+        out: dict[str, list[tuple[str, InputSpec]]] = {}
+        for name, job in self.jobs.items():
+            for inp in job.inputs:
+                out.setdefault(inp.dataset, []).append((name, inp))
+        return {k: tuple(v) for k, v in out.items()}
+
+    def contract(self, job: str, dataset: str) -> tuple[Column, ...] | None:
+        """The columns `job` requires of input `dataset`: its own contract, else the dataset's."""
+        spec = self.jobs[job]
+        if dataset in spec.contract:
+            return spec.contract[dataset]
+        declared = self.datasets.get(dataset)
+        return declared.columns if declared else None
+
+    def pool_size(self, pool: str) -> int:
+        return self.pools.get(pool, DEFAULT_POOL_SIZE if pool == DEFAULT_POOL else 1)
+
+    # ------------------------------------------------------------------ validation
+    def problems(self, check_kinds: bool = True) -> list[tuple[Path, str]]:
+        """Every cross-field problem, as (path in the spec, message)."""
+        found: list[tuple[Path, str]] = []
+        known = set(self.datasets) | set(self.producers)
+        seen_out: dict[str, str] = {}
+        for name, job in self.jobs.items():
+            base: Path = ("jobs", name)
+            job_p = self.job_partitioning(name)
+            if job.pool != DEFAULT_POOL and job.pool not in self.pools:
+                found.append(
+                    (base + ("pool",), f"job {name!r}: unknown pool {job.pool!r} (declare it in pools)")
+                )
+            for i, inp in enumerate(job.inputs):
+                where = base + ("inputs", i)
+                if inp.dataset not in known:
+                    found.append(
+                        (
+                            where,
+                            f"job {name!r}: unknown dataset {inp.dataset!r} "
+                            "(declare it in datasets or produce it by a job)",
+                        )
+                    )
+                    continue
+                problem = P.mapping_problem(self.partitioning(inp.dataset), inp.mapping, job_p)
+                if problem:
+                    found.append((where, f"job {name!r}, input {inp.dataset!r}: {problem}"))
+            for i, ds in enumerate(job.outputs):
+                where = base + ("outputs", i)
+                if ds in seen_out:
+                    found.append(
+                        (where, f"dataset {ds!r} is produced by two jobs: {seen_out[ds]!r} and {name!r}")
+                    )
+                seen_out.setdefault(ds, name)
+                if ds in self.datasets and self.datasets[ds].partitioning != job_p:
+                    found.append(
+                        (
+                            where,
+                            f"job {name!r} is {P.describe(job_p)} but its output {ds!r} is "
+                            f"{P.describe(self.datasets[ds].partitioning)}",
+                        )
+                    )
+            inputs = {i.dataset for i in job.inputs}
+            for ds in job.contract:
+                if ds not in inputs:
+                    found.append(
+                        (base + ("contract", ds), f"job {name!r}: contract names {ds!r}, not an input")
+                    )
+            if check_kinds:
+                found.extend(_kind_problems(name, job))
+        for cycle in _cycles(self):
+            found.append((("jobs", cycle[0]), "cycle: " + " → ".join(cycle + [cycle[0]])))
+        return found
+
+    def checked(self) -> PipelineSpec:
+        """This spec, or SpecError listing every problem (for specs built in Python)."""
+        problems = self.problems()
+        if problems:
+            raise SpecError(
+                [SpecProblem("<python>", 0, f"{'.'.join(map(str, p))}: {m}") for p, m in problems]
+            )
+        return self
+
+
+def _kind_problems(name: str, job: JobSpec) -> Iterable[tuple[Path, str]]:
+    from coordinator.launchers.registry import KINDS, launcher_class
+
+    base: Path = ("jobs", name)
+    try:
+        cls = launcher_class(job.kind)
+    except (KeyError, ModuleNotFoundError) as exc:
+        missing = getattr(exc, "name", None)
+        if isinstance(exc, ModuleNotFoundError) and missing and not KINDS[job.kind].startswith(missing + ":"):
+            yield base + ("kind",), f"job {name!r}: kind {job.kind!r} cannot be loaded: {exc}"
+        else:
+            yield (
+                base + ("kind",),
+                f"job {name!r}: unknown kind {job.kind!r} (known: {', '.join(sorted(KINDS))})",
+            )
+        return
+    except ImportError as exc:
+        yield base + ("kind",), f"job {name!r}: kind {job.kind!r} cannot be loaded: {exc}"
+        return
+    if cls.settings_model is None:
+        return
+    try:
+        cls.settings_model.model_validate(job.settings)
+    except ValidationError as exc:
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            yield (
+                base + ("settings",) + loc,
+                f"job {name!r}, settings {'.'.join(map(str, loc)) or ''}: {err['msg']}",
+            )
+
+
+def _cycles(spec: PipelineSpec) -> list[list[str]]:
+    """Job-level cycles (job → jobs consuming its outputs), each reported once."""
+    edges = {
+        name: sorted({c for ds in job.outputs for c, _ in spec.consumers.get(ds, ())})
+        for name, job in spec.jobs.items()
+    }
+    color: dict[str, int] = {}
+    stack: list[str] = []
+    cycles: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        color[node] = 1
+        stack.append(node)
+        for nxt in edges.get(node, ()):
+            if color.get(nxt) == 1:
+                cycles.append(stack[stack.index(nxt) :])
+            elif nxt not in color:
+                visit(nxt)
+        stack.pop()
+        color[node] = 2
+
+    for node in sorted(edges):
+        if node not in color:
+            visit(node)
+    return cycles

@@ -1,0 +1,54 @@
+"""Versioned schema migrations, applied in order under a lock at start-up.
+
+Each step is (version, function of a Connection). The applied versions are recorded in
+coord_schema_version; a store opened by an older build than its schema refuses to run.
+Several coordinators starting at once are safe: PostgreSQL serialises them with an advisory
+lock, SQLite with its write lock (every transaction is BEGIN IMMEDIATE, see store.py).
+
+Step 1 creates the tables as first released; a later change to schema.py is a new numbered
+step here with its own explicit DDL, never an edit of an applied step.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from sqlalchemy import Connection, select, text
+
+from coordinator.errors import StoreError
+from coordinator.store import schema
+
+_LOCK_ID = 7_245_001
+
+
+def _v1(conn: Connection) -> None:
+    tables = [schema.events, schema.partitions, schema.runs, schema.attempts, schema.outbox]
+    schema.metadata.create_all(conn, tables=tables)
+
+
+def _v2(conn: Connection) -> None:
+    # Status views list runs per job by recency; the claim index does not serve that.
+    conn.execute(text("CREATE INDEX IF NOT EXISTS ix_coord_runs_job_created ON coord_runs (job, created_at)"))
+
+
+MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [(1, _v1), (2, _v2)]
+LATEST = MIGRATIONS[-1][0]
+
+
+def migrate(conn: Connection) -> list[int]:
+    """Apply the missing steps inside the caller's transaction; returns the versions applied."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _LOCK_ID})
+    schema.metadata.create_all(conn, tables=[schema.schema_version])
+    done = set(conn.execute(select(schema.schema_version.c.version)).scalars())
+    if done and max(done) > LATEST:
+        raise StoreError(f"the state store has schema version {max(done)}, newer than this build's {LATEST}")
+    applied = []
+    for version, step in MIGRATIONS:
+        if version in done:
+            continue
+        step(conn)
+        conn.execute(schema.schema_version.insert().values(version=version, applied_at=time.time()))
+        applied.append(version)
+    return applied

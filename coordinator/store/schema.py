@@ -1,0 +1,111 @@
+"""The state store's tables (SQLAlchemy Core), shared by SQLite and PostgreSQL.
+
+    coord_events      every event ever recorded, unique by event id (replays are no-ops)
+    coord_partitions  the latest succeeded version of each dataset partition, with its schema
+    coord_runs        one row per (job, partition, input set, generation): state, attempts, handle
+    coord_attempts    one row per attempt of a run: when, how it ended, its log
+    coord_outbox      events to publish, written in the same transaction as the state change
+
+Partition keys are stored as '' for "unpartitioned" so that they can sit in unique keys.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+_ID = BigInteger().with_variant(Integer(), "sqlite")
+
+schema_version = Table(
+    "coord_schema_version",
+    metadata,
+    Column("version", Integer, primary_key=True),
+    Column("applied_at", Float, nullable=False),
+)
+
+events = Table(
+    "coord_events",
+    metadata,
+    Column("event_id", String(200), primary_key=True),
+    Column("dataset", String(500), nullable=False),
+    Column("partition_key", String(200), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("produced_at", Float, nullable=False),
+    Column("recorded_at", Float, nullable=False),
+    Column("body", Text, nullable=False),
+    Index("ix_coord_events_dp", "dataset", "partition_key"),
+)
+
+partitions = Table(
+    "coord_partitions",
+    metadata,
+    Column("dataset", String(500), primary_key=True),
+    Column("partition_key", String(200), primary_key=True),
+    Column("event_id", String(200), nullable=False),
+    Column("produced_at", Float, nullable=False),
+    Column("row_count", BigInteger),
+    Column("location", Text),
+    Column("columns", Text),
+    Column("updated_at", Float, nullable=False),
+)
+
+runs = Table(
+    "coord_runs",
+    metadata,
+    Column("run_id", String(40), primary_key=True),
+    Column("job", String(500), nullable=False),
+    Column("partition_key", String(200), nullable=False),
+    Column("input_key", String(40), nullable=False),
+    Column("generation", Integer, nullable=False, default=0),
+    Column("state", String(20), nullable=False),
+    Column("pool", String(200), nullable=False),
+    Column("attempt", Integer, nullable=False, default=0),
+    Column("max_attempts", Integer, nullable=False),
+    Column("budget", Integer, nullable=False),
+    Column("inputs", Text, nullable=False),
+    Column("handle", Text),
+    Column("error", Text),
+    Column("not_before", Float, nullable=False, default=0.0),
+    Column("owner", String(200)),
+    Column("created_at", Float, nullable=False),
+    Column("started_at", Float),
+    Column("finished_at", Float),
+    UniqueConstraint("job", "partition_key", "input_key", "generation", name="uq_coord_runs_inputs"),
+    Index("ix_coord_runs_claim", "state", "pool", "not_before"),
+    Index("ix_coord_runs_jp", "job", "partition_key"),
+)
+
+attempts = Table(
+    "coord_attempts",
+    metadata,
+    Column("run_id", String(40), primary_key=True),
+    Column("attempt", Integer, primary_key=True),
+    Column("state", String(20), nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("finished_at", Float),
+    Column("error", Text),
+    Column("log_path", Text),
+)
+
+outbox = Table(
+    "coord_outbox",
+    metadata,
+    Column("id", _ID, primary_key=True, autoincrement=True),
+    Column("event_id", String(200), nullable=False, unique=True),
+    Column("body", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("sent_at", Float),
+    Index("ix_coord_outbox_pending", "sent_at", "id"),
+)

@@ -1,0 +1,584 @@
+"""The state store: events, partition versions, runs, attempts and the outbox, in one database.
+
+SQLite (a file under the coordinator's home) by default, PostgreSQL in production; the same
+SQLAlchemy Core statements serve both. Every change the engine makes is one `Tx` (one
+database transaction) so that "record events + create runs + queue outbox events" and
+"finish a run + record its outputs + queue them" are atomic. SQLAlchemy errors are mapped to
+StoreError here and never leave this module.
+
+Exactly-once launching rests on two things: runs are unique by (job, partition, input set,
+generation) so a replay inserts nothing, and a run moves ready → starting only through
+`claim`, a conditional update (plus FOR UPDATE SKIP LOCKED on PostgreSQL) that exactly one
+claimer can win.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, Engine, create_engine, event, func, select, text, tuple_, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
+
+from coordinator import readiness
+from coordinator.errors import StoreError
+from coordinator.events import Column, CompletionEvent
+from coordinator.launchers.base import Handle
+from coordinator.readiness import Candidate, Key, Snapshot, Version
+from coordinator.spec.models import PipelineSpec
+from coordinator.store import schema as S
+from coordinator.store.migrations import migrate
+
+ACTIVE = ("starting", "running")
+OPEN = ("ready", "starting", "running")
+DEAD = ("failed", "blocked")
+_CHUNK = 400
+
+
+def pkey(partition: str | None) -> str:
+    return partition or ""
+
+
+def unkey(partition_key: str) -> str | None:
+    return partition_key or None
+
+
+def run_id_for(job: str, partition: str | None, input_key: str, generation: int) -> str:
+    raw = f"{job}\n{pkey(partition)}\n{input_key}\n{generation}"
+    return hashlib.sha256(raw.encode()).hexdigest()[:24]
+
+
+def _version_dict(v: Version) -> dict[str, object]:
+    return {
+        "event_id": v.event_id,
+        "dataset": v.dataset,
+        "partition": v.partition,
+        "produced_at": v.produced_at,
+        "row_count": v.row_count,
+        "location": v.location,
+        "columns": None if v.columns is None else [c.model_dump() for c in v.columns],
+    }
+
+
+def _version(d: dict) -> Version:
+    cols = d.get("columns")
+    return Version(
+        d["event_id"],
+        d["dataset"],
+        d.get("partition"),
+        d["produced_at"],
+        d.get("row_count"),
+        d.get("location"),
+        None if cols is None else tuple(Column(**c) for c in cols),
+    )
+
+
+@dataclass(frozen=True)
+class RunRow:
+    run_id: str
+    job: str
+    partition: str | None
+    input_key: str
+    generation: int
+    state: str
+    pool: str
+    attempt: int
+    max_attempts: int
+    budget: int
+    inputs: tuple[Version, ...]
+    handle: Handle | None
+    error: str | None
+    not_before: float
+    owner: str | None
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+
+    @classmethod
+    def of(cls, row) -> RunRow:
+        m = row._mapping
+        handle = json.loads(m["handle"]) if m["handle"] else None
+        return cls(
+            m["run_id"],
+            m["job"],
+            unkey(m["partition_key"]),
+            m["input_key"],
+            m["generation"],
+            m["state"],
+            m["pool"],
+            m["attempt"],
+            m["max_attempts"],
+            m["budget"],
+            tuple(_version(d) for d in json.loads(m["inputs"])),
+            Handle(handle["kind"], handle["data"]) if handle else None,
+            m["error"],
+            m["not_before"],
+            m["owner"],
+            m["created_at"],
+            m["started_at"],
+            m["finished_at"],
+        )
+
+
+class StateStore:
+    """Opens lazily; `begin()` yields one transaction as a `Tx`."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._engine: Engine | None = None
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            self._engine = self._connect()
+        return self._engine
+
+    def _connect(self) -> Engine:
+        try:
+            if self.url.startswith("sqlite"):
+                engine = create_engine(self.url, connect_args={"check_same_thread": False, "timeout": 60})
+
+                @event.listens_for(engine, "connect")
+                def _sqlite_connect(dbapi_conn, _record) -> None:
+                    dbapi_conn.isolation_level = None  # transactions are begun below, IMMEDIATE
+                    cur = dbapi_conn.cursor()
+                    cur.execute("PRAGMA journal_mode=WAL")
+                    cur.execute("PRAGMA synchronous=NORMAL")
+                    cur.execute("PRAGMA busy_timeout=60000")
+                    cur.close()
+
+                @event.listens_for(engine, "begin")
+                def _sqlite_begin(conn) -> None:
+                    conn.exec_driver_sql("BEGIN IMMEDIATE")
+            else:
+                engine = create_engine(self.url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+            with engine.begin() as conn:
+                migrate(conn)
+            return engine
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot open the state store: {_short(exc)}") from exc
+
+    @contextmanager
+    def begin(self) -> Iterator[Tx]:
+        try:
+            with self.engine.begin() as conn:
+                yield Tx(conn)
+        except SQLAlchemyError as exc:
+            raise StoreError(f"state store: {_short(exc)}") from exc
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
+    def __enter__(self) -> StateStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _short(exc: SQLAlchemyError) -> str:
+    return str(getattr(exc, "orig", None) or exc).splitlines()[0][:500]
+
+
+class Tx:
+    """One transaction's operations. Timestamps are passed in (an injectable clock)."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.pg = conn.dialect.name == "postgresql"
+
+    def _insert(self, table):
+        return (postgresql.insert if self.pg else sqlite.insert)(table)
+
+    # ------------------------------------------------------------------ events and versions
+    def insert_events(self, events: Sequence[CompletionEvent], now: float) -> list[CompletionEvent]:
+        """Record events; returns those not seen before (in order, first copy of each)."""
+        unique: dict[str, CompletionEvent] = {}
+        for e in events:
+            unique.setdefault(e.event_id, e)
+        if not unique:
+            return []
+        seen: set[str] = set()
+        ids = list(unique)
+        for i in range(0, len(ids), _CHUNK):
+            chunk = ids[i : i + _CHUNK]
+            seen.update(
+                self.conn.execute(select(S.events.c.event_id).where(S.events.c.event_id.in_(chunk))).scalars()
+            )
+        fresh = [e for e in unique.values() if e.event_id not in seen]
+        if fresh:
+            rows = [
+                {
+                    "event_id": e.event_id,
+                    "dataset": e.dataset,
+                    "partition_key": pkey(e.partition),
+                    "status": e.status.value,
+                    "produced_at": e.produced_at.timestamp(),
+                    "recorded_at": now,
+                    "body": e.model_dump_json(),
+                }
+                for e in fresh
+            ]
+            self.conn.execute(self._insert(S.events).on_conflict_do_nothing(), rows)
+        return fresh
+
+    def load_snapshot(
+        self, spec: PipelineSpec, events: Sequence[CompletionEvent], extra_jobs: Iterable[Key] = ()
+    ) -> Snapshot:
+        """The recorded state that `readiness.step(spec, snapshot, events)` reads."""
+        snap = Snapshot()
+        for dataset in readiness.scans_for_events(spec, events):
+            self._load_versions(snap, select(S.partitions).where(S.partitions.c.dataset == dataset))
+        parts, jobs = readiness.needed_for_events(spec, events, snap)
+        for jp in extra_jobs:
+            jobs.add(jp)
+            parts.update(readiness.needed(spec, *jp))
+        t = S.partitions
+        for chunk in _chunks([(d, pkey(p)) for d, p in parts if (d, p) not in snap.latest]):
+            self._load_versions(snap, select(t).where(tuple_(t.c.dataset, t.c.partition_key).in_(chunk)))
+        r_ = S.runs
+        for chunk in _chunks([(j, pkey(p)) for j, p in jobs]):
+            q = (
+                select(r_.c.job, r_.c.partition_key, r_.c.inputs)
+                .where(tuple_(r_.c.job, r_.c.partition_key).in_(chunk), r_.c.state.not_in(DEAD))
+                .order_by(r_.c.created_at, r_.c.run_id)
+            )
+            for job, partition_key, inputs in self.conn.execute(q):
+                snap.consumed[(job, unkey(partition_key))] = frozenset(
+                    d["event_id"] for d in json.loads(inputs)
+                )
+        return snap
+
+    def _load_versions(self, snap: Snapshot, query) -> None:
+        for r in self.conn.execute(query):
+            m = r._mapping
+            cols = json.loads(m["columns"]) if m["columns"] else None
+            snap.latest[(m["dataset"], unkey(m["partition_key"]))] = Version(
+                m["event_id"],
+                m["dataset"],
+                unkey(m["partition_key"]),
+                m["produced_at"],
+                m["row_count"],
+                m["location"],
+                None if cols is None else tuple(Column(**c) for c in cols),
+            )
+
+    def save_versions(self, versions: Iterable[Version], now: float) -> None:
+        """Upsert each version where it is newer than the stored one (safe under concurrency)."""
+        rows = [
+            {
+                "dataset": v.dataset,
+                "partition_key": pkey(v.partition),
+                "event_id": v.event_id,
+                "produced_at": v.produced_at,
+                "row_count": v.row_count,
+                "location": v.location,
+                "columns": None if v.columns is None else json.dumps([c.model_dump() for c in v.columns]),
+                "updated_at": now,
+            }
+            for v in versions
+        ]
+        if not rows:
+            return
+        t = S.partitions
+        stmt = self._insert(t)
+        ex = stmt.excluded
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[t.c.dataset, t.c.partition_key],
+            set_={
+                c: ex[c]
+                for c in ("event_id", "produced_at", "row_count", "location", "columns", "updated_at")
+            },
+            where=tuple_(t.c.produced_at, t.c.event_id) < tuple_(ex.produced_at, ex.event_id),
+        )
+        self.conn.execute(stmt, rows)
+
+    # ------------------------------------------------------------------ runs
+    def insert_runs(
+        self,
+        cands: Sequence[Candidate],
+        pools: dict[str, str],
+        budgets: dict[str, int],
+        now: float,
+        rerun: bool = False,
+    ) -> list[RunRow]:
+        """Create runs for candidates; returns the ones created now (replays create nothing).
+
+        `rerun` makes a new generation even when a run with the same inputs exists.
+        """
+        created: list[RunRow] = []
+        for c in cands:
+            generation = 0
+            if rerun:
+                top = self.conn.execute(
+                    select(func.max(S.runs.c.generation)).where(
+                        S.runs.c.job == c.job,
+                        S.runs.c.partition_key == pkey(c.partition),
+                        S.runs.c.input_key == c.input_key,
+                    )
+                ).scalar()
+                generation = 0 if top is None else top + 1
+            run_id = run_id_for(c.job, c.partition, c.input_key, generation)
+            state = "blocked" if c.violation else "ready"
+            row = {
+                "run_id": run_id,
+                "job": c.job,
+                "partition_key": pkey(c.partition),
+                "input_key": c.input_key,
+                "generation": generation,
+                "state": state,
+                "pool": pools[c.job],
+                "attempt": 0,
+                "max_attempts": budgets[c.job],
+                "budget": budgets[c.job],
+                "inputs": json.dumps([_version_dict(v) for v in c.inputs]),
+                "handle": None,
+                "error": str(c.violation) if c.violation else None,
+                "not_before": 0.0,
+                "owner": None,
+                "created_at": now,
+                "started_at": None,
+                "finished_at": now if c.violation else None,
+            }
+            stmt = self._insert(S.runs).on_conflict_do_nothing().returning(S.runs.c.run_id)
+            if self.conn.execute(stmt, row).first() is not None:
+                created.append(self.get_run(run_id))  # type: ignore[arg-type]
+        return created
+
+    def get_run(self, run_id: str) -> RunRow | None:
+        row = self.conn.execute(select(S.runs).where(S.runs.c.run_id == run_id)).first()
+        return RunRow.of(row) if row else None
+
+    def find_runs(self, run_id_prefix: str) -> list[RunRow]:
+        q = select(S.runs).where(S.runs.c.run_id.like(run_id_prefix + "%")).limit(2)
+        return [RunRow.of(r) for r in self.conn.execute(q)]
+
+    def list_runs(
+        self,
+        job: str | None = None,
+        states: Sequence[str] | None = None,
+        partition: str | None = None,
+        limit: int | None = 200,
+    ) -> list[RunRow]:
+        q = select(S.runs).order_by(S.runs.c.created_at.desc(), S.runs.c.run_id)
+        if job:
+            q = q.where(S.runs.c.job == job)
+        if states:
+            q = q.where(S.runs.c.state.in_(states))
+        if partition is not None:
+            q = q.where(S.runs.c.partition_key == pkey(partition))
+        if limit:
+            q = q.limit(limit)
+        return [RunRow.of(r) for r in self.conn.execute(q)]
+
+    def count_runs(
+        self, states: Sequence[str], pool: str | None = None, due_before: float | None = None
+    ) -> int:
+        q = select(func.count()).select_from(S.runs).where(S.runs.c.state.in_(states))
+        if pool is not None:
+            q = q.where(S.runs.c.pool == pool)
+        if due_before is not None:
+            q = q.where(S.runs.c.not_before <= due_before)
+        return int(self.conn.execute(q).scalar() or 0)
+
+    def next_due(self) -> float | None:
+        q = select(func.min(S.runs.c.not_before)).where(S.runs.c.state == "ready")
+        return self.conn.execute(q).scalar()
+
+    def claim(self, pool: str, size: int, owner: str, now: float, limit: int | None = None) -> list[RunRow]:
+        """Move up to the pool's free slots of due ready runs to `starting`, for `owner`.
+
+        The pool size holds across every coordinator sharing the store. On PostgreSQL an advisory
+        lock per pool serialises claimers and SKIP LOCKED keeps them off each other's rows; the
+        conditional update (state still 'ready') makes a lost race a no-op on any database.
+        """
+        if self.pg:
+            self.conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:p))"), {"p": "coord-pool:" + pool})
+        free = size - self.count_runs(ACTIVE, pool)
+        if limit is not None:
+            free = min(free, limit)
+        if free <= 0:
+            return []
+        r = S.runs
+        q = (
+            select(r.c.run_id)
+            .where(r.c.state == "ready", r.c.pool == pool, r.c.not_before <= now)
+            .order_by(r.c.not_before, r.c.created_at)
+            .limit(free)
+        )
+        if self.pg:
+            q = q.with_for_update(skip_locked=True)
+        won = []
+        for run_id in self.conn.execute(q).scalars().all():
+            res = self.conn.execute(
+                update(r)
+                .where(r.c.run_id == run_id, r.c.state == "ready")
+                .values(
+                    state="starting",
+                    attempt=r.c.attempt + 1,
+                    owner=owner,
+                    started_at=now,
+                    handle=None,
+                    error=None,
+                )
+            )
+            if res.rowcount == 1:
+                won.append(run_id)
+        return [self.get_run(i) for i in won]  # type: ignore[misc]
+
+    def set_running(self, run_id: str, attempt: int, handle: Handle, now: float) -> bool:
+        r = S.runs
+        res = self.conn.execute(
+            update(r)
+            .where(r.c.run_id == run_id, r.c.attempt == attempt, r.c.state.in_(ACTIVE))
+            .values(state="running", handle=json.dumps({"kind": handle.kind, "data": dict(handle.data)}))
+        )
+        if res.rowcount != 1:
+            return False
+        self._attempt(run_id, attempt, "running", now, None, None, None)
+        return True
+
+    def finish(
+        self,
+        run_id: str,
+        attempt: int,
+        state: str,
+        now: float,
+        error: str | None = None,
+        log_path: str | None = None,
+        retry_at: float | None = None,
+    ) -> bool:
+        """End an attempt: `succeeded`, `failed` or `blocked`, or back to `ready` at `retry_at`.
+
+        Only the attempt that is current and active may finish (a stale worker changes nothing).
+        """
+        r = S.runs
+        values: dict[str, object] = {"error": error}
+        if retry_at is not None:
+            values.update(state="ready", not_before=retry_at, handle=None)
+        else:
+            values.update(state=state, finished_at=now)
+        res = self.conn.execute(
+            update(r)
+            .where(r.c.run_id == run_id, r.c.attempt == attempt, r.c.state.in_(ACTIVE))
+            .values(**values)
+        )
+        if res.rowcount != 1:
+            return False
+        self._attempt(run_id, attempt, state, None, now, error, log_path)
+        return True
+
+    def _attempt(
+        self,
+        run_id: str,
+        attempt: int,
+        state: str,
+        started: float | None,
+        finished: float | None,
+        error: str | None,
+        log_path: str | None,
+    ) -> None:
+        a = S.attempts
+        row = {
+            "run_id": run_id,
+            "attempt": attempt,
+            "state": state,
+            "started_at": started or finished or 0.0,
+            "finished_at": finished,
+            "error": error,
+            "log_path": log_path,
+        }
+        stmt = self._insert(a)
+        upd = {"state": state}
+        if finished is not None:
+            upd.update(finished_at=finished, error=error, log_path=log_path)
+        self.conn.execute(stmt.on_conflict_do_update(index_elements=[a.c.run_id, a.c.attempt], set_=upd), row)
+
+    def attempts(self, run_id: str) -> list[dict]:
+        q = select(S.attempts).where(S.attempts.c.run_id == run_id).order_by(S.attempts.c.attempt)
+        return [dict(r._mapping) for r in self.conn.execute(q)]
+
+    def active_runs(self, owner: str) -> list[RunRow]:
+        q = select(S.runs).where(S.runs.c.state.in_(ACTIVE), S.runs.c.owner == owner)
+        return [RunRow.of(r) for r in self.conn.execute(q)]
+
+    def retry(self, run_id: str, now: float) -> RunRow:
+        """Make a failed or blocked run ready again, with a fresh retry budget."""
+        run = self.get_run(run_id)
+        if run is None:
+            raise StoreError(f"no run {run_id!r}")
+        if run.state not in DEAD:
+            raise StoreError(f"run {run_id} is {run.state}; only failed or blocked runs can be retried")
+        r = S.runs
+        self.conn.execute(
+            update(r)
+            .where(r.c.run_id == run_id, r.c.state.in_(DEAD))
+            .values(state="ready", not_before=now, max_attempts=run.attempt + run.budget, finished_at=None)
+        )
+        return self.get_run(run_id)  # type: ignore[return-value]
+
+    def latest_versions(self, dataset: str | None = None) -> list[Version]:
+        t = S.partitions
+        q = select(t).order_by(t.c.dataset, t.c.partition_key)
+        if dataset:
+            q = q.where(t.c.dataset == dataset)
+        out = []
+        for r in self.conn.execute(q):
+            m = r._mapping
+            out.append(
+                Version(
+                    m["event_id"],
+                    m["dataset"],
+                    unkey(m["partition_key"]),
+                    m["produced_at"],
+                    m["row_count"],
+                    m["location"],
+                )
+            )
+        return out
+
+    def count_events(self) -> int:
+        return int(self.conn.execute(select(func.count()).select_from(S.events)).scalar() or 0)
+
+    # ------------------------------------------------------------------ outbox
+    def outbox_add(self, events: Iterable[CompletionEvent], now: float) -> None:
+        rows = [
+            {"event_id": e.event_id, "body": e.model_dump_json(), "created_at": now, "sent_at": None}
+            for e in events
+        ]
+        if rows:
+            self.conn.execute(self._insert(S.outbox).on_conflict_do_nothing(), rows)
+
+    def outbox_pending(self, limit: int = 500) -> list[tuple[int, CompletionEvent]]:
+        o = S.outbox
+        q = select(o.c.id, o.c.body).where(o.c.sent_at.is_(None)).order_by(o.c.id).limit(limit)
+        if self.pg:
+            q = q.with_for_update(skip_locked=True)
+        return [(i, CompletionEvent.model_validate_json(b)) for i, b in self.conn.execute(q)]
+
+    def outbox_mark_sent(self, ids: Sequence[int], now: float) -> None:
+        o = S.outbox
+        for chunk in _chunks(list(ids)):
+            self.conn.execute(update(o).where(o.c.id.in_(chunk)).values(sent_at=now))
+
+    def outbox_count(self) -> int:
+        o = S.outbox
+        return int(
+            self.conn.execute(select(func.count()).select_from(o).where(o.c.sent_at.is_(None))).scalar() or 0
+        )
+
+
+def _chunks(items: list, size: int = _CHUNK) -> Iterator[list]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def now() -> float:
+    return time.time()

@@ -1,0 +1,59 @@
+"""The `command` kind: substitutions, run environment, result protocol, failure and timeout."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from coordinator.launchers.base import InputRef, RunContext
+from coordinator.launchers.command import CommandLauncher
+from coordinator.settings import Settings
+
+SCRIPT = """
+import json, os, sys
+from coordinator.launchers.result import report_output
+inputs = json.loads(os.environ["COORD_INPUTS"])
+report_output("out.x", row_count=len(inputs), columns=[("id", "long")], location=sys.argv[1])
+print("partition", os.environ["COORD_PARTITION"], os.environ["GREETING"])
+"""
+
+
+def ctx(tmp_path: Path, command, timeout_s=None) -> RunContext:
+    return RunContext(
+        run_id="r1",
+        job="j",
+        partition="2024-01-02",
+        attempt=1,
+        settings={"command": command, "env": {"GREETING": "hi {job}"}},
+        inputs=(InputRef("raw.a", "2024-01-02", "e1", location="/data/a"),),
+        outputs=("out.x",),
+        workdir=tmp_path / "w",
+        timeout_s=timeout_s,
+    )
+
+
+def test_success_reports_outputs(tmp_path: Path):
+    launcher = CommandLauncher(Settings(home=tmp_path))
+    c = ctx(tmp_path, [sys.executable, "-c", SCRIPT, "/data/out/{partition}"])
+    handle = launcher.start(c)
+    result = launcher.wait(handle, c)
+    assert result.succeeded, result.error
+    [out] = result.outputs
+    assert (out.dataset, out.row_count, out.location) == ("out.x", 1, "/data/out/2024-01-02")
+    assert out.columns[0].name == "id"
+    assert "partition 2024-01-02 hi j" in Path(result.log_path).read_text()
+    assert not launcher.is_alive(handle)
+    assert json.loads(json.dumps(dict(handle.data)))["pid"] > 0  # the handle is JSON-storable
+
+
+def test_failure_and_timeout(tmp_path: Path):
+    launcher = CommandLauncher(Settings(home=tmp_path))
+    c = ctx(tmp_path, "sh -c 'echo ERROR: no such table >&2; exit 3'")
+    result = launcher.wait(launcher.start(c), c)
+    assert not result.succeeded and "exit code 3" in result.error and "no such table" in result.error
+    c = ctx(tmp_path, ["sleep", "30"], timeout_s=0.5)
+    handle = launcher.start(c)
+    assert launcher.is_alive(handle)
+    result = launcher.wait(handle, c)
+    assert not result.succeeded and "timed out" in result.error and not launcher.is_alive(handle)

@@ -1,0 +1,181 @@
+"""Readiness is pure: exhaustive cases, and properties over permuted and duplicated events."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from coordinator.events import Column, CompletionEvent, Status
+from coordinator.readiness import Snapshot, check_contract, evaluate, needed_for_events, step
+from coordinator.spec import parse_spec
+
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+
+SPEC = parse_spec("""
+datasets:
+  raw.a: {partitioning: daily}
+  raw.b: {partitioning: daily, columns: [{name: id, type: long}]}
+  raw.c: {partitioning: daily}
+  raw.h: {partitioning: hourly}
+  model: {partitioning: none}
+jobs:
+  join:   {kind: command, inputs: [raw.a, raw.b], outputs: [mid], settings: {command: x}}
+  anyjob: {kind: command, inputs: [mid, raw.c], outputs: [side], trigger: any, settings: {command: x}}
+  window: {kind: command, inputs: [{dataset: raw.h, mapping: {window: hourly}}], outputs: [daily_h],
+           settings: {command: x}}
+  scored: {kind: command, inputs: [raw.a, {dataset: model, mapping: latest}], outputs: [scores],
+           settings: {command: x}}
+  strict: {kind: command, inputs: [raw.c], outputs: [strict_out], settings: {command: x},
+           contract: {raw.c: [{name: id, type: long}, {name: ts, type: timestamp}]}}
+""")
+
+
+def ev(
+    dataset: str,
+    partition: str | None,
+    n: int = 0,
+    status: Status = Status.SUCCEEDED,
+    columns: list[tuple[str, str]] | None = None,
+    eid: str | None = None,
+) -> CompletionEvent:
+    return CompletionEvent(
+        event_id=eid or f"{dataset}/{partition}/{n}",
+        dataset=dataset,
+        partition=partition,
+        status=status,
+        produced_at=T0 + timedelta(seconds=n),
+        columns=None if columns is None else tuple(Column(name=a, type=b) for a, b in columns),
+    )
+
+
+def runs(events, snap: Snapshot | None = None):
+    return [
+        (c.job, c.partition, tuple(v.event_id for v in c.inputs))
+        for c in step(SPEC, snap or Snapshot(), events)
+    ]
+
+
+def test_join_waits_for_every_input_of_the_same_partition():
+    snap = Snapshot()
+    assert runs([ev("raw.a", "2024-01-01"), ev("raw.b", "2024-01-02")], snap) == []
+    assert runs([ev("raw.b", "2024-01-01")], snap) == [
+        ("join", "2024-01-01", ("raw.a/2024-01-01/0", "raw.b/2024-01-01/0"))
+    ]
+
+
+def test_duplicates_and_older_versions_change_nothing():
+    snap = Snapshot()
+    runs([ev("raw.a", "d", 5), ev("raw.b", "d", 5)], snap)
+    assert runs([ev("raw.a", "d", 5), ev("raw.a", "d", 1)], snap) == []
+    assert snap.latest[("raw.a", "d")].event_id == "raw.a/d/5"
+
+
+def test_trigger_all_needs_every_input_new_and_any_needs_one():
+    snap = Snapshot()
+    assert len(runs([ev("raw.a", "d"), ev("raw.b", "d")], snap)) == 1
+    assert runs([ev("raw.a", "d", 1)], snap) == []  # all: b is not new yet
+    assert runs([ev("raw.b", "d", 1)], snap) == [("join", "d", ("raw.a/d/1", "raw.b/d/1"))]
+    assert [r[0] for r in runs([ev("mid", "d"), ev("raw.c", "d")], snap)] == ["anyjob", "strict"]
+    assert runs([ev("raw.c", "d", 1)], snap)[0] == ("anyjob", "d", ("mid/d/0", "raw.c/d/1"))
+
+
+def test_failed_events_hold_downstream():
+    assert runs([ev("raw.a", "d"), ev("raw.b", "d", status=Status.FAILED)]) == []
+
+
+def test_hourly_window_needs_all_24_hours():
+    hours = [ev("raw.h", f"2024-01-01T{h:02d}") for h in range(24)]
+    assert runs(hours[:23]) == []
+    out = runs(hours[5:] + hours[:5])
+    assert len(out) == 1 and out[0][:2] == ("window", "2024-01-01") and len(out[0][2]) == 24
+
+
+def test_latest_input_gates_but_does_not_trigger():
+    snap = Snapshot()
+    assert runs([ev("raw.a", "d"), ev("raw.b", "x")], snap) == []  # model missing
+    # the model makes ready the partitions that waited only for it
+    assert runs([ev("model", None)], snap) == [("scored", "d", ("model/None/0", "raw.a/d/0"))]
+    assert runs([ev("model", None, 1)], snap) == []  # ... but re-runs nothing
+    assert runs([ev("raw.a", "d", 2)], snap) == [("scored", "d", ("model/None/1", "raw.a/d/2"))]
+    assert evaluate(SPEC, snap, "scored", "d") is None
+    assert evaluate(SPEC, snap, "scored", "d", force=True) is not None
+
+
+def test_contract_violation_names_dataset_partition_and_columns():
+    [cand] = step(SPEC, Snapshot(), [ev("raw.c", "d", columns=[("id", "string"), ("x", "int")])])
+    v = cand.violation
+    assert v is not None and (v.dataset, v.partition, v.columns) == ("raw.c", "d", ["id", "ts"])
+    assert "column id is string" in str(v) and "missing column ts" in str(v)
+    [ok] = step(
+        SPEC, Snapshot(), [ev("raw.c", "d", columns=[("ID", "x"), ("id", "LONG"), ("ts", "timestamp")])]
+    )
+    assert ok.violation is None
+    # the dataset's own column contract applies to every consumer
+    bad_b = step(SPEC, Snapshot(), [ev("raw.a", "d"), ev("raw.b", "d", columns=[("id", "int")])])
+    assert bad_b[0].violation.columns == ["id"]
+    assert check_contract(SPEC, "join", bad_b[0].inputs) is not None
+
+
+def test_blocked_candidates_do_not_count_as_consumed():
+    snap = Snapshot()
+    step(SPEC, snap, [ev("raw.a", "d"), ev("raw.b", "d", columns=[("id", "int")])])
+    fixed = runs([ev("raw.b", "d", 1, columns=[("id", "long")])], snap)
+    assert fixed == [("join", "d", ("raw.a/d/0", "raw.b/d/1"))]  # a need not be new again
+
+
+def test_needed_for_events_covers_what_step_reads():
+    parts, jobs = needed_for_events(SPEC, [ev("raw.h", "2024-01-01T03")])
+    assert ("window", "2024-01-01") in jobs and ("raw.h", "2024-01-01T23") in parts
+
+
+# ------------------------------------------------------------------ properties
+DATASETS = ["raw.a", "raw.b", "raw.c", "mid", "model"]
+DAYS = ["2024-01-01", "2024-01-02", "2024-01-03"]
+ONE_VERSION = [
+    ev(d, None if d == "model" else p, i)
+    for i, (d, p) in enumerate((d, p) for d in DATASETS for p in DAYS)
+    if d != "model" or p == DAYS[0]
+]
+
+
+def as_set(events, batches: list[int]):
+    snap = Snapshot()
+    out, start = [], 0
+    for size in batches + [len(events)]:
+        out += runs(events[start : start + size], snap)
+        start += size
+    return sorted(out)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.sampled_from(ONE_VERSION), min_size=1, max_size=40),
+    st.randoms(use_true_random=False),
+    st.lists(st.integers(1, 6), max_size=5),
+)
+def test_any_permutation_and_duplication_yields_the_same_runs(events, rnd, batches):
+    shuffled = list(events) + rnd.sample(events, k=len(events) // 2)  # duplicates
+    rnd.shuffle(shuffled)
+    distinct = {e.event_id: e for e in events}
+    expected = as_set(sorted(distinct.values(), key=lambda e: e.event_id), [])
+    got = as_set(shuffled, batches)
+    assert got == expected
+    assert len(got) == len(set(got))  # never the same run twice
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.tuples(st.sampled_from(["mid", "raw.c"]), st.integers(0, 5)), min_size=1, max_size=20),
+    st.randoms(use_true_random=False),
+)
+def test_any_trigger_last_run_consumes_the_newest_versions(versions, rnd):
+    events = [ev(d, "d", n) for d, n in versions]
+    rnd.shuffle(events)
+    out = [r for r in runs(events) if r[0] == "anyjob"]
+    newest = {d: max(n for dd, n in versions if dd == d) for d, _ in versions}
+    if set(newest) == {"mid", "raw.c"}:
+        assert out and out[-1] == ("anyjob", "d", (f"mid/d/{newest['mid']}", f"raw.c/d/{newest['raw.c']}"))
+    else:
+        assert out == []

@@ -1,0 +1,170 @@
+"""The state store on SQLite and PostgreSQL: migrations, dedupe, unique runs, exactly-once claims."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from coordinator.errors import StoreError
+from coordinator.events import Column, CompletionEvent
+from coordinator.launchers.base import Handle
+from coordinator.readiness import step
+from coordinator.spec import parse_spec
+from coordinator.store import StateStore
+from coordinator.store.migrations import LATEST
+
+SPEC = parse_spec("""
+datasets: {raw.a: {partitioning: daily}, raw.b: {partitioning: daily}}
+jobs:
+  join: {kind: command, inputs: [raw.a, raw.b], outputs: [mid], pool: p, settings: {command: x},
+         retries: {max_attempts: 2}}
+pools: {p: 2}
+""")
+POOLS, BUDGETS = {"join": "p"}, {"join": 2}
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+def ev(dataset, partition, n=0):
+    return CompletionEvent(
+        event_id=f"{dataset}/{partition}/{n}",
+        dataset=dataset,
+        partition=partition,
+        produced_at=T0 + timedelta(seconds=n),
+        row_count=n,
+        columns=(Column(name="id", type="long"),),
+    )
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store(request, tmp_path: Path):
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'state.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    s = StateStore(url)
+    yield s
+    if request.param == "postgres":  # one database per module: leave it empty for the next test
+        with s.begin() as tx:
+            for table in ("coord_attempts", "coord_runs", "coord_outbox", "coord_partitions", "coord_events"):
+                tx.conn.exec_driver_sql(f"DELETE FROM {table}")
+    s.close()
+
+
+def ingest(store, events, now=1.0):
+    with store.begin() as tx:
+        fresh = tx.insert_events(events, now)
+        snap = tx.load_snapshot(SPEC, fresh)
+        before = dict(snap.latest)
+        cands = step(SPEC, snap, fresh)
+        tx.save_versions([v for k, v in snap.latest.items() if before.get(k) != v], now)
+        return tx.insert_runs(cands, POOLS, BUDGETS, now)
+
+
+def test_migrations_are_versioned_and_idempotent(store):
+    with store.begin() as tx:
+        versions = tx.conn.exec_driver_sql(
+            "SELECT version FROM coord_schema_version ORDER BY version"
+        ).scalars()
+        assert list(versions) == list(range(1, LATEST + 1))
+    again = StateStore(store.url)
+    with again.begin() as tx:
+        assert tx.count_events() == 0
+    again.close()
+
+
+def test_replays_record_nothing_and_create_no_runs(store):
+    created = ingest(store, [ev("raw.a", "d"), ev("raw.b", "d"), ev("raw.a", "d")])
+    assert [(r.job, r.partition, r.state) for r in created] == [("join", "d", "ready")]
+    assert [v.event_id for v in created[0].inputs] == ["raw.a/d/0", "raw.b/d/0"]
+    assert ingest(store, [ev("raw.a", "d"), ev("raw.b", "d")]) == []
+    # an older version arriving late does not replace the newer one
+    ingest(store, [ev("raw.a", "e", 5)])
+    ingest(store, [ev("raw.a", "e", 1)])
+    with store.begin() as tx:
+        latest = {(v.dataset, v.partition): v.event_id for v in tx.latest_versions()}
+        assert latest[("raw.a", "e")] == "raw.a/e/5"
+        assert tx.count_events() == 4
+
+
+def test_rerun_makes_a_new_generation(store):
+    [run] = ingest(store, [ev("raw.a", "d"), ev("raw.b", "d")])
+    with store.begin() as tx:
+        snap = tx.load_snapshot(SPEC, [], extra_jobs=[("join", "d")])
+        from coordinator.readiness import evaluate
+
+        cand = evaluate(SPEC, snap, "join", "d", force=True)
+        [again] = tx.insert_runs([cand], POOLS, BUDGETS, 2.0, rerun=True)
+        assert again.generation == 1 and again.run_id != run.run_id and again.input_key == run.input_key
+
+
+def test_claims_respect_the_pool_and_happen_once(store):
+    for day in range(1, 6):
+        ingest(store, [ev("raw.a", f"2024-01-0{day}"), ev("raw.b", f"2024-01-0{day}")])
+    won: list[str] = []
+    lock = threading.Lock()
+
+    def claimer(name: str) -> None:
+        for _ in range(5):
+            with store.begin() as tx:
+                got = tx.claim("p", 2, name, now=10.0)
+            with lock:
+                won.extend(r.run_id for r in got)
+
+    threads = [threading.Thread(target=claimer, args=(f"c{i}",)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(won) == 2 and len(set(won)) == 2  # pool p holds 2, and nothing is claimed twice
+    with store.begin() as tx:
+        assert tx.count_runs(("starting",), "p") == 2
+        run = tx.get_run(won[0])
+        assert run.attempt == 1
+        assert tx.set_running(run.run_id, 1, Handle("command", {"pid": 1}), 11.0)
+        assert tx.finish(run.run_id, 1, "failed", 12.0, error="boom", retry_at=20.0)
+        assert tx.get_run(run.run_id).state == "ready"
+        assert run.run_id not in [r.run_id for r in tx.claim("p", 2, "x", now=15.0)]  # backoff not over
+        assert not tx.finish(run.run_id, 1, "succeeded", 13.0)  # a stale attempt changes nothing
+        assert tx.attempts(run.run_id)[0]["error"] == "boom"
+
+
+def test_retry_gives_a_failed_run_a_fresh_budget(store):
+    [run] = ingest(store, [ev("raw.a", "d"), ev("raw.b", "d")])
+    with store.begin() as tx:
+        for attempt in (1, 2):
+            [claimed] = tx.claim("p", 2, "me", now=float(attempt))
+            assert claimed.attempt == attempt
+            with pytest.raises(StoreError, match="only failed or blocked"):
+                tx.retry(run.run_id, 3.0)
+            tx.finish(
+                run.run_id,
+                attempt,
+                "failed",
+                float(attempt),
+                error="boom",
+                retry_at=1.5 if attempt == 1 else None,
+            )
+        again = tx.retry(run.run_id, 3.0)
+        assert (again.state, again.max_attempts) == ("ready", 4)
+
+
+def test_outbox(store):
+    with store.begin() as tx:
+        tx.outbox_add([ev("mid", "d"), ev("mid", "e")], 1.0)
+        tx.outbox_add([ev("mid", "d")], 1.0)  # the same event is queued once
+    with store.begin() as tx:
+        pending = tx.outbox_pending()
+        assert [e.event_id for _, e in pending] == ["mid/d/0", "mid/e/0"]
+        tx.outbox_mark_sent([i for i, _ in pending], 2.0)
+    with store.begin() as tx:
+        assert tx.outbox_count() == 0
+
+
+def test_driver_errors_become_store_errors(tmp_path: Path):
+    with pytest.raises(StoreError, match="cannot open"):
+        _ = StateStore("postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=2").engine
+    with pytest.raises(StoreError):
+        _ = StateStore(f"sqlite:///{tmp_path}/missing-dir/state.db").engine
