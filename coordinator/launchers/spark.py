@@ -1,0 +1,282 @@
+"""The `spark` job kind: spark-submit of an application, watched like any child process.
+
+spark-submit runs as a detached child process (process.py), so a timeout or cancel stops the
+whole tree (spark-submit, the driver JVM, the Python driver) and the handle survives a
+coordinator restart. Every application gets the same arguments (see coordinator/sparkjob.py):
+`--partition`, one `--input DATASET=LOCATION` per input version, one `--output DATASET=LOCATION`
+per output (from the `output` template), then the spec's own `args`.
+
+Watching, by mode:
+- local and client mode (and YARN/Kubernetes cluster mode, whose spark-submit waits for the
+  application): the spark-submit process; its log is the driver log.
+- standalone cluster mode (`spark://` master, deploy_mode cluster): spark-submit only submits;
+  the driver is then watched, killed and re-attached through the master's REST API.
+
+The driver log is the run folder's `log` (RunResult.log_path); the application id goes into
+RunResult.details["spark_app_id"] (reported by the job through the SDK, else read from the log);
+a failed run's error is the log's real cause line (spark_log.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import importlib.util
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
+
+from coordinator.errors import LaunchError
+from coordinator.launchers import process
+from coordinator.launchers.base import Handle, Launcher, RunContext, RunResult
+from coordinator.launchers.result import read_results
+from coordinator.launchers.spark_log import application_id, error_line, read_tail, submission_id
+from coordinator.launchers.spark_master import StandaloneMaster, rest_url_for
+from coordinator.sparkjob import RESULT_FILE_CONF
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+MEMORY = r"^\d+[kKmMgGtT]?[bB]?$"
+
+
+def _has_scheme(location: str) -> bool:
+    head = location.split("/", 1)[0]
+    return head.endswith(":") and len(head) > 2          # s3a:, hdfs:, file:, local: — not C:
+
+
+def resolve_application(application: str, base_dir: Path) -> str:
+    """A path (relative to `base_dir`) or URI is kept; a module (`jobs.x` or `x`) becomes its file."""
+    if _has_scheme(application):
+        return application
+    if application.endswith((".py", ".jar", ".zip")) or "/" in application:
+        path = (base_dir / application).resolve()
+        if not path.is_file():
+            raise ValueError(f"application {application!r} not found (looked at {path})")
+        return str(path)
+    for name in (application, f"jobs.{application}"):
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            spec = None
+        if spec is not None and spec.origin and spec.origin.endswith(".py"):
+            return spec.origin
+    fallback = PROJECT_ROOT / "jobs" / f"{application.removeprefix('jobs.')}.py"
+    if fallback.is_file():
+        return str(fallback)
+    raise ValueError(f"application {application!r} is neither a file nor a module (nor one in jobs/)")
+
+
+class SparkSettings(BaseModel):
+    """The `settings:` block of a `kind: spark` job. Paths are relative to the spec file's folder."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    application: str = Field(description="a .py/.jar file, a URI, or a module (jobs.user_features)")
+    args: tuple[str, ...] = Field(default=(), description="the job's own arguments; {partition} and {job} "
+                                  "are replaced")
+    py_files: tuple[str, ...] = ()
+    packages: tuple[str, ...] = Field(default=(), description="Maven coordinates for --packages")
+    jars: tuple[str, ...] = ()
+    conf: dict[str, str] = Field(default_factory=dict)
+    driver_memory: str | None = Field(default=None, pattern=MEMORY)
+    executor_memory: str | None = Field(default=None, pattern=MEMORY)
+    master: str | None = Field(default=None, description="overrides the coordinator's spark_master")
+    deploy_mode: Literal["client", "cluster"] = "client"
+    rest_url: str | None = Field(default=None, description="standalone master REST server (cluster mode); "
+                                 "default: the master's host on port 6066")
+    output: str | dict[str, str] | None = Field(
+        default=None, description="output location template with {partition} (and {dataset}, {job}); "
+        "a mapping gives one template per output dataset")
+    name: str | None = Field(default=None, description="application name; default coord:<job>:<partition>")
+    base_dir: str | None = Field(default=None, description="folder relative paths resolve against; "
+                                 "set to the spec file's folder when the spec loads")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _base_dir_from_context(cls, data: Any, info: ValidationInfo) -> Any:
+        context = info.context or {}
+        spec_dir = context.get("spec_dir") or context.get("base_dir")
+        if isinstance(data, dict) and spec_dir and not data.get("base_dir"):
+            data = {**data, "base_dir": str(Path(spec_dir).resolve())}
+        return data
+
+    @model_validator(mode="after")
+    def _check(self) -> SparkSettings:
+        resolve_application(self.application, self.folder())
+        if self.deploy_mode == "cluster" and self.master and self.master.startswith("local"):
+            raise ValueError("deploy_mode cluster needs a cluster master, not " + self.master)
+        return self
+
+    def folder(self) -> Path:
+        return Path(self.base_dir) if self.base_dir else Path.cwd()
+
+    def location(self, template: str) -> str:
+        return template if _has_scheme(template) else str((self.folder() / template).resolve())
+
+    def output_location(self, dataset: str, job: str, partition: str | None) -> str | None:
+        template = self.output.get(dataset) if isinstance(self.output, dict) else self.output
+        if template is None:
+            return None
+        return self.location(template.format(partition=partition or "", dataset=dataset, job=job))
+
+
+def spark_submit_path(configured: str | None) -> str:
+    """The configured spark-submit, else the one pyspark ships (found without importing pyspark)."""
+    if configured:
+        return configured
+    spec = importlib.util.find_spec("pyspark")
+    if spec is None or not spec.origin:
+        raise LaunchError("pyspark is not installed and COORD_SPARK_SUBMIT is not set")
+    path = Path(spec.origin).parent / "bin" / "spark-submit"
+    if not path.is_file():
+        raise LaunchError(f"pyspark has no bin/spark-submit at {path}; set COORD_SPARK_SUBMIT")
+    return str(path)
+
+
+class SparkLauncher(Launcher):
+    kind = "spark"
+    settings_model = SparkSettings
+    status_poll_s = 2.0                 # how often the standalone master is asked in cluster mode
+
+    # ------------------------------------------------------------------ building the command
+    def job_settings(self, ctx: RunContext) -> SparkSettings:
+        if isinstance(ctx.settings, SparkSettings):
+            return ctx.settings
+        try:
+            return SparkSettings.model_validate(dict(ctx.settings))
+        except ValueError as exc:
+            raise LaunchError(f"invalid spark settings for {ctx.job}: {exc}") from exc
+
+    def command(self, ctx: RunContext, js: SparkSettings) -> list[str]:
+        master = js.master or self.settings.spark_master
+        if js.deploy_mode == "cluster" and master.startswith("local"):
+            raise LaunchError(f"{ctx.job}: deploy_mode cluster needs a cluster master, not {master}")
+        argv = [spark_submit_path(self.settings.spark_submit), "--master", master,
+                "--deploy-mode", js.deploy_mode,
+                "--name", js.name or f"coord:{ctx.job}:{ctx.partition or '-'}"]
+        conf = {**self.settings.spark_conf, **js.conf,
+                RESULT_FILE_CONF: str(ctx.workdir / process.RESULT_NAME),
+                "spark.coord.runId": ctx.run_id}
+        for key, value in conf.items():
+            argv += ["--conf", f"{key}={value}"]
+        if js.driver_memory:
+            argv += ["--driver-memory", js.driver_memory]
+        if js.executor_memory:
+            argv += ["--executor-memory", js.executor_memory]
+        for flag, items in (("--py-files", js.py_files), ("--jars", js.jars)):
+            if items:
+                argv += [flag, ",".join(js.location(i) for i in items)]
+        if js.packages:
+            argv += ["--packages", ",".join(js.packages)]
+        try:
+            argv.append(resolve_application(js.application, js.folder()))
+        except ValueError as exc:
+            raise LaunchError(f"{ctx.job}: {exc}") from exc
+        if ctx.partition is not None:
+            argv += ["--partition", ctx.partition]
+        for ref in ctx.inputs:
+            if ref.location:
+                argv += ["--input", f"{ref.dataset}={ref.location}"]
+        for dataset in ctx.outputs:
+            argv += ["--output", f"{dataset}={js.output_location(dataset, ctx.job, ctx.partition) or ''}"]
+        argv += [a.replace("{partition}", ctx.partition or "").replace("{job}", ctx.job) for a in js.args]
+        return argv
+
+    def environment(self, ctx: RunContext) -> dict[str, str]:
+        """The driver and executors use this interpreter, and can import the project's packages."""
+        paths = (str(PROJECT_ROOT), os.environ.get("PYTHONPATH"))
+        env = {"PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable,
+               "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
+        if not self.settings.spark_submit:      # pyspark's own Spark, whatever SPARK_HOME says
+            env["SPARK_HOME"] = str(Path(spark_submit_path(None)).parents[1])
+        return {**env, **ctx.env}
+
+    # ------------------------------------------------------------------ the Launcher interface
+    def start(self, ctx: RunContext) -> Handle:
+        js = self.job_settings(ctx)
+        argv = self.command(ctx, js)
+        master = js.master or self.settings.spark_master
+        handle = process.start_process(self.kind, argv, ctx.workdir, env=self.environment(ctx),
+                                       cwd=js.folder())
+        rest = (js.rest_url or rest_url_for(master)) if js.deploy_mode == "cluster" else None
+        return Handle(self.kind, {**handle.data, "started_at": time.time(), "deploy_mode": js.deploy_mode,
+                                  "rest_url": rest})
+
+    def wait(self, handle: Handle, ctx: RunContext) -> RunResult:
+        # The timeout counts from the launch, also for a run re-attached after a restart.
+        started = float(handle.data.get("started_at") or time.time())
+        deadline = None if ctx.timeout_s is None else started + ctx.timeout_s
+        result = process.wait_process(handle, None if deadline is None else max(0.0, deadline - time.time()))
+        if result.details.get("timed_out"):
+            result = dataclasses.replace(result, error=f"timed out after {ctx.timeout_s:g} s and was stopped")
+        elif handle.data.get("rest_url") and result.succeeded:
+            result = self._wait_driver(handle, deadline, ctx)
+        return self._explain(handle, result)
+
+    def cancel(self, handle: Handle) -> None:
+        process.terminate(handle)
+        master, sid = self._master(handle)
+        if master and sid:
+            with contextlib.suppress(LaunchError):  # never raises for a job that already ended
+                master.kill(sid)
+
+    def is_alive(self, handle: Handle) -> bool:
+        """The process; in standalone cluster mode, the driver as the master reports it.
+
+        Raises LaunchError when the master cannot be asked: "unknown" must not mean "relaunch".
+        """
+        if process.is_alive(handle):
+            return True
+        master, sid = self._master(handle)
+        return bool(master and sid and master.status(sid).running)
+
+    # ------------------------------------------------------------------ helpers
+    def _master(self, handle: Handle) -> tuple[StandaloneMaster | None, str | None]:
+        rest = handle.data.get("rest_url")
+        if not rest:
+            return None, None
+        log = Path(str(handle.data["workdir"])) / process.LOG_NAME
+        return StandaloneMaster(str(rest)), submission_id(read_tail(log))
+
+    def _wait_driver(self, handle: Handle, deadline: float | None, ctx: RunContext) -> RunResult:
+        """Standalone cluster mode: spark-submit handed the driver over; follow it on the master."""
+        workdir = Path(str(handle.data["workdir"]))
+        log_path = str(workdir / process.LOG_NAME)
+        master, sid = self._master(handle)
+        if master is None or sid is None:
+            return RunResult(False, error="spark-submit printed no submission id", log_path=log_path)
+        while True:
+            status = master.status(sid)
+            if not status.running:
+                break
+            if deadline is not None and time.time() > deadline:
+                master.kill(sid)
+                return RunResult(False, error=f"timed out after {ctx.timeout_s:g} s and was stopped",
+                                 log_path=log_path, details={"timed_out": True, "submission_id": sid})
+            time.sleep(self.status_poll_s)
+        outputs, details = read_results(workdir / process.RESULT_NAME)   # shared run folder, if any
+        details = {**details, "submission_id": sid, "driver_state": status.state,
+                   **({"driver_worker": status.worker} if status.worker else {})}
+        if status.succeeded:
+            return RunResult(True, outputs=outputs, log_path=log_path, details=details)
+        why = f": {status.message}" if status.message else ""
+        return RunResult(False, error=f"driver {sid} ended {status.state}{why}", outputs=outputs,
+                         log_path=log_path, details=details)
+
+    def _explain(self, handle: Handle, result: RunResult) -> RunResult:
+        """Add the application id, and make a failure's error the driver log's real cause."""
+        log_text = read_tail(Path(result.log_path)) if result.log_path else ""
+        details = dict(result.details)
+        app_id = details.get("spark_app_id") or application_id(log_text)
+        if app_id:
+            details["spark_app_id"] = app_id
+        error = result.error
+        if not result.succeeded and not details.get("timed_out") and "exit_code" in details:
+            cause = error_line(log_text)
+            if cause:
+                code = details["exit_code"]
+                error = f"{'exit code ' + str(code) if code is not None else 'killed'}: {cause}"
+        return dataclasses.replace(result, details=details, error=error)
