@@ -93,6 +93,7 @@ class Backend:
 
 
 BACKENDS = [
+    pytest.param("sqlite"),
     pytest.param("postgres", marks=pytest.mark.postgres),
 ]
 
