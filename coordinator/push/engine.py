@@ -155,7 +155,7 @@ def _push(
     report("check", 0, total)
     desc = dest.describe()
     creating = False
-    if dest.transactional and desc is None:
+    if dest.keeps_marker and desc is None:
         if not create_table:
             raise DestinationMismatch(
                 getattr(dest, "table", "?"),
@@ -257,7 +257,7 @@ def _trusted_state(
         return None, "first push (no state of a previous push)"
     if previous.fingerprint != fp:
         return None, "mapping, key, mode or column types changed since the last push"
-    if dest.transactional:
+    if dest.keeps_marker:
         marker, rows = dest.current(job)
         if marker is None or marker.push_id != previous.push_id:
             return None, "the destination's last push is not the one the state file knows"
