@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validat
 from coordinator.errors import LaunchError
 from coordinator.launchers import process
 from coordinator.launchers.base import Handle, Launcher, RunContext, RunResult
+from coordinator.launchers.command import run_env, substitute
 from coordinator.launchers.result import read_results
 from coordinator.launchers.spark_log import application_id, error_line, read_tail, submission_id
 from coordinator.launchers.spark_master import StandaloneMaster, rest_url_for
@@ -75,8 +76,9 @@ class SparkSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     application: str = Field(description="a .py/.jar file, a URI, or a module (jobs.user_features)")
-    args: tuple[str, ...] = Field(default=(), description="the job's own arguments; {partition} and {job} "
-                                  "are replaced")
+    main_class: str | None = Field(default=None, description="--class of a JVM application")
+    args: tuple[str, ...] = Field(default=(), description="the job's own arguments; {partition}, {job}, "
+                                  "{run_id}, {attempt} and {workdir} are replaced")
     py_files: tuple[str, ...] = ()
     packages: tuple[str, ...] = Field(default=(), description="Maven coordinates for --packages")
     jars: tuple[str, ...] = ()
@@ -106,8 +108,8 @@ class SparkSettings(BaseModel):
     @model_validator(mode="after")
     def _check(self) -> SparkSettings:
         resolve_application(self.application, self.folder())
-        if self.deploy_mode == "cluster" and self.master and self.master.startswith("local"):
-            raise ValueError("deploy_mode cluster needs a cluster master, not " + self.master)
+        if self.deploy_mode == "cluster" and self.master:
+            check_cluster_mode(self.master, self.application)
         return self
 
     def folder(self) -> Path:
@@ -121,6 +123,15 @@ class SparkSettings(BaseModel):
         if template is None:
             return None
         return self.location(template.format(partition=partition or "", dataset=dataset, job=job))
+
+
+def check_cluster_mode(master: str, application: str) -> None:
+    """What spark-submit would refuse, said when the spec loads instead of at the first run."""
+    if master.startswith("local"):
+        raise ValueError(f"deploy_mode cluster needs a cluster master, not {master}")
+    if master.startswith("spark://") and not application.endswith(".jar") and not _has_scheme(application):
+        raise ValueError("a standalone master runs only JVM applications in cluster mode; "
+                         "use deploy_mode client for a Python application")
 
 
 def spark_submit_path(configured: str | None) -> str:
@@ -152,16 +163,23 @@ class SparkLauncher(Launcher):
 
     def command(self, ctx: RunContext, js: SparkSettings) -> list[str]:
         master = js.master or self.settings.spark_master
-        if js.deploy_mode == "cluster" and master.startswith("local"):
-            raise LaunchError(f"{ctx.job}: deploy_mode cluster needs a cluster master, not {master}")
+        if js.deploy_mode == "cluster":
+            try:
+                check_cluster_mode(master, js.application)
+            except ValueError as exc:
+                raise LaunchError(f"{ctx.job}: {exc}") from exc
         argv = [spark_submit_path(self.settings.spark_submit), "--master", master,
                 "--deploy-mode", js.deploy_mode,
                 "--name", js.name or f"coord:{ctx.job}:{ctx.partition or '-'}"]
-        conf = {**self.settings.spark_conf, **js.conf,
+        standalone_cluster = js.deploy_mode == "cluster" and master.startswith("spark://")
+        conf = {**({"spark.master.rest.enabled": "true"} if standalone_cluster else {}),   # watched via REST
+                **self.settings.spark_conf, **js.conf,
                 RESULT_FILE_CONF: str(ctx.workdir / process.RESULT_NAME),
                 "spark.coord.runId": ctx.run_id}
         for key, value in conf.items():
             argv += ["--conf", f"{key}={value}"]
+        if js.main_class:
+            argv += ["--class", js.main_class]
         if js.driver_memory:
             argv += ["--driver-memory", js.driver_memory]
         if js.executor_memory:
@@ -182,7 +200,7 @@ class SparkLauncher(Launcher):
                 argv += ["--input", f"{ref.dataset}={ref.location}"]
         for dataset in ctx.outputs:
             argv += ["--output", f"{dataset}={js.output_location(dataset, ctx.job, ctx.partition) or ''}"]
-        argv += [a.replace("{partition}", ctx.partition or "").replace("{job}", ctx.job) for a in js.args]
+        argv += [substitute(a, ctx) for a in js.args]
         return argv
 
     def environment(self, ctx: RunContext) -> dict[str, str]:
@@ -192,7 +210,7 @@ class SparkLauncher(Launcher):
                "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
         if not self.settings.spark_submit:      # pyspark's own Spark, whatever SPARK_HOME says
             env["SPARK_HOME"] = str(Path(spark_submit_path(None)).parents[1])
-        return {**env, **ctx.env}
+        return {**run_env(ctx), **env, **ctx.env}
 
     # ------------------------------------------------------------------ the Launcher interface
     def start(self, ctx: RunContext) -> Handle:
