@@ -31,6 +31,11 @@ class Settings(BaseSettings):
     # State store (SQLAlchemy URL); default is a SQLite file under `home`
     state_url: str | None = None
 
+    # Engine: this instance's name (owner of the runs it launches; distinct per instance when several
+    # share one PostgreSQL store) and the largest batch of events taken off the bus at once
+    instance_name: str = "coordinator"
+    batch_max_events: int = Field(default=1000, ge=1)
+
     # Engines
     spark_master: str = "local[*]"
     spark_submit: str | None = None
@@ -46,6 +51,9 @@ class Settings(BaseSettings):
     api_port: int = 8765
     api_token: SecretStr | None = None
     webhook_secret: SecretStr | None = None
+    # Fivetran webhooks: connector id -> the datasets a sync of that connector completes
+    # (COORD_FIVETRAN_CONNECTORS='{"connector_id": ["fivetran.app.users", ...]}')
+    fivetran_connectors: dict[str, list[str]] = Field(default_factory=dict)
 
     def resolved_state_url(self) -> str:
         return self.state_url or f"sqlite:///{(self.home / 'state.db').resolve()}"

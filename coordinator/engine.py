@@ -1,0 +1,449 @@
+"""The engine: completion events in, exactly-once runs out, job completions back onto the bus.
+
+One loop, in this order (the order is what makes it crash-safe):
+ 1. take a batch of events off the bus (EventIntake);
+ 2. in ONE transaction: record the new events (dedupe by event id), compute readiness, create
+    runs (unique by job, partition, input set: a replay creates nothing), queue failed events
+    for blocked runs in the outbox;
+ 3. commit the bus offsets — only now, after the state is durable;
+ 4. claim due ready runs within their pools and launch each on its own thread
+    (launcher.start, store the handle, launcher.wait);
+ 5. record finished attempts: success → the job's output events go into the outbox in the same
+    transaction as the run's state (and feed readiness at once); failure → retry with
+    exponential backoff, then failed + a failed event, downstream held;
+ 6. publish the outbox (OutboxRelay), then mark it sent.
+A SIGKILL anywhere replays at most one batch and re-publishes at most the unsent outbox, both
+no-ops downstream; runs that were running are re-attached on start-up (`_recover`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from coordinator import readiness
+from coordinator.bus.base import Bus
+from coordinator.errors import LaunchError
+from coordinator.events import CompletionEvent, Status
+from coordinator.hooks import Hook, Hooks
+from coordinator.intake import EventIntake
+from coordinator.launchers.base import Handle, InputRef, Launcher, RunContext, RunResult
+from coordinator.launchers.registry import build_launcher
+from coordinator.outbox import OutboxRelay
+from coordinator.publish import Publisher
+from coordinator.recovery import find_process, left_no_result
+from coordinator.settings import Settings
+from coordinator.spec.models import PipelineSpec
+from coordinator.store.store import ACTIVE, OPEN, RunRow, StateStore, Tx
+
+log = logging.getLogger("coordinator.engine")
+
+
+@dataclass
+class RunStats:
+    """What one `Coordinator.run` call did."""
+
+    events: int = 0
+    dead_lettered: int = 0
+    runs_created: int = 0
+    launched: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    blocked: int = 0
+    retried: int = 0
+    published: int = 0
+    run_ids: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Done:
+    run: RunRow
+    result: RunResult
+
+
+def output_event_id(run_id: str, attempt: int, dataset: str, status: str) -> str:
+    """Deterministic, so a result recorded twice (after a crash) is the same event."""
+    return hashlib.sha256(f"{run_id}\n{attempt}\n{dataset}\n{status}".encode()).hexdigest()[:32]
+
+
+class Coordinator:
+    """The service. Build once with a validated spec; `run(...)` it; `close()` it (or use `with`)."""
+
+    def __init__(
+        self,
+        spec: PipelineSpec,
+        settings: Settings,
+        bus: Bus | None = None,
+        store: StateStore | None = None,
+        launchers: Mapping[str, Launcher] | None = None,
+        hooks: Iterable[Hook] = (),
+        *,
+        owner: str | None = None,
+        clock: Callable[[], float] = time.time,
+        idle_grace_s: float | None = None,
+    ) -> None:
+        self.spec, self.settings, self.clock = spec, settings, clock
+        self.owner = owner or settings.instance_name
+        self._stack = ExitStack()
+        if bus is None:
+            from coordinator.bus.factory import open_bus
+
+            bus = open_bus(settings)
+        self.bus = bus
+        self.store = (
+            store
+            if store is not None
+            else self._stack.enter_context(StateStore(settings.resolved_state_url()))
+        )
+        self.launchers: dict[str, Launcher] = dict(launchers or {})
+        self.hooks = Hooks(hooks)
+        self.idle_grace_s = (
+            idle_grace_s if idle_grace_s is not None else (2.0 if settings.bus == "kafka" else 0.0)
+        )
+        self._intake: EventIntake | None = None
+        self._publisher: Publisher | None = None
+        self._done: queue.Queue[_Done] = queue.Queue()
+        self._inflight: dict[str, threading.Thread] = {}
+        self._recovered = False
+        self._pools = {job.pool for job in spec.jobs.values()}
+        self._job_pools = {name: job.pool for name, job in spec.jobs.items()}
+        self._budgets = {name: job.retries.max_attempts for name, job in spec.jobs.items()}
+
+    # ------------------------------------------------------------------ lifecycle
+    @property
+    def intake(self) -> EventIntake:
+        if self._intake is None:
+            self._intake = self._stack.enter_context(EventIntake(self.bus, self.settings))
+        return self._intake
+
+    @property
+    def publisher(self) -> Publisher:
+        if self._publisher is None:
+            self._publisher = self._stack.enter_context(Publisher(self.bus, self.settings))
+        return self._publisher
+
+    def launcher(self, kind: str) -> Launcher:
+        if kind not in self.launchers:
+            self.launchers[kind] = build_launcher(kind, self.settings)
+        return self.launchers[kind]
+
+    def close(self) -> None:
+        """Stop taking events. Jobs still running keep running; the next start re-attaches them."""
+        self._stack.close()
+        self._intake = self._publisher = None
+
+    def __enter__(self) -> Coordinator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ the loop
+    def run(
+        self,
+        until_idle: bool = False,
+        max_events: int | None = None,
+        timeout_s: float | None = None,
+        *,
+        consume: bool = True,
+        stop: Callable[[], bool] | None = None,
+    ) -> RunStats:
+        """Serve until stopped. Bounded modes for tests, the demo and the CLI:
+        `until_idle` — return when no event is pending, no run is ready or running and the
+        outbox is empty; `max_events` — return after that many bus messages (once their runs
+        have finished); `timeout_s` — return after that long. `consume=False` leaves the bus
+        alone (executing runs already in the store, as `coord backfill` does).
+        """
+        stats = RunStats()
+        started = time.monotonic()
+        idle_since: float | None = None
+        if not self._recovered:
+            self._recover(stats)
+            self._recovered = True
+        self._relay(stats)
+        while True:
+            if timeout_s is not None and time.monotonic() - started >= timeout_s:
+                break
+            if stop is not None and stop():
+                break
+            took = 0
+            if consume and (max_events is None or stats.events + stats.dead_lettered < max_events):
+                wait = 0.02 if self._inflight or not self._done.empty() else 0.2
+                want = self.settings.batch_max_events
+                if max_events is not None:
+                    want = min(want, max_events - stats.events - stats.dead_lettered)
+                batch = self.intake.poll(want, wait)
+                took = len(batch)
+                if batch.events:
+                    self._ingest(batch.events, stats)
+                stats.events += len(batch.events)
+                stats.dead_lettered += batch.dead_lettered
+                self.intake.commit(batch)  # offsets only after the state above is durable
+            elif not self._inflight:
+                time.sleep(0.005)
+            finished = self._collect(stats, block=not consume or (max_events is not None and not took))
+            launched = self._launch_ready(stats)
+            self._relay(stats)
+            if took or finished or launched:
+                idle_since = None
+                continue
+            done_consuming = not consume or (
+                max_events is not None and stats.events + stats.dead_lettered >= max_events
+            )
+            if (until_idle or done_consuming) and self._idle(consume and not done_consuming):
+                now = time.monotonic()
+                idle_since = idle_since if idle_since is not None else now
+                if done_consuming or now - idle_since >= self.idle_grace_s:
+                    break
+            else:
+                idle_since = None
+        return stats
+
+    def _idle(self, check_bus: bool) -> bool:
+        if self._inflight or not self._done.empty():
+            return False
+        if check_bus:
+            lag = self.intake.lag()
+            if lag:
+                return False
+        with self.store.begin() as tx:
+            return tx.count_runs(OPEN) == 0 and tx.outbox_count() == 0
+
+    # ------------------------------------------------------------------ events → runs
+    def _ingest(self, events: Sequence[CompletionEvent], stats: RunStats) -> list[RunRow]:
+        with self.store.begin() as tx:
+            created = self._record(tx, events, stats)
+        return created
+
+    def _record(self, tx: Tx, events: Sequence[CompletionEvent], stats: RunStats) -> list[RunRow]:
+        """Record events, create the runs they make ready; part of the caller's transaction."""
+        now = self.clock()
+        fresh = tx.insert_events(events, now)
+        if not fresh:
+            return []
+        snap = tx.load_snapshot(self.spec, fresh)
+        before = dict(snap.latest)
+        candidates = readiness.step(self.spec, snap, fresh)
+        tx.save_versions([v for k, v in snap.latest.items() if before.get(k) != v], now)
+        created = tx.insert_runs(candidates, self._job_pools, self._budgets, now)
+        for run in created:
+            if run.state == "blocked":
+                tx.outbox_add(self._failed_events(run, run.error or "blocked"), now)
+                stats.blocked += 1
+                self.hooks.emit("after_blocked", run, run.error or "")
+        stats.runs_created += len(created)
+        stats.run_ids.extend(r.run_id for r in created)
+        self.hooks.emit("after_ingest", fresh, created)
+        return created
+
+    def _failed_events(self, run: RunRow, error: str) -> list[CompletionEvent]:
+        job = self.spec.jobs.get(run.job)
+        outputs = job.outputs if job else ()
+        return [
+            CompletionEvent(
+                event_id=output_event_id(run.run_id, run.attempt, ds, "failed"),
+                dataset=ds,
+                partition=run.partition,
+                status=Status.FAILED,
+                producer="coordinator",
+                producer_run_id=run.run_id,
+                error=error[:20000],
+                attributes={"job": run.job},
+            )
+            for ds in outputs
+        ]
+
+    # ------------------------------------------------------------------ launching
+    def _launch_ready(self, stats: RunStats) -> int:
+        launched = 0
+        now = self.clock()
+        for pool in sorted(self._pools):
+            with self.store.begin() as tx:
+                claimed = tx.claim(pool, self.spec.pool_size(pool), self.owner, now)
+                ready = []
+                for run in claimed:
+                    reason = self._unlaunchable(run)
+                    if reason:
+                        tx.finish(run.run_id, run.attempt, "blocked", now, error=reason)
+                        tx.outbox_add(self._failed_events(run, reason), now)
+                        stats.blocked += 1
+                        self.hooks.emit("after_blocked", run, reason)
+                    else:
+                        ready.append(run)
+            for run in ready:
+                self._start_thread(run, None, stats)
+                launched += 1
+        return launched
+
+    def _unlaunchable(self, run: RunRow) -> str | None:
+        """Checked again at launch: a retried blocked run must not start on incompatible data."""
+        if run.job not in self.spec.jobs:
+            return f"job {run.job!r} is no longer in the spec"
+        violation = readiness.check_contract(self.spec, run.job, run.inputs)
+        return str(violation) if violation else None
+
+    def context(self, run: RunRow) -> RunContext:
+        job = self.spec.jobs[run.job]
+        workdir = Path(self.settings.home) / "runs" / run.run_id / f"attempt-{run.attempt}"
+        inputs = tuple(
+            InputRef(v.dataset, v.partition, v.event_id, v.location, v.row_count, v.columns)
+            for v in run.inputs
+        )
+        return RunContext(
+            run_id=run.run_id,
+            job=run.job,
+            partition=run.partition,
+            attempt=run.attempt,
+            settings=job.settings,
+            inputs=inputs,
+            outputs=job.outputs,
+            workdir=workdir.resolve(),
+            timeout_s=job.timeout_s,
+        )
+
+    def _start_thread(self, run: RunRow, handle: Handle | None, stats: RunStats) -> None:
+        stats.launched += handle is None
+        thread = threading.Thread(
+            target=self._execute, args=(run, handle), daemon=True, name=f"run-{run.run_id}"
+        )
+        self._inflight[run.run_id] = thread
+        thread.start()
+
+    def _execute(self, run: RunRow, handle: Handle | None) -> None:
+        """On a worker thread: start (or re-attach), store the handle, wait, hand the result back."""
+        try:
+            ctx = self.context(run)
+            launcher = self.launcher(self.spec.jobs[run.job].kind)
+            if handle is None:
+                self.hooks.emit("before_launch", run)
+                handle = launcher.start(ctx)
+                with self.store.begin() as tx:
+                    tx.set_running(run.run_id, run.attempt, handle, self.clock())
+            self.hooks.emit("after_launch", run, handle)
+            result = launcher.wait(handle, ctx)
+        except LaunchError as exc:
+            result = RunResult(False, error=str(exc))
+        except Exception as exc:  # a launcher bug must fail the attempt, not the engine
+            log.exception("run %s: launcher failed unexpectedly", run.run_id)
+            result = RunResult(False, error=f"launcher error: {exc!r}")
+        self._done.put(_Done(run, result))
+
+    # ------------------------------------------------------------------ results
+    def _collect(self, stats: RunStats, block: bool = False) -> int:
+        n = 0
+        while True:
+            try:
+                done = (
+                    self._done.get(timeout=0.02)
+                    if block and not n and self._inflight
+                    else self._done.get_nowait()
+                )
+            except queue.Empty:
+                return n
+            self._inflight.pop(done.run.run_id, None)
+            self._finish(done.run, done.result, stats)
+            n += 1
+
+    def _finish(self, run: RunRow, result: RunResult, stats: RunStats) -> None:
+        now = self.clock()
+        self.hooks.emit("after_finish", run, result)
+        job = self.spec.jobs.get(run.job)
+        with self.store.begin() as tx:
+            if result.succeeded:
+                if not tx.finish(run.run_id, run.attempt, "succeeded", now, log_path=result.log_path):
+                    return
+                events = self._output_events(run, result, now)
+                tx.outbox_add(events, now)
+                self._record(tx, events, stats)
+                stats.succeeded += 1
+                return
+            if job is not None and run.attempt < run.max_attempts:
+                delay = job.retries.delay_s(run.attempt)
+                if tx.finish(
+                    run.run_id,
+                    run.attempt,
+                    "failed",
+                    now,
+                    error=result.error,
+                    log_path=result.log_path,
+                    retry_at=now + delay,
+                ):
+                    stats.retried += 1
+                    self.hooks.emit("after_retry_scheduled", run, delay, result.error)
+                return
+            if tx.finish(
+                run.run_id, run.attempt, "failed", now, error=result.error, log_path=result.log_path
+            ):
+                tx.outbox_add(self._failed_events(run, result.error or "failed"), now)
+                stats.failed += 1
+                self.hooks.emit("after_failed", run, result.error)
+
+    def _output_events(self, run: RunRow, result: RunResult, now: float) -> list[CompletionEvent]:
+        from datetime import UTC, datetime
+
+        reports = {o.dataset: o for o in result.outputs}
+        events = []
+        for ds in self.spec.jobs[run.job].outputs:
+            o = reports.get(ds)
+            events.append(
+                CompletionEvent(
+                    event_id=output_event_id(run.run_id, run.attempt, ds, "succeeded"),
+                    dataset=ds,
+                    partition=run.partition,
+                    producer="coordinator",
+                    producer_run_id=run.run_id,
+                    produced_at=datetime.fromtimestamp(now, UTC),
+                    row_count=o.row_count if o else None,
+                    location=o.location if o else None,
+                    columns=o.columns if o else None,
+                    attributes={"job": run.job, **(dict(o.attributes) if o else {})},
+                )
+            )
+        return events
+
+    # ------------------------------------------------------------------ outbox
+    def _relay(self, stats: RunStats) -> None:
+        stats.published += OutboxRelay(self.store, self.publisher, self.clock).drain()
+
+    # ------------------------------------------------------------------ restart
+    def _recover(self, stats: RunStats) -> None:
+        """Re-attach to this instance's runs that were starting or running when it stopped.
+
+        A stored handle whose process lives (or left its exit code) is waited on; a run whose
+        process is gone without a result, or that never got a handle and has no process, is
+        launched again in the same attempt — once, since the new handle is stored first thing.
+        """
+        with self.store.begin() as tx:
+            active = tx.active_runs(self.owner)
+        for run in active:
+            if run.job not in self.spec.jobs:
+                continue
+            kind = self.spec.jobs[run.job].kind
+            handle = run.handle
+            if handle is not None:
+                alive = self.launcher(kind).is_alive(handle)
+                if not alive and left_no_result(handle):
+                    handle = None
+            else:
+                handle = find_process(kind, self.context(run).workdir)
+            if handle is not None and run.handle is None:
+                with self.store.begin() as tx:
+                    tx.set_running(run.run_id, run.attempt, handle, self.clock())
+            log.info(
+                "run %s %s[%s]: %s after restart",
+                run.run_id,
+                run.job,
+                run.partition,
+                "re-attached" if handle else "re-launched",
+            )
+            self._start_thread(run, handle, stats)
+
+
+__all__ = ["ACTIVE", "Coordinator", "RunStats"]

@@ -1,0 +1,171 @@
+"""The engine on the embedded bus and SQLite: a DAG end to end, contracts, retries, restart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from coordinator.bus.local import LocalBus
+from coordinator.engine import Coordinator
+from coordinator.events import Column, CompletionEvent, Status
+from coordinator.intake import EventIntake
+from coordinator.operations import backfill, retry
+from coordinator.publish import Publisher
+from coordinator.settings import Settings
+from coordinator.spec import parse_spec
+from coordinator.store import StateStore
+from tests.core.dag import DAYS, check_dag, dag_spec, shuffled_events
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(home=tmp_path / "home", bus="local")
+
+
+def publish(settings: Settings, events) -> None:
+    bus = LocalBus(settings.home / "bus.db")
+    with Publisher(bus, settings) as p:
+        p.publish_many(events)
+        p.flush()
+
+
+def published(settings: Settings, group: str = "observer") -> list[CompletionEvent]:
+    with EventIntake(LocalBus(settings.home / "bus.db"), settings, group_id=group) as intake:
+        out = []
+        while batch := intake.poll(1000, 0.2).events:
+            out += batch
+        return out
+
+
+def test_dag_runs_each_partition_once_in_order_and_in_parallel(settings: Settings, tmp_path: Path):
+    log = tmp_path / "ran.log"
+    settings.home.mkdir()
+    publish(settings, shuffled_events())
+    with Coordinator(dag_spec(log), settings) as coord:
+        stats = coord.run(until_idle=True, timeout_s=60)
+    assert (stats.succeeded, stats.failed, stats.runs_created) == (12, 0, 12)
+    check_dag(log)
+    outputs = [e for e in published(settings) if e.producer == "coordinator"]
+    assert sorted((e.dataset, e.partition) for e in outputs) == sorted(
+        (d, p) for d in ("mid", "left_out", "right_out", "final_out") for p in DAYS
+    )
+    # a second run over the same (replayed) events creates nothing
+    with Coordinator(dag_spec(log), settings) as coord:
+        assert coord.run(until_idle=True, timeout_s=30).runs_created == 0
+
+
+CONTRACT = """
+datasets:
+  raw.a: {partitioning: daily, columns: [{name: id, type: long}, {name: ts, type: timestamp}]}
+jobs:
+  load: {kind: command, inputs: [raw.a], outputs: [mid], settings: {command: "true"}}
+  after: {kind: command, inputs: [mid], outputs: [out], settings: {command: "true"}}
+"""
+
+
+def test_contract_violation_blocks_and_a_fixed_version_resumes(settings: Settings):
+    settings.home.mkdir()
+    bad = CompletionEvent(
+        dataset="raw.a",
+        partition="2024-01-01",
+        columns=(Column(name="id", type="string"), Column(name="x", type="int")),
+    )
+    publish(settings, [bad])
+    with Coordinator(parse_spec(CONTRACT), settings) as coord:
+        stats = coord.run(until_idle=True, timeout_s=30)
+        assert (stats.blocked, stats.launched) == (1, 0)
+        with coord.store.begin() as tx:
+            [run] = tx.list_runs(job="load")
+            assert run.state == "blocked"
+            assert "raw.a[2024-01-01]" in run.error and "id" in run.error and "missing column ts" in run.error
+            assert tx.list_runs(job="after") == []  # downstream waits
+        [failed] = [e for e in published(settings) if e.status is Status.FAILED]
+        assert (failed.dataset, failed.partition) == ("mid", "2024-01-01") and "raw.a" in failed.error
+        # retrying does not launch on the same incompatible data
+        retry(coord.store, run.run_id)
+        assert coord.run(until_idle=True, timeout_s=30).launched == 0
+        publish(
+            settings,
+            [
+                CompletionEvent(
+                    dataset="raw.a",
+                    partition="2024-01-01",
+                    columns=(Column(name="id", type="long"), Column(name="ts", type="timestamp")),
+                )
+            ],
+        )
+        stats = coord.run(until_idle=True, timeout_s=30)
+        assert stats.succeeded == 2  # load, then after
+
+
+FLAKY = """
+datasets: {raw.a: {partitioning: daily}}
+jobs:
+  load:
+    kind: command
+    inputs: [raw.a]
+    outputs: [mid]
+    retries: {max_attempts: 3, backoff_s: 0.1}
+    settings:
+      command: [sh, -c, 'echo attempt >> {flag}.count; test -e {flag} || { echo "ERROR: nope" >&2; exit 1; }']
+  after: {kind: command, inputs: [mid], outputs: [out], settings: {command: "true"}}
+"""
+
+
+def test_retry_then_fail_holds_downstream_until_coord_retry(settings: Settings, tmp_path: Path):
+    settings.home.mkdir()
+    flag = tmp_path / "fixed"
+    publish(settings, [CompletionEvent(dataset="raw.a", partition="2024-01-01")])
+    with Coordinator(parse_spec(FLAKY.replace("{flag}", str(flag))), settings) as coord:
+        stats = coord.run(until_idle=True, timeout_s=30)
+        assert (stats.retried, stats.failed, stats.succeeded) == (2, 1, 0)
+        assert len(Path(f"{flag}.count").read_text().splitlines()) == 3
+        with coord.store.begin() as tx:
+            [run] = tx.list_runs(job="load")
+            assert run.state == "failed" and "ERROR: nope" in run.error
+            assert [a["attempt"] for a in tx.attempts(run.run_id)] == [1, 2, 3]
+            assert tx.list_runs(job="after") == []
+        assert [e.dataset for e in published(settings) if e.status is Status.FAILED] == ["mid"]
+        flag.touch()
+        retry(coord.store, run.run_id[:8])
+        stats = coord.run(until_idle=True, timeout_s=30)
+        assert stats.succeeded == 2
+        with coord.store.begin() as tx:
+            assert tx.get_run(run.run_id).state == "succeeded" and tx.get_run(run.run_id).attempt == 4
+
+
+def test_backfill_reruns_complete_partitions_only(settings: Settings, tmp_path: Path):
+    settings.home.mkdir()
+    log = tmp_path / "ran.log"
+    spec = dag_spec(log, sleep=0)
+    publish(settings, [CompletionEvent(dataset=d, partition=p) for d in ("raw.a", "raw.b") for p in DAYS[:2]])
+    with Coordinator(spec, settings) as coord:
+        coord.run(until_idle=True, timeout_s=30)
+        result = backfill(coord.store, spec, "join", DAYS)
+        assert [r.partition for r in result.created] == DAYS[:2]
+        assert result.waiting == [(DAYS[2], [f"raw.a[{DAYS[2]}]", f"raw.b[{DAYS[2]}]"])]
+        stats = coord.run(until_idle=True, consume=False, timeout_s=30)
+        assert stats.succeeded == 2 + 6  # the two joins, then what their new outputs trigger
+    assert len(log.read_text().splitlines()) == 8 + 8
+
+
+def test_restart_reattaches_a_running_job(settings: Settings, tmp_path: Path):
+    settings.home.mkdir()
+    spec = parse_spec(f"""
+datasets: {{raw.a: {{partitioning: daily}}}}
+jobs:
+  slow: {{kind: command, inputs: [raw.a], outputs: [o],
+          settings: {{command: [sh, -c, 'sleep 1; echo {{partition}} >> {tmp_path}/slow.log']}}}}
+""")
+    publish(settings, [CompletionEvent(dataset="raw.a", partition="2024-01-01")])
+    coord = Coordinator(spec, settings)
+    coord.run(max_events=1, timeout_s=0.5)  # launches, then stops while the job runs
+    coord.close()
+    with StateStore(settings.resolved_state_url()) as store, store.begin() as tx:
+        [run] = tx.list_runs()
+        assert run.state == "running" and run.handle is not None
+    with Coordinator(spec, settings) as coord:
+        stats = coord.run(until_idle=True, timeout_s=30)
+    assert (stats.launched, stats.succeeded) == (0, 1)  # re-attached, not re-launched
+    assert (tmp_path / "slow.log").read_text().split() == ["2024-01-01"]
