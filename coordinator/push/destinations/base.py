@@ -38,7 +38,7 @@ class Destination(abc.ABC):
     """One destination table or topic. Connects lazily; use as a context manager."""
 
     identity: str  # names the destination in state files (no secrets)
-    transactional: bool = True  # databases: a marker is written with the rows
+    keeps_marker: bool = True  # databases: a marker row is written with the rows
     needs_unique_key: bool = True
     nan_ok: bool = True  # can store NaN/infinity in float columns
     nul_ok: bool = True  # can store NUL characters in strings
