@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -113,6 +114,10 @@ def spark():
     if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
         missing("Spark", "no Java runtime")
     from pyspark.sql import SparkSession
+
+    # Python workers (UDFs, mlflow's spark_udf) must run this interpreter, not whatever
+    # `python3` is first on PATH; pyspark reads only the environment for it.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 
     session = (
         SparkSession.builder.master("local[2]")

@@ -1,0 +1,175 @@
+"""The model registry as an input: moving an alias is a new version of dataset `mlflow.models.NAME`.
+
+A score job lists `mlflow.models.churn` among its inputs (unpartitioned, mapping `latest`).
+When the `champion` alias moves, a completion event for that dataset — attributes
+{model_version, alias, model_uri} — makes the latest partition ready again, so it is re-scored
+with the new champion and downstream pushes follow, without anyone publishing by hand.
+
+Two ways the event is produced, both through coordinator.publish:
+- `coord model promote NAME VERSION` moves the alias and publishes at once (`promote`);
+- `RegistryPoller.poll_once()` compares each watched alias with the version it saw last and
+  publishes when it moved — for aliases moved elsewhere (the MLflow UI, a training pipeline).
+  The engine (or `coord model watch`) calls it periodically; the versions seen are kept in a
+  small JSON file so a restart neither misses a move nor re-announces an unchanged alias.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Protocol
+
+from coordinator.errors import ScoringError
+from coordinator.events import CompletionEvent
+from coordinator.scoring.resolve import parse_ref, registry_client
+
+log = logging.getLogger(__name__)
+
+REGISTRY_PREFIX = "mlflow.models."
+PRODUCER = "mlflow-registry"
+
+
+class EventSink(Protocol):
+    """What the poller publishes through: a coordinator.publish.Publisher fits."""
+
+    def publish(self, event: CompletionEvent) -> None: ...
+
+    def flush(self, timeout: float = 30.0) -> None: ...
+
+
+def registry_dataset(model_name: str) -> str:
+    return REGISTRY_PREFIX + model_name
+
+
+def alias_event(model_name: str, alias: str, version: str, *, producer: str = PRODUCER) -> CompletionEvent:
+    """The completion event that says "alias of model now points at version"."""
+    from coordinator.publish import build_event
+
+    return build_event(registry_dataset(model_name), None, producer=producer,
+                       attributes={"model_version": str(version), "alias": alias,
+                                   "model_uri": f"models:/{model_name}/{version}"})
+
+
+def current_version(tracking_uri: str, model_name: str, alias: str,
+                    client: object | None = None) -> str | None:
+    """The version `alias` points at now; None if the model or the alias does not exist."""
+    from mlflow.exceptions import MlflowException
+
+    client = client or registry_client(tracking_uri)
+    try:
+        return str(client.get_model_version_by_alias(model_name, alias).version)
+    except MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            return None
+        raise ScoringError(f"cannot read alias {model_name}@{alias} from {tracking_uri}: "
+                           f"{exc.message}") from exc
+
+
+def move_alias(tracking_uri: str, model_name: str, alias: str, version: str) -> str | None:
+    """Point `alias` at `version` (which must exist); returns the version it pointed at before."""
+    from mlflow.exceptions import MlflowException
+
+    client = registry_client(tracking_uri)
+    before = current_version(tracking_uri, model_name, alias, client)
+    try:
+        client.get_model_version(model_name, str(version))
+        client.set_registered_model_alias(model_name, alias, str(version))
+    except MlflowException as exc:
+        raise ScoringError(f"cannot point {model_name}@{alias} at version {version}: {exc.message}") from exc
+    return before
+
+
+def promote(tracking_uri: str, model_name: str, version: str, sink: EventSink, *,
+            alias: str = "champion") -> tuple[str | None, CompletionEvent]:
+    """Move the alias, then publish its completion event; returns (previous version, event).
+
+    The alias is moved first: an event published for a move that then failed would re-score
+    with the old version and record it as new.
+    """
+    before = move_alias(tracking_uri, model_name, alias, version)
+    event = alias_event(model_name, alias, version)
+    sink.publish(event)
+    sink.flush()
+    return before, event
+
+
+def watched_aliases(spec: object) -> list[tuple[str, str]]:
+    """(model, alias) pairs to poll for a pipeline spec: every score job that has its model's
+    registry dataset among its inputs and names the model by alias."""
+    found: dict[tuple[str, str], None] = {}
+    for job in getattr(spec, "jobs", {}).values():
+        if job.kind != "score" or "model" not in job.settings:
+            continue
+        ref = parse_ref(str(job.settings["model"]))
+        if ref.alias and any(i.dataset == registry_dataset(ref.name) for i in job.inputs):
+            found[(ref.name, ref.alias)] = None
+    return list(found)
+
+
+class RegistryPoller:
+    """Publishes an alias event whenever a watched alias points at another version than last seen.
+
+    The first sighting of an alias is announced too (the registry input becomes complete, so
+    jobs that wait for it can run); an alias that does not exist (yet) is skipped quietly.
+    """
+
+    def __init__(self, tracking_uri: str, watched: Iterable[tuple[str, str]], sink: EventSink,
+                 state_path: Path | None = None) -> None:
+        self.tracking_uri = tracking_uri
+        self.watched = list(dict.fromkeys(watched))
+        self.sink = sink
+        self.state_path = state_path
+        self.seen: dict[str, str] = self._load()
+
+    def _load(self) -> dict[str, str]:
+        if self.state_path is None or not self.state_path.exists():
+            return {}
+        try:
+            data = json.loads(self.state_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            log.warning("ignoring unreadable registry poller state %s: %s", self.state_path, exc)
+            return {}
+        return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+    def _save(self) -> None:
+        if self.state_path is None:
+            return
+        self.state_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.seen, sort_keys=True), encoding="utf-8")
+        os.replace(tmp, self.state_path)
+
+    def poll_once(self) -> list[CompletionEvent]:
+        """Check every watched alias once; publish (and flush) an event per move. Returns them.
+
+        The version is remembered only after the event is on the bus, so a bus failure
+        (BusError) means the move is announced on the next poll, not lost.
+        """
+        client = registry_client(self.tracking_uri)
+        events: list[CompletionEvent] = []
+        moved: dict[str, str] = {}
+        for model_name, alias in self.watched:
+            version = current_version(self.tracking_uri, model_name, alias, client)
+            key = f"{model_name}@{alias}"
+            if version is None or self.seen.get(key) == version:
+                continue
+            events.append(alias_event(model_name, alias, version))
+            moved[key] = version
+        if not events:
+            return []
+        for event in events:
+            self.sink.publish(event)
+        self.sink.flush()
+        self.seen.update(moved)
+        self._save()
+        for key, version in moved.items():
+            log.info("registry alias %s now points at version %s: published", key, version)
+        return events
+
+
+def describe_moves(events: Sequence[CompletionEvent]) -> list[str]:
+    return [f"{e.dataset}: {e.attributes.get('alias')} → version {e.attributes.get('model_version')}"
+            for e in events]
