@@ -16,6 +16,7 @@ function are reachable under one name.
 from __future__ import annotations
 
 import sys
+import threading
 import types
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -38,11 +39,14 @@ class Publisher:
         self.topic = settings.topic_events
         self.codec = codec or codec_for(settings)
         self._producer: Producer | None = None
+        self._lock = threading.Lock()
 
     @property
     def producer(self) -> Producer:
         if self._producer is None:
-            self._producer = self.bus.producer()
+            with self._lock:  # the HTTP side publishes from several threads
+                if self._producer is None:
+                    self._producer = self.bus.producer()
         return self._producer
 
     def publish(self, event: CompletionEvent) -> None:

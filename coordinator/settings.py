@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     # Fivetran webhooks: connector id -> the datasets a sync of that connector completes
     # (COORD_FIVETRAN_CONNECTORS='{"connector_id": ["fivetran.app.users", ...]}')
     fivetran_connectors: dict[str, list[str]] = Field(default_factory=dict)
+    # Fivetran webhooks: connector id -> the datasets a sync of that connector completes
+    # (COORD_FIVETRAN_CONNECTORS='{"connector_id": ["fivetran.app.users", ...]}')
+    fivetran_connectors: dict[str, list[str]] = Field(default_factory=dict)
 
     def resolved_state_url(self) -> str:
         return self.state_url or f"sqlite:///{(self.home / 'state.db').resolve()}"

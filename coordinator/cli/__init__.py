@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import typer
 
-from coordinator.cli import info
+from coordinator.cli import info, publish
 
-COMMAND_MODULES = (info,)
+COMMAND_MODULES = (info, publish)
 
 
 def build_app() -> typer.Typer:

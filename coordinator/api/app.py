@@ -1,0 +1,41 @@
+"""The FastAPI application: built in one place from the settings and a publisher, never at import.
+
+    uvicorn --factory coordinator.api.app:app_from_environment
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from coordinator import __version__
+from coordinator.api import events
+from coordinator.publish import Publisher
+from coordinator.settings import Settings
+
+
+def create_app(settings: Settings, publisher: Publisher | None = None) -> FastAPI:
+    """The app. A publisher given is the caller's to close; one made here is closed at shutdown."""
+    owned = publisher is None
+    if publisher is None:
+        from coordinator.bus.factory import open_bus
+
+        publisher = Publisher(open_bus(settings), settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        if owned:
+            publisher.close()
+
+    app = FastAPI(title="coordinator", version=__version__, lifespan=lifespan)
+    app.state.settings = settings
+    app.state.publisher = publisher
+    app.include_router(events.router)
+    return app
+
+
+def app_from_environment() -> FastAPI:
+    return create_app(Settings())
