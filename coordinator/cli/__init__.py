@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import typer
 
-from coordinator.cli import info, publish
+from coordinator.cli import info, ops, publish, run, views
 
-COMMAND_MODULES = (info, publish)
+COMMAND_MODULES = (info, publish, run, ops, views)
 
 
 def build_app() -> typer.Typer:

@@ -1,0 +1,134 @@
+"""`coord retry`, `coord rerun` and `coord backfill`: resume after a fix without redoing work.
+
+    coord retry RUN_ID                           a failed or blocked run gets a fresh retry budget
+    coord rerun JOB --partition P [--spec F]     a new run of one job partition on its latest inputs
+    coord backfill JOB --from P1 --to P2 [--spec F] [--no-wait]
+                                                 runs for every partition whose inputs are complete,
+                                                 executed within the pools, with a progress bar
+`retry` and `rerun` only queue the run: the running `coord run` service launches it.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from coordinator import operations
+from coordinator.cli.run import SpecOpt, load_or_exit
+from coordinator.errors import CoordinatorError
+from coordinator.settings import Settings
+from coordinator.store.store import StateStore
+
+TERMINAL = ("succeeded", "failed", "blocked")
+
+
+def _store(settings: Settings) -> StateStore:
+    return StateStore(settings.resolved_state_url())
+
+
+def retry(run_id: Annotated[str, typer.Argument(help="Run id (or a unique prefix)")]) -> None:
+    """Retry a failed or blocked run; downstream continues once it succeeds."""
+    console = Console()
+    try:
+        with _store(Settings()) as store:
+            run = operations.retry(store, run_id)
+    except CoordinatorError as exc:
+        console.print(f"[red]error[/red]: {exc}")
+        raise typer.Exit(1) from None
+    console.print(
+        f"run {run.run_id} ({run.job}[{run.partition}]) is ready again; "
+        f"up to {run.max_attempts - run.attempt} more attempt(s)"
+    )
+
+
+def rerun(
+    job: Annotated[str, typer.Argument()],
+    spec: SpecOpt = "pipeline.yaml",
+    partition: Annotated[str | None, typer.Option("--partition", "-p")] = None,
+) -> None:
+    """Run one job partition again on its latest input versions."""
+    console = Console()
+    loaded = load_or_exit(spec, console)
+    if job not in loaded.jobs:
+        console.print(f"[red]error[/red]: unknown job {job!r}")
+        raise typer.Exit(1)
+    with _store(Settings()) as store:
+        result = operations.rerun(store, loaded, job, partition)
+    for p, missing in result.waiting:
+        console.print(f"{job}[{p}] cannot run: waiting for {', '.join(missing)}")
+        raise typer.Exit(1)
+    for run in result.created:
+        console.print(f"queued run {run.run_id} for {job}[{partition}]")
+
+
+def backfill(
+    job: Annotated[str, typer.Argument()],
+    first: Annotated[str, typer.Option("--from", help="First partition")],
+    last: Annotated[str, typer.Option("--to", help="Last partition (inclusive)")],
+    spec: SpecOpt = "pipeline.yaml",
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Execute the runs here")] = True,
+) -> None:
+    """Queue runs of JOB for a partition range whose inputs are complete, and execute them."""
+    from coordinator.engine import Coordinator
+
+    console = Console()
+    loaded = load_or_exit(spec, console)
+    if job not in loaded.jobs:
+        console.print(f"[red]error[/red]: unknown job {job!r}")
+        raise typer.Exit(1)
+    try:
+        keys = operations.partition_range(loaded, job, first, last)
+    except ValueError as exc:
+        console.print(f"[red]error[/red]: {exc}")
+        raise typer.Exit(1) from None
+    settings = Settings()
+    with _store(settings) as store:
+        result = operations.backfill(store, loaded, job, keys)
+        for p, missing in result.waiting:
+            console.print(
+                f"skipped {job}[{p}]: waiting for {', '.join(missing)}", highlight=False, soft_wrap=True
+            )
+        console.print(f"queued {len(result.created)} run(s) of {job}")
+        if not wait or not result.created:
+            return
+        ids = {r.run_id for r in result.created}
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+        ) as progress:
+            task = progress.add_task(f"backfill {job}", total=len(ids))
+            checked = [0.0]
+
+            def done() -> bool:
+                if time.monotonic() - checked[0] < 0.25:
+                    return False
+                checked[0] = time.monotonic()
+                with store.begin() as tx:
+                    states = [tx.get_run(i).state for i in ids]
+                progress.update(task, completed=sum(s in TERMINAL for s in states))
+                return all(s in TERMINAL for s in states)
+
+            with Coordinator(loaded, settings, store=store) as coord:
+                coord.run(consume=False, stop=done)
+        with store.begin() as tx:
+            runs = [tx.get_run(i) for i in ids]
+        bad = [r for r in runs if r.state != "succeeded"]
+        console.print(
+            f"{len(runs) - len(bad)} succeeded, {len(bad)} did not"
+            + "".join(f"\n  {r.run_id} {r.job}[{r.partition}] {r.state}: {r.error}" for r in bad)
+        )
+        if bad:
+            raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("retry")(retry)
+    app.command("rerun")(rerun)
+    app.command("backfill")(backfill)

@@ -1,0 +1,93 @@
+"""`coord validate SPEC` and `coord run SPEC`: check a pipeline spec, and serve it.
+
+coord validate pipeline.yaml            every problem as file:line: message (exit 1 if any)
+coord run pipeline.yaml [--until-idle] [--max-events N] [--timeout S]
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from coordinator.errors import CoordinatorError, SpecError
+from coordinator.settings import Settings
+from coordinator.spec import load_spec
+from coordinator.spec.models import PipelineSpec
+
+SpecArg = Annotated[Path, typer.Argument(help="The pipeline spec (YAML)")]
+SpecOpt = Annotated[Path, typer.Option("--spec", "-s", envvar="COORD_SPEC", help="The pipeline spec (YAML)")]
+
+
+def load_or_exit(path: Path, console: Console) -> PipelineSpec:
+    try:
+        return load_spec(path)
+    except SpecError as exc:
+        for problem in exc.problems:
+            console.print(
+                f"[red]{problem.file}:{problem.line}[/red]: {problem.message}",
+                highlight=False,
+                soft_wrap=True,
+            )
+        console.print(f"{len(exc.problems)} problem(s) in {path}")
+        raise typer.Exit(1) from None
+
+
+def validate(spec: SpecArg) -> None:
+    """Check a spec: unknown datasets, cycles, double producers, mappings, kind settings."""
+    console = Console()
+    loaded = load_or_exit(spec, console)
+    console.print(
+        f"[green]ok[/green]: {len(loaded.datasets)} datasets, {len(loaded.jobs)} jobs, "
+        f"pools {dict(loaded.pools) or {'default': 8}}"
+    )
+
+
+def run(
+    spec: SpecArg,
+    until_idle: Annotated[bool, typer.Option("--until-idle", help="Stop when nothing is left to do")] = False,
+    max_events: Annotated[int | None, typer.Option("--max-events", help="Stop after N events")] = None,
+    timeout: Annotated[float | None, typer.Option("--timeout", help="Stop after S seconds")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Serve the pipeline: take completion events, launch ready jobs, publish their completions."""
+    from coordinator.engine import Coordinator
+    from coordinator.hooks import LoggingHook
+
+    console = Console()
+    loaded = load_or_exit(spec, console)
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    stop = threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    settings = Settings()
+    try:
+        with Coordinator(loaded, settings, hooks=[LoggingHook()]) as coord:
+            stats = coord.run(
+                until_idle=until_idle, max_events=max_events, timeout_s=timeout, stop=stop.is_set
+            )
+    except KeyboardInterrupt:
+        console.print("stopped")
+        return
+    except CoordinatorError as exc:
+        console.print(f"[red]error[/red]: {exc}")
+        raise typer.Exit(1) from None
+    console.print(
+        f"events {stats.events} (dead-lettered {stats.dead_lettered}), runs created {stats.runs_created}, "
+        f"launched {stats.launched}, succeeded {stats.succeeded}, failed {stats.failed}, "
+        f"blocked {stats.blocked}, retries {stats.retried}, published {stats.published}",
+        highlight=False,
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("validate")(validate)
+    app.command("run")(run)

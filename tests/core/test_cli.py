@@ -1,0 +1,86 @@
+"""The core commands: validate, run, runs, status, retry, rerun, backfill (embedded bus + SQLite)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from coordinator.bus.local import LocalBus
+from coordinator.cli import build_app
+from coordinator.events import CompletionEvent
+from coordinator.publish import Publisher
+from coordinator.settings import Settings
+
+SPEC = """\
+datasets:
+  raw.a: {partitioning: daily}
+jobs:
+  load:
+    kind: command
+    inputs: [raw.a]
+    outputs: [mid]
+    settings: {command: [sh, -c, 'test -e {flag} || { echo "ERROR: flag missing" >&2; exit 1; }']}
+  after: {kind: command, inputs: [mid], outputs: [out], settings: {command: "true"}}
+"""
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("COORD_HOME", str(home))
+    monkeypatch.setenv("COORD_BUS", "local")
+    monkeypatch.setenv("COLUMNS", "250")
+    monkeypatch.delenv("COORD_STATE_URL", raising=False)
+    spec = tmp_path / "pipeline.yaml"
+    spec.write_text(SPEC.replace("{flag}", str(tmp_path / "flag")))
+    monkeypatch.setenv("COORD_SPEC", str(spec))
+    return tmp_path, spec
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(build_app(), list(args), catch_exceptions=False, terminal_width=200)
+
+
+def test_validate(env, tmp_path: Path):
+    _, spec = env
+    ok = invoke("validate", str(spec))
+    assert ok.exit_code == 0 and "2 jobs" in ok.output
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("jobs:\n  j:\n    kind: command\n    inputs: [nope]\n    settings: {command: x}\n")
+    out = invoke("validate", str(bad))
+    assert (
+        out.exit_code == 1 and f"{bad}:4" in out.output.replace("\n", "") and "unknown dataset" in out.output
+    )
+
+
+def test_run_fail_retry_rerun_backfill(env):
+    tmp_path, spec = env
+    settings = Settings()
+    with Publisher(LocalBus(settings.home / "bus.db"), settings) as p:
+        p.publish_many([CompletionEvent(dataset="raw.a", partition=d) for d in ("2024-01-01", "2024-01-02")])
+        p.flush()
+    out = invoke("run", str(spec), "--until-idle", "--timeout", "60")
+    assert out.exit_code == 0 and "failed 2" in out.output, out.output
+    failed = invoke("runs", "--state", "failed")
+    assert failed.output.count("load") == 2 and "flag missing" in failed.output
+    status = invoke("status", "--last", "3")
+    assert "✗" in status.output and "mid" in status.output
+    (tmp_path / "flag").touch()
+    from coordinator.store import StateStore
+
+    with StateStore(settings.resolved_state_url()) as store, store.begin() as tx:
+        run_id = tx.list_runs(job="load", partition="2024-01-01")[0].run_id
+    assert "ready again" in invoke("retry", run_id[:10]).output
+    assert invoke("retry", "zzzz").exit_code == 1
+    out = invoke("run", str(spec), "--until-idle", "--timeout", "60")
+    assert "succeeded 2" in out.output, out.output  # load[01] then after[01]
+    assert "queued run" in invoke("rerun", "load", "--partition", "2024-01-02").output
+    out = invoke("backfill", "load", "--from", "2024-01-01", "--to", "2024-01-03")
+    assert out.exit_code == 0, out.output
+    assert "skipped load[2024-01-03]: waiting for raw.a[2024-01-03]" in out.output
+    assert "queued 2 run(s)" in out.output and "2 succeeded, 0 did not" in out.output
+    runs = invoke("runs", "--job", "after", "--state", "succeeded").output
+    assert "2024-01-01" in runs and "2024-01-02" in runs
