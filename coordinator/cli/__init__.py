@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import typer
 
-from coordinator.cli import info, ops, publish, run, views
+from coordinator.cli import info, ops, publish, push, run, views
 
-COMMAND_MODULES = (info, publish, run, ops, views)
+COMMAND_MODULES = (info, publish, run, ops, views, push)
 
 
 def build_app() -> typer.Typer:
