@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -28,7 +28,7 @@ class FivetranPayload(BaseModel):
 
     event: str
     connector_id: str
-    created: datetime | None = None
+    created: str | None = None  # ISO 8601, but Fivetran's creation ping sends the word "timestamp"
     connector_type: str | None = None
     connector_name: str | None = None
     sync_id: str | None = None
@@ -56,11 +56,22 @@ def sync_status(payload: FivetranPayload) -> Status | None:
     return None
 
 
+def _parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
 def completion_events(payload: FivetranPayload, datasets: Sequence[str]) -> list[CompletionEvent]:
     status = sync_status(payload)
     if status is None:
         return []
-    run = payload.sync_id or (payload.created.isoformat() if payload.created else None)
+    created = _parse_time(payload.created)
+    run = payload.sync_id or payload.created
     attributes: Mapping[str, str] = {
         k: v for k, v in {"connector_id": payload.connector_id, "connector_type": payload.connector_type,
                           "fivetran_status": str(payload.data.get("status", ""))}.items() if v}
@@ -74,7 +85,7 @@ def completion_events(payload: FivetranPayload, datasets: Sequence[str]) -> list
                                       producer_run_id=run, error=error, attributes=dict(attributes))
         if run:  # Fivetran retries deliveries: the same sync must give the same event ids
             fields["event_id"] = f"fivetran:{payload.connector_id}:{run}:{dataset}"
-        if payload.created:
-            fields["produced_at"] = payload.created
+        if created:
+            fields["produced_at"] = created
         events.append(CompletionEvent(**fields))
     return events
