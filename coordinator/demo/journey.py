@@ -1,0 +1,88 @@
+"""Run the "website scores" journey once: land data, make sure the model exists, run the
+coordinator in bounded mode until the journey is idle, and summarize what happened.
+
+Order matters for a clean first run on a fresh machine: the model is registered before any
+event is published (the score job resolves `models:/churn@champion` when it starts), and the
+events are published before the coordinator runs until idle (so it has work from the start).
+Everything is built here and passed down; nothing is global.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from contextlib import ExitStack, nullcontext
+
+from rich.console import Console
+
+from coordinator.bus.factory import open_bus, topic_specs
+from coordinator.demo import landing, results
+from coordinator.demo.progress import LiveProgress
+from coordinator.demo.runs import journey_runs
+from coordinator.demo.settings import DemoOptions, demo_settings
+from coordinator.demo.summary import DemoSummary, RunSummary
+from coordinator.publish import Publisher
+from coordinator.settings import Settings
+from coordinator.spec import PipelineSpec, load_spec
+from coordinator.store.store import StateStore
+
+
+def spec_env(options: DemoOptions, settings: Settings) -> dict[str, str]:
+    """What the example spec interpolates: the lake under the demo's home, the product database."""
+    return {**os.environ, "LAKE": str(options.lake),
+            "COORD_PRODUCT_DB_URL": settings.resolved_product_db_url()}
+
+
+def load_example(options: DemoOptions, settings: Settings) -> PipelineSpec:
+    return load_spec(options.spec_path, env=spec_env(options, settings))
+
+
+def ensure_model(settings: Settings) -> str:
+    """The champion version of the churn model, trained and registered on first use."""
+    from models.churn import ensure_champion
+
+    return ensure_champion(settings.resolved_mlflow_uri())
+
+
+def run_demo(options: DemoOptions, console: Console, live: bool = True,
+             settings: Settings | None = None) -> DemoSummary:
+    from coordinator.engine import Coordinator
+
+    started = time.time()
+    settings = settings or demo_settings(options)
+    settings.home.mkdir(parents=True, exist_ok=True)
+    spec = load_example(options, settings)
+    days = landing.days_ending(options.end_day, options.days)
+    partitions = [d.isoformat() for d in days]
+    jobs = list(spec.jobs)
+    push_job, _, _ = results.push_target(spec)
+
+    with console.status("landing the raw EL tables (users, events)"):
+        landed = landing.land(options.lake, days, options.users, options.seed)
+    console.print(f"landed {len(landed)} raw tables for {partitions[0]} … {partitions[-1]} "
+                  f"under {options.lake}")
+    with console.status("making sure the churn model is registered (MLflow)"):
+        version = ensure_model(settings)
+    console.print(f"model churn@champion is version {version} ({settings.resolved_mlflow_uri()})")
+
+    counter = results.PushCounter([push_job])
+    with ExitStack() as stack:
+        bus = open_bus(settings)
+        bus.ensure_topics(topic_specs(settings))
+        store = stack.enter_context(StateStore(settings.resolved_state_url()))
+        coordinator = stack.enter_context(Coordinator(spec, settings, bus=bus, store=store, hooks=[counter]))
+        with Publisher(bus, settings) as publisher:
+            sent = landing.publish_landed(publisher, landed)
+        console.print(f"published {sent} completion events from producer {landing.PRODUCER!r}")
+
+        watcher = stack.enter_context(StateStore(settings.resolved_state_url()))
+
+        def read() -> list[RunSummary]:
+            return journey_runs(watcher, jobs, partitions)
+
+        progress = LiveProgress(read, jobs, console, status=lambda: f"{time.time() - started:.0f} s")
+        with progress if live else nullcontext():
+            coordinator.run(until_idle=True, timeout_s=options.timeout_s)
+        runs = read()
+
+    return results.build_summary(options, settings, spec, runs, started, counter.rows)
