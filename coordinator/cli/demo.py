@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 
@@ -28,7 +29,9 @@ def demo(
     # With --json the progress goes to stderr so that stdout holds the one JSON object.
     console = Console(stderr=True) if as_json else Console()
     try:
-        summary = run_demo(options, console=console, live=console.is_terminal)
+        # Libraries that print (MLflow announces a registered model) must not spoil the JSON.
+        with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
+            summary = run_demo(options, console=console, live=console.is_terminal)
     except CoordinatorError as exc:
         console.print(f"[bold red]demo failed:[/] {exc}")
         raise typer.Exit(2) from None

@@ -82,7 +82,7 @@ def run_demo(options: DemoOptions, console: Console, live: bool = True,
 
         progress = LiveProgress(read, jobs, console, status=lambda: f"{time.time() - started:.0f} s")
         with progress if live else nullcontext():
-            coordinator.run(until_idle=True, timeout_s=options.timeout_s)
+            stats = coordinator.run(until_idle=True, timeout_s=options.timeout_s)
         runs = read()
 
-    return results.build_summary(options, settings, spec, runs, started, counter.rows)
+    return results.build_summary(options, settings, spec, runs, started, stats.launched, counter.rows)

@@ -11,8 +11,11 @@ import shlex
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
 
-from sqlalchemy import String, create_engine, func, select, table
+from sqlalchemy import String, create_engine, func, select, table, text
 from sqlalchemy import column as sql_column
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
@@ -66,20 +69,38 @@ class PushCounter(Hook):
                 self.rows += sum(int(result.details.get(name, 0) or 0) for name in WRITTEN)
 
 
-def table_counts(url: str, name: str, day_column: str, day: str) -> tuple[int, int]:
-    """(rows in the table, distinct users scored for `day`); (0, 0) when the table is missing."""
+@dataclass(frozen=True)
+class TableFacts:
+    rows: int = 0                                  # rows in the table
+    users_on_day: int = 0                          # distinct users scored for the day asked
+    sample: list[dict[str, object]] = field(default_factory=list)   # a few rows of that day
+
+
+def table_facts(url: str, name: str, day_column: str, day: str, sample_rows: int = 5) -> TableFacts:
+    """What a website reading the table sees; empty facts when the table does not exist (yet)."""
     engine = create_engine(sqlalchemy_url(url))
     t = table(name, sql_column("user_id"), sql_column(day_column))
+    on_day = func.cast(t.c[day_column], String) == day
     try:
         with engine.connect() as conn:
             rows = conn.execute(select(func.count()).select_from(t)).scalar() or 0
-            users = conn.execute(select(func.count(func.distinct(t.c.user_id)))
-                                 .where(func.cast(t.c[day_column], String) == day)).scalar() or 0
+            users = conn.execute(select(func.count(func.distinct(t.c.user_id))).where(on_day)).scalar() or 0
+            sample = conn.execute(select(text("*")).select_from(t).where(on_day)
+                                  .order_by(t.c.user_id).limit(sample_rows)).mappings().all()
     except SQLAlchemyError:
-        return 0, 0
+        return TableFacts()
     finally:
         engine.dispose()
-    return int(rows), int(users)
+    return TableFacts(int(rows), int(users), [{k: _plain(v) for k, v in row.items()} for row in sample])
+
+
+def _plain(value: object) -> object:
+    """JSON-friendly values: dates as ISO text, decimals as floats."""
+    if isinstance(value, date | datetime):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return float(value)
+    return value
 
 
 def look_command(url: str, name: str) -> str:
@@ -94,14 +115,15 @@ def look_command(url: str, name: str) -> str:
 
 
 def build_summary(options: DemoOptions, settings: Settings, spec: PipelineSpec, runs: list[RunSummary],
-                  started: float, rows_pushed: int, day_column: str = DAY_COLUMN) -> DemoSummary:
+                  started: float, launched: int, rows_pushed: int,
+                  day_column: str = DAY_COLUMN) -> DemoSummary:
     _, url, name = push_target(spec)
     latest = options.end_day.isoformat()
-    rows, users = table_counts(url, name, day_column, latest)
+    facts = table_facts(url, name, day_column, latest)
     return DemoSummary(
-        succeeded=bool(runs) and all(r.state == "succeeded" for r in runs) and users > 0,
+        succeeded=bool(runs) and all(r.state == "succeeded" for r in runs) and facts.users_on_day > 0,
         home=str(settings.home), product_db=masked(url), table=name, latest_day=latest,
-        rows_pushed=rows_pushed, rows_in_table=rows,
-        users_scored_latest_day=users, runs=runs, seconds=round(time.time() - started, 1),
-        look=look_command(url, name),
+        runs_launched=launched, rows_pushed=rows_pushed, rows_in_table=facts.rows,
+        users_scored_latest_day=facts.users_on_day, sample=facts.sample, runs=runs,
+        seconds=round(time.time() - started, 1), look=look_command(url, name),
     )

@@ -30,9 +30,11 @@ class DemoSummary(BaseModel):
     product_db: str                 # SQLAlchemy URL of the product database (password masked)
     table: str
     latest_day: str
+    runs_launched: int              # runs this invocation started (0: everything was done already)
     rows_pushed: int                # rows written to the product database by this invocation
     rows_in_table: int
     users_scored_latest_day: int
+    sample: list[dict[str, object]] = []   # the first rows of the table for the latest day
     runs: list[RunSummary]
     seconds: float
     look: str                       # a command that shows the results
@@ -52,8 +54,18 @@ class DemoSummary(BaseModel):
                 console.print(f"[red]{run.job}[{run.partition}]: {run.error}[/]")
         verdict = "[green]journey complete[/]" if self.succeeded else "[bold red]journey did not complete[/]"
         console.print(f"{verdict} in {self.seconds:.0f} s")
+        if not self.runs_launched:
+            console.print("nothing new to do: these events were processed before (durations above are "
+                          "from then); land changed data, e.g. --seed 8, to see only changed rows pushed")
         console.print(f"rows pushed now: [bold]{self.rows_pushed}[/] "
                       f"(table {self.table} holds {self.rows_in_table} rows; "
                       f"{self.users_scored_latest_day} users scored for {self.latest_day})")
+        if self.sample:
+            rows = Table(title=f"{self.table}, first rows for {self.latest_day}", title_justify="left")
+            for name, value in self.sample[0].items():
+                rows.add_column(name, justify="right" if isinstance(value, int | float) else "left")
+            for row in self.sample:
+                rows.add_row(*(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row.values()))
+            console.print(rows)
         console.print(f"product database: {self.product_db}")
         console.print(f"look at the results:\n  {self.look}")

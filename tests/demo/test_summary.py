@@ -39,7 +39,7 @@ def test_runs_table_counts_runs_by_state_per_job() -> None:
 
 def test_summary_json_has_the_promised_fields() -> None:
     summary = DemoSummary(succeeded=False, home="h", product_db="sqlite:///p.db", table="user_scores",
-                          latest_day="2025-06-03", rows_pushed=12, rows_in_table=12,
+                          latest_day="2025-06-03", runs_launched=0, rows_pushed=12, rows_in_table=12,
                           users_scored_latest_day=6, runs=RUNS, seconds=30.0, look="sqlite3 p.db 'select 1'")
     data = json.loads(summary.model_dump_json())
     assert data["rows_pushed"] == 12 and data["product_db"] == "sqlite:///p.db"
