@@ -6,7 +6,7 @@ per value, combined per row in C) gives one uint64 per row. A null mask per null
 hashed with the values, so a null never equals any value. Two hashes per row: the key hash (the
 key columns) and the content hash (every pushed column).
 
-The state file (Parquet, one per job and destination) keeps the key values, key hash and
+The state file (Arrow IPC, one per job and destination) keeps the key values, key hash and
 content hash of every row the destination holds after the last push, with the push id and the
 mapping fingerprint in its metadata. It is written only after the destination committed, to a
 temporary file renamed into place, so a crash never leaves half a state file behind.
@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
+import pyarrow.feather as feather
 
 from coordinator.push.schema import arrow_family
 
@@ -73,6 +73,33 @@ def fingerprint(mapping: Sequence[tuple[str, str]], key: Sequence[str], mode: st
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:32]
 
 
+def match(keys: np.ndarray, among: np.ndarray) -> np.ndarray:
+    """For each of `keys`, its index in `among` (both uint64 key hashes), or -1.
+
+    A source usually comes in the same order as last time, so rows are first matched by
+    position (one vectorised comparison); only the rest are matched by sorting both sides and
+    a binary search of sorted needles (cache-friendly; far cheaper than a join over the table).
+    """
+    out = np.full(len(keys), -1, dtype=np.int64)
+    m = min(len(keys), len(among))
+    same = np.flatnonzero(keys[:m] == among[:m])
+    out[same] = same
+    if len(same) == len(keys) or len(same) == len(among):
+        return out
+    rest_k = np.flatnonzero(out < 0)
+    used = np.zeros(len(among), dtype=bool)
+    used[same] = True
+    rest_a = np.flatnonzero(~used)
+    oa = np.argsort(among[rest_a])
+    sa = among[rest_a][oa]
+    ok = np.argsort(keys[rest_k])
+    sk = keys[rest_k][ok]
+    pos = np.minimum(np.searchsorted(sa, sk), len(sa) - 1)
+    hit = sa[pos] == sk
+    out[rest_k[ok[hit]]] = rest_a[oa[pos[hit]]]
+    return out
+
+
 @dataclass(frozen=True)
 class PushState:
     push_id: str
@@ -81,17 +108,17 @@ class PushState:
 
 
 class StateFile:
-    """The last successful push of one (job, destination), in a Parquet file."""
+    """The last successful push of one (job, destination), in an Arrow IPC file."""
 
     def __init__(self, folder: Path, job: str, destination_id: str) -> None:
         digest = hashlib.sha256(f"{job}\0{destination_id}".encode()).hexdigest()[:24]
-        self.path = Path(folder) / f"{digest}.parquet"
+        self.path = Path(folder) / f"{digest}.arrow"
 
     def load(self) -> PushState | None:
         if not self.path.exists():
             return None
         try:
-            table = pq.read_table(self.path)
+            table = feather.read_table(self.path, memory_map=False)
         except (OSError, pa.ArrowException):
             return None  # an unreadable state only costs a full push
         meta = table.schema.metadata or {}
@@ -107,7 +134,7 @@ class StateFile:
             {"push_id": state.push_id, "fingerprint": state.fingerprint}
         )
         tmp = self.path.with_suffix(".tmp")
-        pq.write_table(table, tmp, compression="zstd")
+        feather.write_feather(table, tmp, compression="uncompressed")  # hashes do not compress
         os.replace(tmp, self.path)
 
     def delete(self) -> None:

@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 from coordinator.errors import DestinationMismatch, PushError, TooManyRejects
 from coordinator.push.config import DestinationSettings
 from coordinator.push.destinations import Destination, Marker, open_destination
-from coordinator.push.diff import KEY_HASH, ROW_HASH, PushState, StateFile, fingerprint, row_hashes
+from coordinator.push.diff import KEY_HASH, ROW_HASH, PushState, StateFile, fingerprint, match, row_hashes
 from coordinator.push.plan import Plan, render
 from coordinator.push.rejects import Rejects
 from coordinator.push.schema import check_columns, normalize, value_problems
@@ -195,7 +195,7 @@ def _push(
     hashed = table.append_column(KEY_HASH, key_hash).append_column(
         ROW_HASH, row_hashes(table, table.column_names)
     )
-    valid = hashed.filter(good)
+    valid = hashed.filter(good) if rejected else hashed
     fp = fingerprint(mapping, key, mode, table.schema)
     previous, reason = _trusted_state(dest, state, job, fp, full=full, creating=creating)
     plan = _plan(
@@ -290,21 +290,18 @@ def _plan(
             create_table=creating,
             keep_keys=source_keys if mode == "mirror" else None,
         )
-    old = previous.table.select([KEY_HASH, ROW_HASH]).rename_columns([KEY_HASH, "__old"])
-    joined = valid.append_column("__idx", pa.array(np.arange(valid.num_rows))).join(
-        old, KEY_HASH, join_type="left outer"
-    )
-    is_new = pc.is_null(joined.column("__old"))
-    changed = pc.fill_null(pc.not_equal(joined.column(ROW_HASH), joined.column("__old")), False)
-    write = is_new if mode == "insert" else pc.or_(is_new, changed)
-    idx = pc.sort_indices(pc.filter(joined.column("__idx"), write))
-    rows = valid.select(data_cols).take(pc.take(pc.filter(joined.column("__idx"), write), idx))
-    new_n = pc.sum(is_new).as_py() or 0
-    changed_n = 0 if mode == "insert" else (pc.sum(changed).as_py() or 0)
+    old_kh = previous.table.column(KEY_HASH).to_numpy()
+    old_rh = previous.table.column(ROW_HASH).to_numpy()
+    at = match(valid.column(KEY_HASH).to_numpy(), old_kh)
+    is_new = at < 0
+    changed = ~is_new & (valid.column(ROW_HASH).to_numpy() != old_rh[np.maximum(at, 0)])
+    write = is_new if mode == "insert" else is_new | changed
+    rows = valid.select(data_cols).take(pa.array(np.flatnonzero(write)))
+    new_n, changed_n = int(is_new.sum()), 0 if mode == "insert" else int(changed.sum())
     deletes = None
     if mode == "mirror":
-        gone = pc.invert(pc.is_in(previous.table.column(KEY_HASH), value_set=seen))
-        deletes = previous.table.filter(gone).select(key)
+        gone = match(old_kh, seen.to_numpy()) < 0
+        deletes = previous.table.filter(pa.array(gone)).select(key)
     return Plan(
         mode,
         tuple(key),
@@ -325,8 +322,11 @@ def _next_state(
     current = valid.select([*key, KEY_HASH, ROW_HASH])
     if previous is None:
         return current
-    carry = pc.invert(pc.is_in(previous.table.column(KEY_HASH), value_set=current.column(KEY_HASH)))
+    old_kh = previous.table.column(KEY_HASH).to_numpy()
+    carry = match(old_kh, current.column(KEY_HASH).to_numpy()) < 0
     if mode == "mirror":  # keys that left the source were deleted; rejected ones stay as they were
-        carry = pc.and_(carry, pc.is_in(previous.table.column(KEY_HASH), value_set=seen))
-    kept = previous.table.filter(carry).select(current.column_names)
+        carry &= match(old_kh, seen.to_numpy()) >= 0
+    if not carry.any():
+        return current
+    kept = previous.table.filter(pa.array(carry)).select(current.column_names)
     return pa.concat_tables([current, kept.cast(current.schema)])

@@ -19,6 +19,7 @@ from sqlalchemy.engine import make_url
 from coordinator.errors import PushError
 from coordinator.push.config import DestinationSettings
 from coordinator.push.destinations.base import MARKER_TABLE, Applied, Destination, Marker
+from coordinator.push.destinations.pyrows import utc_naive
 from coordinator.push.plan import Plan
 from coordinator.push.schema import DestColumn, DestTable, arrow_family
 
@@ -66,11 +67,15 @@ def _create_type(t: pa.DataType) -> str:
 
 
 def copy_arrow(cur: psycopg.Cursor, table: sql.Composable, columns: list[str], data: pa.Table) -> None:
-    """COPY `data` into `table` as CSV written by Arrow (nulls unquoted-empty, strings quoted)."""
+    """COPY `data` into `table` as CSV written by Arrow (nulls unquoted-empty, strings quoted).
+
+    Zoned timestamps are written as their UTC wall-clock time (formatting them with a zone is
+    ~15× slower in Arrow); the transaction runs with TimeZone = UTC, so they read back exact."""
     stmt = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
         table, sql.SQL(", ").join(map(sql.Identifier, columns))
     )
     options = pacsv.WriteOptions(include_header=False)
+    data = pa.table([utc_naive(c) for c in data.columns], names=data.column_names)
     with cur.copy(stmt) as copy:
         for batch in data.to_batches(max_chunksize=COPY_CHUNK_ROWS):
             buf = io.BytesIO()
@@ -180,6 +185,7 @@ class PostgresDestination(Destination):
         conn = self._connect()
         try:
             with conn.transaction(), conn.cursor() as cur:
+                cur.execute("SET LOCAL TimeZone = 'UTC'")  # copy_arrow writes zoned timestamps as UTC
                 counts = self._apply(cur, plan)
                 self._write_marker(cur, job, marker)
             return counts
