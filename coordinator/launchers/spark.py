@@ -289,12 +289,16 @@ class SparkLauncher(Launcher):
         log_text = read_tail(Path(result.log_path)) if result.log_path else ""
         details = dict(result.details)
         app_id = details.get("spark_app_id") or application_id(log_text)
+        outputs = result.outputs
         if app_id:
             details["spark_app_id"] = app_id
+            # also on each output event, so the id is kept with the data it produced
+            outputs = tuple(dataclasses.replace(o, attributes={**o.attributes, "spark_app_id": str(app_id)})
+                            for o in outputs)
         error = result.error
         if not result.succeeded and not details.get("timed_out") and "exit_code" in details:
             cause = error_line(log_text)
             if cause:
                 code = details["exit_code"]
                 error = f"{'exit code ' + str(code) if code is not None else 'killed'}: {cause}"
-        return dataclasses.replace(result, details=details, error=error)
+        return dataclasses.replace(result, details=details, error=error, outputs=outputs)
