@@ -112,6 +112,7 @@ class Coordinator:
         self._done: queue.Queue[_Done] = queue.Queue()
         self._inflight: dict[str, threading.Thread] = {}
         self._recovered = False
+        self._outbox_dirty = True  # at start-up, whatever a previous run left unsent
         self._pools = {job.pool for job in spec.jobs.values()}
         self._job_pools = {name: job.pool for name, job in spec.jobs.items()}
         self._budgets = {name: job.retries.max_attempts for name, job in spec.jobs.items()}
@@ -236,6 +237,7 @@ class Coordinator:
         for run in created:
             if run.state == "blocked":
                 tx.outbox_add(self._failed_events(run, run.error or "blocked"), now)
+                self._outbox_dirty = True
                 stats.blocked += 1
                 self.hooks.emit("after_blocked", run, run.error or "")
         stats.runs_created += len(created)
@@ -262,25 +264,23 @@ class Coordinator:
 
     # ------------------------------------------------------------------ launching
     def _launch_ready(self, stats: RunStats) -> int:
-        launched = 0
         now = self.clock()
-        for pool in sorted(self._pools):
-            with self.store.begin() as tx:
-                claimed = tx.claim(pool, self.spec.pool_size(pool), self.owner, now)
-                ready = []
-                for run in claimed:
+        ready: list[RunRow] = []
+        with self.store.begin() as tx:
+            for pool in sorted(self._pools):
+                for run in tx.claim(pool, self.spec.pool_size(pool), self.owner, now):
                     reason = self._unlaunchable(run)
                     if reason:
                         tx.finish(run.run_id, run.attempt, "blocked", now, error=reason)
                         tx.outbox_add(self._failed_events(run, reason), now)
+                        self._outbox_dirty = True
                         stats.blocked += 1
                         self.hooks.emit("after_blocked", run, reason)
                     else:
                         ready.append(run)
-            for run in ready:
-                self._start_thread(run, None, stats)
-                launched += 1
-        return launched
+        for run in ready:
+            self._start_thread(run, None, stats)
+        return len(ready)
 
     def _unlaunchable(self, run: RunRow) -> str | None:
         """Checked again at launch: a retried blocked run must not start on incompatible data."""
@@ -337,53 +337,60 @@ class Coordinator:
 
     # ------------------------------------------------------------------ results
     def _collect(self, stats: RunStats, block: bool = False) -> int:
-        n = 0
-        while True:
-            try:
-                done = (
-                    self._done.get(timeout=0.02)
-                    if block and not n and self._inflight
-                    else self._done.get_nowait()
-                )
-            except queue.Empty:
-                return n
+        """Record every finished attempt waiting in the queue, all in one transaction."""
+        dones: list[_Done] = []
+        try:
+            if block and self._inflight:
+                dones.append(self._done.get(timeout=0.02))
+            while True:
+                dones.append(self._done.get_nowait())
+        except queue.Empty:
+            pass
+        if not dones:
+            return 0
+        for done in dones:
             self._inflight.pop(done.run.run_id, None)
-            self._finish(done.run, done.result, stats)
-            n += 1
-
-    def _finish(self, run: RunRow, result: RunResult, stats: RunStats) -> None:
+            self.hooks.emit("after_finish", done.run, done.result)
         now = self.clock()
-        self.hooks.emit("after_finish", run, result)
-        job = self.spec.jobs.get(run.job)
         with self.store.begin() as tx:
-            if result.succeeded:
-                if not tx.finish(run.run_id, run.attempt, "succeeded", now, log_path=result.log_path):
-                    return
-                events = self._output_events(run, result, now)
-                tx.outbox_add(events, now)
-                self._record(tx, events, stats)
-                stats.succeeded += 1
-                return
-            if job is not None and run.attempt < run.max_attempts:
-                delay = job.retries.delay_s(run.attempt)
-                if tx.finish(
-                    run.run_id,
-                    run.attempt,
-                    "failed",
-                    now,
-                    error=result.error,
-                    log_path=result.log_path,
-                    retry_at=now + delay,
-                ):
-                    stats.retried += 1
-                    self.hooks.emit("after_retry_scheduled", run, delay, result.error)
-                return
+            outputs: list[CompletionEvent] = []
+            for done in dones:
+                outputs += self._finish(tx, done.run, done.result, now, stats)
+            if outputs:
+                tx.outbox_add(outputs, now)
+                self._record(tx, outputs, stats)
+        self._outbox_dirty = True
+        return len(dones)
+
+    def _finish(
+        self, tx: Tx, run: RunRow, result: RunResult, now: float, stats: RunStats
+    ) -> list[CompletionEvent]:
+        """One attempt's end; returns the output events of a success (recorded by the caller)."""
+        job = self.spec.jobs.get(run.job)
+        if result.succeeded:
+            if not tx.finish(run.run_id, run.attempt, "succeeded", now, log_path=result.log_path):
+                return []
+            stats.succeeded += 1
+            return self._output_events(run, result, now)
+        if job is not None and run.attempt < run.max_attempts:
+            delay = job.retries.delay_s(run.attempt)
             if tx.finish(
-                run.run_id, run.attempt, "failed", now, error=result.error, log_path=result.log_path
+                run.run_id,
+                run.attempt,
+                "failed",
+                now,
+                error=result.error,
+                log_path=result.log_path,
+                retry_at=now + delay,
             ):
-                tx.outbox_add(self._failed_events(run, result.error or "failed"), now)
-                stats.failed += 1
-                self.hooks.emit("after_failed", run, result.error)
+                stats.retried += 1
+                self.hooks.emit("after_retry_scheduled", run, delay, result.error)
+            return []
+        if tx.finish(run.run_id, run.attempt, "failed", now, error=result.error, log_path=result.log_path):
+            tx.outbox_add(self._failed_events(run, result.error or "failed"), now)
+            stats.failed += 1
+            self.hooks.emit("after_failed", run, result.error)
+        return []
 
     def _output_events(self, run: RunRow, result: RunResult, now: float) -> list[CompletionEvent]:
         from datetime import UTC, datetime
@@ -410,7 +417,9 @@ class Coordinator:
 
     # ------------------------------------------------------------------ outbox
     def _relay(self, stats: RunStats) -> None:
-        stats.published += OutboxRelay(self.store, self.publisher, self.clock).drain()
+        if self._outbox_dirty:
+            self._outbox_dirty = False
+            stats.published += OutboxRelay(self.store, self.publisher, self.clock).drain()
 
     # ------------------------------------------------------------------ restart
     def _recover(self, stats: RunStats) -> None:

@@ -156,11 +156,16 @@ def test_restart_reattaches_a_running_job(settings: Settings, tmp_path: Path):
 datasets: {{raw.a: {{partitioning: daily}}}}
 jobs:
   slow: {{kind: command, inputs: [raw.a], outputs: [o],
-          settings: {{command: [sh, -c, 'sleep 1; echo {{partition}} >> {tmp_path}/slow.log']}}}}
+          settings: {{command: [sh, -c, 'sleep 3; echo {{partition}} >> {tmp_path}/slow.log']}}}}
 """)
     publish(settings, [CompletionEvent(dataset="raw.a", partition="2024-01-01")])
     coord = Coordinator(spec, settings)
-    coord.run(max_events=1, timeout_s=0.5)  # launches, then stops while the job runs
+
+    def running() -> bool:
+        with coord.store.begin() as tx:
+            return [r.state for r in tx.list_runs()] == ["running"]
+
+    coord.run(stop=running, timeout_s=30)  # stops while the job runs, as a crash would
     coord.close()
     with StateStore(settings.resolved_state_url()) as store, store.begin() as tx:
         [run] = tx.list_runs()
