@@ -61,6 +61,9 @@ class JobSpec(_Model):
     retries: RetrySpec = RetrySpec()
     timeout_s: float | None = Field(default=None, gt=0)
     pool: str = DEFAULT_POOL
+    # "HH:MM" after its partition ends (a daily partition at the next midnight UTC) by which the
+    # job should have run; a partition still waiting for inputs past it is alerted (alerts.py)
+    deadline: str | None = Field(default=None, pattern=r"^\d{1,3}:[0-5]\d$")
     contract: dict[str, tuple[Column, ...]] = Field(default_factory=dict)
     settings: dict[str, Any] = Field(default_factory=dict)
 

@@ -1,0 +1,75 @@
+"""`coord show`, `coord lineage` and `coord status` on a history recorded by the real engine."""
+
+from __future__ import annotations
+
+from typer.testing import CliRunner
+
+from coordinator.cli import build_app
+from coordinator.operations import retry
+from coordinator.store import StateStore
+from tests.observe.journey import DAY, publish, raw_events, run_engine, spec_for
+
+
+def invoke(*args: str) -> str:
+    out = CliRunner().invoke(build_app(), list(args), catch_exceptions=False, terminal_width=250)
+    assert out.exit_code == 0, out.output
+    return out.output
+
+
+def flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+def test_show_lineage_and_status_views(env):
+    tmp_path, _, settings = env
+    spec = spec_for(tmp_path / "marker")
+    publish(settings, raw_events())
+    stats = run_engine(spec, settings)
+    assert (stats.succeeded, stats.failed) == (2, 1)  # prep ×2, load[01] failed
+    with StateStore(settings.resolved_state_url()) as store, store.begin() as tx:
+        [load] = tx.list_runs(job="load")
+        [prep] = tx.list_runs(job="prep", partition=DAY)
+
+    shown = invoke("show", load.run_id[:12])
+    assert f"run {load.run_id}" in shown and "failed" in shown
+    for text in ("raw-b-0101", "raw.b", "clean.a", "attempt 1/1", "exit code 3", "marker missing",
+                 "loading 2024-01-01", "outputs:"):
+        assert text in flat(shown), text
+    assert "test -e" in flat(shown)  # the launched command
+    clean_event = [v for v in load.inputs if v.dataset == "clean.a"][0].event_id
+    assert clean_event in shown  # exact version consumed
+    assert f"mid[{DAY}] failed" in shown  # the failed event it published
+
+    shown = invoke("show", prep.run_id)
+    assert "succeeded" in shown and "prepping 2024-01-01" in shown and "raw-a-0101" in shown
+    assert f"clean.a[{DAY}] succeeded event {clean_event} by coordinator" in shown
+
+    # lineage of clean.a: upstream raw.a via prep; downstream the failed load run
+    lin = flat(invoke("lineage", "clean.a", "--partition", DAY))
+    assert f"clean.a[{DAY}] succeeded event {clean_event}" in lin and f"run {prep.run_id} prep" in lin
+    assert "raw.a[2024-01-01] succeeded event raw-a-0101" in lin and "external" in lin
+    assert f"run {load.run_id} load[{DAY}] failed" in lin
+
+    status = flat(invoke("status", "--last", "3"))
+    assert "mid" in status and "✗" in status and "load[2024-01-02] waits for raw.b[2024-01-02]" in status
+
+    # fix, retry, continue: the whole chain is exact, end to end
+    (tmp_path / "marker").touch()
+    with StateStore(settings.resolved_state_url()) as store:
+        retry(store, load.run_id)
+    stats = run_engine(spec, settings)
+    assert (stats.succeeded, stats.failed) == (2, 0)
+    with StateStore(settings.resolved_state_url()) as store, store.begin() as tx:
+        [after] = tx.list_runs(job="after")
+    lin = flat(invoke("lineage", "out", "--partition", DAY))
+    for text in (f"run {after.run_id} after", f"run {load.run_id} load[{DAY}] succeeded",
+                 f"run {prep.run_id} prep", "raw-a-0101", "raw-b-0101", clean_event):
+        assert text in lin, text
+    lin = flat(invoke("lineage", "raw.b", "--partition", DAY))
+    assert f"run {load.run_id} load[{DAY}] succeeded → mid[{DAY}] succeeded" in lin
+    assert f"run {after.run_id} after[{DAY}] succeeded → out[{DAY}] succeeded" in lin
+    shown = flat(invoke("show", load.run_id))
+    assert "attempt 2/2" in shown and "succeeded" in shown
+    assert "1 │ failed" in shown and "2 │ succeeded" in shown
+    assert "exit code 3: ERROR: marker missing" in shown
+    assert f"mid[{DAY}] succeeded event" in shown
