@@ -57,6 +57,15 @@ class Settings(BaseSettings):
     # Fivetran webhooks: connector id -> the datasets a sync of that connector completes
     # (COORD_FIVETRAN_CONNECTORS='{"connector_id": ["fivetran.app.users", ...]}')
     fivetran_connectors: dict[str, list[str]] = Field(default_factory=dict)
+    # Observe: Slack-compatible webhook URLs that get alerts (COORD_ALERT_WEBHOOKS='["https://..."]'),
+    # the UI's address for links in them, and an OpenLineage endpoint for run events (none: off)
+    alert_webhooks: list[str] = Field(default_factory=list)
+    public_url: str | None = None
+    lineage_url: str | None = None
+    lineage_namespace: str = "coordinator"
+
+    def resolved_public_url(self) -> str:
+        return (self.public_url or f"http://{self.api_host}:{self.api_port}").rstrip("/")
 
     def resolved_state_url(self) -> str:
         return self.state_url or f"sqlite:///{(self.home / 'state.db').resolve()}"

@@ -12,12 +12,17 @@ from fastapi import FastAPI
 
 from coordinator import __version__
 from coordinator.api import events
+from coordinator.api import metrics as metrics_api
+from coordinator.metrics import Metrics
 from coordinator.publish import Publisher
 from coordinator.settings import Settings
 
 
-def create_app(settings: Settings, publisher: Publisher | None = None) -> FastAPI:
-    """The app. A publisher given is the caller's to close; one made here is closed at shutdown."""
+def create_app(
+    settings: Settings, publisher: Publisher | None = None, *, metrics: Metrics | None = None
+) -> FastAPI:
+    """The app. A publisher given is the caller's to close; one made here is closed at shutdown.
+    With `metrics`, GET /metrics exposes them."""
     owned = publisher is None
     if publisher is None:
         from coordinator.bus.factory import open_bus
@@ -33,7 +38,9 @@ def create_app(settings: Settings, publisher: Publisher | None = None) -> FastAP
     app = FastAPI(title="coordinator", version=__version__, lifespan=lifespan)
     app.state.settings = settings
     app.state.publisher = publisher
+    app.state.metrics = metrics
     app.include_router(events.router)
+    app.include_router(metrics_api.router)
     return app
 
 
