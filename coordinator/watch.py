@@ -36,6 +36,7 @@ class Watcher:
         self.group_id = f"{settings.consumer_group}.observe"
         self._consumer: Consumer | None = None
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
 
     def _emit(self, name: str, *args: Any) -> None:
@@ -73,7 +74,12 @@ class Watcher:
     def _run(self) -> None:
         while not self._stop.is_set():
             self.tick()
-            self._stop.wait(self.interval_s)
+            self._wake.wait(self.interval_s)
+            self._wake.clear()
+
+    def wake(self) -> None:
+        """Tick now rather than at the next interval (e.g. a run just failed)."""
+        self._wake.set()
 
     def start(self) -> Watcher:
         self._thread = threading.Thread(target=self._run, name="coord-watcher", daemon=True)
@@ -90,6 +96,7 @@ class Watcher:
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(30)
         self._close_consumer()

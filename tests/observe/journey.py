@@ -43,7 +43,12 @@ jobs:
         - sh
         - -c
         - 'echo "loading {partition}"; test -e {marker} || { echo "ERROR: marker missing" >&2; exit 3; }'
-  after: {kind: command, inputs: [mid], outputs: [out], settings: {command: [sh, -c, 'echo after']}}
+  after:
+    kind: command
+    inputs: [mid]
+    outputs: [out]
+    deadline: "06:00"
+    settings: {command: [sh, -c, 'echo after']}
 """
 
 
