@@ -169,12 +169,17 @@ def _push(
 
     # Rejects: null key, duplicate key, values the destination cannot hold.
     rejects = Rejects(table)
+    has_key = np.ones(total, dtype=bool)
     for k in key:
-        rejects.add(f"null key {k}", pc.is_null(table.column(k)))
+        if table.column(k).null_count:
+            null = pc.is_null(table.column(k)).to_numpy(zero_copy_only=False)
+            rejects.add(f"null key {k}", null)
+            has_key &= ~null
     key_hash = row_hashes(table, key)
     kh = key_hash.to_numpy()
-    _, inverse, counts = np.unique(kh, return_inverse=True, return_counts=True)
-    rejects.add("duplicate key in the source", counts[inverse] > 1)
+    dups = duplicated(kh)
+    if dups is not None:
+        rejects.add("duplicate key in the source", dups)
     if desc is not None:
         for reason, mask in value_problems(table, desc, nan_ok=dest.nan_ok, nul_ok=dest.nul_ok):
             rejects.add(reason, mask)
@@ -187,10 +192,7 @@ def _push(
 
     # Hashes and the diff against the last trusted push.
     report("diff", 0, total)
-    has_key = ~pc.fill_null(pc.is_null(table.column(key[0])), False).to_numpy(zero_copy_only=False)
-    for k in key[1:]:
-        has_key &= ~pc.is_null(table.column(k)).to_numpy(zero_copy_only=False)
-    seen = pa.array(kh[has_key], pa.uint64())
+    seen = pa.array(kh[has_key] if rejected else kh, pa.uint64())
     good = pa.array(~rejects.mask)
     hashed = table.append_column(KEY_HASH, key_hash).append_column(
         ROW_HASH, row_hashes(table, table.column_names)
@@ -199,7 +201,14 @@ def _push(
     fp = fingerprint(mapping, key, mode, table.schema)
     previous, reason = _trusted_state(dest, state, job, fp, full=full, creating=creating)
     plan = _plan(
-        valid, previous, seen, table.filter(pa.array(has_key)).select(key), key, mode, reason, creating
+        valid,
+        previous,
+        seen,
+        table.filter(pa.array(has_key)).select(key) if rejected else table.select(key),
+        key,
+        mode,
+        reason,
+        creating,
     )
     report("diff", total, total)
 
@@ -242,6 +251,16 @@ def _push(
         push_id=push_id,
         seconds=time.monotonic() - started,
     )
+
+
+def duplicated(kh: np.ndarray) -> np.ndarray | None:
+    """Mask of rows whose key hash occurs more than once, or None when every key is unique
+    (a plain sort finds that out; only the duplicated values are then looked up)."""
+    ordered = np.sort(kh)
+    repeated = ordered[1:][ordered[1:] == ordered[:-1]]
+    if len(repeated) == 0:
+        return None
+    return np.isin(kh, repeated)
 
 
 def _trusted_state(
