@@ -17,7 +17,13 @@ from coordinator.settings import Settings
 DEFAULT_HOME = Path(".coord/demo")
 # A fixed last day: the journey is the same whenever it runs, so running it again is a no-op.
 DEFAULT_END_DAY = date(2025, 6, 3)
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "website_scores"
+
+
+def example_dir() -> Path:
+    """examples/website_scores beside the package in a checkout, else under the current folder
+    (an installed package, as in the Docker image, whose working folder holds examples/)."""
+    beside = Path(__file__).resolve().parents[2] / "examples" / "website_scores"
+    return beside if beside.is_dir() else Path.cwd() / "examples" / "website_scores"
 
 
 class DemoOptions(BaseModel):
@@ -29,7 +35,7 @@ class DemoOptions(BaseModel):
     seed: int = 7
     end_day: date = DEFAULT_END_DAY
     timeout_s: float = Field(default=1800.0, gt=0)
-    spec_path: Path = EXAMPLE / "pipeline.yaml"
+    spec_path: Path = Field(default_factory=lambda: example_dir() / "pipeline.yaml")
 
     @property
     def lake(self) -> Path:
