@@ -16,13 +16,20 @@ from coordinator.api import metrics as metrics_api
 from coordinator.metrics import Metrics
 from coordinator.publish import Publisher
 from coordinator.settings import Settings
+from coordinator.spec.models import PipelineSpec
+from coordinator.store.store import StateStore
 
 
 def create_app(
-    settings: Settings, publisher: Publisher | None = None, *, metrics: Metrics | None = None
+    settings: Settings,
+    publisher: Publisher | None = None,
+    *,
+    metrics: Metrics | None = None,
+    spec: PipelineSpec | None = None,
+    store: StateStore | None = None,
 ) -> FastAPI:
     """The app. A publisher given is the caller's to close; one made here is closed at shutdown.
-    With `metrics`, GET /metrics exposes them."""
+    With `metrics`, GET /metrics exposes them; with `spec` and `store`, the UI is served (api/ui.py)."""
     owned = publisher is None
     if publisher is None:
         from coordinator.bus.factory import open_bus
@@ -41,6 +48,10 @@ def create_app(
     app.state.metrics = metrics
     app.include_router(events.router)
     app.include_router(metrics_api.router)
+    if spec is not None and store is not None:
+        from coordinator.api import ui
+
+        ui.mount(app, spec, store)
     return app
 
 

@@ -1,0 +1,90 @@
+"""The web UI in a real headless Chromium (Debian's package, driven by Playwright): see the failed
+run in the graph, fail to retry without the token, retry with it, see the journey succeed."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import httpx
+import pytest
+
+from coordinator.api.app import create_app
+from coordinator.engine import Coordinator
+from coordinator.settings import Settings
+from coordinator.store import StateStore
+from tests.conftest import missing
+from tests.observe.journey import DAY, publish, raw_events, run_engine, spec_for
+from tests.observe.server import engine_running, serving
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+TOKEN = "ui-test-token"
+
+
+@pytest.fixture
+def chromium():
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        missing("playwright", "pip install playwright (the Python package only)")
+    if not Path(CHROMIUM).exists() or not shutil.which("chromedriver"):
+        missing("chromium", "apt-get install -y chromium chromium-driver (scripts/bootstrap dev does it)")
+    with sync_playwright() as p:
+        yield p.chromium
+
+
+def test_ui_shows_the_failure_and_a_retry_makes_it_succeed(env, chromium, tmp_path: Path):
+    tmp, _, base = env
+    marker = tmp / "marker"
+    spec = spec_for(marker)
+    settings = Settings(home=base.home, bus="local", api_token=TOKEN)
+    publish(settings, raw_events())
+    assert run_engine(spec, settings).failed == 1
+
+    requests: list[str] = []
+    with (
+        StateStore(settings.resolved_state_url()) as store,
+        serving(create_app(settings, spec=spec, store=store)) as url,
+        engine_running(Coordinator(spec, settings)),
+    ):
+        # read-only without a token, over plain HTTP too
+        [load] = httpx.get(f"{url}/api/runs", params={"job": "load"}).json()["runs"]
+        assert load["state"] == "failed"
+        assert httpx.post(f"{url}/api/runs/{load['run_id']}/retry").status_code == 401
+
+        context = chromium.launch_persistent_context(
+            str(tmp_path / "profile"), executable_path=CHROMIUM, args=ARGS, headless=True,
+            viewport={"width": 1400, "height": 1000})
+        try:
+            page = context.new_page()
+            page.on("request", lambda r: requests.append(r.url))
+            page.goto(f"{url}/ui")
+            page.wait_for_selector("#partition option", state="attached")
+            page.select_option("#partition", DAY)
+            failed = page.wait_for_selector('#graph .job[data-job="load"][data-state="failed"]')
+            assert page.get_attribute('#graph .job[data-job="prep"]', "data-state") == "succeeded"
+            assert page.get_attribute('#graph .job[data-job="after"]', "data-state") == "idle"
+            failed.click()
+            page.wait_for_selector("#run-state.state-failed")
+            assert "marker missing" in page.inner_text("#run-error")
+            assert "marker missing" in page.inner_text("#log")
+            assert "raw-b-0101" in page.inner_text("#detail")
+
+            page.click("#retry")  # no token yet: refused
+            page.wait_for_function("document.querySelector('#status').textContent.includes('401')")
+
+            marker.touch()
+            page.fill("#token", TOKEN)
+            page.click("#retry")
+            page.wait_for_selector('#graph .job[data-job="load"][data-state="succeeded"]', timeout=30_000)
+            page.wait_for_selector('#graph .job[data-job="after"][data-state="succeeded"]', timeout=30_000)
+            page.wait_for_selector("#run-state.state-succeeded", timeout=10_000)
+            page.wait_for_selector('#grid tr[data-dataset="out"] td.state-complete')
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "ui-retry-succeeded.png"), full_page=True)
+        finally:
+            context.close()
+    assert requests and all(u.startswith(url) for u in requests), "the page fetched something elsewhere"
