@@ -41,7 +41,7 @@ from coordinator.publish import Publisher
 from coordinator.recovery import find_process, left_no_result
 from coordinator.settings import Settings
 from coordinator.spec.models import PipelineSpec
-from coordinator.store.store import ACTIVE, OPEN, RunRow, StateStore, Tx
+from coordinator.store.store import ACTIVE, OPEN, Finish, RunRow, StateStore, Tx
 
 log = logging.getLogger("coordinator.engine")
 
@@ -63,6 +63,12 @@ class RunStats:
 
 
 @dataclass(frozen=True)
+class _Started:
+    run: RunRow
+    handle: Handle
+
+
+@dataclass(frozen=True)
 class _Done:
     run: RunRow
     result: RunResult
@@ -71,6 +77,30 @@ class _Done:
 def output_event_id(run_id: str, attempt: int, dataset: str, status: str) -> str:
     """Deterministic, so a result recorded twice (after a crash) is the same event."""
     return hashlib.sha256(f"{run_id}\n{attempt}\n{dataset}\n{status}".encode()).hexdigest()[:32]
+
+
+class _Workers:
+    """Daemon threads that start and watch runs. Daemons, so that a coordinator stopping (or a
+    CLI exiting) never waits for a long job: the job runs on, and the next start re-attaches it."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.tasks: queue.SimpleQueue[tuple[Callable[..., None], tuple[object, ...]]] = queue.SimpleQueue()
+        self.threads: list[threading.Thread] = []
+
+    def submit(self, fn: Callable[..., None], *args: object) -> None:
+        self.tasks.put((fn, args))
+        if len(self.threads) < self.size:
+            thread = threading.Thread(
+                target=self._work, daemon=True, name=f"coord-worker-{len(self.threads)}"
+            )
+            self.threads.append(thread)
+            thread.start()
+
+    def _work(self) -> None:
+        while True:
+            fn, args = self.tasks.get()
+            fn(*args)
 
 
 class Coordinator:
@@ -109,8 +139,11 @@ class Coordinator:
         )
         self._intake: EventIntake | None = None
         self._publisher: Publisher | None = None
-        self._done: queue.Queue[_Done] = queue.Queue()
-        self._inflight: dict[str, threading.Thread] = {}
+        self._done: queue.Queue[_Started | _Done] = queue.Queue()
+        self._inflight: set[str] = set()
+        self._workers = _Workers(
+            min(256, sum(spec.pool_size(p) for p in {j.pool for j in spec.jobs.values()}) or 1)
+        )
         self._recovered = False
         self._outbox_dirty = True  # at start-up, whatever a previous run left unsent
         self._pools = {job.pool for job in spec.jobs.values()}
@@ -310,22 +343,22 @@ class Coordinator:
 
     def _start_thread(self, run: RunRow, handle: Handle | None, stats: RunStats) -> None:
         stats.launched += handle is None
-        thread = threading.Thread(
-            target=self._execute, args=(run, handle), daemon=True, name=f"run-{run.run_id}"
-        )
-        self._inflight[run.run_id] = thread
-        thread.start()
+        self._inflight.add(run.run_id)
+        self._workers.submit(self._execute, run, handle)
 
     def _execute(self, run: RunRow, handle: Handle | None) -> None:
-        """On a worker thread: start (or re-attach), store the handle, wait, hand the result back."""
+        """On a worker thread: start (or re-attach), hand the handle over, wait, hand the result over.
+
+        Only the loop's thread writes to the store (in one transaction per turn), so workers
+        never contend for it; a crash before the handle is stored is what recovery.py covers.
+        """
         try:
             ctx = self.context(run)
             launcher = self.launcher(self.spec.jobs[run.job].kind)
             if handle is None:
                 self.hooks.emit("before_launch", run)
                 handle = launcher.start(ctx)
-                with self.store.begin() as tx:
-                    tx.set_running(run.run_id, run.attempt, handle, self.clock())
+                self._done.put(_Started(run, handle))
             self.hooks.emit("after_launch", run, handle)
             result = launcher.wait(handle, ctx)
         except LaunchError as exc:
@@ -337,60 +370,58 @@ class Coordinator:
 
     # ------------------------------------------------------------------ results
     def _collect(self, stats: RunStats, block: bool = False) -> int:
-        """Record every finished attempt waiting in the queue, all in one transaction."""
-        dones: list[_Done] = []
+        """Record the handles of started runs and every finished attempt, in one transaction."""
+        items: list[_Started | _Done] = []
         try:
             if block and self._inflight:
-                dones.append(self._done.get(timeout=0.02))
+                items.append(self._done.get(timeout=0.02))
             while True:
-                dones.append(self._done.get_nowait())
+                items.append(self._done.get_nowait())
         except queue.Empty:
             pass
-        if not dones:
+        if not items:
             return 0
-        for done in dones:
-            self._inflight.pop(done.run.run_id, None)
-            self.hooks.emit("after_finish", done.run, done.result)
         now = self.clock()
+        started = [(it.run.run_id, it.run.attempt, it.handle) for it in items if isinstance(it, _Started)]
+        dones = [it for it in items if isinstance(it, _Done)]
+        for done in dones:
+            self._inflight.discard(done.run.run_id)
+            self.hooks.emit("after_finish", done.run, done.result)
+        plans = [(done, self._plan(done.run, done.result, now)) for done in dones]
         with self.store.begin() as tx:
+            if started:
+                tx.set_running_many(started, now)
+            finished = tx.finish_many([f for _, f in plans], now) if plans else set()
             outputs: list[CompletionEvent] = []
-            for done in dones:
-                outputs += self._finish(tx, done.run, done.result, now, stats)
+            for done, plan in plans:
+                run, result = done.run, done.result
+                if run.run_id not in finished:
+                    continue
+                if result.succeeded:
+                    stats.succeeded += 1
+                    outputs += self._output_events(run, result, now)
+                elif plan.retry_at is not None:
+                    stats.retried += 1
+                    self.hooks.emit("after_retry_scheduled", run, plan.retry_at - now, result.error)
+                else:
+                    tx.outbox_add(self._failed_events(run, result.error or "failed"), now)
+                    stats.failed += 1
+                    self.hooks.emit("after_failed", run, result.error)
             if outputs:
                 tx.outbox_add(outputs, now)
                 self._record(tx, outputs, stats)
         self._outbox_dirty = True
         return len(dones)
 
-    def _finish(
-        self, tx: Tx, run: RunRow, result: RunResult, now: float, stats: RunStats
-    ) -> list[CompletionEvent]:
-        """One attempt's end; returns the output events of a success (recorded by the caller)."""
-        job = self.spec.jobs.get(run.job)
+    def _plan(self, run: RunRow, result: RunResult, now: float) -> Finish:
+        """How an attempt ends: succeeded, retried after backoff, or failed for good."""
         if result.succeeded:
-            if not tx.finish(run.run_id, run.attempt, "succeeded", now, log_path=result.log_path):
-                return []
-            stats.succeeded += 1
-            return self._output_events(run, result, now)
+            return Finish(run.run_id, run.attempt, "succeeded", None, result.log_path)
+        job = self.spec.jobs.get(run.job)
+        retry_at = None
         if job is not None and run.attempt < run.max_attempts:
-            delay = job.retries.delay_s(run.attempt)
-            if tx.finish(
-                run.run_id,
-                run.attempt,
-                "failed",
-                now,
-                error=result.error,
-                log_path=result.log_path,
-                retry_at=now + delay,
-            ):
-                stats.retried += 1
-                self.hooks.emit("after_retry_scheduled", run, delay, result.error)
-            return []
-        if tx.finish(run.run_id, run.attempt, "failed", now, error=result.error, log_path=result.log_path):
-            tx.outbox_add(self._failed_events(run, result.error or "failed"), now)
-            stats.failed += 1
-            self.hooks.emit("after_failed", run, result.error)
-        return []
+            retry_at = now + job.retries.delay_s(run.attempt)
+        return Finish(run.run_id, run.attempt, "failed", result.error, result.log_path, retry_at)
 
     def _output_events(self, run: RunRow, result: RunResult, now: float) -> list[CompletionEvent]:
         from datetime import UTC, datetime

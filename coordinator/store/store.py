@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, Engine, create_engine, event, func, select, text, tuple_, update
+from sqlalchemy import Connection, Engine, bindparam, create_engine, event, func, select, text, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -101,7 +101,10 @@ class RunRow:
 
     @classmethod
     def of(cls, row) -> RunRow:
-        m = row._mapping
+        return cls.from_dict(row._mapping)
+
+    @classmethod
+    def from_dict(cls, m) -> RunRow:
         handle = json.loads(m["handle"]) if m["handle"] else None
         return cls(
             m["run_id"],
@@ -313,7 +316,7 @@ class Tx:
 
         `rerun` makes a new generation even when a run with the same inputs exists.
         """
-        created: list[RunRow] = []
+        rows: dict[str, dict[str, object]] = {}
         for c in cands:
             generation = 0
             if rerun:
@@ -347,10 +350,15 @@ class Tx:
                 "started_at": None,
                 "finished_at": now if c.violation else None,
             }
-            stmt = self._insert(S.runs).on_conflict_do_nothing().returning(S.runs.c.run_id)
-            if self.conn.execute(stmt, row).first() is not None:
-                created.append(self.get_run(run_id))  # type: ignore[arg-type]
-        return created
+            rows.setdefault(run_id, row)
+        if not rows:
+            return []
+        stmt = self._insert(S.runs).on_conflict_do_nothing().returning(S.runs.c.run_id)
+        inserted: set[str] = set()
+        batch = list(rows.values())
+        for i in range(0, len(batch), _CHUNK):
+            inserted.update(self.conn.execute(stmt, batch[i : i + _CHUNK]).scalars())
+        return [RunRow.from_dict(r) for run_id, r in rows.items() if run_id in inserted]
 
     def get_run(self, run_id: str) -> RunRow | None:
         row = self.conn.execute(select(S.runs).where(S.runs.c.run_id == run_id)).first()
@@ -396,8 +404,9 @@ class Tx:
         """Move up to the pool's free slots of due ready runs to `starting`, for `owner`.
 
         The pool size holds across every coordinator sharing the store. On PostgreSQL an advisory
-        lock per pool serialises claimers and SKIP LOCKED keeps them off each other's rows; the
-        conditional update (state still 'ready') makes a lost race a no-op on any database.
+        lock per pool serialises claimers and FOR UPDATE SKIP LOCKED keeps them off each other's
+        rows; SQLite transactions are BEGIN IMMEDIATE, one writer at a time. The update is still
+        conditional (state 'ready') and only rows this claim moved are returned.
         """
         if self.pg:
             self.conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:p))"), {"p": "coord-pool:" + pool})
@@ -415,35 +424,108 @@ class Tx:
         )
         if self.pg:
             q = q.with_for_update(skip_locked=True)
-        won = []
-        for run_id in self.conn.execute(q).scalars().all():
-            res = self.conn.execute(
-                update(r)
-                .where(r.c.run_id == run_id, r.c.state == "ready")
-                .values(
-                    state="starting",
-                    attempt=r.c.attempt + 1,
-                    owner=owner,
-                    started_at=now,
-                    handle=None,
-                    error=None,
-                )
+        ids = list(self.conn.execute(q).scalars())
+        if not ids:
+            return []
+        self.conn.execute(
+            update(r)
+            .where(r.c.run_id.in_(ids), r.c.state == "ready")
+            .values(
+                state="starting",
+                attempt=r.c.attempt + 1,
+                owner=owner,
+                started_at=now,
+                handle=None,
+                error=None,
             )
-            if res.rowcount == 1:
-                won.append(run_id)
-        return [self.get_run(i) for i in won]  # type: ignore[misc]
+        )
+        rows = self.conn.execute(
+            select(r).where(
+                r.c.run_id.in_(ids), r.c.state == "starting", r.c.owner == owner, r.c.started_at == now
+            )
+        )
+        return sorted((RunRow.of(x) for x in rows), key=lambda run: ids.index(run.run_id))
+
+    def _current(self, keys: Sequence[tuple[str, int]]) -> set[tuple[str, int]]:
+        """Which (run_id, attempt) pairs are the current, active attempt of their run."""
+        r = S.runs
+        out: set[tuple[str, int]] = set()
+        for chunk in _chunks(sorted({k[0] for k in keys})):
+            q = select(r.c.run_id, r.c.attempt).where(r.c.run_id.in_(chunk), r.c.state.in_(ACTIVE))
+            if self.pg:
+                q = q.with_for_update()
+            out.update((i, a) for i, a in self.conn.execute(q))
+        return {k for k in keys if k in out}
+
+    def set_running_many(self, items: Sequence[tuple[str, int, Handle]], now: float) -> set[str]:
+        """Store the handles of started attempts; returns the run ids updated (stale ones are not)."""
+        valid = self._current([(i, a) for i, a, _ in items])
+        rows = [
+            {"b_id": i, "b_attempt": a, "b_handle": json.dumps({"kind": h.kind, "data": dict(h.data)})}
+            for i, a, h in items
+            if (i, a) in valid
+        ]
+        if not rows:
+            return set()
+        self.conn.execute(_SET_RUNNING, rows)
+        self._attempts(
+            [
+                {
+                    "run_id": r["b_id"],
+                    "attempt": r["b_attempt"],
+                    "state": "running",
+                    "started_at": now,
+                    "finished_at": None,
+                    "error": None,
+                    "log_path": None,
+                }
+                for r in rows
+            ]
+        )
+        return {r["b_id"] for r in rows}
 
     def set_running(self, run_id: str, attempt: int, handle: Handle, now: float) -> bool:
-        r = S.runs
-        res = self.conn.execute(
-            update(r)
-            .where(r.c.run_id == run_id, r.c.attempt == attempt, r.c.state.in_(ACTIVE))
-            .values(state="running", handle=json.dumps({"kind": handle.kind, "data": dict(handle.data)}))
+        return bool(self.set_running_many([(run_id, attempt, handle)], now))
+
+    def finish_many(self, items: Sequence[Finish], now: float) -> set[str]:
+        """End attempts: `succeeded`, `failed` or `blocked`, or back to `ready` at `retry_at`.
+
+        Only the attempt that is current and active may finish (a stale worker changes nothing);
+        returns the run ids that did.
+        """
+        valid = self._current([(f.run_id, f.attempt) for f in items])
+        done = [f for f in items if (f.run_id, f.attempt) in valid]
+        if not done:
+            return set()
+        self.conn.execute(
+            _FINISH,
+            [
+                {
+                    "b_id": f.run_id,
+                    "b_attempt": f.attempt,
+                    "b_error": f.error,
+                    "b_state": "ready" if f.retry_at is not None else f.state,
+                    "b_not_before": f.retry_at if f.retry_at is not None else 0.0,
+                    "b_finished": None if f.retry_at is not None else now,
+                }
+                for f in done
+            ],
         )
-        if res.rowcount != 1:
-            return False
-        self._attempt(run_id, attempt, "running", now, None, None, None)
-        return True
+        self._attempts(
+            [
+                {
+                    "run_id": f.run_id,
+                    "attempt": f.attempt,
+                    "state": f.state,
+                    "started_at": now,
+                    "finished_at": now,
+                    "error": f.error,
+                    "log_path": f.log_path,
+                }
+                for f in done
+            ]
+        )
+        return {f.run_id for f in done}
 
     def finish(
         self,
@@ -455,51 +537,23 @@ class Tx:
         log_path: str | None = None,
         retry_at: float | None = None,
     ) -> bool:
-        """End an attempt: `succeeded`, `failed` or `blocked`, or back to `ready` at `retry_at`.
+        return bool(self.finish_many([Finish(run_id, attempt, state, error, log_path, retry_at)], now))
 
-        Only the attempt that is current and active may finish (a stale worker changes nothing).
-        """
-        r = S.runs
-        values: dict[str, object] = {"error": error}
-        if retry_at is not None:
-            values.update(state="ready", not_before=retry_at, handle=None)
-        else:
-            values.update(state=state, finished_at=now)
-        res = self.conn.execute(
-            update(r)
-            .where(r.c.run_id == run_id, r.c.attempt == attempt, r.c.state.in_(ACTIVE))
-            .values(**values)
-        )
-        if res.rowcount != 1:
-            return False
-        self._attempt(run_id, attempt, state, None, now, error, log_path)
-        return True
-
-    def _attempt(
-        self,
-        run_id: str,
-        attempt: int,
-        state: str,
-        started: float | None,
-        finished: float | None,
-        error: str | None,
-        log_path: str | None,
-    ) -> None:
+    def _attempts(self, rows: list[dict[str, object]]) -> None:
         a = S.attempts
-        row = {
-            "run_id": run_id,
-            "attempt": attempt,
-            "state": state,
-            "started_at": started or finished or 0.0,
-            "finished_at": finished,
-            "error": error,
-            "log_path": log_path,
-        }
         stmt = self._insert(a)
-        upd = {"state": state}
-        if finished is not None:
-            upd.update(finished_at=finished, error=error, log_path=log_path)
-        self.conn.execute(stmt.on_conflict_do_update(index_elements=[a.c.run_id, a.c.attempt], set_=upd), row)
+        ex = stmt.excluded
+        # keep started_at of the first write; later writes bring the state and how it ended
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[a.c.run_id, a.c.attempt],
+            set_={
+                "state": ex.state,
+                "finished_at": ex.finished_at,
+                "error": ex.error,
+                "log_path": ex.log_path,
+            },
+        )
+        self.conn.execute(stmt, rows)
 
     def attempts(self, run_id: str) -> list[dict]:
         q = select(S.attempts).where(S.attempts.c.run_id == run_id).order_by(S.attempts.c.attempt)
@@ -573,6 +627,33 @@ class Tx:
         return int(
             self.conn.execute(select(func.count()).select_from(o).where(o.c.sent_at.is_(None))).scalar() or 0
         )
+
+
+@dataclass(frozen=True)
+class Finish:
+    run_id: str
+    attempt: int
+    state: str
+    error: str | None = None
+    log_path: str | None = None
+    retry_at: float | None = None
+
+
+_SET_RUNNING = (
+    update(S.runs)
+    .where(S.runs.c.run_id == bindparam("b_id"), S.runs.c.attempt == bindparam("b_attempt"))
+    .values(state="running", handle=bindparam("b_handle"))
+)
+_FINISH = (
+    update(S.runs)
+    .where(S.runs.c.run_id == bindparam("b_id"), S.runs.c.attempt == bindparam("b_attempt"))
+    .values(
+        state=bindparam("b_state"),
+        error=bindparam("b_error"),
+        not_before=bindparam("b_not_before"),
+        finished_at=bindparam("b_finished"),
+    )
+)
 
 
 def _chunks(items: list, size: int = _CHUNK) -> Iterator[list]:

@@ -1,0 +1,286 @@
+"""Event-to-launch latency and sustained throughput of the coordinator, 1,000 jobs in the spec.
+
+Two backends: kafka_postgres (the broker at $KAFKA_BOOTSTRAP_SERVERS and a fresh database on
+$COORD_TEST_POSTGRES_URL — both 127.0.0.1) and local_sqlite (the embedded bus and SQLite).
+The spec has 1,000 daily jobs job_i: src.i → out.i, so every event makes one run ready.
+
+- Offered loads 100, 1,000 and 10,000 events/s: a separate producer process publishes events
+  at that pace (produced_at is set as each is published) while the coordinator serves in this
+  process. Latency = when the launcher was asked to start the run − the event's produced_at;
+  p50/p99/max over every event.
+- Sustained: a backlog of --backlog events is published first; the coordinator drains it;
+  events/s = backlog / (last launch − coordinator start).
+
+The launcher is an in-process one that records the launch and reports success at once, so the
+figures are the coordinator's own cost (bus, state store, readiness, claims, outbox, its own
+completion events back on the bus) — not process start-up, which the `command` kind adds and
+which is printed separately (median of sequential `true` runs).
+
+    python bench/latency.py [--seconds 5] [--backlog 20000] [--only local_sqlite]
+Prints figures as it goes and, as its last line, one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import select
+
+from coordinator.bus.factory import open_bus
+from coordinator.engine import Coordinator
+from coordinator.events import CompletionEvent
+from coordinator.launchers.base import Handle, Launcher, RunContext, RunResult
+from coordinator.launchers.command import CommandLauncher
+from coordinator.publish import Publisher
+from coordinator.settings import Settings
+from coordinator.spec.models import DatasetSpec, JobSpec, PipelineSpec
+from coordinator.store.schema import events as events_table
+
+JOBS = 1000
+LOADS = (100, 1000, 10000)
+DAY0 = date(2024, 1, 1)
+
+
+class InstantLauncher(Launcher):
+    """Records when each run was launched and succeeds at once (the coordinator's cost only)."""
+
+    kind = "command"
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.launched: dict[str, tuple[str, float]] = {}
+        self.lock = threading.Lock()
+
+    def start(self, ctx: RunContext) -> Handle:
+        at = time.time()
+        with self.lock:
+            self.launched.setdefault(ctx.run_id, (ctx.inputs[0].event_id, at))
+        return Handle(self.kind, {"instant": True})
+
+    def wait(self, handle: Handle, ctx: RunContext) -> RunResult:
+        return RunResult(True)
+
+    def cancel(self, handle: Handle) -> None:
+        pass
+
+
+def build_spec(jobs: int = JOBS) -> PipelineSpec:
+    return PipelineSpec(
+        datasets={f"src.{i}": DatasetSpec(partitioning="daily") for i in range(jobs)},
+        jobs={
+            f"job_{i}": JobSpec(
+                kind="command", inputs=[f"src.{i}"], outputs=[f"out.{i}"], settings={"command": ["true"]}
+            )
+            for i in range(jobs)
+        },
+        pools={"default": 64},
+    ).checked()
+
+
+def event(n: int) -> CompletionEvent:
+    return CompletionEvent(
+        dataset=f"src.{n % JOBS}",
+        partition=(DAY0 + timedelta(days=n // JOBS)).isoformat(),
+        producer="bench",
+        produced_at=datetime.now(UTC),
+    )
+
+
+def produce(settings_json: str, rate: int, seconds: float, first: int) -> None:
+    """In a separate process: publish rate × seconds events at a steady pace, in 10 ms ticks."""
+    settings = Settings.model_validate_json(settings_json)
+    total = int(rate * seconds)
+    with Publisher(open_bus(settings), settings) as publisher:
+        started, sent = time.monotonic(), 0
+        while sent < total:
+            due = min(total, int(rate * (time.monotonic() - started)) + 1)
+            if due > sent:
+                publisher.publish_many(event(first + n) for n in range(sent, due))
+                publisher.flush()
+                sent = due
+            time.sleep(0.01)
+
+
+class Backend:
+    def __init__(self, name: str, tmp: Path) -> None:
+        self.name, self.tmp = name, tmp
+
+    def fresh(self) -> Settings:
+        """Settings over a new, empty bus topic and state store."""
+        tag = uuid.uuid4().hex[:10]
+        home = self.tmp / f"{self.name}-{tag}"
+        home.mkdir()
+        if self.name == "local_sqlite":
+            return Settings(home=home, bus="local", batch_max_events=2000)
+        import psycopg
+        from confluent_kafka.admin import AdminClient, NewTopic
+
+        bootstrap = os.environ["KAFKA_BOOTSTRAP_SERVERS"]
+        topic = f"bench-latency-{tag}"
+        AdminClient({"bootstrap.servers": bootstrap}).create_topics(
+            [NewTopic(topic, num_partitions=3, replication_factor=1)]
+        )[topic].result(30)
+        base = os.environ["COORD_TEST_POSTGRES_URL"]
+        with psycopg.connect(base, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "bench_{tag}"')
+        url = base.rsplit("/", 1)[0] + f"/bench_{tag}"
+        return Settings(
+            home=home,
+            bus="kafka",
+            kafka_bootstrap_servers=bootstrap,
+            topic_events=topic,
+            topic_dead_letter=topic + "-dlq",
+            consumer_group=f"bench-{tag}",
+            state_url=url.replace("postgresql://", "postgresql+psycopg://", 1),
+            batch_max_events=2000,
+        )
+
+
+def serve(
+    spec: PipelineSpec, settings: Settings
+) -> tuple[Coordinator, InstantLauncher, threading.Event, threading.Thread]:
+    launcher = InstantLauncher(settings)
+    coord = Coordinator(spec, settings, launchers={"command": launcher})
+    stop = threading.Event()
+    thread = threading.Thread(target=coord.run, kwargs={"stop": stop.is_set}, daemon=True)
+    thread.start()
+    return coord, launcher, stop, thread
+
+
+def wait_for(launcher: InstantLauncher, n: int, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while len(launcher.launched) < n and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return len(launcher.launched) >= n
+
+
+def produced_at(coord: Coordinator) -> dict[str, float]:
+    with coord.store.begin() as tx:
+        rows = tx.conn.execute(
+            select(events_table.c.event_id, events_table.c.produced_at).where(
+                events_table.c.dataset.like("src.%")
+            )
+        )
+        return dict(rows.all())
+
+
+def offered_load(backend: Backend, spec: PipelineSpec, rate: int, seconds: float) -> dict[str, float]:
+    settings = backend.fresh()
+    coord, launcher, stop, thread = serve(spec, settings)
+    total = int(rate * seconds)
+    producer = mp.get_context("spawn").Process(
+        target=produce, args=(settings.model_dump_json(), rate, seconds, 0)
+    )
+    producer.start()
+    producer.join()
+    complete = wait_for(launcher, total, timeout_s=120 + seconds)
+    stop.set()
+    thread.join(60)
+    sent = produced_at(coord)
+    coord.close()
+    lat = sorted((at - sent[eid]) * 1000 for eid, at in launcher.launched.values() if eid in sent)
+    out = {
+        "p50_ms": round(statistics.median(lat), 1),
+        "p99_ms": round(lat[int(0.99 * (len(lat) - 1))], 1),
+        "max_ms": round(lat[-1], 1),
+        "events": total,
+        "launched": len(lat),
+    }
+    if not complete:
+        out["incomplete"] = True
+    print(f"  {backend.name} {rate:>6}/s: {out}", flush=True)
+    return out
+
+
+def sustained(backend: Backend, spec: PipelineSpec, backlog: int) -> float:
+    settings = backend.fresh()
+    with Publisher(open_bus(settings), settings) as publisher:
+        for first in range(0, backlog, 5000):
+            publisher.publish_many(event(n) for n in range(first, min(backlog, first + 5000)))
+        publisher.flush()
+    started = time.time()
+    coord, launcher, stop, thread = serve(spec, settings)
+    complete = wait_for(launcher, backlog, timeout_s=600)
+    last = max(at for _, at in launcher.launched.values())
+    stop.set()
+    thread.join(60)
+    coord.close()
+    rate = backlog / (last - started)
+    print(
+        f"  {backend.name} sustained: {rate:,.0f} events/s over a backlog of {backlog}"
+        + ("" if complete else " (incomplete)"),
+        flush=True,
+    )
+    return round(rate)
+
+
+def command_spawn_ms(tmp: Path, n: int = 20) -> float:
+    launcher = CommandLauncher(Settings(home=tmp))
+    times = []
+    for i in range(n):
+        ctx = RunContext(
+            run_id=f"s{i}",
+            job="spawn",
+            partition=None,
+            attempt=1,
+            settings={"command": ["true"]},
+            inputs=(),
+            outputs=(),
+            workdir=tmp / "spawn" / str(i),
+        )
+        t0 = time.perf_counter()
+        launcher.wait(launcher.start(ctx), ctx)
+        times.append((time.perf_counter() - t0) * 1000)
+    return round(statistics.median(times), 1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=float, default=5.0, help="duration of each offered load")
+    parser.add_argument("--backlog", type=int, default=20000)
+    parser.add_argument("--only", choices=["kafka_postgres", "local_sqlite"])
+    args = parser.parse_args()
+    spec = build_spec()
+    result: dict[str, object] = {}
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        for name in ("kafka_postgres", "local_sqlite"):
+            if args.only and name != args.only:
+                continue
+            if name == "kafka_postgres" and not (
+                os.environ.get("KAFKA_BOOTSTRAP_SERVERS") and os.environ.get("COORD_TEST_POSTGRES_URL")
+            ):
+                print(
+                    "kafka_postgres skipped: set KAFKA_BOOTSTRAP_SERVERS and COORD_TEST_POSTGRES_URL",
+                    file=sys.stderr,
+                )
+                continue
+            backend = Backend(name, tmp)
+            print(f"{name}: {JOBS} jobs in the spec", flush=True)
+            figures: dict[str, object] = {}
+            for rate in LOADS:
+                seconds = args.seconds if rate < 10000 else max(1.0, args.seconds / 2)
+                figures[str(rate)] = offered_load(backend, spec, rate, seconds)
+            figures["sustained_events_per_s"] = sustained(backend, spec, args.backlog)
+            result[name] = figures
+        spawn = command_spawn_ms(tmp)
+        print(f"command kind: a `true` process is started and reaped in {spawn} ms (median)")
+    result["command_spawn_ms_p50"] = spawn
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
