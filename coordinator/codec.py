@@ -13,9 +13,11 @@ Every failure is an `EventError` with a short `reason`: undecodable, unknown_sch
 missing_field, wrong_type, oversized or invalid. Nothing else escapes `decode`, whatever the
 bytes; tests/events fuzz that promise.
 
-Decoding is on the consumer's hot path, so it avoids pydantic validation: fastavro has already
-checked every type, the few constraints Avro cannot express are checked by hand in
-`_checked`, and the model is then built with `model_construct`.
+Decoding is on the consumer's hot path. Messages in the current version are read by a direct
+reader (coordinator/avrofast.py, checked against fastavro by the tests), everything else by
+fastavro. Neither goes through pydantic validation: the Avro types are already checked, the
+few constraints Avro cannot express are checked by hand in `_finish`, and the model is built
+without a validation pass (`_construct`), with repeated column lists shared.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import fastavro
 from fastavro.read import SchemaResolutionError
 from pydantic import ValidationError
 
+from coordinator.avrofast import matches, read_event
 from coordinator.errors import EventError, SchemaVersionError
 from coordinator.events import Column, CompletionEvent, Status
 
@@ -138,40 +141,76 @@ class HttpSchemaRegistry(SchemaRegistry):
 
 
 # --------------------------------------------------------------------------- the codec
-def _checked(record: dict[str, Any]) -> CompletionEvent:
-    """Build the event from a record fastavro has type-checked; enforce what Avro cannot say."""
+_new = object.__new__
+_set = object.__setattr__
+_EVENT_FIELDS = set(CompletionEvent.model_fields)
+_COLUMN_FIELDS = set(Column.model_fields)
+_column_cache: dict[tuple[tuple[str, str, bool], ...], tuple[Column, ...]] = {}
+_COLUMN_CACHE_MAX = 4096
+
+
+def _construct(cls: type[Any], values: dict[str, Any], fields_set: set[str]) -> Any:
+    """What `model_construct` does, minus its per-field Python loop: every field is in `values`.
+    Safe to share `fields_set`: the models are frozen and pydantic copies it on model_copy."""
+    obj = _new(cls)
+    _set(obj, "__dict__", values)
+    _set(obj, "__pydantic_fields_set__", fields_set)
+    _set(obj, "__pydantic_extra__", None)
+    _set(obj, "__pydantic_private__", None)
+    return obj
+
+
+def _columns(columns: list[tuple[str, str, bool]]) -> tuple[Column, ...]:
+    """Column tuples, cached: one dataset's events repeat the same columns, and Column is frozen."""
+    key = tuple(columns)
+    found = _column_cache.get(key)
+    if found is None:
+        if len(_column_cache) >= _COLUMN_CACHE_MAX:
+            _column_cache.clear()
+        found = tuple(_construct(Column, {"name": n, "type": t, "nullable": b}, _COLUMN_FIELDS)
+                      for n, t, b in columns)
+        _column_cache[key] = found
+    return found
+
+
+def _finish(fields: dict[str, Any], columns: list[tuple[str, str, bool]] | None) -> CompletionEvent:
+    """The event from type-checked fields; enforces what Avro cannot say (lengths, ranges)."""
     for name, limit in _MAX_LEN.items():
-        value = record.get(name)
+        value = fields[name]
         if value is not None and len(value) > limit:
             raise EventError("invalid", f"{name} longer than {limit}")
-    if not record["event_id"]:
+    if not fields["event_id"]:
         raise EventError("invalid", "empty event_id")
-    if not record["dataset"]:
+    if not fields["dataset"]:
         raise EventError("invalid", "empty dataset")
-    row_count = record["row_count"]
+    row_count = fields["row_count"]
     if row_count is not None and row_count < 0:
         raise EventError("invalid", "negative row_count")
-    columns = record["columns"]
-    if columns is not None:
-        columns = tuple(Column.model_construct(name=c["name"], type=c["type"], nullable=c["nullable"])
-                        for c in columns)
-    produced_at = record["produced_at"]
+    produced_at = fields["produced_at"]
     if produced_at.tzinfo is None:  # fastavro gives UTC-aware datetimes; be sure
         produced_at = produced_at.replace(tzinfo=UTC)
-    return CompletionEvent.model_construct(
-        event_id=record["event_id"],
-        dataset=record["dataset"],
-        partition=record["partition"],
-        status=Status.SUCCEEDED if record["status"] == "succeeded" else Status.FAILED,
-        producer=record["producer"],
-        producer_run_id=record["producer_run_id"],
-        produced_at=produced_at,
-        row_count=row_count,
-        location=record["location"],
-        columns=columns,
-        error=record.get("error"),
-        attributes=record["attributes"],
-    )
+    return _construct(CompletionEvent, {
+        "event_id": fields["event_id"],
+        "dataset": fields["dataset"],
+        "partition": fields["partition"],
+        "status": Status.SUCCEEDED if fields["status"] == "succeeded" else Status.FAILED,
+        "producer": fields["producer"],
+        "producer_run_id": fields["producer_run_id"],
+        "produced_at": produced_at,
+        "row_count": row_count,
+        "location": fields["location"],
+        "columns": None if columns is None else _columns(columns),
+        "error": fields["error"],
+        "attributes": fields["attributes"],
+    }, _EVENT_FIELDS)
+
+
+def _checked(record: dict[str, Any]) -> CompletionEvent:
+    """The event from a record fastavro has read (and type-checked)."""
+    columns = record["columns"]
+    if columns is not None:
+        columns = [(c["name"], c["type"], c["nullable"]) for c in columns]
+    return _finish({**record, "error": record.get("error")}, columns)
 
 
 def _record(event: CompletionEvent) -> dict[str, Any]:
@@ -206,9 +245,11 @@ class Codec:
     """
 
     def __init__(self, *, max_bytes: int = 1_000_000, registry: SchemaRegistry | None = None,
-                 write_version: int = CURRENT_VERSION) -> None:
+                 write_version: int = CURRENT_VERSION, fast: bool = True) -> None:
         self.max_bytes, self.registry, self.write_version = max_bytes, registry, write_version
         self._reader = load_schema(_EVENT_SCHEMA, CURRENT_VERSION)
+        # The direct reader (avrofast) for the current version; fastavro for everything else.
+        self._fast = fast and matches(self._reader)
         self._writer = load_schema(_EVENT_SCHEMA, write_version)
         self._header = bytes((EVENT_MAGIC, write_version))
         self._resolved: dict[int, Callable[[BytesIO], dict[str, Any]]] = {}
@@ -250,6 +291,14 @@ class Codec:
         if size < 2:
             raise EventError("undecodable", "shorter than the header")
         magic = data[0]
+        if magic == EVENT_MAGIC and data[1] == CURRENT_VERSION and self._fast:
+            try:
+                fields, columns, end = read_event(data, 2)
+            except (ValueError, IndexError, OverflowError) as exc:  # UnicodeDecodeError is a ValueError
+                raise EventError("undecodable", f"{type(exc).__name__}: {str(exc)[:200]}") from None
+            if end != size:
+                raise EventError("undecodable", f"{size - end} trailing bytes")
+            return _finish(fields, columns)
         if magic == EVENT_MAGIC:
             read, start = self._reader_for_version(data[1]), 2
         elif magic == CONFLUENT_MAGIC and self.registry is not None:

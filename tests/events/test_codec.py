@@ -175,3 +175,19 @@ def test_decoded_events_equal_validated_ones() -> None:
     decoded = decode(encode(FULL))
     assert decoded == CompletionEvent.model_validate(decoded.model_dump())
     assert decoded.model_dump_json() == FULL.model_dump_json()
+
+
+def test_direct_reader_is_used_for_the_current_version_only() -> None:
+    assert Codec()._fast and not Codec(fast=False)._fast
+    event = FULL.model_copy(update={"columns": FULL.columns})
+    assert Codec().decode(encode(event)) == Codec(fast=False).decode(encode(event)) == event
+
+
+def test_direct_reader_refuses_non_canonical_avro() -> None:
+    """fastavro reads a boolean byte 2 as true; the direct reader refuses it, as Avro's spec does."""
+    data = bytearray(encode(CompletionEvent(event_id="a", dataset="d", columns=[Column(name="n", type="t")])))
+    flag = data.index(b"\x02n\x02t\x01") + 5
+    data[flag - 1] = 2
+    with pytest.raises(EventError) as refused:
+        decode(bytes(data))
+    assert refused.value.reason == "undecodable"

@@ -81,6 +81,40 @@ def test_mutated_valid_events(event: CompletionEvent, data: st.DataObject) -> No
     _check(CODEC, bytes(original))
 
 
+FAST, FASTAVRO = Codec(max_bytes=50_000), Codec(max_bytes=50_000, fast=False)
+
+
+def _outcome(codec: Codec, data: bytes) -> CompletionEvent | str:
+    try:
+        return codec.decode(data)
+    except EventError as refused:
+        return refused.reason
+
+
+@pytest.mark.timeout(120)
+@FUZZ_EVENTS
+@given(events, st.data())
+def test_direct_reader_agrees_with_fastavro(event: CompletionEvent, data: st.DataObject) -> None:
+    """The hot-path reader (coordinator/avrofast.py) never accepts what fastavro would read
+    differently or refuse. It is stricter on non-canonical Avro that fastavro lets through (a
+    boolean byte other than 0/1, a varint longer than 10 bytes): those it refuses as undecodable.
+    Valid encodings it accepts are checked by test_every_valid_event_round_trips."""
+    original = bytearray(encode(event))
+    for _ in range(data.draw(st.integers(0, 3))):
+        position = data.draw(st.integers(2, len(original)))
+        if position < len(original) and data.draw(st.booleans()):
+            original[position] ^= data.draw(st.integers(1, 255))
+        else:
+            original[position:position] = data.draw(st.binary(min_size=1, max_size=5))
+    fast, reference = _outcome(FAST, bytes(original)), _outcome(FASTAVRO, bytes(original))
+    if isinstance(fast, CompletionEvent):
+        assert fast == reference
+    elif isinstance(reference, CompletionEvent):
+        assert fast == "undecodable"
+    else:
+        assert fast in REASONS and reference in REASONS
+
+
 @pytest.mark.timeout(120)
 @FUZZ_EVENTS
 @given(events)

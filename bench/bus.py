@@ -1,0 +1,131 @@
+"""Bus throughput on the real Kafka broker at $KAFKA_BOOTSTRAP_SERVERS (127.0.0.1 only).
+
+Publishes N completion events through the project's Publisher (encode + idempotent, acks=all
+producer), then reads the same topic, several rounds with fresh consumer groups, alternately:
+  - through the project's EventIntake (consume + decode + validation into CompletionEvents),
+  - through a plain confluent-kafka consumer with the same settings and no decoding.
+Prints the figures per round, and as its last line one JSON object with the medians:
+publish_events_per_s, consume_events_per_s, raw_consume_events_per_s, consume_ratio.
+
+    python bench/bus.py [--events 100000] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+
+from confluent_kafka import Consumer
+from confluent_kafka.admin import AdminClient
+
+from coordinator.bus.base import TopicSpec
+from coordinator.bus.kafka import CONSUMER_DEFAULTS, KafkaBus
+from coordinator.events import Column, CompletionEvent
+from coordinator.intake import EventIntake
+from coordinator.publish import Publisher
+from coordinator.settings import Settings
+
+
+def make_events(n: int) -> list[CompletionEvent]:
+    columns = (Column(name="user_id", type="bigint", nullable=False), Column(name="score", type="double"))
+    now = datetime.now(UTC)
+    return [CompletionEvent(dataset=f"bench.dataset_{i % 50}", partition=f"2024-06-{1 + i % 28:02d}",
+                            producer="bench", producer_run_id=f"run-{i // 1000}", produced_at=now,
+                            row_count=i, location=f"s3://lake/bench/{i % 50}", columns=columns,
+                            attributes={"i": str(i)}) for i in range(n)]
+
+
+def publish(bus: KafkaBus, settings: Settings, events: list[CompletionEvent]) -> float:
+    with Publisher(bus, settings) as publisher:
+        start = time.perf_counter()
+        for event in events:
+            publisher.publish(event)
+        publisher.flush(120)
+        return len(events) / (time.perf_counter() - start)
+
+
+def consume_project(bus: KafkaBus, settings: Settings, n: int) -> float:
+    with EventIntake(bus, settings, group_id=f"bench-{uuid.uuid4().hex}") as intake:
+        batch = intake.poll(1, 30)  # join the group and get the first message before timing
+        seen = len(batch.events)
+        start = time.perf_counter()
+        while seen < n:
+            batch = intake.poll(1000, 5)
+            if not batch.messages:
+                raise RuntimeError(f"project consumer stalled at {seen}/{n}")
+            seen += len(batch.events)
+        return (n - 1) / (time.perf_counter() - start)
+
+
+def consume_raw(bootstrap: str, topic: str, n: int) -> float:
+    config = {"bootstrap.servers": bootstrap, **CONSUMER_DEFAULTS, "group.id": f"raw-{uuid.uuid4().hex}"}
+    consumer = Consumer(config)
+    consumer.subscribe([topic])
+    try:
+        seen = 0
+        while seen < 1:
+            seen += sum(1 for m in consumer.consume(1, 30) if m.error() is None)
+        start = time.perf_counter()
+        while seen < n:
+            messages = consumer.consume(1000, 5)
+            if not messages:
+                raise RuntimeError(f"raw consumer stalled at {seen}/{n}")
+            seen += sum(1 for m in messages if m.error() is None)
+        return (n - 1) / (time.perf_counter() - start)
+    finally:
+        consumer.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:19092")
+    if not all(h.split(":")[0] in ("127.0.0.1", "localhost") for h in bootstrap.split(",")):
+        print(f"refusing a non-local broker: {bootstrap}", file=sys.stderr)
+        return 2
+    topic = f"bench-bus-{uuid.uuid4().hex[:8]}"
+    settings = Settings(bus="kafka", kafka_bootstrap_servers=bootstrap, topic_events=topic,
+                        topic_dead_letter=f"{topic}-dl")
+    bus = KafkaBus(bootstrap)
+    bus.ensure_topics([TopicSpec(topic, 3), TopicSpec(f"{topic}-dl", 1)])
+    try:
+        events = make_events(args.events)
+        publish(bus, settings, events[: max(1, args.events // 10)])  # warm-up (also read by the consumers)
+        publish_rates = [publish(bus, settings, events)]
+        total = args.events + max(1, args.events // 10)
+        project, raw = [], []
+        for r in range(args.rounds):
+            order = (("raw", "project") if r % 2 == 0 else ("project", "raw"))
+            for which in order:
+                if which == "raw":
+                    raw.append(consume_raw(bootstrap, topic, total))
+                else:
+                    project.append(consume_project(bus, settings, total))
+            print(f"round {r + 1}: project {project[-1]:,.0f}/s  raw {raw[-1]:,.0f}/s  "
+                  f"ratio {project[-1] / raw[-1]:.2f}", file=sys.stderr)
+        print(f"publish {publish_rates[0]:,.0f} events/s ({args.events} events, encode + flush)",
+              file=sys.stderr)
+    finally:
+        AdminClient({"bootstrap.servers": bootstrap}).delete_topics([topic, f"{topic}-dl"])
+    result = {
+        "events": total,
+        "rounds": args.rounds,
+        "publish_events_per_s": round(publish_rates[0]),
+        "consume_events_per_s": round(statistics.median(project)),
+        "raw_consume_events_per_s": round(statistics.median(raw)),
+        "consume_ratio": round(statistics.median(p / r for p, r in zip(project, raw, strict=True)), 3),
+    }
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
