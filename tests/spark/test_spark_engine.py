@@ -25,6 +25,7 @@ from coordinator.spec import load_spec
 from coordinator.store import StateStore
 from jobs.sample_data import write_hourly_counts, write_raw_day
 from tests.spark.conftest import SPARK_CONF
+from tests.spark.reference import expected_features
 
 pytestmark = pytest.mark.spark
 
@@ -99,7 +100,8 @@ def landed(dataset: str, partition: str, location: Path) -> CompletionEvent:
 def test_features_job_runs_when_both_inputs_are_complete(tmp_path: Path, spark_settings: Settings) -> None:
     settings = make_settings(tmp_path)
     lake = tmp_path / "lake"
-    write_raw_day(lake, DAY - timedelta(days=1), n_users=40, seed=11)
+    for back in (40, 10, 1):                    # history in the 90-, 30- and 7-day windows
+        write_raw_day(lake, DAY - timedelta(days=back), n_users=40, seed=11)
     today = write_raw_day(lake, DAY, n_users=40, seed=11)
     tomorrow = write_raw_day(lake, DAY + timedelta(days=1), n_users=40, seed=11)
     publish(settings, [landed("fivetran.app.users", DAY.isoformat(), today["users"]),
@@ -128,14 +130,18 @@ def test_features_job_runs_when_both_inputs_are_complete(tmp_path: Path, spark_s
     assert event.attributes["spark_app_id"].startswith("local-")
     assert "Submitted application: user_features" in Path(attempt["log_path"]).read_text()
 
-    # the numbers are right: sessions in the 7-day window, recomputed from the raw events
+    # the numbers are right: every feature recomputed in pandas from the raw tables
     events = pd.concat(pq.read_table(lake / "raw" / "events" / f"date={DAY - timedelta(days=b)}").to_pandas()
-                       for b in (1, 0))
-    expected = events[events.event_type == "session_start"].groupby("user_id").size()
-    got = table.to_pandas().set_index("user_id")
-    assert expected.sum() > 0
-    assert (got["sessions_7d"] == expected.reindex(got.index, fill_value=0)).all()
-    assert (got.loc[got.sessions_7d > 0, "days_since_last_visit"] <= 1).all()
+                       for b in (40, 10, 1, 0))
+    users = pq.read_table(today["users"]).to_pandas()
+    expected = expected_features(users, events, DAY)
+    got = table.to_pandas().set_index("user_id").loc[expected.index]
+    exact = [c for c in expected.columns if c not in ("revenue_30d", "avg_session_minutes")]
+    pd.testing.assert_frame_equal(got[exact], expected[exact], check_dtype=False)
+    for column in ("revenue_30d", "avg_session_minutes"):               # rounded to cents / 0.01 min
+        assert (got[column] - expected[column]).abs().max() <= 0.006
+    assert expected.sessions_30d.sum() > expected.sessions_7d.sum() > 0   # the windows really differ
+    assert (expected.days_since_last_visit > 10).any()                      # last seen 40 days ago
 
 
 def test_failing_job_is_retried_then_failed_with_the_drivers_error(tmp_path: Path,
