@@ -10,6 +10,7 @@
     ├── ContractViolation          input columns break a job's contract (dataset, partition, columns)
     ├── LaunchError                a launcher could not start, watch or stop a job
     │   └── JobFailed              the job ran and failed (exit code, error line)
+    ├── JobArgumentError           inside a launched job: its arguments name no such input/output
     ├── ScoringError               a model could not be resolved or applied
     │   └── SignatureMismatch      the input table does not fit the model's signature (columns)
     └── PushError                  a reverse-ETL push failed; the destination is unchanged
@@ -89,6 +90,10 @@ class JobFailed(LaunchError):
     def __init__(self, message: str, exit_code: int | None = None) -> None:
         self.exit_code = exit_code
         super().__init__(message)
+
+
+class JobArgumentError(CoordinatorError, ValueError):
+    """Raised inside a job (coordinator/sparkjob.py) whose arguments do not give what it asks for."""
 
 
 class ScoringError(CoordinatorError):

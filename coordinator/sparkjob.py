@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from coordinator.errors import JobArgumentError
 from coordinator.launchers.result import RESULT_FILE_ENV, report_details, report_output
 
 if TYPE_CHECKING:  # pyspark is imported only inside a Spark driver
@@ -31,10 +32,6 @@ if TYPE_CHECKING:  # pyspark is imported only inside a Spark driver
 # The launcher also passes the result file as a Spark conf: in cluster mode the driver runs on a
 # worker and does not inherit the submitting process's environment.
 RESULT_FILE_CONF = "spark.coord.resultFile"
-
-
-class JobArgumentError(ValueError):
-    """The job was called with arguments it cannot use (named input missing, ambiguous...)."""
 
 
 def _pair(text: str) -> tuple[str, str]:
