@@ -10,7 +10,8 @@ Measures, on the same table shape (bigint primary key, two doubles, text, timest
   to_sql_rows_per_s      pandas DataFrame.to_sql (method=None, SQLAlchemy + psycopg) on a
                          100,000-row sample, scaled to rows/s
   repush_1pct_s          a push after 1 % of the rows changed (hash 1M rows, diff, write 10k)
-Each figure is the median of --repeats runs (to_sql: of 2). Last line: one JSON object.
+Each figure is the median of --repeats runs, COPY and push interleaved so they share the
+machine's load (to_sql: of 2). Last line: one JSON object.
 
     python bench/push.py [--rows 1000000] [--repeats 3]
 """
@@ -120,14 +121,6 @@ def main() -> None:
                 with conn.cursor() as cur:
                     return timed(lambda: copy_csv(cur, "copy_csv", data))
 
-            adbc_s = statistics.median(adbc_copy() for _ in range(args.repeats))
-            csv_s = statistics.median(csv_copy() for _ in range(args.repeats))
-            copy_s = min(adbc_s, csv_s)
-            print(
-                f"plain COPY, {n:,} rows: ADBC adbc_ingest {n / adbc_s:,.0f} rows/s, "
-                f"psycopg CSV COPY {n / csv_s:,.0f} rows/s"
-            )
-
             dest = DestinationSettings(url=url, table="user_scores")
             fresh("warm_up")  # imports and first connections outside the timings
             push(
@@ -137,8 +130,10 @@ def main() -> None:
                 key=["user_id"],
                 state_dir=work / "warm",
             )
-            push_s, staged_s, repush_s = [], [], []
-            for i in range(args.repeats):
+            push_s, staged_s, repush_s, adbc_s, csv_s = [], [], [], [], []
+            for i in range(args.repeats):  # interleaved, so COPY and push see the same machine load
+                adbc_s.append(adbc_copy())
+                csv_s.append(csv_copy())
                 fresh("user_scores")
                 state = work / f"state{i}"
                 push_s.append(
@@ -155,9 +150,16 @@ def main() -> None:
                 staged_s.append(time.perf_counter() - t0)
                 assert (r.updated, r.unchanged, r.full) == (n // 100, n - n // 100, True), r
                 print(
-                    f"run {i}: full push {push_s[-1]:.2f} s, 1 % re-push {repush_s[-1]:.2f} s, "
+                    f"run {i}: ADBC COPY {adbc_s[-1]:.2f} s, CSV COPY {csv_s[-1]:.2f} s, "
+                    f"full push {push_s[-1]:.2f} s, 1 % re-push {repush_s[-1]:.2f} s, "
                     f"staged full push {staged_s[-1]:.2f} s"
                 )
+
+            copy_s = min(statistics.median(adbc_s), statistics.median(csv_s))
+            print(
+                f"plain COPY, {n:,} rows: ADBC adbc_ingest {n / statistics.median(adbc_s):,.0f} rows/s, "
+                f"psycopg CSV COPY {n / statistics.median(csv_s):,.0f} rows/s"
+            )
 
             sample = data.slice(0, min(args.sample, n)).to_pandas()
             import sqlalchemy as sa
