@@ -30,6 +30,8 @@ from coordinator.bus.base import Bus, Consumer, Message, Producer, TopicSpec
 from coordinator.errors import BusError
 
 log = logging.getLogger(__name__)
+# librdkafka's own log lines (connection refused, ...) go to Python logging, not stderr.
+_driver_log = logging.getLogger("coordinator.bus.kafka.librdkafka")
 
 PRODUCER_DEFAULTS: dict[str, Any] = {
     "enable.idempotence": True,
@@ -87,7 +89,7 @@ class KafkaBus(Bus):
         if not topics:
             return
         try:
-            admin = AdminClient(dict(self.config))
+            admin = AdminClient({**self.config, "logger": _driver_log})
             futures = admin.create_topics([
                 NewTopic(t.name, num_partitions=t.partitions, replication_factor=-1,
                          config={"retention.ms": str(t.retention_ms), **t.config})
@@ -98,13 +100,15 @@ class KafkaBus(Bus):
                 except KafkaException as exc:
                     if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                         raise _bus_error(f"creating topic {name}", exc) from exc
+                except TimeoutError as exc:
+                    raise BusError(f"kafka creating topic {name}: no answer in {timeout} s") from exc
         except (KafkaException, ValueError, TypeError) as exc:
             raise _bus_error("creating topics", exc) from exc
 
 
 class KafkaProducer(Producer):
     def __init__(self, config: Mapping[str, Any], produce_timeout_s: float = 60.0) -> None:
-        self._config = dict(config)
+        self._config = {"logger": _driver_log, **config}
         self._config.setdefault("error_cb", self._on_error)
         self._producer: _KProducer | None = None
         self._failures: list[str] = []
@@ -114,7 +118,7 @@ class KafkaProducer(Producer):
     def _on_error(self, error: KafkaError) -> None:
         if error.fatal():
             self._fatal = str(error)
-        log.warning("kafka producer: %s", error)
+        log.log(logging.INFO if _is_retriable(error) else logging.WARNING, "kafka producer: %s", error)
 
     def _on_delivery(self, error: KafkaError | None, _message: Any) -> None:
         if error is not None:
@@ -173,7 +177,7 @@ class KafkaProducer(Producer):
 class KafkaConsumer(Consumer):
     def __init__(self, config: Mapping[str, Any], topics: Sequence[str],
                  commit_timeout_s: float = 60.0) -> None:
-        self._config = dict(config)
+        self._config = {"logger": _driver_log, **config}
         self._config.setdefault("error_cb", self._on_error)
         self.topics = list(topics)
         self.commit_timeout_s = commit_timeout_s
@@ -181,7 +185,8 @@ class KafkaConsumer(Consumer):
 
     @staticmethod
     def _on_error(error: KafkaError) -> None:
-        log.warning("kafka consumer: %s", error)
+        # A broker away (transport errors, all brokers down) is expected and ridden out.
+        log.log(logging.INFO if _is_retriable(error) else logging.WARNING, "kafka consumer: %s", error)
 
     def _client(self) -> _KConsumer:
         if self._consumer is None:

@@ -85,7 +85,7 @@ class LocalBus(Bus):
                 conn.executescript(_SCHEMA)
                 self._initialised = True
             return conn
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise BusError(f"local bus {self.path}: {exc}") from exc
 
     def producer(self) -> LocalProducer:
