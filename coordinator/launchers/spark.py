@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import importlib.util
+import logging
 import os
 import sys
 import time
@@ -39,6 +40,7 @@ from coordinator.launchers.spark_log import application_id, error_line, read_tai
 from coordinator.launchers.spark_master import StandaloneMaster, rest_url_for
 from coordinator.sparkjob import RESULT_FILE_CONF
 
+log = logging.getLogger("coordinator.launchers.spark")
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 MEMORY = r"^\d+[kKmMgGtT]?[bB]?$"
 
@@ -151,6 +153,7 @@ class SparkLauncher(Launcher):
     kind = "spark"
     settings_model = SparkSettings
     status_poll_s = 2.0                 # how often the standalone master is asked in cluster mode
+    status_patience_s = 300.0           # how long an unreachable master is waited for
 
     # ------------------------------------------------------------------ building the command
     def job_settings(self, ctx: RunContext) -> SparkSettings:
@@ -244,12 +247,19 @@ class SparkLauncher(Launcher):
     def is_alive(self, handle: Handle) -> bool:
         """The process; in standalone cluster mode, the driver as the master reports it.
 
-        Raises LaunchError when the master cannot be asked: "unknown" must not mean "relaunch".
+        A master that cannot be asked counts as alive: "unknown" must not mean "launch again";
+        `wait` then follows the driver, and gives up only after `status_patience_s` of silence.
         """
         if process.is_alive(handle):
             return True
         master, sid = self._master(handle)
-        return bool(master and sid and master.status(sid).running)
+        if master is None or sid is None:
+            return False
+        try:
+            return master.status(sid).running
+        except LaunchError as exc:
+            log.warning("cannot ask the spark master about %s (%s); treating it as running", sid, exc)
+            return True
 
     # ------------------------------------------------------------------ helpers
     def _master(self, handle: Handle) -> tuple[StandaloneMaster | None, str | None]:
@@ -266,12 +276,20 @@ class SparkLauncher(Launcher):
         master, sid = self._master(handle)
         if master is None or sid is None:
             return RunResult(False, error="spark-submit printed no submission id", log_path=log_path)
+        silent_since: float | None = None
         while True:
-            status = master.status(sid)
-            if not status.running:
-                break
+            try:
+                status = master.status(sid)
+                silent_since = None
+                if not status.running:
+                    break
+            except LaunchError:          # a master restarting or a network blip: keep asking a while
+                silent_since = silent_since or time.monotonic()
+                if time.monotonic() - silent_since > self.status_patience_s:
+                    raise
             if deadline is not None and time.time() > deadline:
-                master.kill(sid)
+                with contextlib.suppress(LaunchError):
+                    master.kill(sid)
                 return RunResult(False, error=f"timed out after {ctx.timeout_s:g} s and was stopped",
                                  log_path=log_path, details={"timed_out": True, "submission_id": sid})
             time.sleep(self.status_poll_s)

@@ -20,6 +20,7 @@ class MasterState:
     created: list[dict] = field(default_factory=list)
     kills: list[str] = field(default_factory=list)
     status_calls: int = 0
+    unavailable: int = 0                   # answer this many status calls with 503 first
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def next_state(self, sid: str) -> str | None:
@@ -45,6 +46,11 @@ def _handler(state: MasterState, new_states: list[str]) -> type[BaseHTTPRequestH
             self.wfile.write(data)
 
         def do_GET(self) -> None:
+            with state.lock:
+                if state.unavailable > 0:
+                    state.unavailable -= 1
+                    self.send_error(503)
+                    return
             sid = self.path.rsplit("/", 1)[-1]
             driver_state = state.next_state(sid)
             if driver_state is None:

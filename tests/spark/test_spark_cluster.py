@@ -26,6 +26,7 @@ SID = "driver-20260310115001-0007"
 
 class QuickLauncher(SparkLauncher):
     status_poll_s = 0.05
+    status_patience_s = 60.0
 
 
 def submitted_handle(workdir: Path, rest_url: str, sid: str = SID) -> Handle:
@@ -91,6 +92,22 @@ def test_failed_driver_and_timeout(tmp_path: Path) -> None:
         timed_out = QuickLauncher(Settings()).wait(submitted_handle(tmp_path / "b", url, other), ctx)
         assert not timed_out.succeeded and timed_out.details["timed_out"]
         assert state.kills == [other]
+
+
+def test_a_silent_master_is_not_a_reason_to_launch_again(tmp_path: Path) -> None:
+    with fake_master() as (url, state):
+        state.states[SID] = ["RUNNING", "FINISHED"]
+        state.unavailable = 5                            # a blip: five 503s, then answers again
+        handle = submitted_handle(tmp_path / "run", url)
+        ctx = run_context(tmp_path / "run", "etl", "2026-03-10", {}, [], (), timeout_s=30)
+        launcher = QuickLauncher(Settings())
+        assert launcher.is_alive(handle)                 # unknown → alive (re-attach, do not relaunch)
+        assert launcher.wait(handle, ctx).succeeded
+        assert state.unavailable == 0
+    launcher.status_patience_s = 0.5
+    with pytest.raises(LaunchError, match="failed GET"):  # gone for longer than the patience
+        launcher.wait(handle, ctx)
+    assert launcher.is_alive(handle)
 
 
 @pytest.mark.spark
