@@ -50,6 +50,7 @@ from coordinator.store.schema import events as events_table
 JOBS = 1000
 LOADS = (100, 1000, 10000)
 DAY0 = date(2024, 1, 1)
+WARM_UP = 10_000_000  # an event number no load reaches
 
 
 class InstantLauncher(Launcher):
@@ -84,7 +85,7 @@ def build_spec(jobs: int = JOBS) -> PipelineSpec:
             )
             for i in range(jobs)
         },
-        pools={"default": 64},
+        pools={"default": 512},
     ).checked()
 
 
@@ -98,7 +99,11 @@ def event(n: int) -> CompletionEvent:
 
 
 def produce(settings_json: str, rate: int, seconds: float, first: int) -> None:
-    """In a separate process: publish rate × seconds events at a steady pace, in 10 ms ticks."""
+    """In a separate process: publish rate × seconds events at a steady pace, in 10 ms ticks.
+
+    The Kafka producer sends in the background (linger 5 ms), so it is flushed only at the end;
+    the embedded bus writes on flush, so it is flushed every tick.
+    """
     settings = Settings.model_validate_json(settings_json)
     total = int(rate * seconds)
     with Publisher(open_bus(settings), settings) as publisher:
@@ -107,9 +112,11 @@ def produce(settings_json: str, rate: int, seconds: float, first: int) -> None:
             due = min(total, int(rate * (time.monotonic() - started)) + 1)
             if due > sent:
                 publisher.publish_many(event(first + n) for n in range(sent, due))
-                publisher.flush()
+                if settings.bus == "local":
+                    publisher.flush()
                 sent = due
             time.sleep(0.01)
+        publisher.flush()
 
 
 class Backend:
@@ -128,9 +135,8 @@ class Backend:
 
         bootstrap = os.environ["KAFKA_BOOTSTRAP_SERVERS"]
         topic = f"bench-latency-{tag}"
-        AdminClient({"bootstrap.servers": bootstrap}).create_topics(
-            [NewTopic(topic, num_partitions=3, replication_factor=1)]
-        )[topic].result(30)
+        admin = AdminClient({"bootstrap.servers": bootstrap})  # kept alive until the topic exists
+        admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])[topic].result(30)
         base = os.environ["COORD_TEST_POSTGRES_URL"]
         with psycopg.connect(base, autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "bench_{tag}"')
@@ -175,9 +181,20 @@ def produced_at(coord: Coordinator) -> dict[str, float]:
         return dict(rows.all())
 
 
+def warm_up(settings: Settings, launcher: InstantLauncher) -> None:
+    """One event through before measuring: the consumer has joined its group, caches are warm."""
+    with Publisher(open_bus(settings), settings) as publisher:
+        publisher.publish(event(WARM_UP))
+        publisher.flush()
+    if not wait_for(launcher, 1, timeout_s=60):
+        raise RuntimeError("the coordinator did not launch the warm-up run")
+    launcher.launched.clear()
+
+
 def offered_load(backend: Backend, spec: PipelineSpec, rate: int, seconds: float) -> dict[str, float]:
     settings = backend.fresh()
     coord, launcher, stop, thread = serve(spec, settings)
+    warm_up(settings, launcher)
     total = int(rate * seconds)
     producer = mp.get_context("spawn").Process(
         target=produce, args=(settings.model_dump_json(), rate, seconds, 0)

@@ -44,6 +44,7 @@ from coordinator.spec.models import PipelineSpec
 from coordinator.store.store import ACTIVE, OPEN, Finish, RunRow, StateStore, Tx
 
 log = logging.getLogger("coordinator.engine")
+CLAIM_POLL_S = 0.5
 
 
 @dataclass
@@ -146,6 +147,7 @@ class Coordinator:
         )
         self._recovered = False
         self._outbox_dirty = True  # at start-up, whatever a previous run left unsent
+        self._claim_due = 0.0  # when to look for ready runs again (0: at once)
         self._pools = {job.pool for job in spec.jobs.values()}
         self._job_pools = {name: job.pool for name, job in spec.jobs.items()}
         self._budgets = {name: job.retries.max_attempts for name, job in spec.jobs.items()}
@@ -209,7 +211,7 @@ class Coordinator:
                 break
             took = 0
             if consume and (max_events is None or stats.events + stats.dead_lettered < max_events):
-                wait = 0.02 if self._inflight or not self._done.empty() else 0.2
+                wait = 0.01 if self._inflight or not self._done.empty() else 0.05
                 want = self.settings.batch_max_events
                 if max_events is not None:
                     want = min(want, max_events - stats.events - stats.dead_lettered)
@@ -267,6 +269,8 @@ class Coordinator:
         candidates = readiness.step(self.spec, snap, fresh)
         tx.save_versions([v for k, v in snap.latest.items() if before.get(k) != v], now)
         created = tx.insert_runs(candidates, self._job_pools, self._budgets, now)
+        if created:
+            self._claim_due = 0.0
         for run in created:
             if run.state == "blocked":
                 tx.outbox_add(self._failed_events(run, run.error or "blocked"), now)
@@ -297,7 +301,13 @@ class Coordinator:
 
     # ------------------------------------------------------------------ launching
     def _launch_ready(self, stats: RunStats) -> int:
+        """Claim and start due ready runs. Skipped while nothing can have changed: runs appear or
+        free a pool slot through this loop, except backoffs coming due and runs queued by other
+        processes (`coord retry`, another instance), which a look every CLAIM_POLL_S catches."""
         now = self.clock()
+        if now < self._claim_due:
+            return 0
+        self._claim_due = now + CLAIM_POLL_S
         ready: list[RunRow] = []
         with self.store.begin() as tx:
             for pool in sorted(self._pools):
@@ -411,6 +421,8 @@ class Coordinator:
                 tx.outbox_add(outputs, now)
                 self._record(tx, outputs, stats)
         self._outbox_dirty = True
+        if dones:
+            self._claim_due = 0.0  # pool slots were freed, or a retry was scheduled
         return len(dones)
 
     def _plan(self, run: RunRow, result: RunResult, now: float) -> Finish:
