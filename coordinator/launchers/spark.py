@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from coordinator.errors import LaunchError
 from coordinator.launchers import process
@@ -48,6 +48,12 @@ MEMORY = r"^\d+[kKmMgGtT]?[bB]?$"
 def _has_scheme(location: str) -> bool:
     head = location.split("/", 1)[0]
     return head.endswith(":") and len(head) > 2          # s3a:, hdfs:, file:, local: — not C:
+
+
+def _text(value: Any) -> Any:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value) if isinstance(value, int | float) else value
 
 
 def resolve_application(application: str, base_dir: Path) -> str:
@@ -98,6 +104,17 @@ class SparkSettings(BaseModel):
     base_dir: str | None = Field(default=None, description="folder relative paths resolve against; "
                                  "set to the spec file's folder when the spec loads")
 
+    @field_validator("args", mode="before")
+    @classmethod
+    def _args_as_text(cls, value: Any) -> Any:
+        return [_text(v) for v in value] if isinstance(value, list | tuple) else value
+
+    @field_validator("conf", mode="before")
+    @classmethod
+    def _conf_as_text(cls, value: Any) -> Any:
+        """YAML gives `spark.sql.shuffle.partitions: 8` an int and `...enabled: false` a bool."""
+        return {k: _text(v) for k, v in value.items()} if isinstance(value, dict) else value
+
     @model_validator(mode="before")
     @classmethod
     def _base_dir_from_context(cls, data: Any, info: ValidationInfo) -> Any:
@@ -124,7 +141,9 @@ class SparkSettings(BaseModel):
         template = self.output.get(dataset) if isinstance(self.output, dict) else self.output
         if template is None:
             return None
-        return self.location(template.format(partition=partition or "", dataset=dataset, job=job))
+        for name, value in (("partition", partition or ""), ("dataset", dataset), ("job", job)):
+            template = template.replace("{" + name + "}", value)
+        return self.location(template)
 
 
 def check_cluster_mode(master: str, application: str) -> None:

@@ -64,9 +64,10 @@ def test_command_line(tmp_path: Path) -> None:
     settings = Settings(spark_master="local[2]", spark_submit="/opt/spark/bin/spark-submit",
                         spark_conf={"spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "4"})
     ctx = run_context(tmp_path / "run", "features", "2026-03-10",
-                      {"application": "user_features", "conf": {"spark.sql.shuffle.partitions": "8"},
+                      {"application": "user_features",
+                       "conf": {"spark.sql.shuffle.partitions": 8, "spark.sql.adaptive.enabled": False},
                        "driver_memory": "1g", "packages": ["org.example:lib:1.0"], "py_files": ["deps.zip"],
-                       "args": ["--lookback-days", "7", "--tag", "{job}@{partition}"],
+                       "args": ["--lookback-days", 7, "--tag", "{job}@{partition}"],
                        "output": str(tmp_path / "out" / "date={partition}"), "base_dir": str(tmp_path)},
                       [("raw.users", "2026-03-10", "/lake/users/date=2026-03-10"),
                        ("raw.events", "2026-03-10", None)],                        # no location: not passed
@@ -77,7 +78,7 @@ def test_command_line(tmp_path: Path) -> None:
                         "--name", "coord:features:2026-03-10"]
     confs = [argv[i + 1] for i, a in enumerate(argv) if a == "--conf"]
     assert "spark.ui.enabled=false" in confs and "spark.sql.shuffle.partitions=8" in confs   # the job's wins
-    assert "spark.sql.shuffle.partitions=4" not in confs
+    assert "spark.sql.shuffle.partitions=4" not in confs and "spark.sql.adaptive.enabled=false" in confs
     assert f"spark.coord.resultFile={tmp_path / 'run' / 'result.jsonl'}" in confs
     assert argv[argv.index("--driver-memory") + 1] == "1g"
     assert argv[argv.index("--packages") + 1] == "org.example:lib:1.0"
@@ -126,3 +127,25 @@ def test_job_arguments() -> None:
         ambiguous.input("users")
     with pytest.raises(SystemExit):
         parse_args(argv=["--input", "no-equals-sign"])
+
+
+def test_spec_reports_a_bad_spark_setting_with_its_line() -> None:
+    from coordinator.errors import SpecError
+    from coordinator.spec import parse_spec
+
+    text = """datasets: {raw.a: {partitioning: daily}}
+jobs:
+  f:
+    kind: spark
+    inputs: [raw.a]
+    outputs: [out]
+    settings:
+      application: user_features
+      driver_memory: lots
+      conf: {spark.sql.shuffle.partitions: 8}
+"""
+    with pytest.raises(SpecError) as caught:
+        parse_spec(text, "pipeline.yaml")
+    [problem] = caught.value.problems
+    assert (problem.file, problem.line) == ("pipeline.yaml", 9) and "driver_memory" in problem.message
+    assert parse_spec(text.replace("lots", "1g"), "pipeline.yaml").jobs["f"].kind == "spark"
