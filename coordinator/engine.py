@@ -30,7 +30,7 @@ from pathlib import Path
 
 from coordinator import readiness
 from coordinator.bus.base import Bus
-from coordinator.errors import LaunchError
+from coordinator.errors import BusError, LaunchError
 from coordinator.events import CompletionEvent, Status
 from coordinator.hooks import Hook, Hooks
 from coordinator.intake import EventIntake
@@ -215,13 +215,21 @@ class Coordinator:
                 want = self.settings.batch_max_events
                 if max_events is not None:
                     want = min(want, max_events - stats.events - stats.dead_lettered)
-                batch = self.intake.poll(want, wait)
+                try:
+                    batch = self.intake.poll(want, wait)
+                except BusError as exc:  # the bus is away: what was not committed comes back later
+                    log.warning("bus: %s; polling again in 1 s", exc)
+                    time.sleep(1.0)
+                    continue
                 took = len(batch)
                 if batch.events:
-                    self._ingest(batch.events, stats)
+                    self._ingest(batch.events, stats)  # a StoreError ends the loop: nothing is committed
                 stats.events += len(batch.events)
                 stats.dead_lettered += batch.dead_lettered
-                self.intake.commit(batch)  # offsets only after the state above is durable
+                try:
+                    self.intake.commit(batch)  # offsets only after the state above is durable
+                except BusError as exc:  # e.g. a rebalance: the batch is redelivered, a no-op then
+                    log.warning("bus: offsets not committed (%s); the batch will be replayed", exc)
             elif not self._inflight:
                 time.sleep(0.005)
             finished = self._collect(stats, block=not consume or (max_events is not None and not took))
@@ -462,7 +470,11 @@ class Coordinator:
     def _relay(self, stats: RunStats) -> None:
         if self._outbox_dirty:
             self._outbox_dirty = False
-            stats.published += OutboxRelay(self.store, self.publisher, self.clock).drain()
+            try:
+                stats.published += OutboxRelay(self.store, self.publisher, self.clock).drain()
+            except BusError as exc:  # unsent events stay in the outbox for the next turn
+                log.warning("bus: outbox not published yet (%s)", exc)
+                self._outbox_dirty = True
 
     # ------------------------------------------------------------------ restart
     def _recover(self, stats: RunStats) -> None:

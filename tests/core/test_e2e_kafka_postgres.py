@@ -54,3 +54,49 @@ def test_dag_over_kafka_and_postgres(
             if len(seen) >= 12:
                 break
     assert len(seen) == 12 and len({e.event_id for e in seen}) == 12
+
+
+def test_two_instances_share_the_work_and_never_launch_a_run_twice(
+    kafka_bootstrap: str, kafka_topic: str, postgres_url: str, tmp_path: Path
+):
+    import threading
+
+    from coordinator.store.schema import metadata
+
+    with StateStore(postgres_url) as store, store.begin() as tx:  # a clean store (the module shares one)
+        for table in reversed(metadata.sorted_tables):
+            if table.name != "coord_schema_version":
+                tx.conn.execute(table.delete())
+    group = unique("coord")
+    log = tmp_path / "ran.log"
+    base = dict(
+        home=tmp_path / "home",
+        bus="kafka",
+        kafka_bootstrap_servers=kafka_bootstrap,
+        topic_events=kafka_topic,
+        topic_dead_letter=kafka_topic + "-dlq",
+        consumer_group=group,
+        state_url=postgres_url,
+    )
+    bus = open_bus(Settings(**base))
+    with Publisher(bus, Settings(**base)) as publisher:
+        publisher.publish_many(shuffled_events(seed=5))
+        publisher.flush()
+    results: dict[str, object] = {}
+
+    def serve(name: str) -> None:
+        settings = Settings(**base, instance_name=name)
+        with Coordinator(dag_spec(log), settings, idle_grace_s=4.0) as coord:
+            results[name] = coord.run(until_idle=True, timeout_s=120)
+
+    threads = [threading.Thread(target=serve, args=(n,)) for n in ("one", "two")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(150)
+    check_dag(log)  # every run exactly once, in order
+    launched = {n: s.launched for n, s in results.items()}
+    assert sum(launched.values()) == 12, launched
+    with StateStore(postgres_url) as store, store.begin() as tx:
+        runs = tx.list_runs(limit=None)
+        assert len(runs) == 12 and {r.state for r in runs} == {"succeeded"}
