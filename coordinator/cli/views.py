@@ -33,6 +33,16 @@ def _when(ts: float | None) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S") if ts else ""
 
 
+def _age(ts: float | None) -> str:
+    if not ts:
+        return ""
+    s = max(0, int(datetime.now(UTC).timestamp() - ts))
+    for unit, size, below in (("s", 1, 120), ("m", 60, 7200), ("h", 3600, 172800)):
+        if s < below:
+            return f"{s // size}{unit}"
+    return f"{s // 86400}d"
+
+
 def runs(
     job: Annotated[str | None, typer.Option("--job", "-j")] = None,
     state: Annotated[
@@ -75,8 +85,12 @@ def status(spec: SpecOpt = "pipeline.yaml", last: Annotated[int, typer.Option("-
     )
     parts = parts[-last:]
     datasets = sorted(set(loaded.datasets) | set(loaded.producers) | {v.dataset for v in versions})
-    table = Table(title="datasets × partitions")
+    table = Table(title="datasets × partitions  (✓ complete ✗ failed ⊘ blocked ▶ running … ready)")
     table.add_column("dataset")
+    table.add_column("fresh")  # age of the dataset's newest complete version
+    newest: dict[str, float] = {}
+    for v in versions:
+        newest[v.dataset] = max(newest.get(v.dataset, 0.0), v.produced_at)
     for p in parts:
         table.add_column(p)
     table.add_column("unpartitioned")
@@ -89,7 +103,7 @@ def status(spec: SpecOpt = "pipeline.yaml", last: Annotated[int, typer.Option("-
                 cells.append(MARKS.get(state, state))
             else:
                 cells.append(MARKS["succeeded"] if (ds, p) in have else "")
-        table.add_row(ds, *cells)
+        table.add_row(ds, _age(newest.get(ds)), *cells)
     console.print(table)
     snap = readiness.Snapshot(latest={(v.dataset, v.partition): v for v in versions})
     waits = []
