@@ -30,7 +30,7 @@ import pyarrow.feather as feather
 from coordinator.push.schema import arrow_family
 
 KEY_HASH, ROW_HASH = "__coord_key_hash", "__coord_row_hash"
-HASH_VERSION = 1
+HASH_VERSION = 2
 
 
 def _column_values(arr: pa.ChunkedArray) -> np.ndarray:
@@ -40,9 +40,25 @@ def _column_values(arr: pa.ChunkedArray) -> np.ndarray:
         return filled.to_numpy()
     if fam in ("date", "timestamp", "time"):
         return pc.fill_null(arr.cast(pa.int64() if fam != "date" else pa.int32()), 0).to_numpy()
-    if fam in ("string", "bytes"):
-        return arr.to_numpy(zero_copy_only=False)  # None stays None, hashed apart from every string
-    return arr.cast(pa.string()).to_numpy(zero_copy_only=False)
+    if fam not in ("string", "bytes"):
+        arr = arr.cast(pa.string())
+    return _dictionary_hashes(arr)
+
+
+def _dictionary_hashes(arr: pa.ChunkedArray) -> np.ndarray:
+    """SipHash of each distinct value once (Arrow's dictionary encoding finds them), then one
+    take per row: only distinct values ever become Python objects. Nulls get 0 here and are
+    told apart by the null mask hashed beside the values."""
+    parts = []
+    for chunk in arr.chunks:
+        encoded = pc.dictionary_encode(chunk)
+        values = encoded.dictionary.to_numpy(zero_copy_only=False)
+        if len(values) == 0:
+            parts.append(np.zeros(len(chunk), dtype=np.uint64))
+            continue
+        hashed = pd.util.hash_array(values, categorize=False)  # values are distinct already
+        parts.append(hashed[pc.fill_null(encoded.indices, 0).to_numpy()])
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint64)
 
 
 def row_hashes(table: pa.Table, columns: Sequence[str]) -> pa.Array:
@@ -55,7 +71,7 @@ def row_hashes(table: pa.Table, columns: Sequence[str]) -> pa.Array:
         frame[f"v{i}"] = _column_values(arr)
         if arr.null_count:
             frame[f"n{i}"] = pc.is_null(arr).to_numpy(zero_copy_only=False)
-    hashed = pd.util.hash_pandas_object(pd.DataFrame(frame, copy=False), index=False)
+    hashed = pd.util.hash_pandas_object(pd.DataFrame(frame, copy=False), index=False, categorize=False)
     return pa.array(hashed.to_numpy(), pa.uint64())
 
 

@@ -199,7 +199,7 @@ def _push(
     )
     valid = hashed.filter(good) if rejected else hashed
     fp = fingerprint(mapping, key, mode, table.schema)
-    previous, reason = _trusted_state(dest, state, job, fp, full=full, creating=creating)
+    previous, reason, rows_before = _trusted_state(dest, state, job, fp, full=full, creating=creating)
     plan = _plan(
         valid,
         previous,
@@ -235,7 +235,8 @@ def _push(
 
     report("write", 0, plan.rows.num_rows)
     push_id = uuid.uuid4().hex
-    applied = dest.apply(plan, job, Marker(push_id, fp, 0))
+    # a diff push knows the row count it starts from; a full push lets the destination count
+    applied = dest.apply(plan, job, Marker(push_id, fp, rows_before if previous is not None else -1))
     report("write", plan.rows.num_rows, plan.rows.num_rows)
 
     report("state", 0, 1)
@@ -265,27 +266,29 @@ def duplicated(kh: np.ndarray) -> np.ndarray | None:
 
 def _trusted_state(
     dest: Destination, state: StateFile, job: str, fp: str, *, full: bool, creating: bool
-) -> tuple[PushState | None, str]:
-    """The last push's state if it can be trusted, else None and why the push is a full one."""
+) -> tuple[PushState | None, str, int]:
+    """The last push's state if it can be trusted (else None), why, and the destination's row count."""
     if full:
-        return None, "full push requested"
+        return None, "full push requested", -1
     if creating:
-        return None, "the destination table is new"
+        return None, "the destination table is new", -1
     previous = state.load()
     if previous is None:
-        return None, "first push (no state of a previous push)"
+        return None, "first push (no state of a previous push)", -1
     if previous.fingerprint != fp:
-        return None, "mapping, key, mode or column types changed since the last push"
+        return None, "mapping, key, mode or column types changed since the last push", -1
+    rows = -1
     if dest.keeps_marker:
         marker, rows = dest.current(job)
         if marker is None or marker.push_id != previous.push_id:
-            return None, "the destination's last push is not the one the state file knows"
+            return None, "the destination's last push is not the one the state file knows", -1
         if rows < marker.row_count:
             return (
                 None,
                 f"the destination lost rows since the last push ({rows} < {marker.row_count}: truncated?)",
+                -1,
             )
-    return previous, f"diff against push {previous.push_id}"
+    return previous, f"diff against push {previous.push_id}", rows
 
 
 def _plan(

@@ -22,7 +22,11 @@ class Marker:
 
     push_id: str
     fingerprint: str
-    row_count: int
+    row_count: int  # given to apply: the count the push starts from, or -1 to count afresh
+
+    def after(self, applied: Applied) -> int | None:
+        """The table's row count after `applied`, when it follows from the start; else None."""
+        return self.row_count + applied.inserted - applied.deleted if self.row_count >= 0 else None
 
 
 @dataclass(frozen=True)
@@ -53,7 +57,8 @@ class Destination(abc.ABC):
 
     @abc.abstractmethod
     def apply(self, plan: Plan, job: str, marker: Marker) -> Applied:
-        """Write the plan and `marker` in one transaction (row_count of the marker is filled in)."""
+        """Write the plan and `marker` in one transaction (the marker's row count is the table's
+        count after the write: `marker.after(applied)`, or counted when that is None)."""
 
     def close(self) -> None:  # noqa: B027 - an optional hook, a no-op by default
         """Release connections. Safe to call twice."""

@@ -198,7 +198,7 @@ class MySQLDestination(Destination):
             try:
                 with conn.cursor() as cur:
                     counts = self._apply(cur, plan)
-                    self._write_marker(cur, job, marker)
+                    self._write_marker(cur, job, marker, counts)
                 conn.commit()
             except BaseException:
                 conn.rollback()
@@ -271,9 +271,11 @@ class MySQLDestination(Destination):
             cur.executemany(stmt, rows)
         return stage
 
-    def _write_marker(self, cur: pymysql.cursors.Cursor, job: str, marker: Marker) -> None:
-        cur.execute(f"SELECT count(*) FROM {_quote(self.table)}")
-        rows = cur.fetchone()[0]
+    def _write_marker(self, cur: pymysql.cursors.Cursor, job: str, marker: Marker, applied: Applied) -> None:
+        rows = marker.after(applied)
+        if rows is None:
+            cur.execute(f"SELECT count(*) FROM {_quote(self.table)}")
+            rows = cur.fetchone()[0]
         cur.execute(
             f"INSERT INTO {_quote(MARKER_TABLE)} (job, dest_table, push_id, fingerprint, row_count) "
             "VALUES (%s, %s, %s, %s, %s) ON DUPLICATE KEY UPDATE push_id = VALUES(push_id), "

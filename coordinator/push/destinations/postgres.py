@@ -178,7 +178,7 @@ class PostgresDestination(Destination):
             with conn.cursor() as raw:
                 cur = _Cursor(raw)
                 counts = self._apply(cur, plan)
-                self._write_marker(cur, job, marker)
+                self._write_marker(cur, job, marker, counts)
             conn.commit()
             return counts
         except adbc.Error as exc:
@@ -311,7 +311,7 @@ class PostgresDestination(Destination):
             )
         return cur.count(sql.SQL("DELETE FROM {} AS d USING {} AS k WHERE {}").format(dest, tmp, match))
 
-    def _write_marker(self, cur: _Cursor, job: str, marker: Marker) -> None:
+    def _write_marker(self, cur: _Cursor, job: str, marker: Marker, applied: Applied) -> None:
         name = self._name(MARKER_TABLE)
         cur.execute(
             sql.SQL(
@@ -320,7 +320,9 @@ class PostgresDestination(Destination):
                 "pushed_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (job, dest_table))"
             ).format(name)
         )
-        rows = cur.one(sql.SQL("SELECT count(*) FROM {}").format(self._name(self.table)))
+        rows = marker.after(applied)
+        if rows is None:
+            rows = cur.one(sql.SQL("SELECT count(*) FROM {}").format(self._name(self.table)))
         cur.execute(
             sql.SQL(
                 "INSERT INTO {} (job, dest_table, push_id, fingerprint, row_count) "

@@ -136,7 +136,7 @@ class SQLiteDestination(Destination):
             conn.execute("BEGIN IMMEDIATE")
             try:
                 counts = self._apply(conn, plan)
-                self._write_marker(conn, job, marker)
+                self._write_marker(conn, job, marker, counts)
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -229,7 +229,7 @@ class SQLiteDestination(Destination):
         for rows in tuples(data, sqlite_value):
             conn.executemany(stmt, rows)
 
-    def _write_marker(self, conn: sqlite3.Connection, job: str, marker: Marker) -> None:
+    def _write_marker(self, conn: sqlite3.Connection, job: str, marker: Marker, applied: Applied) -> None:
         m = _quote(MARKER_TABLE)
         conn.execute(
             f"CREATE TABLE IF NOT EXISTS {m} (job TEXT NOT NULL, dest_table TEXT NOT NULL, "
