@@ -52,6 +52,13 @@ def layers(spec: PipelineSpec) -> list[list[str]]:
 
     for node in nodes:
         level(node)
+    succs: dict[str, list[str]] = {n: [] for n in nodes}
+    for node, ps in preds.items():
+        for p in ps:
+            succs[p].append(node)
+    for node in nodes:  # a source sits just before its first consumer, not in the first column
+        if not preds[node] and succs[node]:
+            depth[node] = max(0, min(depth[s] for s in succs[node]) - 1)
     out: list[list[str]] = [[] for _ in range(max(depth.values(), default=-1) + 1)]
     for node in nodes:
         out[depth[node]].append(node)

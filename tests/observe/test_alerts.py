@@ -92,3 +92,32 @@ def test_one_alert_per_incident_across_repeats_and_restarts(env):
 def store_runs(store: StateStore):
     with store.begin() as tx:
         return tx.list_runs()
+
+
+CONTRACT = """
+datasets:
+  raw.c: {partitioning: daily, columns: [{name: id, type: long}]}
+jobs:
+  use: {kind: command, inputs: [raw.c], outputs: [used], settings: {command: "true"}}
+"""
+
+
+def test_a_blocked_contract_alerts_once(env):
+    from coordinator.events import Column, CompletionEvent
+    from coordinator.spec import parse_spec
+
+    _, _, base = env
+    spec = parse_spec(CONTRACT)
+    bad = CompletionEvent(event_id="raw-c-bad", dataset="raw.c", partition=DAY,
+                          columns=(Column(name="id", type="string"),))
+    with Receiver() as receiver, StateStore(base.resolved_state_url()) as store:
+        settings = Settings(home=base.home, bus="local", alert_webhooks=[receiver.url, receiver.url + "/2"])
+        publish(settings, [bad])
+        alerts = Alerts(settings, spec, store)
+        assert run_engine(spec, settings, hooks=[alerts]).blocked == 1
+        [blocked] = alerts.check_runs(AFTER_DEADLINES)
+        assert alerts.check_runs(AFTER_DEADLINES) == []
+        assert len(receiver.bodies) == 2 and sorted(receiver.paths) == ["/", "/2"]  # once per webhook
+        body = receiver.bodies[0]
+        assert body["kind"] == "run-blocked" and body["run_id"] == blocked and "id" in body["error"]
+        assert body["text"].startswith(f"Run use[{DAY}] is blocked")
