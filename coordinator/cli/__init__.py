@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import typer
 
-from coordinator.cli import demo, info, ops, publish, push, run, serve, trace, views
+from coordinator.cli import demo, info, model, ops, publish, push, run, serve, trace, views
 
-COMMAND_MODULES = (info, publish, run, ops, views, push, demo, trace, serve)
+COMMAND_MODULES = (info, model, publish, run, ops, views, push, demo, trace, serve)
 
 
 def build_app() -> typer.Typer:

@@ -93,6 +93,13 @@ def columns_of(schema: pa.Schema) -> tuple[Column, ...]:
     return tuple(Column(name=f.name, type=str(f.type), nullable=f.nullable) for f in schema)
 
 
+def parquet_rows(folder: Path) -> int:
+    """Rows in a local Parquet folder, read from the file footers only."""
+    import pyarrow.dataset as ds
+
+    return ds.dataset(str(folder), format="parquet").count_rows()
+
+
 def local_path(location: str) -> Path:
     """A local folder from a path or a file:// URI; other schemes are not local."""
     if location.startswith("file:"):

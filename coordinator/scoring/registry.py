@@ -9,8 +9,9 @@ Two ways the event is produced, both through coordinator.publish:
 - `coord model promote NAME VERSION` moves the alias and publishes at once (`promote`);
 - `RegistryPoller.poll_once()` compares each watched alias with the version it saw last and
   publishes when it moved — for aliases moved elsewhere (the MLflow UI, a training pipeline).
-  The engine (or `coord model watch`) calls it periodically; the versions seen are kept in a
-  small JSON file so a restart neither misses a move nor re-announces an unchanged alias.
+  The engine (or `coord model watch`) calls it periodically; the versions announced are kept
+  in a small JSON file under the coordinator's home, shared with `promote`, so a restart
+  neither misses a move nor announces one twice.
 """
 
 from __future__ import annotations
@@ -83,16 +84,21 @@ def move_alias(tracking_uri: str, model_name: str, alias: str, version: str) -> 
 
 
 def promote(tracking_uri: str, model_name: str, version: str, sink: EventSink, *,
-            alias: str = "champion") -> tuple[str | None, CompletionEvent]:
+            alias: str = "champion", state_path: Path | None = None) -> tuple[str | None, CompletionEvent]:
     """Move the alias, then publish its completion event; returns (previous version, event).
 
     The alias is moved first: an event published for a move that then failed would re-score
-    with the old version and record it as new.
+    with the old version and record it as new. With the poller's `state_path`, the move is
+    also recorded there, so a poller on the same home does not announce it a second time.
     """
     before = move_alias(tracking_uri, model_name, alias, version)
     event = alias_event(model_name, alias, version)
     sink.publish(event)
     sink.flush()
+    if state_path is not None:
+        seen = AliasState(state_path)
+        seen.versions[f"{model_name}@{alias}"] = str(version)
+        seen.save()
     return before, event
 
 
@@ -109,11 +115,45 @@ def watched_aliases(spec: object) -> list[tuple[str, str]]:
     return list(found)
 
 
+class AliasState:
+    """The version each alias pointed at when it was last announced, in a small JSON file."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.versions: dict[str, str] = self._load()
+
+    def _load(self) -> dict[str, str]:
+        if self.path is None or not self.path.exists():
+            return {}
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            log.warning("ignoring unreadable registry alias state %s: %s", self.path, exc)
+            return {}
+        return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+    def save(self) -> None:
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.versions, sort_keys=True), encoding="utf-8")
+        os.replace(tmp, self.path)
+
+
+def state_path_for(home: Path) -> Path:
+    """Where `coord model promote` and the poller of one coordinator home share what they announced."""
+    return home / "registry_aliases.json"
+
+
 class RegistryPoller:
     """Publishes an alias event whenever a watched alias points at another version than last seen.
 
     The first sighting of an alias is announced too (the registry input becomes complete, so
     jobs that wait for it can run); an alias that does not exist (yet) is skipped quietly.
+    Without a `state_path` the versions seen are kept in memory only, and a restarted poller
+    announces every alias once more: harmless (the latest partition is scored again with the
+    same version), but a waste.
     """
 
     def __init__(self, tracking_uri: str, watched: Iterable[tuple[str, str]], sink: EventSink,
@@ -122,25 +162,7 @@ class RegistryPoller:
         self.watched = list(dict.fromkeys(watched))
         self.sink = sink
         self.state_path = state_path
-        self.seen: dict[str, str] = self._load()
-
-    def _load(self) -> dict[str, str]:
-        if self.state_path is None or not self.state_path.exists():
-            return {}
-        try:
-            data = json.loads(self.state_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            log.warning("ignoring unreadable registry poller state %s: %s", self.state_path, exc)
-            return {}
-        return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
-
-    def _save(self) -> None:
-        if self.state_path is None:
-            return
-        self.state_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.state_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.seen, sort_keys=True), encoding="utf-8")
-        os.replace(tmp, self.state_path)
+        self._memory = AliasState(None)
 
     def poll_once(self) -> list[CompletionEvent]:
         """Check every watched alias once; publish (and flush) an event per move. Returns them.
@@ -149,12 +171,13 @@ class RegistryPoller:
         (BusError) means the move is announced on the next poll, not lost.
         """
         client = registry_client(self.tracking_uri)
+        state = AliasState(self.state_path) if self.state_path else self._memory
         events: list[CompletionEvent] = []
         moved: dict[str, str] = {}
         for model_name, alias in self.watched:
             version = current_version(self.tracking_uri, model_name, alias, client)
             key = f"{model_name}@{alias}"
-            if version is None or self.seen.get(key) == version:
+            if version is None or state.versions.get(key) == version:
                 continue
             events.append(alias_event(model_name, alias, version))
             moved[key] = version
@@ -163,8 +186,8 @@ class RegistryPoller:
         for event in events:
             self.sink.publish(event)
         self.sink.flush()
-        self.seen.update(moved)
-        self._save()
+        state.versions.update(moved)
+        state.save()
         for key, version in moved.items():
             log.info("registry alias %s now points at version %s: published", key, version)
         return events

@@ -44,12 +44,17 @@ def parser() -> argparse.ArgumentParser:
 def _score(args: argparse.Namespace, resolved: ResolvedModel, scored_at: datetime) -> ScoreSummary:
     from coordinator.scoring import model
 
-    if args.engine == "inprocess":
-        loaded = model.load(resolved, args.tracking_uri)
-        print(f"scoring in-process through the {loaded.path} path", flush=True)
-        return _inprocess(loaded, args, scored_at)
     shape = model.describe(resolved, args.tracking_uri)
-    return _spark(shape, args, scored_at)
+    if args.engine == "spark":
+        return _spark(shape, args, scored_at)
+    # The signature is checked against the input's schema before the model itself is loaded:
+    # a run that blocks does so in a second, not after loading a large model.
+    from coordinator.scoring.inprocess import make_plan, open_dataset
+
+    make_plan(open_dataset(args.input).schema, shape, args.key_columns)
+    loaded = model.load(resolved, args.tracking_uri)
+    print(f"scoring in-process through the {loaded.path} path", flush=True)
+    return _inprocess(loaded, args, scored_at)
 
 
 def _inprocess(loaded: object, args: argparse.Namespace, scored_at: datetime) -> ScoreSummary:

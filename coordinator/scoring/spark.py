@@ -81,10 +81,11 @@ def score_spark(spark: SparkSession, model: ModelShape, tracking_uri: str, sourc
             with output.FolderSwap(dest_path) as staging:
                 table.write.mode("overwrite").parquet(str(staging))
             location = str(dest_path)
+            rows = output.parquet_rows(dest_path)       # from the footers, no second Spark job
         else:
             table.write.mode("overwrite").parquet(dest)
             location = dest
-        rows = spark.read.parquet(location).count()
+            rows = spark.read.parquet(location).count()
     except (PySparkException, Py4JError) as exc:
         raise ScoringError(f"scoring on Spark failed: {str(exc).splitlines()[0]}") from exc
     return ScoreSummary(location, rows, plan.scores, "spark", time.perf_counter() - started)

@@ -1,8 +1,9 @@
 """A real MLflow store (SQLite, artifacts in a temp folder) with the churn model registered,
-shared by a module: version 1 is the champion, version 2 (another seed) waits to be promoted.
+shared by the session: version 1 is the champion, version 2 (another seed) waits to be promoted.
 
 Training is kept tiny (a few thousand rows, a dozen boosting rounds) so the store is ready in
-seconds; the mlflow_store fixture of tests/conftest.py is per test, this one is per module.
+seconds; the mlflow_store fixture of tests/conftest.py is per test, this one is per session. Tests that
+move the alias put it back on version 1.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ class ChurnRegistry:
     folder: Path
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def churn_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChurnRegistry]:
     folder = tmp_path_factory.mktemp("mlflow")
     uri = f"sqlite:///{folder / 'mlflow.db'}"
