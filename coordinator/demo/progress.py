@@ -11,6 +11,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 
+from rich import box
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
@@ -24,22 +25,23 @@ STATE_STYLE = {"waiting": "dim", "ready": "cyan", "running": "yellow", "succeede
 
 
 def runs_table(runs: Sequence[RunSummary], job_order: Sequence[str] = (), title: str | None = None) -> Table:
-    """One row per job: how many of its runs are in each state, and the partitions running now."""
+    """One row per job: how many of its runs are in each state (fits an 80-column terminal)."""
     counts: dict[str, Counter[str]] = {job: Counter() for job in job_order}
-    running: dict[str, list[str]] = {}
     for run in runs:
         counts.setdefault(run.job, Counter())[run.state] += 1
-        if run.state == "running":
-            running.setdefault(run.job, []).append(run.partition or "-")
-    table = Table(title=title, title_justify="left", expand=False)
-    table.add_column("job")
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1))
+    table.add_column("job", no_wrap=True)
     for state in STATES:
-        table.add_column(state, justify="right", style=STATE_STYLE[state])
-    table.add_column("now running")
+        table.add_column(state, justify="right", style=STATE_STYLE[state], no_wrap=True)
     for job, counter in counts.items():
-        table.add_row(job, *[str(counter[s]) if counter[s] else "" for s in STATES],
-                      ", ".join(sorted(running.get(job, ()))))
+        table.add_row(job, *[str(counter[s]) if counter[s] else "·" for s in STATES])
     return table
+
+
+def running_line(runs: Sequence[RunSummary]) -> str:
+    """The runs in progress now, with how long each has been running."""
+    now = [f"{r.job}[{r.partition or '-'}] {r.seconds or 0:.0f} s" for r in runs if r.state == "running"]
+    return "running: " + ", ".join(now) if now else ""
 
 
 class LiveProgress(AbstractContextManager["LiveProgress"]):
@@ -59,10 +61,11 @@ class LiveProgress(AbstractContextManager["LiveProgress"]):
 
     def render(self) -> Group:
         try:
-            table = runs_table(self.read_runs(), self.job_order, title="runs by state")
+            runs = self.read_runs()
         except Exception as exc:  # a read racing a write; shown, retried on the next tick
             return Group(Text(f"(progress unavailable: {exc})", style="dim"))
-        return Group(table, Text(self.status(), style="dim"))
+        return Group(runs_table(runs, self.job_order, title="runs by state"),
+                     Text(running_line(runs), style="yellow"), Text(self.status(), style="dim"))
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval_s):

@@ -6,7 +6,7 @@ import json
 
 from rich.console import Console
 
-from coordinator.demo.progress import runs_table
+from coordinator.demo.progress import running_line, runs_table
 from coordinator.demo.summary import DemoSummary, RunSummary
 
 RUNS = [
@@ -17,24 +17,23 @@ RUNS = [
 ]
 
 
-def _text(renderable) -> str:
-    console = Console(record=True, width=140)
+def _text(renderable, width: int = 140) -> str:
+    console = Console(record=True, width=width)
     console.print(renderable)
     return console.export_text()
 
 
-def test_runs_table_counts_runs_by_state_per_job() -> None:
-    lines = _text(runs_table(RUNS, ["features", "scores", "push"])).splitlines()
-    features = next(line for line in lines if line.startswith("│ features"))
-    scores = next(line for line in lines if line.startswith("│ scores"))
-    push = next(line for line in lines if line.startswith("│ push"))
-    cells = lambda line: [c.strip() for c in line.strip("│┃").replace("┃", "│").split("│")]  # noqa: E731
-    header = cells(next(line for line in lines if "waiting" in line))
-    assert dict(zip(header, cells(features), strict=True))["succeeded"] == "1"
-    assert dict(zip(header, cells(features), strict=True))["now running"] == "2025-06-03"
-    assert dict(zip(header, cells(scores), strict=True))["failed"] == "1"
-    assert dict(zip(header, cells(scores), strict=True))["waiting"] == "1"
-    assert all(c == "" for c in cells(push)[1:])
+def test_runs_table_counts_runs_by_state_per_job_in_80_columns() -> None:
+    text = _text(runs_table(RUNS, ["features", "scores", "push_user_scores"]), width=80)
+    rows = {line.split()[0]: line.split()[1:] for line in text.splitlines() if line.strip()}
+    header = rows.pop("job")
+    assert header == ["waiting", "ready", "running", "succeeded", "failed", "blocked"]
+    assert dict(zip(header, rows["features"], strict=True)) == {
+        "waiting": "·", "ready": "·", "running": "1", "succeeded": "1", "failed": "·", "blocked": "·"}
+    assert dict(zip(header, rows["scores"], strict=True))["failed"] == "1"
+    assert dict(zip(header, rows["scores"], strict=True))["waiting"] == "1"
+    assert rows["push_user_scores"] == ["·"] * 6
+    assert running_line(RUNS) == "running: features[2025-06-03] 3 s"
 
 
 def test_summary_json_has_the_promised_fields() -> None:
