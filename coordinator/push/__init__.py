@@ -11,7 +11,7 @@
 
 How "only changed rows" is decided (diff.py): each push hashes every row (a key hash over the
 key columns, a content hash over all mapped columns) and, after the destination committed,
-saves (key values, key hash, content hash) in a local Parquet state file per (job,
+saves (key values, key hash, content hash) in a local Arrow IPC state file per (job,
 destination). The same transaction that writes the rows also writes a one-row marker into
 the destination (`_coord_push_state`: push id, mapping fingerprint, row count). The next push
 trusts the state file only if its push id and fingerprint equal the marker's and the

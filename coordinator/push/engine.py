@@ -340,7 +340,11 @@ def _plan(
 def _next_state(
     valid: pa.Table, previous: PushState | None, seen: pa.Array, key: list[str], mode: str
 ) -> pa.Table:
-    """What the destination holds after this push, as (key columns, key hash, content hash)."""
+    """What the destination holds after this push, as (key columns, key hash, content hash).
+
+    Keys absent from the source stay (only mirror deletes them). In update mode a source key
+    the destination did not have is recorded too, so it is sent again only when its content
+    changes; push with full=True after such keys were added to the destination by others."""
     current = valid.select([*key, KEY_HASH, ROW_HASH])
     if previous is None:
         return current

@@ -47,7 +47,9 @@ def test_sql_source_through_sqlalchemy(tmp_path: Path) -> None:
 @pytest.mark.postgres
 def test_sql_source_through_adbc(postgres_url: str) -> None:
     table = read_table(
-        Source("sql", "SELECT g AS id, g * 0.5::float8 AS half FROM generate_series(1, 1000) g", url=postgres_url)
+        Source(
+            "sql", "SELECT g AS id, g * 0.5::float8 AS half FROM generate_series(1, 1000) g", url=postgres_url
+        )
     )
     assert table.num_rows == 1000 and table.column("id").type == pa.int32()
     assert table.slice(0, 1).to_pylist() == [{"id": 1, "half": 0.5}]
