@@ -401,7 +401,7 @@ def event_from_json(data: bytes | str | Mapping[str, Any]) -> CompletionEvent:
     if not isinstance(data, Mapping):
         raise EventError("wrong_type", "a completion event is a JSON object")
     try:
-        return CompletionEvent.model_validate(data)
+        event = CompletionEvent.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "event"
@@ -413,6 +413,9 @@ def event_from_json(data: bytes | str | Mapping[str, Any]) -> CompletionEvent:
         else:
             reason = "invalid"
         raise EventError(reason, f"{where}: {first['msg']}") from None
+    if event.produced_at.tzinfo is None:  # a time without a zone is taken as UTC, as on the bus
+        event = event.model_copy(update={"produced_at": event.produced_at.replace(tzinfo=UTC)})
+    return event
 
 
 # --------------------------------------------------------------------------- dead letters

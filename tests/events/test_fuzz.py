@@ -19,6 +19,7 @@ from tests.bus.badinput import confluent, registry_codec
 REASONS = {"undecodable", "unknown_schema_version", "missing_field", "wrong_type", "oversized", "invalid"}
 EXAMPLES = int(os.environ.get("COORD_FUZZ_EXAMPLES", "400"))
 LONG = os.environ.get("COORD_FUZZ_EXAMPLES") is not None
+TIMEOUT = 3600 if LONG else 120  # the bound on a hang, per test
 FUZZ = settings(max_examples=EXAMPLES, deadline=timedelta(seconds=1), derandomize=not LONG,
                 suppress_health_check=[HealthCheck.too_slow], database=None)
 # Building pydantic events is the slow part: fewer, still varied, examples for those.
@@ -45,14 +46,14 @@ def _check(codec: Codec, data: bytes) -> None:
     assert codec.decode(codec.encode(event)) == event  # anything accepted is a real event
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(TIMEOUT)
 @FUZZ
 @given(st.binary(max_size=600))
 def test_random_bytes(data: bytes) -> None:
     _check(CODEC, data)
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(TIMEOUT)
 @FUZZ
 @given(st.sampled_from([b"\xce\x01", b"\xce\x02", b"\xce\x03", b"\x00\x00\x00\x00\x07",
                         b"\x00\x00\x00\x00\x08", b"\x00\x00\x00\x00\x09", b"\x00\x00\x00\x00\x0a"]),
@@ -61,7 +62,7 @@ def test_valid_headers_with_random_bodies(header: bytes, body: bytes) -> None:
     _check(CODEC, header + body)
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(TIMEOUT)
 @FUZZ_EVENTS
 @given(events, st.data())
 def test_mutated_valid_events(event: CompletionEvent, data: st.DataObject) -> None:
@@ -91,7 +92,7 @@ def _outcome(codec: Codec, data: bytes) -> CompletionEvent | str:
         return refused.reason
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(TIMEOUT)
 @FUZZ_EVENTS
 @given(events, st.data())
 def test_direct_reader_agrees_with_fastavro(event: CompletionEvent, data: st.DataObject) -> None:
@@ -115,9 +116,32 @@ def test_direct_reader_agrees_with_fastavro(event: CompletionEvent, data: st.Dat
         assert fast in REASONS and reference in REASONS
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(TIMEOUT)
 @FUZZ_EVENTS
 @given(events)
 def test_every_valid_event_round_trips(event: CompletionEvent) -> None:
     assert decode(encode(event)) == event
     assert CODEC.decode(confluent(9, _record(event))) == event
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | text,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(text, inner, max_size=3), max_leaves=8)
+
+
+@pytest.mark.timeout(TIMEOUT)
+@FUZZ_EVENTS
+@given(st.dictionaries(st.sampled_from([*CompletionEvent.model_fields, "extra"]), json_values, max_size=8))
+def test_json_events_are_accepted_or_refused_with_a_reason(payload: dict) -> None:
+    """The HTTP path: any JSON object is an event that survives the bus, or an EventError."""
+    from coordinator.codec import event_from_json
+
+    try:
+        event = event_from_json(payload)
+    except EventError as refused:
+        assert refused.reason in REASONS
+        return
+    try:
+        assert decode(encode(event)) == event
+    except EventError as refused:  # valid for the model, too big for the bus
+        assert refused.reason == "oversized"
