@@ -17,7 +17,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from coordinator.events import Status
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_SUCCEEDED, _FAILED = Status.SUCCEEDED, Status.FAILED
 _INT64 = 1 << 63
 
 # The layout read_event understands: (field name, Avro type in canonical JSON form).
@@ -107,7 +110,7 @@ def _block_count(buf: bytes, pos: int) -> tuple[int, int]:
 
 
 def read_event(buf: bytes, pos: int) -> tuple[dict[str, Any], list[tuple[str, str, bool]] | None, int]:
-    """(fields without columns, columns as (name, type, nullable) or None, end position)."""
+    """(the event's fields but columns, its columns as (name, type, nullable) or None, end position)."""
     event_id, pos = _str(buf, pos)
     dataset, pos = _str(buf, pos)
     partition, pos = _opt_str(buf, pos)
@@ -156,10 +159,10 @@ def read_event(buf: bytes, pos: int) -> tuple[dict[str, Any], list[tuple[str, st
             attributes[key], pos = _str(buf, pos)
         count, pos = _block_count(buf, pos)
     error, pos = _opt_str(buf, pos)
-    fields = {
+    values = {  # the model's fields, in its order (see codec._finish)
         "event_id": event_id, "dataset": dataset, "partition": partition,
-        "status": "succeeded" if status == 0 else "failed", "producer": producer,
+        "status": _SUCCEEDED if status == 0 else _FAILED, "producer": producer,
         "producer_run_id": run_id, "produced_at": produced_at, "row_count": row_count,
-        "location": location, "attributes": attributes, "error": error,
+        "location": location, "columns": None, "error": error, "attributes": attributes,
     }
-    return fields, columns, pos
+    return values, columns, pos

@@ -173,36 +173,23 @@ def _columns(columns: list[tuple[str, str, bool]]) -> tuple[Column, ...]:
     return found
 
 
-def _finish(fields: dict[str, Any], columns: list[tuple[str, str, bool]] | None) -> CompletionEvent:
-    """The event from type-checked fields; enforces what Avro cannot say (lengths, ranges)."""
+def _finish(values: dict[str, Any], columns: list[tuple[str, str, bool]] | None) -> CompletionEvent:
+    """The event from type-checked `values` (every model field, in order; Status as enum);
+    enforces what Avro cannot say (lengths, ranges) and attaches the columns."""
     for name, limit in _MAX_LEN.items():
-        value = fields[name]
+        value = values[name]
         if value is not None and len(value) > limit:
             raise EventError("invalid", f"{name} longer than {limit}")
-    if not fields["event_id"]:
+    if not values["event_id"]:
         raise EventError("invalid", "empty event_id")
-    if not fields["dataset"]:
+    if not values["dataset"]:
         raise EventError("invalid", "empty dataset")
-    row_count = fields["row_count"]
+    row_count = values["row_count"]
     if row_count is not None and row_count < 0:
         raise EventError("invalid", "negative row_count")
-    produced_at = fields["produced_at"]
-    if produced_at.tzinfo is None:  # fastavro gives UTC-aware datetimes; be sure
-        produced_at = produced_at.replace(tzinfo=UTC)
-    return _construct(CompletionEvent, {
-        "event_id": fields["event_id"],
-        "dataset": fields["dataset"],
-        "partition": fields["partition"],
-        "status": Status.SUCCEEDED if fields["status"] == "succeeded" else Status.FAILED,
-        "producer": fields["producer"],
-        "producer_run_id": fields["producer_run_id"],
-        "produced_at": produced_at,
-        "row_count": row_count,
-        "location": fields["location"],
-        "columns": None if columns is None else _columns(columns),
-        "error": fields["error"],
-        "attributes": fields["attributes"],
-    }, _EVENT_FIELDS)
+    if columns is not None:
+        values["columns"] = _columns(columns)
+    return _construct(CompletionEvent, values, _EVENT_FIELDS)
 
 
 def _checked(record: dict[str, Any]) -> CompletionEvent:
@@ -210,7 +197,23 @@ def _checked(record: dict[str, Any]) -> CompletionEvent:
     columns = record["columns"]
     if columns is not None:
         columns = [(c["name"], c["type"], c["nullable"]) for c in columns]
-    return _finish({**record, "error": record.get("error")}, columns)
+    produced_at = record["produced_at"]
+    if produced_at.tzinfo is None:  # fastavro gives UTC-aware datetimes; be sure
+        produced_at = produced_at.replace(tzinfo=UTC)
+    return _finish({
+        "event_id": record["event_id"],
+        "dataset": record["dataset"],
+        "partition": record["partition"],
+        "status": Status.SUCCEEDED if record["status"] == "succeeded" else Status.FAILED,
+        "producer": record["producer"],
+        "producer_run_id": record["producer_run_id"],
+        "produced_at": produced_at,
+        "row_count": record["row_count"],
+        "location": record["location"],
+        "columns": None,
+        "error": record.get("error"),
+        "attributes": record["attributes"],
+    }, columns)
 
 
 def _record(event: CompletionEvent) -> dict[str, Any]:
