@@ -64,7 +64,8 @@ def test_ui_shows_the_failure_and_a_retry_makes_it_succeed(env, chromium, tmp_pa
             page.goto(f"{url}/ui")
             page.wait_for_selector("#partition option", state="attached")
             page.select_option("#partition", DAY)
-            failed = page.wait_for_selector('#graph .job[data-job="load"][data-state="failed"]')
+            failed = page.locator('#graph .job[data-job="load"][data-state="failed"]')
+            failed.wait_for()
             assert page.get_attribute('#graph .job[data-job="prep"]', "data-state") == "succeeded"
             assert page.get_attribute('#graph .job[data-job="after"]', "data-state") == "idle"
             failed.click()

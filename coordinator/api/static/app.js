@@ -4,6 +4,14 @@
 
 const $ = (sel) => document.querySelector(sel);
 const state = { partition: null, run: null };
+const drawn = {};  // what each part last drew: redraw only on change, so clicks and focus survive polling
+
+function changed(part, data) {
+  const text = JSON.stringify(data);
+  if (drawn[part] === text) return false;
+  drawn[part] = text;
+  return true;
+}
 
 function esc(text) {
   return String(text ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
@@ -45,6 +53,7 @@ async function loadPartitions() {
   const { partitions } = await getJSON("/api/partitions");
   const select = $("#partition");
   const chosen = state.partition ?? partitions[0] ?? "";
+  if (!changed("partitions", [partitions, chosen])) return;
   select.innerHTML = partitions.map((p) => `<option ${p === chosen ? "selected" : ""}>${esc(p)}</option>`).join("");
   state.partition = chosen || null;
 }
@@ -52,6 +61,7 @@ async function loadPartitions() {
 async function loadGraph() {
   const query = state.partition ? `?partition=${encodeURIComponent(state.partition)}` : "";
   const { svg } = await getJSON(`/api/graph${query}`);
+  if (!changed("graph", svg)) return;
   $("#graph").innerHTML = svg;
   document.querySelectorAll("#graph .job").forEach((node) => {
     node.addEventListener("click", () => {
@@ -62,6 +72,7 @@ async function loadGraph() {
 
 async function loadRuns() {
   const { runs } = await getJSON("/api/runs?limit=30");
+  if (!changed("runs", runs)) return;
   $("#runs tbody").innerHTML = runs.map((r) => `
     <tr class="run-row" data-run="${esc(r.run_id)}" data-state="${esc(r.state)}">
       <td><a data-open="${esc(r.run_id)}">${esc(r.run_id.slice(0, 12))}</a></td>
@@ -74,6 +85,7 @@ async function loadRuns() {
 
 async function loadGrid() {
   const { partitions, rows } = await getJSON("/api/grid?last=7");
+  if (!changed("grid", { partitions, rows: rows.map((r) => ({ ...r, fresh_s: ago(r.fresh_s) })) })) return;
   const head = `<tr><th>dataset</th><th>fresh</th>${partitions.map((p) => `<th>${esc(p)}</th>`).join("")}</tr>`;
   const body = rows.map((row) => {
     const cells = row.partitioned
@@ -93,6 +105,7 @@ async function openRun(runId) {
 async function loadRun() {
   if (!state.run) return;
   const r = await getJSON(`/api/runs/${encodeURIComponent(state.run)}`);
+  if (!changed("run", r)) return;
   $("#detail-section").hidden = false;
   $("#detail-title").textContent = `${r.run_id} — ${r.job}[${r.partition ?? ""}]`;
   const canRetry = r.state === "failed" || r.state === "blocked";
