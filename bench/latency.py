@@ -9,7 +9,9 @@ The spec has 1,000 daily jobs job_i: src.i → out.i, so every event makes one r
   process. Latency = when the launcher was asked to start the run − the event's produced_at;
   p50/p99/max over every event.
 - Sustained: a backlog of --backlog events is published first; the coordinator drains it;
-  events/s = backlog / (last launch − coordinator start).
+  events/s = backlog / (last launch − coordinator start). Every one of those events launches a
+  run; `ingest_only_events_per_s` is the same backlog of events no job consumes (recorded and
+  evaluated, nothing launched).
 
 The launcher is an in-process one that records the launch and reports success at once, so the
 figures are the coordinator's own cost (bus, state store, readiness, claims, outbox, its own
@@ -242,6 +244,26 @@ def sustained(backend: Backend, spec: PipelineSpec, backlog: int) -> float:
     return round(rate)
 
 
+def ingest_only(backend: Backend, spec: PipelineSpec, backlog: int) -> float:
+    """Events/s for completions no job consumes: bus, decode, dedupe, record, readiness — no runs."""
+    settings = backend.fresh()
+    with Publisher(open_bus(settings), settings) as publisher:
+        for first in range(0, backlog, 5000):
+            publisher.publish_many(
+                CompletionEvent(
+                    dataset=f"other.{n % JOBS}", partition=(DAY0 + timedelta(days=n // JOBS)).isoformat()
+                )
+                for n in range(first, min(backlog, first + 5000))
+            )
+        publisher.flush()
+    with Coordinator(spec, settings, launchers={"command": InstantLauncher(settings)}) as coord:
+        started = time.monotonic()
+        stats = coord.run(max_events=backlog, timeout_s=600)
+        rate = stats.events / (time.monotonic() - started)
+    print(f"  {backend.name} ingest only: {rate:,.0f} events/s over {stats.events} events", flush=True)
+    return round(rate)
+
+
 def command_spawn_ms(tmp: Path, n: int = 20) -> float:
     launcher = CommandLauncher(Settings(home=tmp))
     times = []
@@ -292,6 +314,7 @@ def main() -> None:
                 seconds = args.seconds if rate < 10000 else max(1.0, args.seconds / 2)
                 figures[str(rate)] = offered_load(backend, spec, rate, seconds)
             figures["sustained_events_per_s"] = sustained(backend, spec, args.backlog)
+            figures["ingest_only_events_per_s"] = ingest_only(backend, spec, args.backlog)
             result[name] = figures
         spawn = command_spawn_ms(tmp)
         print(f"command kind: a `true` process is started and reaped in {spawn} ms (median)")

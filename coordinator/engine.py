@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from coordinator import readiness
@@ -60,7 +60,6 @@ class RunStats:
     blocked: int = 0
     retried: int = 0
     published: int = 0
-    run_ids: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -231,7 +230,7 @@ class Coordinator:
                 except BusError as exc:  # e.g. a rebalance: the batch is redelivered, a no-op then
                     log.warning("bus: offsets not committed (%s); the batch will be replayed", exc)
             elif not self._inflight:
-                time.sleep(0.005)
+                time.sleep(0.02)
             finished = self._collect(stats, block=not consume or (max_events is not None and not took))
             launched = self._launch_ready(stats)
             self._relay(stats)
@@ -286,7 +285,6 @@ class Coordinator:
                 stats.blocked += 1
                 self.hooks.emit("after_blocked", run, run.error or "")
         stats.runs_created += len(created)
-        stats.run_ids.extend(r.run_id for r in created)
         self.hooks.emit("after_ingest", fresh, created)
         return created
 
