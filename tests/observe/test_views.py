@@ -54,7 +54,7 @@ def test_show_lineage_and_status_views(env):
 
     status = flat(invoke("status", "--last", "3"))
     assert "mid" in status and "✗" in status and "load[2024-01-02] waits for raw.b[2024-01-02]" in status
-    assert "fresh" in status and re.search(r"raw\.a │ \d+s ", status), status
+    assert "fresh" in status and re.search(r"raw\.a │ \d+[smh] ", status), status
 
     # fix, retry, continue: the whole chain is exact, end to end
     (tmp_path / "marker").touch()
