@@ -219,3 +219,20 @@ def test_hostile_identifiers(backend: Backend, state_dir: Path) -> None:
     assert r.deleted == 1
     rows = backend.rows(HOSTILE_TABLE, HOSTILE_COLS[0])
     assert rows[0] == (1, 1 / 8, "s1") and len(rows) == 50
+
+
+def test_extra_destination_columns_and_another_order(
+    backend: Backend, table_name: str, state_dir: Path
+) -> None:
+    backend.exec(
+        f"CREATE TABLE {backend.q(table_name)} ({backend.q('note')} varchar(20) DEFAULT 'kept', "
+        f"{backend.q('segment')} varchar(10), {backend.q('user_id')} bigint NOT NULL PRIMARY KEY, "
+        f"{backend.q('score')} double precision)".replace(
+            "double precision", "double" if backend.name == "mysql" else "double precision"
+        )
+    )
+    assert run(backend, table_name, scores(3), state_dir).inserted == 3  # first push: straight in
+    assert run(backend, table_name, scores(3, bump={1}), state_dir).updated == 1  # diff push: staged
+    assert backend.rows(table_name, "user_id") == [
+        ("kept", f"s{i}", i, i / 8 + (100 if i == 1 else 0)) for i in range(3)
+    ]

@@ -48,3 +48,29 @@ def test_unknown_scheme_and_bad_mapping(tmp_path: Path) -> None:
             columns={"nope": "id"},
             state_dir=tmp_path,
         )
+
+
+def test_settings_are_strict() -> None:
+    from pydantic import ValidationError
+
+    from coordinator.push.config import PushSettings
+
+    good = {
+        "source": {"input": "scores.churn"},
+        "destination": {"url": "sqlite:///x.db", "table": "t"},
+        "key": ["id"],
+    }
+    assert PushSettings.model_validate(good).mode == "upsert"
+    for bad in (
+        {**good, "mdoe": "upsert"},
+        {**good, "source": {"input": "a", "parquet": "b"}},
+        {**good, "destination": {"url": "postgresql://h/db"}},
+        {**good, "key": []},
+        {**good, "mode": "merge"},
+    ):
+        with pytest.raises(ValidationError):
+            PushSettings.model_validate(bad)
+    secret = PushSettings.model_validate(
+        {**good, "destination": {"url": "mysql://u@h/db", "table": "t", "password": "hunter2"}}
+    )
+    assert "hunter2" not in repr(secret) and "hunter2" not in secret.model_dump_json()
