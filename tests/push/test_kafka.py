@@ -11,6 +11,7 @@ import pyarrow as pa
 import pytest
 from confluent_kafka import Consumer
 
+from coordinator.errors import PushError
 from coordinator.push import DestinationSettings, push
 from coordinator.push.destinations.kafka import avro_schema
 from tests.conftest import unique
@@ -89,3 +90,17 @@ def test_avro_single_object_encoding(kafka_bootstrap: str, kafka_topic: str, tmp
         "score": 0.0,
         "label": "l0",
     }
+
+
+def test_failed_push_is_aborted_then_redone(kafka_bootstrap: str, kafka_topic: str, tmp_path: Path) -> None:
+    dest = DestinationSettings(url=f"kafka://{kafka_topic}")
+    kw = dict(job="fjob", key=["id"], state_dir=tmp_path, kafka_bootstrap=kafka_bootstrap)
+    huge = table(20).set_column(
+        2, "label", pa.array([f"l{i}" if i != 15 else "x" * 3_000_000 for i in range(20)])
+    )
+    with pytest.raises(PushError, match="aborted"):
+        push(huge, dest, **kw)  # record 15 is over the size limit: the 15 before it are aborted
+    r = push(table(20), dest, **kw)
+    assert (r.inserted, r.full) == (20, True)
+    records = consume_all(kafka_bootstrap, kafka_topic, 20)
+    assert sorted(int(k) for k, _ in records) == list(range(20))
