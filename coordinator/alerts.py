@@ -117,9 +117,10 @@ class Alerts(Hook):
                 for url in self.urls]
         with self.store.begin() as tx:
             insert = (postgresql.insert if tx.pg else sqlite.insert)(alerts_table)
+            insert = insert.on_conflict_do_nothing().returning(alerts_table.c.incident)
             new = 0
-            for row in rows:
-                new += tx.conn.execute(insert.on_conflict_do_nothing(), row).rowcount or 0
+            for row in rows:  # RETURNING tells a fresh row from a conflict on every driver
+                new += tx.conn.execute(insert, row).first() is not None
         if new:
             log.warning("alert %s: %s", incident, text)
             self.deliver(incident)

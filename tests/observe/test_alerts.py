@@ -6,10 +6,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
+
 from coordinator.alerts import Alerts, deadline_at, latest_due
 from coordinator.bus.local import LocalBus
+from coordinator.events import Column, CompletionEvent
 from coordinator.operations import retry
 from coordinator.settings import Settings
+from coordinator.spec import parse_spec
 from coordinator.store import StateStore
 from coordinator.watch import Watcher
 from tests.observe.journey import DAY, NEXT, publish, raw_events, run_engine, spec_for
@@ -103,9 +107,6 @@ jobs:
 
 
 def test_a_blocked_contract_alerts_once(env):
-    from coordinator.events import Column, CompletionEvent
-    from coordinator.spec import parse_spec
-
     _, _, base = env
     spec = parse_spec(CONTRACT)
     bad = CompletionEvent(event_id="raw-c-bad", dataset="raw.c", partition=DAY,
@@ -121,3 +122,15 @@ def test_a_blocked_contract_alerts_once(env):
         body = receiver.bodies[0]
         assert body["kind"] == "run-blocked" and body["run_id"] == blocked and "id" in body["error"]
         assert body["text"].startswith(f"Run use[{DAY}] is blocked")
+
+
+@pytest.mark.postgres
+def test_incidents_are_recorded_once_on_postgresql(postgres_url, tmp_path):
+    spec = parse_spec(CONTRACT)
+    with Receiver() as receiver, StateStore(postgres_url) as store:
+        settings = Settings(home=tmp_path, alert_webhooks=[receiver.url])
+        first, again = Alerts(settings, spec, store), Alerts(settings, spec, store)  # two instances
+        assert first.raise_incident("test:1", "run-failed", "boom", {"error": "x"})
+        assert not again.raise_incident("test:1", "run-failed", "boom", {"error": "x"})
+        assert again.check_runs(AFTER_DEADLINES) == [] and again.deliver() == 0
+        assert [b["incident"] for b in receiver.bodies] == ["test:1"]
