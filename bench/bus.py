@@ -5,7 +5,8 @@ producer), then reads the same topic, several rounds with fresh consumer groups,
   - through the project's EventIntake (consume + decode + validation into CompletionEvents),
   - through a plain confluent-kafka consumer with the same settings and no decoding.
 Prints the figures per round, and as its last line one JSON object with the medians:
-publish_events_per_s, consume_events_per_s, raw_consume_events_per_s, consume_ratio.
+publish_events_per_s, consume_events_per_s, raw_consume_events_per_s, consume_ratio (the
+median of the per-round ratios), and the CPU time per event of each consumer.
 
     python bench/bus.py [--events 100000] [--rounds 3]
 """
@@ -50,20 +51,20 @@ def publish(bus: KafkaBus, settings: Settings, events: list[CompletionEvent]) ->
         return len(events) / (time.perf_counter() - start)
 
 
-def consume_project(bus: KafkaBus, settings: Settings, n: int) -> float:
+def consume_project(bus: KafkaBus, settings: Settings, n: int) -> tuple[float, float]:
     with EventIntake(bus, settings, group_id=f"bench-{uuid.uuid4().hex}") as intake:
         batch = intake.poll(1, 30)  # join the group and get the first message before timing
         seen = len(batch.events)
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         while seen < n:
             batch = intake.poll(1000, 5)
             if not batch.messages:
                 raise RuntimeError(f"project consumer stalled at {seen}/{n}")
             seen += len(batch.events)
-        return (n - 1) / (time.perf_counter() - start)
+        return (n - 1) / (time.perf_counter() - start), (time.process_time() - cpu) / (n - 1) * 1e6
 
 
-def consume_raw(bootstrap: str, topic: str, n: int) -> float:
+def consume_raw(bootstrap: str, topic: str, n: int) -> tuple[float, float]:
     config = {"bootstrap.servers": bootstrap, **CONSUMER_DEFAULTS, "group.id": f"raw-{uuid.uuid4().hex}"}
     consumer = Consumer(config)
     consumer.subscribe([topic])
@@ -71,13 +72,13 @@ def consume_raw(bootstrap: str, topic: str, n: int) -> float:
         seen = 0
         while seen < 1:
             seen += sum(1 for m in consumer.consume(1, 30) if m.error() is None)
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         while seen < n:
             messages = consumer.consume(1000, 5)
             if not messages:
                 raise RuntimeError(f"raw consumer stalled at {seen}/{n}")
             seen += sum(1 for m in messages if m.error() is None)
-        return (n - 1) / (time.perf_counter() - start)
+        return (n - 1) / (time.perf_counter() - start), (time.process_time() - cpu) / (n - 1) * 1e6
     finally:
         consumer.close()
 
@@ -101,16 +102,21 @@ def main() -> int:
         publish(bus, settings, events[: max(1, args.events // 10)])  # warm-up (also read by the consumers)
         publish_rates = [publish(bus, settings, events)]
         total = args.events + max(1, args.events // 10)
-        project, raw = [], []
+        project, raw, project_cpu, raw_cpu = [], [], [], []
         for r in range(args.rounds):
             order = (("raw", "project") if r % 2 == 0 else ("project", "raw"))
             for which in order:
                 if which == "raw":
-                    raw.append(consume_raw(bootstrap, topic, total))
+                    rate, cpu = consume_raw(bootstrap, topic, total)
+                    raw.append(rate)
+                    raw_cpu.append(cpu)
                 else:
-                    project.append(consume_project(bus, settings, total))
-            print(f"round {r + 1}: project {project[-1]:,.0f}/s  raw {raw[-1]:,.0f}/s  "
-                  f"ratio {project[-1] / raw[-1]:.2f}", file=sys.stderr)
+                    rate, cpu = consume_project(bus, settings, total)
+                    project.append(rate)
+                    project_cpu.append(cpu)
+            print(f"round {r + 1}: project {project[-1]:,.0f}/s ({project_cpu[-1]:.1f} us CPU/event)  "
+                  f"raw {raw[-1]:,.0f}/s ({raw_cpu[-1]:.1f} us CPU/event)  ratio {project[-1] / raw[-1]:.2f}",
+                  file=sys.stderr)
         print(f"publish {publish_rates[0]:,.0f} events/s ({args.events} events, encode + flush)",
               file=sys.stderr)
     finally:
@@ -122,6 +128,10 @@ def main() -> int:
         "consume_events_per_s": round(statistics.median(project)),
         "raw_consume_events_per_s": round(statistics.median(raw)),
         "consume_ratio": round(statistics.median(p / r for p, r in zip(project, raw, strict=True)), 3),
+        # CPU time of this process per event (librdkafka's threads included): what the rates
+        # above turn into on a machine where the broker is not the bottleneck.
+        "consume_cpu_us_per_event": round(statistics.median(project_cpu), 1),
+        "raw_consume_cpu_us_per_event": round(statistics.median(raw_cpu), 1),
     }
     print(json.dumps(result))
     return 0
