@@ -33,7 +33,7 @@ def context(tmp_path: Path, location: Path, db: Path, run: str, **overrides: obj
         inputs=(InputRef("scores.churn", "2024-05-01", "e1", location=str(location)),),
         outputs=("product.user_scores",),
         workdir=tmp_path / run,
-        timeout_s=120,
+        timeout_s=600,
     )
 
 
