@@ -54,9 +54,6 @@ class Settings(BaseSettings):
     # Fivetran webhooks: connector id -> the datasets a sync of that connector completes
     # (COORD_FIVETRAN_CONNECTORS='{"connector_id": ["fivetran.app.users", ...]}')
     fivetran_connectors: dict[str, list[str]] = Field(default_factory=dict)
-    # Fivetran webhooks: connector id -> the datasets a sync of that connector completes
-    # (COORD_FIVETRAN_CONNECTORS='{"connector_id": ["fivetran.app.users", ...]}')
-    fivetran_connectors: dict[str, list[str]] = Field(default_factory=dict)
     # Observe: Slack-compatible webhook URLs that get alerts (COORD_ALERT_WEBHOOKS='["https://..."]'),
     # the UI's address for links in them, and an OpenLineage endpoint for run events (none: off)
     alert_webhooks: list[str] = Field(default_factory=list)
