@@ -149,6 +149,9 @@ class PipelineSpec(_Model):
                 found.append(
                     (base + ("pool",), f"job {name!r}: unknown pool {job.pool!r} (declare it in pools)")
                 )
+            if job.deadline and job_p not in ("daily", "hourly"):
+                problem = f"job {name!r}: a deadline needs a daily or hourly job, not {P.describe(job_p)}"
+                found.append((base + ("deadline",), problem))
             for i, inp in enumerate(job.inputs):
                 where = base + ("inputs", i)
                 if inp.dataset not in known:
