@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -174,3 +175,27 @@ jobs:
         stats = coord.run(until_idle=True, timeout_s=30)
     assert (stats.launched, stats.succeeded) == (0, 1)  # re-attached, not re-launched
     assert (tmp_path / "slow.log").read_text().split() == ["2024-01-01"]
+
+
+def test_output_events_carry_what_the_job_reported(settings: Settings):
+    settings.home.mkdir()
+    script = (
+        "from coordinator.launchers.result import report_output; "
+        "report_output('mid', row_count=42, location='/lake/mid', columns=[('id', 'long')])"
+    )
+    spec = parse_spec(f"""
+datasets: {{raw.a: {{partitioning: daily}}}}
+jobs:
+  load:
+    kind: command
+    inputs: [raw.a]
+    outputs: [mid]
+    settings: {{command: ["{sys.executable}", -c, "{script}"]}}
+""")
+    publish(settings, [CompletionEvent(dataset="raw.a", partition="2024-01-01")])
+    with Coordinator(spec, settings) as coord:
+        assert coord.run(until_idle=True, timeout_s=60).succeeded == 1
+    [out] = [e for e in published(settings) if e.producer == "coordinator"]
+    assert (out.dataset, out.partition, out.row_count, out.location) == ("mid", "2024-01-01", 42, "/lake/mid")
+    assert [(c.name, c.type) for c in out.columns] == [("id", "long")]
+    assert out.attributes["job"] == "load" and out.producer_run_id
