@@ -1,4 +1,4 @@
-"""A direct reader for the current completion-event schema: the consumer's hot path.
+"""A direct reader and writer for the current completion-event schema: the bus's hot paths.
 
 fastavro reads any schema, and the codec uses it for every other case (older versions, schema
 resolution, registry writers, encoding). For the one layout nearly every message has — the
@@ -8,8 +8,9 @@ bench/bus.py). It is only used when `matches(schema)` confirms the schema file i
 it was written for, and tests/events check it against fastavro on valid and fuzzed input:
 whatever it accepts, fastavro accepts with the same result.
 
-Every failure is a ValueError/IndexError/UnicodeDecodeError/OverflowError; the codec turns
-them into EventError("undecodable").
+Every reading failure is a ValueError/IndexError/UnicodeDecodeError/OverflowError; the codec
+turns them into EventError("undecodable"). The writer produces the very bytes fastavro would
+(checked on generated events) at a third of the cost, for the publishers.
 """
 
 from __future__ import annotations
@@ -166,3 +167,71 @@ def read_event(buf: bytes, pos: int) -> tuple[dict[str, Any], list[tuple[str, st
         "location": location, "columns": None, "error": error, "attributes": attributes,
     }
     return values, columns, pos
+
+
+# --------------------------------------------------------------------------- writing
+def _put_long(out: bytearray, n: int) -> None:
+    if not -_INT64 <= n < _INT64:
+        raise ValueError(f"{n} does not fit an Avro long")
+    n = (n << 1) ^ (n >> 63)
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+
+
+def _put_str(out: bytearray, text: str) -> None:
+    data = text.encode()
+    _put_long(out, len(data))
+    out += data
+
+
+def _put_opt_str(out: bytearray, text: str | None) -> None:
+    if text is None:
+        out.append(0)
+    else:
+        out.append(2)
+        _put_str(out, text)
+
+
+def write_event(out: bytearray, event: Any) -> None:
+    """Append the Avro binary of a CompletionEvent in the LAYOUT above (the same bytes fastavro
+    writes; tests/events check it). Raises ValueError (UnicodeEncodeError included) when a
+    value cannot be written."""
+    _put_str(out, event.event_id)
+    _put_str(out, event.dataset)
+    _put_opt_str(out, event.partition)
+    out.append(0 if event.status is _SUCCEEDED else 2)
+    _put_str(out, event.producer)
+    _put_opt_str(out, event.producer_run_id)
+    when = event.produced_at
+    if when.tzinfo is None:  # as fastavro does: a time without a zone is UTC
+        when = when.replace(tzinfo=UTC)
+    delta = when - _EPOCH
+    _put_long(out, (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds)
+    if event.row_count is None:
+        out.append(0)
+    else:
+        out.append(2)
+        _put_long(out, event.row_count)
+    _put_opt_str(out, event.location)
+    columns = event.columns
+    if columns is None:
+        out.append(0)
+    else:
+        out.append(2)
+        if columns:
+            _put_long(out, len(columns))
+            for column in columns:
+                _put_str(out, column.name)
+                _put_str(out, column.type)
+                out.append(1 if column.nullable else 0)
+        out.append(0)
+    attributes = event.attributes
+    if attributes:
+        _put_long(out, len(attributes))
+        for key, value in attributes.items():
+            _put_str(out, key)
+            _put_str(out, value)
+    out.append(0)
+    _put_opt_str(out, event.error)

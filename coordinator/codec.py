@@ -35,7 +35,7 @@ import fastavro
 from fastavro.read import SchemaResolutionError
 from pydantic import ValidationError
 
-from coordinator.avrofast import matches, read_event
+from coordinator.avrofast import matches, read_event, write_event
 from coordinator.errors import EventError, SchemaVersionError
 from coordinator.events import Column, CompletionEvent, Status
 
@@ -253,6 +253,7 @@ class Codec:
         self._reader = load_schema(_EVENT_SCHEMA, CURRENT_VERSION)
         # The direct reader (avrofast) for the current version; fastavro for everything else.
         self._fast = fast and matches(self._reader)
+        self._fast_write = self._fast and write_version == CURRENT_VERSION
         self._writer = load_schema(_EVENT_SCHEMA, write_version)
         self._header = bytes((EVENT_MAGIC, write_version))
         self._resolved: dict[int, Callable[[BytesIO], dict[str, Any]]] = {}
@@ -260,10 +261,18 @@ class Codec:
 
     # ---------------------------------------------------------------- encode
     def encode(self, event: CompletionEvent) -> bytes:
-        buffer = BytesIO()
-        buffer.write(self._header)
-        self._write(buffer, self._writer, event)
-        data = buffer.getvalue()
+        if self._fast_write:
+            out = bytearray(self._header)
+            try:
+                write_event(out, event)
+            except (ValueError, TypeError, AttributeError) as exc:
+                raise EventError("invalid", f"cannot encode: {exc}") from exc
+            data = bytes(out)
+        else:
+            buffer = BytesIO()
+            buffer.write(self._header)
+            self._write(buffer, self._writer, event)
+            data = buffer.getvalue()
         if len(data) > self.max_bytes:
             raise EventError("oversized", f"{len(data)} bytes > {self.max_bytes}")
         return data
