@@ -295,8 +295,10 @@ class Codec:
 
     # ---------------------------------------------------------------- decode
     def decode(self, data: bytes) -> CompletionEvent:
-        if not isinstance(data, bytes | bytearray | memoryview):
-            raise EventError("undecodable", f"expected bytes, got {type(data).__name__}")
+        if type(data) is not bytes:
+            if not isinstance(data, bytes | bytearray | memoryview):
+                raise EventError("undecodable", f"expected bytes, got {type(data).__name__}")
+            data = bytes(data)
         size = len(data)
         if size > self.max_bytes:
             raise EventError("oversized", f"{size} bytes > {self.max_bytes}")

@@ -191,3 +191,11 @@ def test_direct_reader_refuses_non_canonical_avro() -> None:
     with pytest.raises(EventError) as refused:
         decode(bytes(data))
     assert refused.value.reason == "undecodable"
+
+
+def test_any_bytes_like_value_decodes() -> None:
+    data = encode(FULL)
+    assert decode(bytearray(data)) == decode(memoryview(data)) == FULL
+    with pytest.raises(EventError) as refused:
+        decode("not bytes")  # type: ignore[arg-type]
+    assert refused.value.reason == "undecodable"
