@@ -108,7 +108,8 @@ def publish(dataset: str, partition: str | None = None, *, status: str | Status 
     """Publish "dataset (partition) is complete" (or failed) and wait until it is on the bus.
 
     Settings come from the environment (COORD_*) unless given. Returns the event published.
-    Raises EventError for an invalid event, BusError when the bus cannot take it.
+    Raises EventError for an invalid event, BusError when the bus cannot take it. Each call
+    opens and closes a producer: to publish many events, use one `Publisher`.
     """
     from coordinator.bus.factory import open_bus
     from coordinator.settings import Settings
