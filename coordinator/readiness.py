@@ -16,7 +16,12 @@ Rules:
   A job partition that never ran is ready as soon as all inputs are present.
 - A `latest` input of a partitioned job gates (it must be present) and does not re-run
   partitions that already ran; a new version of it makes ready the partitions that never ran
-  and were waiting only for it.
+  and were waiting only for it. That keeps the runs independent of the order of events.
+- Opt-in, `on_change: rerun_latest` on such an input (a model whose alias moved): a new version
+  of it also re-runs the job's newest partition that has a live run, with the new version and
+  the other inputs' current versions — whatever the trigger rule says. Which partition that is
+  depends on what ran before the new version arrived, so only for these inputs do runs depend
+  on event order; replays and duplicates still create nothing (the version is not new).
 - Contracts are checked on the versions a candidate would consume; a violation makes the
   candidate blocked (the engine launches nothing and publishes a failed event).
 """
@@ -122,11 +127,17 @@ def _triggers(spec: PipelineSpec, job: str, inp: InputSpec) -> bool:
 
 
 def evaluate(
-    spec: PipelineSpec, snap: Snapshot, job: str, partition: str | None, force: bool = False
+    spec: PipelineSpec,
+    snap: Snapshot,
+    job: str,
+    partition: str | None,
+    force: bool = False,
+    refresh: bool = False,
 ) -> Candidate | None:
     """The run (job, partition) should get now, or None while it waits (or has nothing new).
 
     `force` skips the trigger rule (rerun, backfill) but never the presence of inputs.
+    `refresh` replaces it: fire when an `on_change: rerun_latest` input has a new version.
     """
     job_spec = spec.jobs[job]
     groups: list[tuple[InputSpec, list[Version]]] = []
@@ -136,7 +147,10 @@ def evaluate(
             return None
         groups.append((inp, versions))  # type: ignore[arg-type]
     previous = snap.consumed.get((job, partition))
-    if previous is not None and not force:
+    if previous is not None and refresh and not force:
+        if not any(v.event_id not in previous for inp, vs in groups if inp.on_change for v in vs):
+            return None
+    elif previous is not None and not force:
         changed = [
             any(v.event_id not in previous for v in versions)
             for inp, versions in groups
@@ -175,8 +189,12 @@ def step(spec: PipelineSpec, snap: Snapshot, events: Iterable[CompletionEvent]) 
     for event in events:
         if not snap.apply(event):
             continue
-        for job, partition in affected(spec, event.dataset, event.partition) + _waiting(spec, snap, event):
-            cand = evaluate(spec, snap, job, partition)
+        keys = dict.fromkeys(
+            affected(spec, event.dataset, event.partition) + _waiting(spec, snap, event), False
+        )
+        keys.update(dict.fromkeys(_refreshed(spec, snap, event), True))
+        for (job, partition), refresh in keys.items():
+            cand = evaluate(spec, snap, job, partition, refresh=refresh)
             if cand is None:
                 continue
             out.append(cand)
@@ -208,6 +226,23 @@ def _waiting(spec: PipelineSpec, snap: Snapshot, event: CompletionEvent) -> list
             for k in P.job_keys_for(input_p, first.mapping, job_p, p)
         }
         out.extend((job, k) for k in sorted(keys, key=str) if (job, k) not in snap.consumed)
+    return out
+
+
+def rerun_jobs(spec: PipelineSpec, dataset: str) -> list[str]:
+    """Jobs that re-run their newest partition on a new version of `dataset` (`on_change`)."""
+    return [job for job, inp in spec.consumers.get(dataset, ()) if inp.on_change == "rerun_latest"]
+
+
+def _refreshed(spec: PipelineSpec, snap: Snapshot, event: CompletionEvent) -> list[Key]:
+    """The newest job partition with a live run, of each job re-run by this event's dataset.
+
+    The snapshot must hold it: the store loads each such job's newest live run."""
+    out: list[Key] = []
+    for job in rerun_jobs(spec, event.dataset):
+        ran = [p for j, p in snap.consumed if j == job and p is not None]
+        if ran:
+            out.append((job, max(ran)))
     return out
 
 

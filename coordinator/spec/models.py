@@ -38,8 +38,13 @@ class DatasetSpec(_Model):
 
 
 class InputSpec(_Model):
+    """One input of a job. `on_change: rerun_latest` (only with `mapping: latest` on a daily or
+    hourly job) opts out of "a `latest` input only gates": a new version of the input — a model
+    whose `champion` alias moved — re-runs the job's newest partition that already ran."""
+
     dataset: str = Field(min_length=1)
     mapping: Mapping = "same"
+    on_change: Literal["rerun_latest"] | None = None
 
 
 class RetrySpec(_Model):
@@ -166,6 +171,15 @@ class PipelineSpec(_Model):
                 problem = P.mapping_problem(self.partitioning(inp.dataset), inp.mapping, job_p)
                 if problem:
                     found.append((where, f"job {name!r}, input {inp.dataset!r}: {problem}"))
+                elif inp.on_change and (inp.mapping != "latest" or job_p not in ("daily", "hourly")):
+                    found.append(
+                        (
+                            where + ("on_change",),
+                            f"job {name!r}, input {inp.dataset!r}: on_change rerun_latest needs "
+                            f"mapping latest on a daily or hourly job, not mapping {inp.mapping!r} "
+                            f"on {P.describe(job_p)}",
+                        )
+                    )
             for i, ds in enumerate(job.outputs):
                 where = base + ("outputs", i)
                 if ds in seen_out:

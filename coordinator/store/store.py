@@ -240,6 +240,10 @@ class Tx:
         for dataset in readiness.scans_for_events(spec, events):
             self._load_versions(snap, select(S.partitions).where(S.partitions.c.dataset == dataset))
         parts, jobs = readiness.needed_for_events(spec, events, snap)
+        extra_jobs = [
+            *extra_jobs,
+            *self._newest_ran({j for e in events for j in readiness.rerun_jobs(spec, e.dataset)}),
+        ]
         for jp in extra_jobs:
             jobs.add(jp)
             parts.update(readiness.needed(spec, *jp))
@@ -258,6 +262,18 @@ class Tx:
                     d["event_id"] for d in json.loads(inputs)
                 )
         return snap
+
+    def _newest_ran(self, jobs: set[str]) -> list[Key]:
+        """The newest partition with a live run of each job (what `on_change` inputs re-run)."""
+        if not jobs:
+            return []
+        r_ = S.runs
+        q = (
+            select(r_.c.job, func.max(r_.c.partition_key))
+            .where(r_.c.job.in_(sorted(jobs)), r_.c.state.not_in(DEAD), r_.c.partition_key != "")
+            .group_by(r_.c.job)
+        )
+        return [(job, unkey(p)) for job, p in self.conn.execute(q)]
 
     def _load_versions(self, snap: Snapshot, query) -> None:
         for r in self.conn.execute(query):

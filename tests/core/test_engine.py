@@ -199,3 +199,40 @@ jobs:
     assert (out.dataset, out.partition, out.row_count, out.location) == ("mid", "2024-01-01", 42, "/lake/mid")
     assert [(c.name, c.type) for c in out.columns] == [("id", "long")]
     assert out.attributes["job"] == "load" and out.producer_run_id
+
+
+def test_a_new_model_version_rescores_the_newest_partition_and_downstream_follows(
+    settings: Settings, tmp_path: Path
+):
+    settings.home.mkdir()
+    log = tmp_path / "ran.log"
+    line = f"echo {{job}} {{partition}} >> {log}"
+    spec = parse_spec(f"""
+datasets: {{raw.a: {{partitioning: daily}}, mlflow.models.churn: {{partitioning: none}}}}
+jobs:
+  score: {{kind: command, outputs: [scores],
+          inputs: [raw.a, {{dataset: mlflow.models.churn, mapping: latest, on_change: rerun_latest}}],
+          settings: {{command: [sh, -c, '{line}']}}}}
+  push: {{kind: command, inputs: [scores], outputs: [pushed], settings: {{command: [sh, -c, '{line}']}}}}
+""")
+    v1 = CompletionEvent(dataset="mlflow.models.churn", partition=None, attributes={"model_version": "1"})
+    publish(settings, [v1, *(CompletionEvent(dataset="raw.a", partition=d) for d in DAYS[:2])])
+    with Coordinator(spec, settings) as coord:
+        assert coord.run(until_idle=True, timeout_s=60).succeeded == 4
+    v2 = CompletionEvent(dataset="mlflow.models.churn", partition=None, attributes={"model_version": "2"})
+    publish(settings, [v2, v2])  # duplicated: still one re-run
+    with Coordinator(spec, settings) as coord:
+        stats = coord.run(until_idle=True, timeout_s=60)
+        assert (stats.runs_created, stats.succeeded) == (2, 2)
+        with coord.store.begin() as tx:
+            [newest, *_] = tx.list_runs(job="score")
+    assert newest.partition == DAYS[1]
+    assert v2.event_id in {v.event_id for v in newest.inputs}
+    lines = log.read_text().splitlines()
+    assert sorted(lines[:4]) == sorted(f"{j} {d}" for j in ("score", "push") for d in DAYS[:2])
+    assert lines[4:] == [f"score {DAYS[1]}", f"push {DAYS[1]}"]
+    # the same model versions again (a poller announcing twice) re-run nothing
+    publish(settings, [v2, v1])
+    with Coordinator(spec, settings) as coord:
+        stats = coord.run(until_idle=True, timeout_s=30)
+        assert (stats.events, stats.runs_created) == (2, 0)

@@ -179,3 +179,74 @@ def test_any_trigger_last_run_consumes_the_newest_versions(versions, rnd):
         assert out and out[-1] == ("anyjob", "d", (f"mid/d/{newest['mid']}", f"raw.c/d/{newest['raw.c']}"))
     else:
         assert out == []
+
+
+# ------------------------------------------------------------------ on_change: rerun_latest
+RERUN = parse_spec("""
+datasets:
+  raw.a: {partitioning: daily}
+  raw.b: {partitioning: daily}
+  model: {partitioning: none}
+jobs:
+  score: {kind: command, inputs: [raw.a, raw.b, {dataset: model, mapping: latest, on_change: rerun_latest}],
+          outputs: [scores], settings: {command: x}}
+  push:  {kind: command, inputs: [scores], outputs: [pushed], settings: {command: x}}
+""")
+
+
+def rerun_runs(events, snap: Snapshot):
+    return [(c.job, c.partition, tuple(v.event_id for v in c.inputs)) for c in step(RERUN, snap, events)]
+
+
+def test_rerun_latest_rescores_only_the_newest_partition_that_ran():
+    snap = Snapshot()
+    assert rerun_runs([ev("model", None, 0)], snap) == []
+    first = rerun_runs([ev("raw.a", d, 1) for d in DAYS] + [ev("raw.b", d, 1) for d in DAYS[:2]], snap)
+    assert [(j, p) for j, p, _ in first] == [("score", DAYS[0]), ("score", DAYS[1])]
+    # DAYS[2] lacks raw.b: the newest partition that ran is DAYS[1], re-run with the new model
+    assert rerun_runs([ev("model", None, 5)], snap) == [
+        ("score", DAYS[1], ("model/None/5", f"raw.a/{DAYS[1]}/1", f"raw.b/{DAYS[1]}/1"))
+    ]
+    # replayed, duplicated or older model versions re-run nothing
+    assert rerun_runs([ev("model", None, 5), ev("model", None, 3)], snap) == []
+    # downstream follows through the output event, as for any new version
+    assert rerun_runs([ev("scores", DAYS[1], 6)], snap) == [("push", DAYS[1], (f"scores/{DAYS[1]}/6",))]
+    # the trigger rule still holds for the others: a new raw.a alone re-runs nothing (trigger all)
+    assert rerun_runs([ev("raw.a", DAYS[0], 7)], snap) == []
+    # once DAYS[2] ran, it is the one a later model re-scores
+    assert [p for _, p, _ in rerun_runs([ev("raw.b", DAYS[2], 8)], snap)] == [DAYS[2]]
+    assert [(j, p) for j, p, _ in rerun_runs([ev("model", None, 9)], snap)] == [("score", DAYS[2])]
+
+
+def test_without_the_opt_in_a_latest_input_reruns_nothing():
+    plain = parse_spec(
+        "datasets: {a: {partitioning: daily}, m: {partitioning: none}}\n"
+        "jobs: {j: {kind: command, inputs: [a, {dataset: m, mapping: latest}], outputs: [o],"
+        " settings: {command: x}}}\n"
+    )
+    snap = Snapshot()
+    assert len(step(plain, snap, [ev("m", None, 0), ev("a", "d", 1)])) == 1
+    assert step(plain, snap, [ev("m", None, 2)]) == []
+
+
+RERUN_EVENTS = [ev("model", None, n) for n in range(3)] + [
+    ev(d, p, 10 + i) for i, (d, p) in enumerate((d, p) for d in ("raw.a", "raw.b") for p in DAYS)
+]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.sampled_from(RERUN_EVENTS), min_size=1, max_size=30),
+    st.randoms(use_true_random=False),
+    st.lists(st.integers(1, 6), max_size=5),
+)
+def test_rerun_latest_replays_and_duplicates_create_no_extra_runs(events, rnd, batches):
+    snap, out, start = Snapshot(), [], 0
+    for size in batches + [len(events)]:
+        out += rerun_runs(events[start : start + size], snap)
+        start += size
+    assert len(out) == len(set(out))  # never the same run twice
+    # the same events again — replayed whole, duplicated, in any order — create nothing
+    again = list(events) + rnd.sample(events, k=len(events) // 2)
+    rnd.shuffle(again)
+    assert rerun_runs(again, snap) == []

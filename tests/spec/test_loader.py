@@ -152,3 +152,24 @@ def test_python_api_is_the_same_model():
         PipelineSpec(
             jobs={"j": JobSpec(kind="command", inputs=["raw.zz"], settings={"command": "x"})}
         ).checked()
+
+
+def test_rerun_latest_needs_a_latest_input_of_a_daily_or_hourly_job():
+    found = lines_of(
+        "datasets:\n  a: {partitioning: daily}\n  m: {partitioning: none}\njobs:\n"
+        "  ok: {kind: command, inputs: [a, {dataset: m, mapping: latest, on_change: rerun_latest}],"
+        " outputs: [o1], settings: {command: x}}\n"
+        "  same: {kind: command, inputs: [{dataset: a, on_change: rerun_latest}], outputs: [o2],"
+        " settings: {command: x}}\n"
+        "  flat: {kind: command, inputs: [{dataset: m, mapping: latest, on_change: rerun_latest}],"
+        " outputs: [o3], settings: {command: x}}\n"
+    )
+    assert 5 not in found
+    assert "on_change rerun_latest needs mapping latest" in found[6] and "'same'" in found[6]
+    assert "on a daily or hourly job" in found[7] and "on none" in found[7]
+    typo = lines_of(
+        "datasets: {m: {partitioning: none}}\njobs:\n"
+        "  j: {kind: command, inputs: [{dataset: m, mapping: latest, on_change: rerun}],"
+        " settings: {command: x}}\n"
+    )
+    assert "on_change" in typo[3]
