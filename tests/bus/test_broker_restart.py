@@ -23,6 +23,7 @@ from coordinator.publish import Publisher
 from coordinator.settings import Settings
 from tests.bus.badinput import bad_values, registry_codec
 from tests.bus.broker import LIBS, PrivateBroker
+from tests.conftest import missing
 
 pytestmark = pytest.mark.kafka
 
@@ -69,7 +70,7 @@ def _phase(publisher: Publisher, start: int, count: int, good: set[str], max_byt
 
 def test_broker_stop_and_restart_loses_nothing(tmp_path: Path) -> None:
     if not (LIBS / ".complete").exists() or shutil.which("java") is None:
-        pytest.skip("needs the Kafka jars of `scripts/services up kafka` and a Java runtime")
+        missing("a private Kafka broker", "needs the jars of `scripts/services up kafka` and Java")
     broker = PrivateBroker(tmp_path / "kafka")
     broker.start()
     try:
