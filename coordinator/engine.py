@@ -45,6 +45,7 @@ from coordinator.store.store import ACTIVE, OPEN, Finish, RunRow, StateStore, Tx
 
 log = logging.getLogger("coordinator.engine")
 CLAIM_POLL_S = 0.5
+OWN_EVENTS_KEPT = 100_000
 
 
 @dataclass
@@ -141,6 +142,7 @@ class Coordinator:
         self._publisher: Publisher | None = None
         self._done: queue.Queue[_Started | _Done] = queue.Queue()
         self._inflight: set[str] = set()
+        self._own: dict[str, None] = {}  # ids of output events already recorded (insertion order)
         self._workers = _Workers(
             min(256, sum(spec.pool_size(p) for p in {j.pool for j in spec.jobs.values()}) or 1)
         )
@@ -260,7 +262,26 @@ class Coordinator:
             return tx.count_runs(OPEN) == 0 and tx.outbox_count() == 0
 
     # ------------------------------------------------------------------ events → runs
+    def _remember_own(self, events: Sequence[CompletionEvent]) -> None:
+        """Output events recorded with their run: when they come back off the bus they are skipped
+        before touching the store (a bounded memory; one that is forgotten is a no-op replay)."""
+        own = self._own
+        for e in events:
+            own[e.event_id] = None
+        while len(own) > OWN_EVENTS_KEPT:
+            del own[next(iter(own))]
+
     def _ingest(self, events: Sequence[CompletionEvent], stats: RunStats) -> list[RunRow]:
+        if self._own:
+            kept = []
+            for e in events:
+                if e.event_id in self._own:
+                    del self._own[e.event_id]
+                else:
+                    kept.append(e)
+            if not kept:
+                return []
+            events = kept
         with self.store.begin() as tx:
             created = self._record(tx, events, stats)
         return created
@@ -398,8 +419,14 @@ class Coordinator:
         if not items:
             return 0
         now = self.clock()
-        started = [(it.run.run_id, it.run.attempt, it.handle) for it in items if isinstance(it, _Started)]
         dones = [it for it in items if isinstance(it, _Done)]
+        # an attempt that started and finished within one turn needs no `running` write of its own
+        ended = {(d.run.run_id, d.run.attempt) for d in dones}
+        started = [
+            (it.run.run_id, it.run.attempt, it.handle)
+            for it in items
+            if isinstance(it, _Started) and (it.run.run_id, it.run.attempt) not in ended
+        ]
         for done in dones:
             self._inflight.discard(done.run.run_id)
             self.hooks.emit("after_finish", done.run, done.result)
@@ -426,6 +453,7 @@ class Coordinator:
             if outputs:
                 tx.outbox_add(outputs, now)
                 self._record(tx, outputs, stats)
+                self._remember_own(outputs)
         self._outbox_dirty = True
         if dones:
             self._claim_due = 0.0  # pool slots were freed, or a retry was scheduled

@@ -200,7 +200,14 @@ class KafkaConsumer(Consumer):
 
     def poll(self, max_messages: int = 500, timeout: float = 1.0) -> list[Message]:
         try:
-            raw = self._client().consume(max_messages, timeout)
+            # consume(n, timeout) waits the whole timeout unless n messages arrive: take what is
+            # there, else wait for the first message only, then what came with it
+            client = self._client()
+            raw = client.consume(max_messages, 0)
+            if not raw and timeout > 0:
+                first = client.poll(timeout)
+                if first is not None:
+                    raw = [first, *(client.consume(max_messages - 1, 0) if max_messages > 1 else ())]
         except (KafkaException, RuntimeError) as exc:
             raise _bus_error("consume", exc) from exc
         out: list[Message] = []
