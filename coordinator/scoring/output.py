@@ -22,6 +22,7 @@ from coordinator.errors import ScoringError
 from coordinator.events import Column
 
 MODEL_NAME, MODEL_VERSION, SCORED_AT = "model_name", "model_version", "scored_at"
+CONSTANT_COLUMNS = (MODEL_NAME, MODEL_VERSION, SCORED_AT)      # one value per run
 SCORED_AT_TYPE = pa.timestamp("us", tz="UTC")
 PART_FILE = "part-00000.parquet"
 
@@ -62,7 +63,7 @@ def predictions_of(output_schema: object | None) -> tuple[Prediction, ...]:
 
 def scores_schema(keys: list[pa.Field], predictions: tuple[Prediction, ...]) -> pa.Schema:
     taken = {f.name for f in keys}
-    taken |= {MODEL_NAME, MODEL_VERSION, SCORED_AT}
+    taken |= set(CONSTANT_COLUMNS)
     clash = [p.name for p in predictions if p.name in taken]
     if clash:
         raise ScoringError(f"prediction column(s) {', '.join(clash)} clash with key or bookkeeping columns")
