@@ -21,8 +21,22 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, Engine, bindparam, create_engine, event, func, select, text, tuple_, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    any_,
+    bindparam,
+    create_engine,
+    event,
+    func,
+    select,
+    text,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import SQLAlchemyError
 
 from coordinator import readiness
@@ -200,6 +214,47 @@ class Tx:
     def _insert(self, table):
         return (postgresql.insert if self.pg else sqlite.insert)(table)
 
+    def _insert_rows(self, table, rows: list[dict]):
+        """(INSERT statement, parameters) for many rows. On PostgreSQL one statement over
+        unnest()ed column arrays — a fixed SQL text and one round trip whatever the row count —
+        elsewhere an executemany."""
+        if not self.pg:
+            return sqlite.insert(table), rows
+        cols = list(rows[0])
+        u, params = _unnest({c: table.c[c].type for c in cols}, rows)
+        return postgresql.insert(table).from_select(cols, select(*(u.c[c] for c in cols))), params
+
+    def _in(self, column, values: Sequence):
+        """`column IN values`: `= ANY(array)` on PostgreSQL (one parameter, a prepared plan)."""
+        if self.pg:
+            return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
+        return column.in_(values)
+
+    def _pairs(self, query, c1, c2, pairs: list[tuple[str, str]]) -> Iterator:
+        """Rows of `query` whose (c1, c2) is one of `pairs` (a join with unnest on PostgreSQL)."""
+        if self.pg:
+            if pairs:
+                u, params = _unnest({"k1": c1.type, "k2": c2.type}, [{"k1": a, "k2": b} for a, b in pairs])
+                yield from self.conn.execute(query.join(u, and_(c1 == u.c.k1, c2 == u.c.k2)), params)
+            return
+        for chunk in _chunks(pairs):
+            yield from self.conn.execute(query.where(tuple_(c1, c2).in_(chunk)))
+
+    def _update_runs(self, stmt, rows: list[dict], **fixed: object) -> None:
+        """An UPDATE of runs by (b_id, b_attempt) for many rows: on PostgreSQL one UPDATE ... FROM
+        unnest(...), elsewhere an executemany of `stmt`."""
+        if not self.pg:
+            self.conn.execute(stmt, rows)
+            return
+        r = S.runs
+        types = {k: _BIND_TYPES[k] for k in rows[0]}
+        u, params = _unnest(types, rows)
+        values = {c: u.c[k] for k, c in _BIND_COLUMNS.items() if k in types}
+        self.conn.execute(
+            update(r).where(r.c.run_id == u.c.b_id, r.c.attempt == u.c.b_attempt).values(**values, **fixed),
+            params,
+        )
+
     # ------------------------------------------------------------------ events and versions
     def insert_events(self, events: Sequence[CompletionEvent], now: float) -> list[CompletionEvent]:
         """Record events; returns those not seen before (in order, first copy of each)."""
@@ -210,11 +265,9 @@ class Tx:
             return []
         seen: set[str] = set()
         ids = list(unique)
-        for i in range(0, len(ids), _CHUNK):
-            chunk = ids[i : i + _CHUNK]
-            seen.update(
-                self.conn.execute(select(S.events.c.event_id).where(S.events.c.event_id.in_(chunk))).scalars()
-            )
+        for chunk in [ids] if self.pg else _chunks(ids):
+            q = select(S.events.c.event_id).where(self._in(S.events.c.event_id, chunk))
+            seen.update(self.conn.execute(q).scalars())
         fresh = [e for e in unique.values() if e.event_id not in seen]
         if fresh:
             rows = [
@@ -229,7 +282,8 @@ class Tx:
                 }
                 for e in fresh
             ]
-            self.conn.execute(self._insert(S.events).on_conflict_do_nothing(), rows)
+            stmt, params = self._insert_rows(S.events, rows)
+            self.conn.execute(stmt.on_conflict_do_nothing(), params)
         return fresh
 
     def load_snapshot(
@@ -238,7 +292,9 @@ class Tx:
         """The recorded state that `readiness.step(spec, snapshot, events)` reads."""
         snap = Snapshot()
         for dataset in readiness.scans_for_events(spec, events):
-            self._load_versions(snap, select(S.partitions).where(S.partitions.c.dataset == dataset))
+            self._load_versions(
+                snap, self.conn.execute(select(S.partitions).where(S.partitions.c.dataset == dataset))
+            )
         parts, jobs = readiness.needed_for_events(spec, events, snap)
         extra_jobs = [
             *extra_jobs,
@@ -248,19 +304,17 @@ class Tx:
             jobs.add(jp)
             parts.update(readiness.needed(spec, *jp))
         t = S.partitions
-        for chunk in _chunks([(d, pkey(p)) for d, p in parts if (d, p) not in snap.latest]):
-            self._load_versions(snap, select(t).where(tuple_(t.c.dataset, t.c.partition_key).in_(chunk)))
+        wanted = [(d, pkey(p)) for d, p in parts if (d, p) not in snap.latest]
+        self._load_versions(snap, self._pairs(select(t), t.c.dataset, t.c.partition_key, wanted))
         r_ = S.runs
-        for chunk in _chunks([(j, pkey(p)) for j, p in jobs]):
-            q = (
-                select(r_.c.job, r_.c.partition_key, r_.c.inputs)
-                .where(tuple_(r_.c.job, r_.c.partition_key).in_(chunk), r_.c.state.not_in(DEAD))
-                .order_by(r_.c.created_at, r_.c.run_id)
-            )
-            for job, partition_key, inputs in self.conn.execute(q):
-                snap.consumed[(job, unkey(partition_key))] = frozenset(
-                    d["event_id"] for d in json.loads(inputs)
-                )
+        q = (
+            select(r_.c.job, r_.c.partition_key, r_.c.inputs)
+            .where(r_.c.state.not_in(DEAD))
+            .order_by(r_.c.created_at, r_.c.run_id)  # the last live run of a partition wins
+        )
+        job_keys = [(j, pkey(p)) for j, p in jobs]
+        for job, partition_key, inputs in self._pairs(q, r_.c.job, r_.c.partition_key, job_keys):
+            snap.consumed[(job, unkey(partition_key))] = frozenset(d["event_id"] for d in json.loads(inputs))
         return snap
 
     def _newest_ran(self, jobs: set[str]) -> list[Key]:
@@ -275,8 +329,8 @@ class Tx:
         )
         return [(job, unkey(p)) for job, p in self.conn.execute(q)]
 
-    def _load_versions(self, snap: Snapshot, query) -> None:
-        for r in self.conn.execute(query):
+    def _load_versions(self, snap: Snapshot, rows: Iterable) -> None:
+        for r in rows:
             m = r._mapping
             cols = json.loads(m["columns"]) if m["columns"] else None
             snap.latest[(m["dataset"], unkey(m["partition_key"]))] = Version(
@@ -307,7 +361,7 @@ class Tx:
         if not rows:
             return
         t = S.partitions
-        stmt = self._insert(t)
+        stmt, params = self._insert_rows(t, rows)
         ex = stmt.excluded
         stmt = stmt.on_conflict_do_update(
             index_elements=[t.c.dataset, t.c.partition_key],
@@ -317,7 +371,7 @@ class Tx:
             },
             where=tuple_(t.c.produced_at, t.c.event_id) < tuple_(ex.produced_at, ex.event_id),
         )
-        self.conn.execute(stmt, rows)
+        self.conn.execute(stmt, params)
 
     # ------------------------------------------------------------------ runs
     def insert_runs(
@@ -369,11 +423,13 @@ class Tx:
             rows.setdefault(run_id, row)
         if not rows:
             return []
-        stmt = self._insert(S.runs).on_conflict_do_nothing().returning(S.runs.c.run_id)
         inserted: set[str] = set()
         batch = list(rows.values())
-        for i in range(0, len(batch), _CHUNK):
-            inserted.update(self.conn.execute(stmt, batch[i : i + _CHUNK]).scalars())
+        for chunk in [batch] if self.pg else _chunks(batch):
+            stmt, params = self._insert_rows(S.runs, chunk)
+            inserted.update(
+                self.conn.execute(stmt.on_conflict_do_nothing().returning(S.runs.c.run_id), params).scalars()
+            )
         return [RunRow.from_dict(r) for run_id, r in rows.items() if run_id in inserted]
 
     def get_run(self, run_id: str) -> RunRow | None:
@@ -445,7 +501,7 @@ class Tx:
             return []
         self.conn.execute(
             update(r)
-            .where(r.c.run_id.in_(ids), r.c.state == "ready")
+            .where(self._in(r.c.run_id, ids), r.c.state == "ready")
             .values(
                 state="starting",
                 attempt=r.c.attempt + 1,
@@ -457,7 +513,7 @@ class Tx:
         )
         rows = self.conn.execute(
             select(r).where(
-                r.c.run_id.in_(ids), r.c.state == "starting", r.c.owner == owner, r.c.started_at == now
+                self._in(r.c.run_id, ids), r.c.state == "starting", r.c.owner == owner, r.c.started_at == now
             )
         )
         return sorted((RunRow.of(x) for x in rows), key=lambda run: ids.index(run.run_id))
@@ -466,8 +522,9 @@ class Tx:
         """Which (run_id, attempt) pairs are the current, active attempt of their run."""
         r = S.runs
         out: set[tuple[str, int]] = set()
-        for chunk in _chunks(sorted({k[0] for k in keys})):
-            q = select(r.c.run_id, r.c.attempt).where(r.c.run_id.in_(chunk), r.c.state.in_(ACTIVE))
+        ids = sorted({k[0] for k in keys})
+        for chunk in [ids] if self.pg else _chunks(ids):
+            q = select(r.c.run_id, r.c.attempt).where(self._in(r.c.run_id, chunk), r.c.state.in_(ACTIVE))
             if self.pg:
                 q = q.with_for_update()
             out.update((i, a) for i, a in self.conn.execute(q))
@@ -483,7 +540,7 @@ class Tx:
         ]
         if not rows:
             return set()
-        self.conn.execute(_SET_RUNNING, rows)
+        self._update_runs(_SET_RUNNING, rows, state="running")
         self._attempts(
             [
                 {
@@ -513,7 +570,7 @@ class Tx:
         done = [f for f in items if (f.run_id, f.attempt) in valid]
         if not done:
             return set()
-        self.conn.execute(
+        self._update_runs(
             _FINISH,
             [
                 {
@@ -557,7 +614,7 @@ class Tx:
 
     def _attempts(self, rows: list[dict[str, object]]) -> None:
         a = S.attempts
-        stmt = self._insert(a)
+        stmt, params = self._insert_rows(a, rows)
         ex = stmt.excluded
         # keep started_at of the first write; later writes bring the state and how it ended
         stmt = stmt.on_conflict_do_update(
@@ -569,7 +626,7 @@ class Tx:
                 "log_path": ex.log_path,
             },
         )
-        self.conn.execute(stmt, rows)
+        self.conn.execute(stmt, params)
 
     def attempts(self, run_id: str) -> list[dict]:
         q = select(S.attempts).where(S.attempts.c.run_id == run_id).order_by(S.attempts.c.attempt)
@@ -624,7 +681,8 @@ class Tx:
             for e in events
         ]
         if rows:
-            self.conn.execute(self._insert(S.outbox).on_conflict_do_nothing(), rows)
+            stmt, params = self._insert_rows(S.outbox, rows)
+            self.conn.execute(stmt.on_conflict_do_nothing(), params)
 
     def outbox_pending(self, limit: int = 500) -> list[tuple[int, CompletionEvent]]:
         o = S.outbox
@@ -635,8 +693,8 @@ class Tx:
 
     def outbox_mark_sent(self, ids: Sequence[int], now: float) -> None:
         o = S.outbox
-        for chunk in _chunks(list(ids)):
-            self.conn.execute(update(o).where(o.c.id.in_(chunk)).values(sent_at=now))
+        for chunk in [list(ids)] if self.pg else _chunks(list(ids)):
+            self.conn.execute(update(o).where(self._in(o.c.id, chunk)).values(sent_at=now))
 
     def outbox_count(self) -> int:
         o = S.outbox
@@ -670,6 +728,33 @@ _FINISH = (
         finished_at=bindparam("b_finished"),
     )
 )
+
+
+# the parameters of the two run updates above: their types and the columns they set
+_BIND_TYPES = {
+    "b_id": S.runs.c.run_id.type,
+    "b_attempt": S.runs.c.attempt.type,
+    "b_handle": S.runs.c.handle.type,
+    "b_state": S.runs.c.state.type,
+    "b_error": S.runs.c.error.type,
+    "b_not_before": S.runs.c.not_before.type,
+    "b_finished": S.runs.c.finished_at.type,
+}
+_BIND_COLUMNS = {
+    "b_handle": "handle",
+    "b_state": "state",
+    "b_error": "error",
+    "b_not_before": "not_before",
+    "b_finished": "finished_at",
+}
+
+
+def _unnest(types: dict[str, object], rows: list[dict]):
+    """A PostgreSQL `unnest(array, ...) AS (name, ...)` over the columns of `rows`, and its parameters."""
+    tag = "u_" + "_".join(types)[:40] + "_"
+    arrays = [bindparam(tag + c, type_=ARRAY(t)) for c, t in types.items()]
+    u = func.unnest(*arrays).table_valued(*types).render_derived()
+    return u, {tag + c: [r[c] for r in rows] for c in types}
 
 
 def _chunks(items: list, size: int = _CHUNK) -> Iterator[list]:
