@@ -21,7 +21,7 @@ class OutboxRelay:
     ) -> None:
         self.store, self.publisher, self.clock = store, publisher, clock
 
-    def drain(self, batch: int = 500) -> int:
+    def drain(self, batch: int = 5000) -> int:
         """Publish every pending event; returns how many. Raises BusError/StoreError (retry later)."""
         sent = 0
         while True:
