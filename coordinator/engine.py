@@ -30,7 +30,7 @@ from pathlib import Path
 
 from coordinator import readiness
 from coordinator.bus.base import Bus
-from coordinator.errors import BusError, LaunchError, StoreError
+from coordinator.errors import BusError, LaunchError
 from coordinator.events import CompletionEvent, Status
 from coordinator.hooks import Hook, Hooks
 from coordinator.intake import EventIntake
@@ -148,11 +148,6 @@ class Coordinator:
         )
         self._recovered = False
         self._outbox_dirty = True  # at start-up, whatever a previous run left unsent
-        self._relay_wake = threading.Event()
-        self._relay_thread: threading.Thread | None = None
-        self._relay_stop = False
-        self._relay_busy = False
-        self._relay_stats = RunStats()
         self._claim_due = 0.0  # when to look for ready runs again (0: at once)
         self._pools = {job.pool for job in spec.jobs.values()}
         self._job_pools = {name: job.pool for name, job in spec.jobs.items()}
@@ -178,7 +173,6 @@ class Coordinator:
 
     def close(self) -> None:
         """Stop taking events. Jobs still running keep running; the next start re-attaches them."""
-        self._stop_relay()
         self._stack.close()
         self._intake = self._publisher = None
 
@@ -258,7 +252,7 @@ class Coordinator:
         return stats
 
     def _idle(self, check_bus: bool) -> bool:
-        if self._inflight or not self._done.empty() or self._relay_busy:
+        if self._inflight or not self._done.empty():
             return False
         if check_bus:
             lag = self.intake.lag()
@@ -500,42 +494,13 @@ class Coordinator:
 
     # ------------------------------------------------------------------ outbox
     def _relay(self, stats: RunStats) -> None:
-        """Wake the relay thread when the outbox got events. It publishes, waits for the bus to
-        have them (a flush: tens of milliseconds with acks=all) and marks them sent, while this
-        loop goes on taking events; until then the outbox is not empty, so the loop is not idle."""
-        if not self._outbox_dirty:
-            return
-        self._outbox_dirty = False
-        self._relay_stats = stats
-        if self._relay_thread is None:
-            self._relay_thread = threading.Thread(target=self._relay_loop, daemon=True, name="coord-outbox")
-            self._relay_thread.start()
-        self._relay_busy = True
-        self._relay_wake.set()
-
-    def _relay_loop(self) -> None:
-        relay = OutboxRelay(self.store, self.publisher, self.clock)
-        while True:
-            self._relay_wake.wait()
-            self._relay_wake.clear()
-            if self._relay_stop:
-                return
+        if self._outbox_dirty:
+            self._outbox_dirty = False
             try:
-                self._relay_stats.published += relay.drain()
-            except (BusError, StoreError) as exc:  # unsent events stay in the outbox: later
-                log.warning("outbox not published yet (%s); again in 1 s", exc)
-                time.sleep(1.0)
-                self._relay_wake.set()
-            if not self._relay_wake.is_set():
-                self._relay_busy = False
-
-    def _stop_relay(self) -> None:
-        thread, self._relay_thread = self._relay_thread, None
-        if thread is not None:
-            self._relay_stop = True
-            self._relay_wake.set()
-            thread.join(60)
-            self._relay_stop = False
+                stats.published += OutboxRelay(self.store, self.publisher, self.clock).drain()
+            except BusError as exc:  # unsent events stay in the outbox for the next turn
+                log.warning("bus: outbox not published yet (%s)", exc)
+                self._outbox_dirty = True
 
     # ------------------------------------------------------------------ restart
     def _recover(self, stats: RunStats) -> None:
