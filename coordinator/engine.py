@@ -420,13 +420,9 @@ class Coordinator:
             return 0
         now = self.clock()
         dones = [it for it in items if isinstance(it, _Done)]
-        # an attempt that started and finished within one turn needs no `running` write of its own
-        ended = {(d.run.run_id, d.run.attempt) for d in dones}
-        started = [
-            (it.run.run_id, it.run.attempt, it.handle)
-            for it in items
-            if isinstance(it, _Started) and (it.run.run_id, it.run.attempt) not in ended
-        ]
+        # an attempt that started and finished within one turn is still written as started first:
+        # that write stores its handle (the launched command) and its real start time
+        started = [(it.run.run_id, it.run.attempt, it.handle) for it in items if isinstance(it, _Started)]
         for done in dones:
             self._inflight.discard(done.run.run_id)
             self.hooks.emit("after_finish", done.run, done.result)
@@ -443,6 +439,10 @@ class Coordinator:
                 if result.succeeded:
                     stats.succeeded += 1
                     outputs += self._output_events(run, result, now)
+                elif plan.state == "blocked":
+                    tx.outbox_add(self._failed_events(run, result.error or "blocked"), now)
+                    stats.blocked += 1
+                    self.hooks.emit("after_blocked", run, result.error or "blocked")
                 elif plan.retry_at is not None:
                     stats.retried += 1
                     self.hooks.emit("after_retry_scheduled", run, plan.retry_at - now, result.error)
@@ -460,14 +460,22 @@ class Coordinator:
         return len(dones)
 
     def _plan(self, run: RunRow, result: RunResult, now: float) -> Finish:
-        """How an attempt ends: succeeded, retried after backoff, or failed for good."""
+        """How an attempt ends: succeeded, blocked, retried after backoff, or failed for good.
+
+        A launcher that reports details {"blocked": true} (the input does not fit, e.g. a model
+        signature) is not retried: the same inputs would be refused again. Like a contract
+        violation, it waits for new input versions or `coord retry`.
+        """
+        details = dict(result.details) or None
         if result.succeeded:
-            return Finish(run.run_id, run.attempt, "succeeded", None, result.log_path)
+            return Finish(run.run_id, run.attempt, "succeeded", None, result.log_path, details=details)
+        if result.details.get("blocked"):
+            return Finish(run.run_id, run.attempt, "blocked", result.error, result.log_path, details=details)
         job = self.spec.jobs.get(run.job)
         retry_at = None
         if job is not None and run.attempt < run.max_attempts:
             retry_at = now + job.retries.delay_s(run.attempt)
-        return Finish(run.run_id, run.attempt, "failed", result.error, result.log_path, retry_at)
+        return Finish(run.run_id, run.attempt, "failed", result.error, result.log_path, retry_at, details)
 
     def _output_events(self, run: RunRow, result: RunResult, now: float) -> list[CompletionEvent]:
         from datetime import UTC, datetime

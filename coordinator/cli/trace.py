@@ -75,12 +75,13 @@ def show(
         )
     out(table)
     table = Table(title="attempts")
-    for col in ("#", "state", "started", "finished", "took", "error"):
+    for col in ("#", "state", "started", "finished", "took", "error", "details"):
         table.add_column(col, overflow="fold")
     for a in attempts:
         table.add_row(
             str(a["attempt"]), a["state"], _when(a["started_at"]), _when(a["finished_at"]),
             _took(a["started_at"], a["finished_at"]), (a["error"] or "")[:300],
+            (a.get("details") or "")[:300],
         )
     out(table)
     if run.error:

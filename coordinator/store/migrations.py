@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from sqlalchemy import Connection, select, text
+from sqlalchemy import Connection, inspect, select, text
 
 from coordinator.errors import StoreError
 from coordinator.store import schema
@@ -32,7 +32,14 @@ def _v2(conn: Connection) -> None:
     conn.execute(text("CREATE INDEX IF NOT EXISTS ix_coord_runs_job_created ON coord_runs (job, created_at)"))
 
 
-MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [(1, _v1), (2, _v2)]
+def _v3(conn: Connection) -> None:
+    # Attempts keep the launcher's details. Stores created by step 1 of this build already
+    # have the column (step 1 creates the tables from schema.py), older ones get it here.
+    if "details" not in {c["name"] for c in inspect(conn).get_columns("coord_attempts")}:
+        conn.execute(text("ALTER TABLE coord_attempts ADD COLUMN details TEXT"))
+
+
+MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [(1, _v1), (2, _v2), (3, _v3)]
 LATEST = MIGRATIONS[-1][0]
 
 

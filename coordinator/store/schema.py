@@ -97,6 +97,7 @@ attempts = Table(
     Column("finished_at", Float),
     Column("error", Text),
     Column("log_path", Text),
+    Column("details", Text),  # JSON: what the launcher reported (model version, push counts, app id)
 )
 
 outbox = Table(

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -595,6 +595,7 @@ class Tx:
                     "finished_at": now,
                     "error": f.error,
                     "log_path": f.log_path,
+                    "details": json.dumps(dict(f.details), default=str) if f.details else None,
                 }
                 for f in done
             ]
@@ -625,6 +626,7 @@ class Tx:
                 "finished_at": ex.finished_at,
                 "error": ex.error,
                 "log_path": ex.log_path,
+                "details": func.coalesce(ex.details, a.c.details),
             },
         )
         self.conn.execute(stmt, params)
@@ -712,6 +714,7 @@ class Finish:
     error: str | None = None
     log_path: str | None = None
     retry_at: float | None = None
+    details: Mapping[str, object] | None = None
 
 
 _SET_RUNNING = (

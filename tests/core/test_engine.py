@@ -236,3 +236,38 @@ jobs:
     with Coordinator(spec, settings) as coord:
         stats = coord.run(until_idle=True, timeout_s=30)
         assert (stats.events, stats.runs_created) == (2, 0)
+
+
+REFUSING = """
+datasets: {raw.a: {partitioning: daily}}
+jobs:
+  score:
+    kind: command
+    inputs: [raw.a]
+    outputs: [scores]
+    retries: {max_attempts: 3, backoff_s: 0.1}
+    settings:
+      command: [PYTHON, -c, "import sys; from coordinator.launchers.result import report_details;
+        report_details({'blocked': True, 'reason': 'plan is int64 (model expects string)',
+        'mismatched_columns': ['plan']}); sys.exit(3)"]
+  push: {kind: command, inputs: [scores], outputs: [pushed], settings: {command: "true"}}
+"""
+
+
+def test_a_launcher_that_reports_blocked_is_not_retried_and_keeps_its_details(settings: Settings):
+    """A job that refuses its input (e.g. a model signature mismatch) is blocked at once: the
+    same input would be refused again, so retries would only waste the budget."""
+    settings.home.mkdir()
+    publish(settings, [CompletionEvent(dataset="raw.a", partition="2024-01-01")])
+    with Coordinator(parse_spec(REFUSING.replace("PYTHON", sys.executable)), settings) as coord:
+        stats = coord.run(until_idle=True, timeout_s=60)
+        assert (stats.blocked, stats.retried, stats.failed, stats.succeeded) == (1, 0, 0, 0)
+        with coord.store.begin() as tx:
+            [run] = tx.list_runs(job="score")
+            assert run.state == "blocked" and run.attempt == 1
+            [attempt] = tx.attempts(run.run_id)
+            assert attempt["state"] == "blocked"
+            assert '"mismatched_columns": ["plan"]' in attempt["details"]
+            assert tx.list_runs(job="push") == []  # downstream waits
+    [failed] = [e for e in published(settings) if e.status is Status.FAILED]
+    assert failed.dataset == "scores"
