@@ -17,8 +17,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from coordinator.launchers.base import Handle, Launcher, RunContext, RunResult
-from coordinator.launchers.process import is_alive, start_process, terminate, wait_process
+from coordinator.launchers.base import Handle, RunContext
+from coordinator.launchers.process import ProcessLauncher, start_process
 
 
 class CommandSettings(BaseModel):
@@ -67,7 +67,7 @@ def run_env(ctx: RunContext) -> dict[str, str]:
     }
 
 
-class CommandLauncher(Launcher):
+class CommandLauncher(ProcessLauncher):
     kind = "command"
     settings_model = CommandSettings
 
@@ -77,12 +77,3 @@ class CommandLauncher(Launcher):
         env = {**run_env(ctx), **dict(ctx.env), **{k: substitute(v, ctx) for k, v in cfg.env.items()}}
         cwd = Path(substitute(cfg.cwd, ctx)) if cfg.cwd else None
         return start_process(self.kind, argv, ctx.workdir, env=env, cwd=cwd)
-
-    def wait(self, handle: Handle, ctx: RunContext) -> RunResult:
-        return wait_process(handle, ctx.timeout_s)
-
-    def cancel(self, handle: Handle) -> None:
-        terminate(handle)
-
-    def is_alive(self, handle: Handle) -> bool:
-        return is_alive(handle)

@@ -12,6 +12,7 @@ project's own scoring/push runners), so one mechanism gives every kind the same 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shlex
 import signal
@@ -21,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from coordinator.errors import LaunchError
-from coordinator.launchers.base import Handle, RunResult
+from coordinator.launchers.base import Handle, Launcher, RunContext, RunResult
 from coordinator.launchers.result import RESULT_FILE_ENV, read_results
 
 LOG_NAME, EXIT_NAME, RESULT_NAME = "log", "exit_code", "result.jsonl"
@@ -53,7 +54,7 @@ def start_process(kind: str, argv: Sequence[str], workdir: Path, env: Mapping[st
     except OSError as exc:
         raise LaunchError(f"cannot start {argv[0]!r}: {exc}") from exc
     return Handle(kind, {"pid": proc.pid, "start_time": _proc_start_time(proc.pid), "workdir": str(workdir),
-                         "argv": list(argv)})
+                         "argv": list(argv), "started_at": time.time()})
 
 
 def is_alive(handle: Handle) -> bool:
@@ -126,3 +127,26 @@ def wait_process(handle: Handle, timeout_s: float | None, poll_s: float = 0.05) 
     what = f"exit code {code}" if code is not None else "ended without an exit code (killed)"
     return RunResult(False, error=f"{what}: {reason}", outputs=outputs, log_path=log_path,
                      details={**details, "exit_code": code})
+
+
+class ProcessLauncher(Launcher):
+    """A launcher whose job is one detached child process started with `start_process`.
+
+    Subclasses only build the command line in `start`; waiting, the timeout, cancelling and
+    re-attaching are the same for every such kind. The timeout counts from the launch, so a
+    run re-attached after a coordinator restart does not get a fresh one.
+    """
+
+    def wait(self, handle: Handle, ctx: RunContext) -> RunResult:
+        started = float(handle.data.get("started_at") or time.time())
+        remaining = None if ctx.timeout_s is None else max(0.0, started + ctx.timeout_s - time.time())
+        result = wait_process(handle, remaining)
+        if result.details.get("timed_out"):
+            return dataclasses.replace(result, error=f"timed out after {ctx.timeout_s:g} s and was stopped")
+        return result
+
+    def cancel(self, handle: Handle) -> None:
+        terminate(handle)
+
+    def is_alive(self, handle: Handle) -> bool:
+        return is_alive(handle)

@@ -21,8 +21,8 @@ import json
 import sys
 
 from coordinator.errors import LaunchError
-from coordinator.launchers.base import Handle, Launcher, RunContext, RunResult
-from coordinator.launchers.process import is_alive, start_process, terminate, wait_process
+from coordinator.launchers.base import Handle, RunContext
+from coordinator.launchers.process import ProcessLauncher, start_process
 from coordinator.push.config import PushSettings
 from coordinator.push.run import SETTINGS_ENV
 
@@ -35,7 +35,7 @@ def settings_json(settings: PushSettings) -> str:
     return json.dumps(data)
 
 
-class ReverseEtlLauncher(Launcher):
+class ReverseEtlLauncher(ProcessLauncher):
     kind = "reverse_etl"
     settings_model = PushSettings
 
@@ -68,12 +68,3 @@ class ReverseEtlLauncher(Launcher):
             argv += ["--output", output]
         env = {**dict(ctx.env), SETTINGS_ENV: settings_json(settings)}
         return start_process(self.kind, argv, ctx.workdir, env=env)
-
-    def wait(self, handle: Handle, ctx: RunContext) -> RunResult:
-        return wait_process(handle, ctx.timeout_s)
-
-    def cancel(self, handle: Handle) -> None:
-        terminate(handle)
-
-    def is_alive(self, handle: Handle) -> bool:
-        return is_alive(handle)

@@ -23,7 +23,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validat
 
 from coordinator.errors import LaunchError, ScoringError
 from coordinator.launchers import process
-from coordinator.launchers.base import Handle, InputRef, Launcher, RunContext, RunResult
+from coordinator.launchers.base import Handle, InputRef, RunContext, RunResult, with_spec_dir
 from coordinator.scoring.registry import REGISTRY_PREFIX
 from coordinator.scoring.resolve import parse_ref
 
@@ -56,11 +55,7 @@ class ScoreSettings(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _base_dir_from_context(cls, data: Any, info: ValidationInfo) -> Any:
-        context = info.context or {}
-        spec_dir = context.get("spec_dir") or context.get("base_dir")
-        if isinstance(data, dict) and spec_dir and not data.get("base_dir"):
-            data = {**data, "base_dir": str(Path(spec_dir).resolve())}
-        return data
+        return with_spec_dir(data, info)
 
     @model_validator(mode="after")
     def _check_model(self) -> ScoreSettings:
@@ -99,7 +94,7 @@ def scored_input(ctx: RunContext, name: str | None) -> InputRef:
     return chosen
 
 
-class ScoreLauncher(Launcher):
+class ScoreLauncher(process.ProcessLauncher):
     kind = "score"
     settings_model = ScoreSettings
 
@@ -131,22 +126,10 @@ class ScoreLauncher(Launcher):
         paths = (str(PROJECT_ROOT), os.environ.get("PYTHONPATH"))
         env = {"PYSPARK_PYTHON": sys.executable, "PYTHONPATH": os.pathsep.join(p for p in paths if p),
                **ctx.env}
-        handle = process.start_process(self.kind, self.command(ctx, js), ctx.workdir, env=env)
-        return Handle(self.kind, {**handle.data, "started_at": time.time()})
+        return process.start_process(self.kind, self.command(ctx, js), ctx.workdir, env=env)
 
     def wait(self, handle: Handle, ctx: RunContext) -> RunResult:
-        # The timeout counts from the launch, also for a run re-attached after a restart.
-        started = float(handle.data.get("started_at") or time.time())
-        remaining = None if ctx.timeout_s is None else max(0.0, started + ctx.timeout_s - time.time())
-        result = process.wait_process(handle, remaining)
-        if result.details.get("timed_out"):
-            return dataclasses.replace(result, error=f"timed out after {ctx.timeout_s:g} s and was stopped")
+        result = super().wait(handle, ctx)
         if result.details.get("blocked"):
             return dataclasses.replace(result, error=f"blocked: {result.details.get('reason')}")
         return result
-
-    def cancel(self, handle: Handle) -> None:
-        process.terminate(handle)
-
-    def is_alive(self, handle: Handle) -> bool:
-        return process.is_alive(handle)

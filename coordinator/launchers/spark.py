@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from coordinator.errors import LaunchError
 from coordinator.launchers import process
-from coordinator.launchers.base import Handle, Launcher, RunContext, RunResult
+from coordinator.launchers.base import Handle, Launcher, RunContext, RunResult, with_spec_dir
 from coordinator.launchers.command import run_env, substitute
 from coordinator.launchers.result import read_results
 from coordinator.launchers.spark_log import application_id, error_line, read_tail, submission_id
@@ -118,11 +118,7 @@ class SparkSettings(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _base_dir_from_context(cls, data: Any, info: ValidationInfo) -> Any:
-        context = info.context or {}
-        spec_dir = context.get("spec_dir") or context.get("base_dir")
-        if isinstance(data, dict) and spec_dir and not data.get("base_dir"):
-            data = {**data, "base_dir": str(Path(spec_dir).resolve())}
-        return data
+        return with_spec_dir(data, info)
 
     @model_validator(mode="after")
     def _check(self) -> SparkSettings:
