@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from coordinator.errors import EventError
-from coordinator.events import Column, CompletionEvent, Status
+from coordinator.events import Column, CompletionEvent, Status, parse_time
 
 BUILT_TYPES = ("model", "seed", "snapshot")
 _STATUS = {"success": Status.SUCCEEDED, "error": Status.FAILED}
@@ -38,19 +38,9 @@ def relation_to_dataset(relation_name: str) -> str:
     return ".".join(p for p in parts if p)
 
 
-def _time(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
 def _completed_at(result: Mapping[str, Any]) -> datetime | None:
     for step in reversed(result.get("timing") or []):
-        when = _time(step.get("completed_at"))
+        when = parse_time(step.get("completed_at"))
         if when:
             return when
     return None
@@ -79,7 +69,7 @@ def events_from_dbt(target: str | Path, *, partition: str | None = None,
     catalog = _load(target / "catalog.json") if (target / "catalog.json").exists() else {}
     nodes = manifest.get("nodes", {})
     invocation = run_results.get("metadata", {}).get("invocation_id") or "unknown"
-    generated_at = _time(run_results.get("metadata", {}).get("generated_at")) or datetime.now(UTC)
+    generated_at = parse_time(run_results.get("metadata", {}).get("generated_at")) or datetime.now(UTC)
     events = []
     for result in run_results.get("results", []):
         unique_id = result.get("unique_id", "")

@@ -34,6 +34,18 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def parse_time(value: str | None) -> datetime | None:
+    """An ISO-8601 time from a producer's payload (Fivetran, dbt artifacts), always zoned (UTC
+    when it has no offset); None when missing or unreadable, so the caller picks its fallback."""
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
 class CompletionEvent(BaseModel):
     """One dataset partition finished (or failed) in some producing system.
 

@@ -12,12 +12,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from coordinator.events import CompletionEvent, Status
+from coordinator.events import CompletionEvent, Status, parse_time
 
 SIGNATURE_HEADER = "X-Fivetran-Signature-256"
 
@@ -56,21 +55,11 @@ def sync_status(payload: FivetranPayload) -> Status | None:
     return None
 
 
-def _parse_time(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
 def completion_events(payload: FivetranPayload, datasets: Sequence[str]) -> list[CompletionEvent]:
     status = sync_status(payload)
     if status is None:
         return []
-    created = _parse_time(payload.created)
+    created = parse_time(payload.created)
     run = payload.sync_id or payload.created
     attributes: Mapping[str, str] = {
         k: v for k, v in {"connector_id": payload.connector_id, "connector_type": payload.connector_type,

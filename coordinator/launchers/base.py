@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationInfo
 
+from coordinator.errors import LaunchError
 from coordinator.events import Column
 from coordinator.settings import Settings
 
@@ -102,6 +103,16 @@ class Launcher(abc.ABC):
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+
+    def job_settings(self, ctx: RunContext) -> Any:
+        """The run's kind settings as `settings_model` (already validated when the spec loaded;
+        validated here again for runs built by hand). Raises LaunchError when they do not fit."""
+        if self.settings_model is None or isinstance(ctx.settings, self.settings_model):
+            return ctx.settings
+        try:
+            return self.settings_model.model_validate(dict(ctx.settings))
+        except ValueError as exc:
+            raise LaunchError(f"invalid {self.kind} settings for {ctx.job}: {exc}") from exc
 
     @abc.abstractmethod
     def start(self, ctx: RunContext) -> Handle:

@@ -99,12 +99,7 @@ class ScoreLauncher(process.ProcessLauncher):
     settings_model = ScoreSettings
 
     def job_settings(self, ctx: RunContext) -> ScoreSettings:
-        if isinstance(ctx.settings, ScoreSettings):
-            return ctx.settings
-        try:
-            return ScoreSettings.model_validate(dict(ctx.settings))
-        except ValueError as exc:
-            raise LaunchError(f"invalid score settings for {ctx.job}: {exc}") from exc
+        return super().job_settings(ctx)
 
     def command(self, ctx: RunContext, js: ScoreSettings) -> list[str]:
         source = scored_input(ctx, js.input)

@@ -172,12 +172,7 @@ class SparkLauncher(Launcher):
 
     # ------------------------------------------------------------------ building the command
     def job_settings(self, ctx: RunContext) -> SparkSettings:
-        if isinstance(ctx.settings, SparkSettings):
-            return ctx.settings
-        try:
-            return SparkSettings.model_validate(dict(ctx.settings))
-        except ValueError as exc:
-            raise LaunchError(f"invalid spark settings for {ctx.job}: {exc}") from exc
+        return super().job_settings(ctx)
 
     def command(self, ctx: RunContext, js: SparkSettings) -> list[str]:
         master = js.master or self.settings.spark_master
