@@ -88,8 +88,15 @@ def latest_due(partitioning: P.Partitioning, deadline: str, now: float) -> str |
 class Alerts(Hook):
     """The alerting hook (engine) and watcher listener (dead letters, deadlines, re-delivery)."""
 
-    def __init__(self, settings: Settings, spec: PipelineSpec, store: StateStore, *,
-                 client: httpx.Client | None = None, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        spec: PipelineSpec,
+        store: StateStore,
+        *,
+        client: httpx.Client | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.settings, self.spec, self.store, self.clock = settings, spec, store, clock
         self.urls = list(settings.alert_webhooks)
         self.client = client or httpx.Client(timeout=5.0)
@@ -112,9 +119,20 @@ class Alerts(Hook):
             return False
         body = _message(incident, kind, text, facts)
         now = self.clock()
-        rows = [{"incident": incident, "url": url, "kind": kind, "body": json.dumps(body),
-                 "created_at": now, "sent_at": None, "attempts": 0, "next_at": now, "last_error": None}
-                for url in self.urls]
+        rows = [
+            {
+                "incident": incident,
+                "url": url,
+                "kind": kind,
+                "body": json.dumps(body),
+                "created_at": now,
+                "sent_at": None,
+                "attempts": 0,
+                "next_at": now,
+                "last_error": None,
+            }
+            for url in self.urls
+        ]
         with self.store.begin() as tx:
             insert = (postgresql.insert if tx.pg else sqlite.insert)(alerts_table)
             insert = insert.on_conflict_do_nothing().returning(alerts_table.c.incident)
@@ -150,8 +168,11 @@ class Alerts(Hook):
                     values["next_at"] = self.clock() + min(MAX_BACKOFF_S, 5.0 * 2 ** m["attempts"])
                     log.warning("alert %s to %s not delivered: %s", m["incident"], m["url"], error)
                 with self.store.begin() as tx:
-                    tx.conn.execute(update(a).where(a.c.incident == m["incident"], a.c.url == m["url"],
-                                                    a.c.sent_at.is_(None)).values(**values))
+                    tx.conn.execute(
+                        update(a)
+                        .where(a.c.incident == m["incident"], a.c.url == m["url"], a.c.sent_at.is_(None))
+                        .values(**values)
+                    )
         return sent
 
     def _post(self, url: str, body: str) -> str | None:
@@ -175,13 +196,19 @@ class Alerts(Hook):
     def check_runs(self, now: float) -> list[str]:
         """Raise an incident for each run that failed or was blocked (once per run)."""
         r = S.runs
-        q = (select(r).where(r.c.state.in_(("failed", "blocked")), r.c.finished_at >= now - LOOKBACK_S)
-             .order_by(r.c.finished_at))
+        q = (
+            select(r)
+            .where(r.c.state.in_(("failed", "blocked")), r.c.finished_at >= now - LOOKBACK_S)
+            .order_by(r.c.finished_at)
+        )
         with self.store.begin() as tx:
             runs = [RunRow.of(row) for row in tx.conn.execute(q)]
             a = alerts_table
-            known = set(tx.conn.execute(
-                select(a.c.incident).where(a.c.kind.in_(("run-failed", "run-blocked")))).scalars())
+            known = set(
+                tx.conn.execute(
+                    select(a.c.incident).where(a.c.kind.in_(("run-failed", "run-blocked")))
+                ).scalars()
+            )
             todo = []
             for run in runs:
                 kind = "run-failed" if run.state == "failed" else "run-blocked"
@@ -192,10 +219,15 @@ class Alerts(Hook):
             error = run.error or run.state
             where = f"{run.job}[{run.partition}]" if run.partition else run.job
             verb = "failed" if kind == "run-failed" else "is blocked"
-            facts = {"job": run.job, "partition": run.partition, "run_id": run.run_id,
-                     "attempt": run.attempt, "error": error[:3000],
-                     "root_cause": _cause(cause) if cause else f"this run ({run.run_id})",
-                     "link": self.link(run.run_id)}
+            facts = {
+                "job": run.job,
+                "partition": run.partition,
+                "run_id": run.run_id,
+                "attempt": run.attempt,
+                "error": error[:3000],
+                "root_cause": _cause(cause) if cause else f"this run ({run.run_id})",
+                "link": self.link(run.run_id),
+            }
             if self.raise_incident(f"{kind}:{run.run_id}", kind, f"Run {where} {verb}: {error[:500]}", facts):
                 raised.append(run.run_id)
         return raised
@@ -203,14 +235,22 @@ class Alerts(Hook):
     # ------------------------------------------------------------------ watcher
     def dead_lettered(self, record: dict) -> None:
         at = record.get("dead_lettered_at")
-        hour = (at if isinstance(at, datetime) else datetime.fromtimestamp(self.clock(), UTC))
+        hour = at if isinstance(at, datetime) else datetime.fromtimestamp(self.clock(), UTC)
         topic, reason = record.get("source_topic", "?"), record.get("reason", "unknown")
-        facts = {"reason": reason, "error": str(record.get("detail", ""))[:3000], "source_topic": topic,
-                 "source_partition": record.get("source_partition"),
-                 "source_offset": record.get("source_offset"), "link": self.link()}
+        facts = {
+            "reason": reason,
+            "error": str(record.get("detail", ""))[:3000],
+            "source_topic": topic,
+            "source_partition": record.get("source_partition"),
+            "source_offset": record.get("source_offset"),
+            "link": self.link(),
+        }
         self.raise_incident(
-            f"dead-letter:{topic}:{reason}:{hour.strftime('%Y-%m-%dT%H')}", "dead-letter",
-            f"A message on {topic} was dead-lettered ({reason}): {facts['error'][:300]}", facts)
+            f"dead-letter:{topic}:{reason}:{hour.strftime('%Y-%m-%dT%H')}",
+            "dead-letter",
+            f"A message on {topic} was dead-lettered ({reason}): {facts['error'][:300]}",
+            facts,
+        )
 
     def tick(self, now: float) -> None:
         self.check_runs(now)
@@ -231,9 +271,14 @@ class Alerts(Hook):
                         continue
                     if tx.list_runs(job=job, partition=key, limit=1):
                         continue  # it ran (or runs): its own failure is its own incident
-                    snap = readiness.Snapshot(latest={
-                        (v.dataset, v.partition): v for d, p in readiness.needed(self.spec, job, key)
-                        for v in tx.latest_versions(d) if v.partition == p})
+                    snap = readiness.Snapshot(
+                        latest={
+                            (v.dataset, v.partition): v
+                            for d, p in readiness.needed(self.spec, job, key)
+                            for v in tx.latest_versions(d)
+                            if v.partition == p
+                        }
+                    )
                     missing = missing_inputs(self.spec, snap, job, key)
                     if not missing:
                         continue
@@ -243,24 +288,31 @@ class Alerts(Hook):
         out = []
         for job, key, missing, cause, cause_text, due in raised:
             when = datetime.fromtimestamp(due, UTC).strftime("%Y-%m-%d %H:%M UTC")
-            facts = {"job": job, "partition": key, "missing": missing, "deadline": when,
-                     "root_cause": cause_text or "the inputs have not arrived",
-                     "run_id": cause.run_id if cause else None,
-                     "error": cause.error if cause else None,
-                     "link": self.link(cause.run_id if cause else None)}
+            facts = {
+                "job": job,
+                "partition": key,
+                "missing": missing,
+                "deadline": when,
+                "root_cause": cause_text or "the inputs have not arrived",
+                "run_id": cause.run_id if cause else None,
+                "error": cause.error if cause else None,
+                "link": self.link(cause.run_id if cause else None),
+            }
             text = f"{job}[{key}] missed its deadline ({when}): still waiting for {', '.join(missing)}"
             if self.raise_incident(f"deadline:{job}:{key}", "deadline", text, facts):
                 out.append(f"{job}[{key}]")
         return out
 
-    def _candidates(self, tx: Tx, job: str, partitioning: P.Partitioning, deadline: str,
-                    now: float) -> list[str]:
+    def _candidates(
+        self, tx: Tx, job: str, partitioning: P.Partitioning, deadline: str, now: float
+    ) -> list[str]:
         """Every partition whose deadline fell within the look-back window."""
         last = latest_due(partitioning, deadline, now)
         first = latest_due(partitioning, deadline, now - LOOKBACK_S)
         if last is None or first is None:
             return []
         return P.key_range(partitioning, first, last)
+
 
 def _cause(run: RunRow) -> str:
     where = f"{run.job}[{run.partition}]" if run.partition else run.job
@@ -271,8 +323,12 @@ def _source_failure(tx: Tx, spec: PipelineSpec, job: str, key: str) -> str | Non
     """A failed event for a missing input (e.g. an EL sync that failed at its source)."""
     e = S.events
     for dataset, partition in readiness.needed(spec, job, key):
-        q = (select(e.c.body).where(e.c.dataset == dataset, e.c.partition_key == pkey(partition),
-                                    e.c.status == "failed").order_by(e.c.recorded_at.desc()).limit(1))
+        q = (
+            select(e.c.body)
+            .where(e.c.dataset == dataset, e.c.partition_key == pkey(partition), e.c.status == "failed")
+            .order_by(e.c.recorded_at.desc())
+            .limit(1)
+        )
         body = tx.conn.execute(q).scalar()
         if body:
             ev = json.loads(body)
@@ -281,8 +337,20 @@ def _source_failure(tx: Tx, spec: PipelineSpec, job: str, key: str) -> str | Non
 
 
 def _message(incident: str, kind: str, text: str, facts: dict[str, Any]) -> dict[str, Any]:
-    fields = [{"title": k.replace("_", " "), "value": ", ".join(v) if isinstance(v, list) else str(v),
-               "short": len(str(v)) < 40} for k, v in facts.items() if v not in (None, "", [])]
+    fields = [
+        {
+            "title": k.replace("_", " "),
+            "value": ", ".join(v) if isinstance(v, list) else str(v),
+            "short": len(str(v)) < 40,
+        }
+        for k, v in facts.items()
+        if v not in (None, "", [])
+    ]
     color = "warning" if kind == "deadline" else "danger"
-    return {"text": text, "attachments": [{"color": color, "fields": fields}],
-            "incident": incident, "kind": kind, **facts}
+    return {
+        "text": text,
+        "attachments": [{"color": color, "fields": fields}],
+        "incident": incident,
+        "kind": kind,
+        **facts,
+    }

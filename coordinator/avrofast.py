@@ -35,10 +35,24 @@ LAYOUT = [
     ("produced_at", {"type": "long", "logicalType": "timestamp-micros"}),
     ("row_count", ["null", "long"]),
     ("location", ["null", "string"]),
-    ("columns", ["null", {"type": "array", "items": {"type": "record", "name": "coordinator.events.Column",
-                                                      "fields": [{"name": "name", "type": "string"},
-                                                                 {"name": "type", "type": "string"},
-                                                                 {"name": "nullable", "type": "boolean"}]}}]),
+    (
+        "columns",
+        [
+            "null",
+            {
+                "type": "array",
+                "items": {
+                    "type": "record",
+                    "name": "coordinator.events.Column",
+                    "fields": [
+                        {"name": "name", "type": "string"},
+                        {"name": "type", "type": "string"},
+                        {"name": "nullable", "type": "boolean"},
+                    ],
+                },
+            },
+        ],
+    ),
     ("attributes", {"type": "map", "values": "string"}),
     ("error", ["null", "string"]),
 ]
@@ -161,10 +175,18 @@ def read_event(buf: bytes, pos: int) -> tuple[dict[str, Any], list[tuple[str, st
         count, pos = _block_count(buf, pos)
     error, pos = _opt_str(buf, pos)
     values = {  # the model's fields, in its order (see codec._finish)
-        "event_id": event_id, "dataset": dataset, "partition": partition,
-        "status": _SUCCEEDED if status == 0 else _FAILED, "producer": producer,
-        "producer_run_id": run_id, "produced_at": produced_at, "row_count": row_count,
-        "location": location, "columns": None, "error": error, "attributes": attributes,
+        "event_id": event_id,
+        "dataset": dataset,
+        "partition": partition,
+        "status": _SUCCEEDED if status == 0 else _FAILED,
+        "producer": producer,
+        "producer_run_id": run_id,
+        "produced_at": produced_at,
+        "row_count": row_count,
+        "location": location,
+        "columns": None,
+        "error": error,
+        "attributes": attributes,
     }
     return values, columns, pos
 

@@ -48,8 +48,13 @@ _DEAD_LETTER_SCHEMA = "dead_letter"
 
 # The model's length limits, checked by hand after fastavro (see module docstring).
 _MAX_LEN = {
-    "event_id": 200, "dataset": 500, "partition": 200, "producer": 200,
-    "producer_run_id": 500, "location": 4000, "error": 20000,
+    "event_id": 200,
+    "dataset": 500,
+    "partition": 200,
+    "producer": 200,
+    "producer_run_id": 500,
+    "location": 4000,
+    "error": 20000,
 }
 
 
@@ -74,7 +79,7 @@ def schema_versions(name: str = _EVENT_SCHEMA) -> list[int]:
     """Every version of a schema kept in topics/, oldest first."""
     found = []
     for path in topics_dir().glob(f"{name}.v*.avsc"):
-        suffix = path.name[len(name) + 2: -len(".avsc")]
+        suffix = path.name[len(name) + 2 : -len(".avsc")]
         if suffix.isdigit():
             found.append(int(suffix))
     return sorted(found)
@@ -116,8 +121,9 @@ class SchemaRegistry:
 class HttpSchemaRegistry(SchemaRegistry):
     """A Confluent-compatible registry at `url` (GET /schemas/ids/{id}); answers are cached."""
 
-    def __init__(self, url: str, schemas: Mapping[int, Mapping[str, Any] | str] | None = None,
-                 timeout: float = 10.0) -> None:
+    def __init__(
+        self, url: str, schemas: Mapping[int, Mapping[str, Any] | str] | None = None, timeout: float = 10.0
+    ) -> None:
         super().__init__(schemas)
         self.url, self.timeout = url.rstrip("/"), timeout
 
@@ -167,8 +173,9 @@ def _columns(columns: list[tuple[str, str, bool]]) -> tuple[Column, ...]:
     if found is None:
         if len(_column_cache) >= _COLUMN_CACHE_MAX:
             _column_cache.clear()
-        found = tuple(_construct(Column, {"name": n, "type": t, "nullable": b}, _COLUMN_FIELDS)
-                      for n, t, b in columns)
+        found = tuple(
+            _construct(Column, {"name": n, "type": t, "nullable": b}, _COLUMN_FIELDS) for n, t, b in columns
+        )
         _column_cache[key] = found
     return found
 
@@ -200,20 +207,23 @@ def _checked(record: dict[str, Any]) -> CompletionEvent:
     produced_at = record["produced_at"]
     if produced_at.tzinfo is None:  # fastavro gives UTC-aware datetimes; be sure
         produced_at = produced_at.replace(tzinfo=UTC)
-    return _finish({
-        "event_id": record["event_id"],
-        "dataset": record["dataset"],
-        "partition": record["partition"],
-        "status": Status.SUCCEEDED if record["status"] == "succeeded" else Status.FAILED,
-        "producer": record["producer"],
-        "producer_run_id": record["producer_run_id"],
-        "produced_at": produced_at,
-        "row_count": record["row_count"],
-        "location": record["location"],
-        "columns": None,
-        "error": record.get("error"),
-        "attributes": record["attributes"],
-    }, columns)
+    return _finish(
+        {
+            "event_id": record["event_id"],
+            "dataset": record["dataset"],
+            "partition": record["partition"],
+            "status": Status.SUCCEEDED if record["status"] == "succeeded" else Status.FAILED,
+            "producer": record["producer"],
+            "producer_run_id": record["producer_run_id"],
+            "produced_at": produced_at,
+            "row_count": record["row_count"],
+            "location": record["location"],
+            "columns": None,
+            "error": record.get("error"),
+            "attributes": record["attributes"],
+        },
+        columns,
+    )
 
 
 def _record(event: CompletionEvent) -> dict[str, Any]:
@@ -228,8 +238,9 @@ def _record(event: CompletionEvent) -> dict[str, Any]:
         "produced_at": event.produced_at,
         "row_count": event.row_count,
         "location": event.location,
-        "columns": None if columns is None else [
-            {"name": c.name, "type": c.type, "nullable": c.nullable} for c in columns],
+        "columns": None
+        if columns is None
+        else [{"name": c.name, "type": c.type, "nullable": c.nullable} for c in columns],
         "attributes": event.attributes,
         "error": event.error,
     }
@@ -247,8 +258,14 @@ class Codec:
     undecodable. `max_bytes` bounds a value's size both ways.
     """
 
-    def __init__(self, *, max_bytes: int = 1_000_000, registry: SchemaRegistry | None = None,
-                 write_version: int = CURRENT_VERSION, fast: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        max_bytes: int = 1_000_000,
+        registry: SchemaRegistry | None = None,
+        write_version: int = CURRENT_VERSION,
+        fast: bool = True,
+    ) -> None:
         self.max_bytes, self.registry, self.write_version = max_bytes, registry, write_version
         self._reader = load_schema(_EVENT_SCHEMA, CURRENT_VERSION)
         # The direct reader (avrofast) for the current version; fastavro for everything else.
@@ -277,8 +294,9 @@ class Codec:
             raise EventError("oversized", f"{len(data)} bytes > {self.max_bytes}")
         return data
 
-    def encode_confluent(self, event: CompletionEvent, schema_id: int,
-                         writer_schema: Mapping[str, Any] | None = None) -> bytes:
+    def encode_confluent(
+        self, event: CompletionEvent, schema_id: int, writer_schema: Mapping[str, Any] | None = None
+    ) -> bytes:
         """Confluent framing for a schema the registry knows as `schema_id` (current schema by default)."""
         schema = SchemaRegistry._parse(writer_schema) if writer_schema is not None else self._writer
         buffer = BytesIO()

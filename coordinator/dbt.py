@@ -53,12 +53,15 @@ def _columns(node: Mapping[str, Any], catalog_node: Mapping[str, Any] | None) ->
     declared = node.get("columns") or {}
     if not declared:
         return None
-    return tuple(Column(name=c.get("name") or name, type=str(c.get("data_type") or "unknown"))
-                 for name, c in declared.items())
+    return tuple(
+        Column(name=c.get("name") or name, type=str(c.get("data_type") or "unknown"))
+        for name, c in declared.items()
+    )
 
 
-def events_from_dbt(target: str | Path, *, partition: str | None = None,
-                    producer: str = "dbt") -> list[CompletionEvent]:
+def events_from_dbt(
+    target: str | Path, *, partition: str | None = None, producer: str = "dbt"
+) -> list[CompletionEvent]:
     """The completion events of the dbt run whose artifacts are in `target`, in dbt's result order.
 
     Raises EventError when the artifacts are missing or unreadable.
@@ -85,18 +88,21 @@ def events_from_dbt(target: str | Path, *, partition: str | None = None,
         materialized = (node.get("config") or {}).get("materialized")
         if materialized:
             attributes["dbt_materialized"] = str(materialized)
-        events.append(CompletionEvent(
-            event_id=f"dbt:{invocation}:{unique_id}",
-            dataset=relation_to_dataset(relation),
-            partition=partition,
-            status=status,
-            producer=producer,
-            producer_run_id=invocation,
-            produced_at=_completed_at(result) or generated_at,
-            row_count=rows if isinstance(rows, int) and rows >= 0 else None,
-            columns=_columns(node, catalog.get("nodes", {}).get(unique_id)),
-            error=(str(result.get("message") or "dbt reported an error"))[:20000]
-            if status is Status.FAILED else None,
-            attributes=attributes,
-        ))
+        events.append(
+            CompletionEvent(
+                event_id=f"dbt:{invocation}:{unique_id}",
+                dataset=relation_to_dataset(relation),
+                partition=partition,
+                status=status,
+                producer=producer,
+                producer_run_id=invocation,
+                produced_at=_completed_at(result) or generated_at,
+                row_count=rows if isinstance(rows, int) and rows >= 0 else None,
+                columns=_columns(node, catalog.get("nodes", {}).get(unique_id)),
+                error=(str(result.get("message") or "dbt reported an error"))[:20000]
+                if status is Status.FAILED
+                else None,
+                attributes=attributes,
+            )
+        )
     return events

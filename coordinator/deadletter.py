@@ -34,8 +34,12 @@ class DeadLetters:
             "consumer_group": self.group_id,
             "dead_lettered_at": utcnow(),
         }
-        self.producer.produce(self.topic, encode_dead_letter(record), key=message.topic.encode(),
-                              headers=[(REASON_HEADER, error.reason.encode())])
+        self.producer.produce(
+            self.topic,
+            encode_dead_letter(record),
+            key=message.topic.encode(),
+            headers=[(REASON_HEADER, error.reason.encode())],
+        )
 
 
 def read_dead_letter(message: Message) -> dict[str, Any]:

@@ -1,19 +1,20 @@
 """The engine: completion events in, exactly-once runs out, job completions back onto the bus.
 
-One loop, in this order (the order is what makes it crash-safe):
- 1. take a batch of events off the bus (EventIntake);
- 2. in ONE transaction: record the new events (dedupe by event id), compute readiness, create
-    runs (unique by job, partition, input set: a replay creates nothing), queue failed events
-    for blocked runs in the outbox;
- 3. commit the bus offsets — only now, after the state is durable;
- 4. claim due ready runs within their pools and launch each on its own thread
-    (launcher.start, store the handle, launcher.wait);
- 5. record finished attempts: success → the job's output events go into the outbox in the same
-    transaction as the run's state (and feed readiness at once); failure → retry with
-    exponential backoff, then failed + a failed event, downstream held;
- 6. publish the outbox (OutboxRelay), then mark it sent.
+One loop; each turn does, in this order (the order is what makes it crash-safe):
+ 1. take a batch of events off the bus (EventIntake) and what the worker threads reported;
+ 2. in ONE transaction: mark the outbox events the bus confirmed as sent; record finished
+    attempts (success → the job's output events into the outbox; failure → retry with
+    exponential backoff, then failed + a failed event, downstream held); record the new
+    events and the output events (dedupe by event id), compute readiness, create runs
+    (unique by job, partition, input set: a replay creates nothing); claim due ready runs
+    within their pools;
+ 3. after the commit: start the claimed runs on worker threads, hand the turn's outbox events
+    to the bus (their acknowledgement is awaited at the start of the next turn, so the
+    broker's round trip overlaps the next batch), commit the bus offsets.
 A SIGKILL anywhere replays at most one batch and re-publishes at most the unsent outbox, both
 no-ops downstream; runs that were running are re-attached on start-up (`_recover`).
+One transaction and no waiting on the bus per turn is what keeps event-to-launch latency at
+one database commit (bench/latency.py).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from coordinator import readiness
@@ -148,6 +150,9 @@ class Coordinator:
         )
         self._recovered = False
         self._outbox_dirty = True  # at start-up, whatever a previous run left unsent
+        self._queued: list[CompletionEvent] = []  # put in the outbox by the open transaction
+        self._publishing = 0  # events handed to the bus, delivery not yet confirmed
+        self._acked: list[str] = []  # ids of events the bus confirmed, not yet marked sent
         self._claim_due = 0.0  # when to look for ready runs again (0: at once)
         self._pools = {job.pool for job in spec.jobs.values()}
         self._job_pools = {name: job.pool for name, job in spec.jobs.items()}
@@ -204,55 +209,92 @@ class Coordinator:
         if not self._recovered:
             self._recover(stats)
             self._recovered = True
-        self._relay(stats)
-        while True:
-            if timeout_s is not None and time.monotonic() - started >= timeout_s:
-                break
-            if stop is not None and stop():
-                break
-            took = 0
-            if consume and (max_events is None or stats.events + stats.dead_lettered < max_events):
-                wait = 0.01 if self._inflight or not self._done.empty() else 0.05
-                want = self.settings.batch_max_events
-                if max_events is not None:
-                    want = min(want, max_events - stats.events - stats.dead_lettered)
-                try:
-                    batch = self.intake.poll(want, wait)
-                except BusError as exc:  # the bus is away: what was not committed comes back later
-                    log.warning("bus: %s; polling again in 1 s", exc)
-                    time.sleep(1.0)
-                    continue
-                took = len(batch)
-                if batch.events:
-                    self._ingest(batch.events, stats)  # a StoreError ends the loop: nothing is committed
-                stats.events += len(batch.events)
-                stats.dead_lettered += batch.dead_lettered
-                try:
-                    self.intake.commit(batch)  # offsets only after the state above is durable
-                except BusError as exc:  # e.g. a rebalance: the batch is redelivered, a no-op then
-                    log.warning("bus: offsets not committed (%s); the batch will be replayed", exc)
-            elif not self._inflight:
-                time.sleep(0.02)
-            finished = self._collect(stats, block=not consume or (max_events is not None and not took))
-            launched = self._launch_ready(stats)
-            self._relay(stats)
-            if took or finished or launched:
-                idle_since = None
-                continue
-            done_consuming = not consume or (
-                max_events is not None and stats.events + stats.dead_lettered >= max_events
-            )
-            if (until_idle or done_consuming) and self._idle(consume and not done_consuming):
-                now = time.monotonic()
-                idle_since = idle_since if idle_since is not None else now
-                if done_consuming or now - idle_since >= self.idle_grace_s:
+        try:
+            while True:
+                if timeout_s is not None and time.monotonic() - started >= timeout_s:
                     break
-            else:
-                idle_since = None
+                if stop is not None and stop():
+                    break
+                consuming = consume and (
+                    max_events is None or stats.events + stats.dead_lettered < max_events
+                )
+                if self._turn(stats, consuming, max_events):
+                    idle_since = None
+                    continue
+                done_consuming = not consume or (
+                    max_events is not None and stats.events + stats.dead_lettered >= max_events
+                )
+                if (until_idle or done_consuming) and self._idle(consume and not done_consuming):
+                    now = time.monotonic()
+                    idle_since = idle_since if idle_since is not None else now
+                    if done_consuming or now - idle_since >= self.idle_grace_s:
+                        break
+                else:
+                    idle_since = None
+        finally:
+            self._settle(stats)  # what this loop published is on the bus (and marked) when it returns
         return stats
 
+    def _turn(self, stats: RunStats, consuming: bool, max_events: int | None) -> bool:
+        """One turn of the loop, with ONE state transaction; True when it did anything.
+
+        Take events off the bus and what the workers reported; then in one transaction: mark the
+        previous turn's published events sent, record finished attempts (their output events go
+        to the outbox and feed readiness), record the new events and create the runs they make
+        ready, claim due ready runs. After the commit: start the claimed runs, publish this
+        turn's outbox events (their delivery is awaited at the next turn, while this one's
+        work goes on), commit the bus offsets. Offsets move only after the state is durable,
+        runs start only once claimed, an event counts as sent only once the bus has it.
+        """
+        batch = None
+        busy = bool(self._inflight) or not self._done.empty() or self._publishing > 0
+        if consuming:
+            want = self.settings.batch_max_events
+            if max_events is not None:
+                want = min(want, max_events - stats.events - stats.dead_lettered)
+            try:
+                batch = self.intake.poll(want, 0.005 if busy else 0.05)
+            except BusError as exc:  # the bus is away: what was not committed comes back later
+                log.warning("bus: %s; polling again in 1 s", exc)
+                time.sleep(1.0)
+                return False
+            stats.events += len(batch.events)
+            stats.dead_lettered += batch.dead_lettered
+        elif not busy:
+            time.sleep(0.02)
+        items = self._take_results(block=not consuming)
+        sent = self._delivered(stats)
+        if self._outbox_dirty:
+            self._relay(stats)
+        events = self._not_own(batch.events) if batch is not None else []
+        now = self.clock()
+        claim = now >= self._claim_due
+        launched: list[RunRow] = []
+        if events or items or sent or claim:
+            with self.store.begin() as tx:  # a StoreError ends the loop: nothing is committed
+                if sent:
+                    tx.outbox_mark_sent_events(sent, now)
+                outputs = self._write_results(tx, items, stats, now)
+                if outputs or events:
+                    self._record(tx, [*outputs, *events], stats, now)
+                    self._remember_own(outputs)
+                if self.clock() >= self._claim_due:
+                    launched = self._claim(tx, stats, now)
+            queued, self._queued = self._queued, []
+        else:
+            queued = []
+        for run in launched:
+            self._start_thread(run, None, stats)
+        self._publish(queued)
+        if batch is not None and len(batch):
+            try:
+                self.intake.commit(batch, wait=False)  # offsets only after the state above is durable
+            except BusError as exc:  # e.g. a rebalance: the batch is redelivered, a no-op then
+                log.warning("bus: offsets not committed (%s); the batch will be replayed", exc)
+        return bool((batch is not None and len(batch)) or items or launched or queued)
+
     def _idle(self, check_bus: bool) -> bool:
-        if self._inflight or not self._done.empty():
+        if self._inflight or not self._done.empty() or self._publishing:
             return False
         if check_bus:
             lag = self.intake.lag()
@@ -271,24 +313,23 @@ class Coordinator:
         while len(own) > OWN_EVENTS_KEPT:
             del own[next(iter(own))]
 
-    def _ingest(self, events: Sequence[CompletionEvent], stats: RunStats) -> list[RunRow]:
-        if self._own:
-            kept = []
-            for e in events:
-                if e.event_id in self._own:
-                    del self._own[e.event_id]
-                else:
-                    kept.append(e)
-            if not kept:
-                return []
-            events = kept
-        with self.store.begin() as tx:
-            created = self._record(tx, events, stats)
-        return created
+    def _not_own(self, events: Sequence[CompletionEvent]) -> Sequence[CompletionEvent]:
+        own = self._own
+        if not own:
+            return events
+        kept = []
+        for e in events:
+            if e.event_id in own:
+                del own[e.event_id]
+            else:
+                kept.append(e)
+        return kept
 
-    def _record(self, tx: Tx, events: Sequence[CompletionEvent], stats: RunStats) -> list[RunRow]:
+    def _record(
+        self, tx: Tx, events: Sequence[CompletionEvent], stats: RunStats, now: float | None = None
+    ) -> list[RunRow]:
         """Record events, create the runs they make ready; part of the caller's transaction."""
-        now = self.clock()
+        now = self.clock() if now is None else now
         fresh = tx.insert_events(events, now)
         if not fresh:
             return []
@@ -297,14 +338,13 @@ class Coordinator:
         candidates = readiness.step(self.spec, snap, fresh)
         tx.save_versions([v for k, v in snap.latest.items() if before.get(k) != v], now)
         created = tx.insert_runs(candidates, self._job_pools, self._budgets, now)
-        if created:
-            self._claim_due = 0.0
         for run in created:
             if run.state == "blocked":
-                tx.outbox_add(self._failed_events(run, run.error or "blocked"), now)
-                self._outbox_dirty = True
+                self._queue(tx, self._failed_events(run, run.error or "blocked"), now)
                 stats.blocked += 1
                 self.hooks.emit("after_blocked", run, run.error or "")
+            else:
+                self._claim_due = 0.0
         stats.runs_created += len(created)
         self.hooks.emit("after_ingest", fresh, created)
         return created
@@ -327,30 +367,24 @@ class Coordinator:
         ]
 
     # ------------------------------------------------------------------ launching
-    def _launch_ready(self, stats: RunStats) -> int:
-        """Claim and start due ready runs. Skipped while nothing can have changed: runs appear or
-        free a pool slot through this loop, except backoffs coming due and runs queued by other
-        processes (`coord retry`, another instance), which a look every CLAIM_POLL_S catches."""
-        now = self.clock()
-        if now < self._claim_due:
-            return 0
+    def _claim(self, tx: Tx, stats: RunStats, now: float) -> list[RunRow]:
+        """Claim due ready runs within their pools, in the turn's transaction. Skipped while
+        nothing can have changed: runs appear or free a pool slot through this loop, except
+        backoffs coming due and runs queued by other processes (`coord retry`, another
+        instance), which a look every CLAIM_POLL_S catches."""
         self._claim_due = now + CLAIM_POLL_S
         ready: list[RunRow] = []
-        with self.store.begin() as tx:
-            for pool in sorted(self._pools):
-                for run in tx.claim(pool, self.spec.pool_size(pool), self.owner, now):
-                    reason = self._unlaunchable(run)
-                    if reason:
-                        tx.finish(run.run_id, run.attempt, "blocked", now, error=reason)
-                        tx.outbox_add(self._failed_events(run, reason), now)
-                        self._outbox_dirty = True
-                        stats.blocked += 1
-                        self.hooks.emit("after_blocked", run, reason)
-                    else:
-                        ready.append(run)
-        for run in ready:
-            self._start_thread(run, None, stats)
-        return len(ready)
+        for pool in self._pools:
+            for run in tx.claim(pool, self.spec.pool_size(pool), self.owner, now):
+                reason = self._unlaunchable(run)
+                if reason:
+                    tx.finish(run.run_id, run.attempt, "blocked", now, error=reason)
+                    self._queue(tx, self._failed_events(run, reason), now)
+                    stats.blocked += 1
+                    self.hooks.emit("after_blocked", run, reason)
+                else:
+                    ready.append(run)
+        return ready
 
     def _unlaunchable(self, run: RunRow) -> str | None:
         """Checked again at launch: a retried blocked run must not start on incompatible data."""
@@ -406,8 +440,8 @@ class Coordinator:
         self._done.put(_Done(run, result))
 
     # ------------------------------------------------------------------ results
-    def _collect(self, stats: RunStats, block: bool = False) -> int:
-        """Record the handles of started runs and every finished attempt, in one transaction."""
+    def _take_results(self, block: bool = False) -> list[_Started | _Done]:
+        """What the workers reported since the last turn (waiting up to 20 ms for one if `block`)."""
         items: list[_Started | _Done] = []
         try:
             if block and self._inflight:
@@ -416,50 +450,59 @@ class Coordinator:
                 items.append(self._done.get_nowait())
         except queue.Empty:
             pass
+        return items
+
+    def _write_results(
+        self, tx: Tx, items: Sequence[_Started | _Done], stats: RunStats, now: float
+    ) -> list[CompletionEvent]:
+        """Store started handles and finished attempts; returns the output events of the runs
+        that succeeded (queued in the outbox here; the caller records them)."""
         if not items:
-            return 0
-        now = self.clock()
+            return []
         dones = [it for it in items if isinstance(it, _Done)]
-        # an attempt that started and finished within one turn is still written as started first:
-        # that write stores its handle (the launched command) and its real start time
-        started = [(it.run.run_id, it.run.attempt, it.handle) for it in items if isinstance(it, _Started)]
+        handles = {(it.run.run_id, it.run.attempt): it.handle for it in items if isinstance(it, _Started)}
         for done in dones:
             self._inflight.discard(done.run.run_id)
             self.hooks.emit("after_finish", done.run, done.result)
-        plans = [(done, self._plan(done.run, done.result, now)) for done in dones]
-        with self.store.begin() as tx:
-            if started:
-                tx.set_running_many(started, now)
-            finished = tx.finish_many([f for _, f in plans], now) if plans else set()
-            outputs: list[CompletionEvent] = []
-            for done, plan in plans:
-                run, result = done.run, done.result
-                if run.run_id not in finished:
-                    continue
-                if result.succeeded:
-                    stats.succeeded += 1
-                    outputs += self._output_events(run, result, now)
-                elif plan.state == "blocked":
-                    tx.outbox_add(self._failed_events(run, result.error or "blocked"), now)
-                    stats.blocked += 1
-                    self.hooks.emit("after_blocked", run, result.error or "blocked")
-                elif plan.retry_at is not None:
-                    stats.retried += 1
-                    self.hooks.emit("after_retry_scheduled", run, plan.retry_at - now, result.error)
-                else:
-                    tx.outbox_add(self._failed_events(run, result.error or "failed"), now)
-                    stats.failed += 1
-                    self.hooks.emit("after_failed", run, result.error)
-            if outputs:
-                tx.outbox_add(outputs, now)
-                self._record(tx, outputs, stats)
-                self._remember_own(outputs)
-        self._outbox_dirty = True
+        # an attempt that started and finished within one turn is written once, with its handle
+        plans = [
+            (
+                done,
+                self._plan(
+                    done.run, done.result, now, handles.pop((done.run.run_id, done.run.attempt), None)
+                ),
+            )
+            for done in dones
+        ]
+        if handles:
+            tx.set_running_many([(i, a, h) for (i, a), h in handles.items()], now)
+        finished = tx.finish_many([f for _, f in plans], now) if plans else set()
+        outputs: list[CompletionEvent] = []
+        for done, plan in plans:
+            run, result = done.run, done.result
+            if run.run_id not in finished:
+                continue
+            if result.succeeded:
+                stats.succeeded += 1
+                outputs += self._output_events(run, result, now)
+            elif plan.state == "blocked":
+                self._queue(tx, self._failed_events(run, result.error or "blocked"), now)
+                stats.blocked += 1
+                self.hooks.emit("after_blocked", run, result.error or "blocked")
+            elif plan.retry_at is not None:
+                stats.retried += 1
+                self.hooks.emit("after_retry_scheduled", run, plan.retry_at - now, result.error)
+            else:
+                self._queue(tx, self._failed_events(run, result.error or "failed"), now)
+                stats.failed += 1
+                self.hooks.emit("after_failed", run, result.error)
+        if outputs:
+            self._queue(tx, outputs, now)
         if dones:
             self._claim_due = 0.0  # pool slots were freed, or a retry was scheduled
-        return len(dones)
+        return outputs
 
-    def _plan(self, run: RunRow, result: RunResult, now: float) -> Finish:
+    def _plan(self, run: RunRow, result: RunResult, now: float, handle: Handle | None = None) -> Finish:
         """How an attempt ends: succeeded, blocked, retried after backoff, or failed for good.
 
         A launcher that reports details {"blocked": true} (the input does not fit, e.g. a model
@@ -468,19 +511,30 @@ class Coordinator:
         """
         details = dict(result.details) or None
         if result.succeeded:
-            return Finish(run.run_id, run.attempt, "succeeded", None, result.log_path, details=details)
+            return Finish(
+                run.run_id, run.attempt, "succeeded", None, result.log_path, details=details, handle=handle
+            )
         if result.details.get("blocked"):
-            return Finish(run.run_id, run.attempt, "blocked", result.error, result.log_path, details=details)
+            return Finish(
+                run.run_id,
+                run.attempt,
+                "blocked",
+                result.error,
+                result.log_path,
+                details=details,
+                handle=handle,
+            )
         job = self.spec.jobs.get(run.job)
         retry_at = None
         if job is not None and run.attempt < run.max_attempts:
             retry_at = now + job.retries.delay_s(run.attempt)
-        return Finish(run.run_id, run.attempt, "failed", result.error, result.log_path, retry_at, details)
+        return Finish(
+            run.run_id, run.attempt, "failed", result.error, result.log_path, retry_at, details, handle
+        )
 
     def _output_events(self, run: RunRow, result: RunResult, now: float) -> list[CompletionEvent]:
-        from datetime import UTC, datetime
-
         reports = {o.dataset: o for o in result.outputs}
+        produced_at = datetime.fromtimestamp(now, UTC)
         events = []
         for ds in self.spec.jobs[run.job].outputs:
             o = reports.get(ds)
@@ -491,7 +545,7 @@ class Coordinator:
                     partition=run.partition,
                     producer="coordinator",
                     producer_run_id=run.run_id,
-                    produced_at=datetime.fromtimestamp(now, UTC),
+                    produced_at=produced_at,
                     row_count=o.row_count if o else None,
                     location=o.location if o else None,
                     columns=o.columns if o else None,
@@ -501,14 +555,64 @@ class Coordinator:
         return events
 
     # ------------------------------------------------------------------ outbox
+    def _queue(self, tx: Tx, events: Sequence[CompletionEvent], now: float) -> None:
+        """Into the outbox, in the caller's transaction; published by this turn once it commits."""
+        if events:
+            tx.outbox_add(events, now)
+            self._queued.extend(events)
+
+    def _publish(self, events: Sequence[CompletionEvent]) -> None:
+        """Hand committed outbox events to the bus without waiting; their acknowledgements come
+        back through `_on_delivery` while the loop goes on, and `_delivered` collects them."""
+        if not events:
+            return
+        try:
+            self.publisher.publish_many(events, self._on_delivery)
+            self._publishing += len(events)
+        except BusError as exc:  # they stay unsent in the outbox; the relay publishes them later
+            log.warning("bus: outbox not published yet (%s)", exc)
+            self._outbox_dirty = True
+
+    def _on_delivery(self, event: CompletionEvent, error: str | None) -> None:
+        self._publishing -= 1
+        if error is None:
+            self._acked.append(event.event_id)
+        else:  # it stays unsent in the outbox; the relay publishes it again
+            log.warning("bus: event %s not delivered (%s)", event.event_id, error)
+            self._outbox_dirty = True
+
+    def _delivered(self, stats: RunStats, wait: bool = False) -> list[str]:
+        """Ids of the events published by earlier turns that the bus has confirmed since; with
+        `wait`, all of them."""
+        if not self._publishing and not self._acked:
+            return []
+        try:
+            if wait:
+                self.publisher.flush()
+            else:
+                self.publisher.poll()
+        except BusError as exc:  # unsent events stay in the outbox for the relay
+            log.warning("bus: outbox not published yet (%s)", exc)
+            self._outbox_dirty = True
+        ids, self._acked = self._acked, []
+        stats.published += len(ids)
+        return ids
+
+    def _settle(self, stats: RunStats) -> None:
+        """Wait for what was published and mark it sent (when the loop returns)."""
+        sent = self._delivered(stats, wait=True)
+        if sent:
+            with self.store.begin() as tx:
+                tx.outbox_mark_sent_events(sent, self.clock())
+
     def _relay(self, stats: RunStats) -> None:
-        if self._outbox_dirty:
-            self._outbox_dirty = False
-            try:
-                stats.published += OutboxRelay(self.store, self.publisher, self.clock).drain()
-            except BusError as exc:  # unsent events stay in the outbox for the next turn
-                log.warning("bus: outbox not published yet (%s)", exc)
-                self._outbox_dirty = True
+        """Publish whatever the outbox holds unsent from before (a crash, a bus outage)."""
+        self._outbox_dirty = False
+        try:
+            stats.published += OutboxRelay(self.store, self.publisher, self.clock).drain()
+        except BusError as exc:  # unsent events stay in the outbox for the next turn
+            log.warning("bus: outbox not published yet (%s)", exc)
+            self._outbox_dirty = True
 
     # ------------------------------------------------------------------ restart
     def _recover(self, stats: RunStats) -> None:

@@ -121,5 +121,6 @@ class TooManyRejects(PushError):
         self.rejected, self.total, self.reasons = rejected, total, reasons
         self.allowed_fraction = allowed_fraction
         detail = ", ".join(f"{reason}: {n}" for reason, n in sorted(reasons.items()))
-        super().__init__(f"{rejected} of {total} rows rejected "
-                         f"(more than {allowed_fraction:.2%} allowed): {detail}")
+        super().__init__(
+            f"{rejected} of {total} rows rejected (more than {allowed_fraction:.2%} allowed): {detail}"
+        )

@@ -183,4 +183,3 @@ def launched_command(run: RunRow) -> list[str] | None:
         return None
     argv = run.handle.data.get("argv")
     return [str(a) for a in argv] if isinstance(argv, list) else None
-

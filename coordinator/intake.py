@@ -44,8 +44,15 @@ class EventIntake:
 
     dead_letter_timeout_s = 120.0  # how long poll waits for dead letters to be durable (rides out outages)
 
-    def __init__(self, bus: Bus, settings: Settings, group_id: str | None = None,
-                 topics: Sequence[str] | None = None, *, codec: Codec | None = None) -> None:
+    def __init__(
+        self,
+        bus: Bus,
+        settings: Settings,
+        group_id: str | None = None,
+        topics: Sequence[str] | None = None,
+        *,
+        codec: Codec | None = None,
+    ) -> None:
         self.bus, self.settings = bus, settings
         self.group_id = group_id or settings.consumer_group
         self.topics = list(topics) if topics else [settings.topic_events]
@@ -99,10 +106,12 @@ class EventIntake:
             except BusError as exc:
                 log.warning("closing the consumer after a bus error failed too: %s", exc)
 
-    def commit(self, batch: IntakeBatch) -> None:
-        """Commit the offsets past every message of `batch` (synchronous). Raises BusError."""
+    def commit(self, batch: IntakeBatch, wait: bool = True) -> None:
+        """Commit the offsets past every message of `batch`. Raises BusError. `wait=False` lets the
+        bus confirm in the background: a commit lost to a crash only replays an already recorded
+        batch, which the state store ignores."""
         if batch.messages:
-            self._consumer_().commit(batch.messages)
+            self._consumer_().commit(batch.messages, wait=wait)
 
     def lag(self) -> int | None:
         return self._consumer_().lag()

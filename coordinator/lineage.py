@@ -59,8 +59,9 @@ class Lineage(Hook):
     """The hook. `emit` is injectable (tests, other transports); by default the HTTP transport
     posts to settings.lineage_url (its path, if any, is the endpoint)."""
 
-    def __init__(self, settings: Settings, spec: PipelineSpec,
-                 emit: Callable[[RunEvent], Any] | None = None) -> None:
+    def __init__(
+        self, settings: Settings, spec: PipelineSpec, emit: Callable[[RunEvent], Any] | None = None
+    ) -> None:
         self.settings, self.spec = settings, spec
         self.namespace = settings.lineage_namespace
         if emit is None:
@@ -118,10 +119,14 @@ class Lineage(Hook):
             run_facets["nominalTime"] = nominal
         if result is not None and not result.succeeded:
             run_facets["errorMessage"] = error_message_run.ErrorMessageRunFacet(
-                message=(result.error or "failed")[:10000], programmingLanguage="shell")
+                message=(result.error or "failed")[:10000], programmingLanguage="shell"
+            )
         job = self.spec.jobs.get(run.job)
-        job_facets = {"jobType": job_type_job.JobTypeJobFacet(
-            processingType="BATCH", integration="COORDINATOR", jobType=job.kind.upper() if job else "JOB")}
+        job_facets = {
+            "jobType": job_type_job.JobTypeJobFacet(
+                processingType="BATCH", integration="COORDINATOR", jobType=job.kind.upper() if job else "JOB"
+            )
+        }
         reports = {o.dataset: o for o in (result.outputs if result else ())}
         outputs = []
         for ds in job.outputs if job else ():
@@ -129,16 +134,20 @@ class Lineage(Hook):
             output_facets: dict[str, Any] = {}
             if result is not None and result.succeeded:
                 facets["version"] = dataset_version_dataset.DatasetVersionDatasetFacet(
-                    datasetVersion=output_event_id(run.run_id, run.attempt, ds, "succeeded"))
+                    datasetVersion=output_event_id(run.run_id, run.attempt, ds, "succeeded")
+                )
                 report = reports.get(ds)
                 if report is not None and report.columns:
                     facets["schema"] = _schema(report.columns)
                 if report is not None and report.row_count is not None:
                     output_facets["outputStatistics"] = (
                         output_statistics_output_dataset.OutputStatisticsOutputDatasetFacet(
-                            rowCount=report.row_count))
-            outputs.append(OutputDataset(namespace=self.namespace, name=ds, facets=facets,
-                                         outputFacets=output_facets))
+                            rowCount=report.row_count
+                        )
+                    )
+            outputs.append(
+                OutputDataset(namespace=self.namespace, name=ds, facets=facets, outputFacets=output_facets)
+            )
         inputs = []
         for v in run.inputs:
             version = dataset_version_dataset.DatasetVersionDatasetFacet(datasetVersion=v.event_id)
@@ -168,9 +177,11 @@ class Lineage(Hook):
             return None
         start = start.replace(tzinfo=UTC)
         return nominal_time_run.NominalTimeRunFacet(
-            nominalStartTime=start.isoformat(), nominalEndTime=(start + step).isoformat())
+            nominalStartTime=start.isoformat(), nominalEndTime=(start + step).isoformat()
+        )
 
 
 def _schema(columns: Any) -> schema_dataset.SchemaDatasetFacet:
     return schema_dataset.SchemaDatasetFacet(
-        fields=[schema_dataset.SchemaDatasetFacetFields(name=c.name, type=str(c.type)) for c in columns])
+        fields=[schema_dataset.SchemaDatasetFacetFields(name=c.name, type=str(c.type)) for c in columns]
+    )

@@ -55,16 +55,28 @@ class Metrics(Hook):
         self.registry = registry or CollectorRegistry()
         self.clock = clock
         r = self.registry
-        self.events = Counter("coord_events_consumed", "New completion events recorded", ["status"],
-                              registry=r)
-        self.dead_letters = Counter("coord_events_dead_lettered", "Bus messages dead-lettered", ["reason"],
-                                    registry=r)
+        self.events = Counter(
+            "coord_events_consumed", "New completion events recorded", ["status"], registry=r
+        )
+        self.dead_letters = Counter(
+            "coord_events_dead_lettered", "Bus messages dead-lettered", ["reason"], registry=r
+        )
         self.runs = Counter("coord_runs_finished", "Runs that ended", ["job", "state"], registry=r)
         self.attempts = Counter("coord_run_attempts", "Attempts that ended", ["job", "outcome"], registry=r)
-        self.latency = Histogram("coord_event_to_launch_seconds", "Newest input produced to launch",
-                                 ["job"], buckets=LATENCY_BUCKETS, registry=r)
-        self.duration = Histogram("coord_run_duration_seconds", "One attempt, claim to end",
-                                  ["job", "outcome"], buckets=DURATION_BUCKETS, registry=r)
+        self.latency = Histogram(
+            "coord_event_to_launch_seconds",
+            "Newest input produced to launch",
+            ["job"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.duration = Histogram(
+            "coord_run_duration_seconds",
+            "One attempt, claim to end",
+            ["job", "outcome"],
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
         self.rows = Counter("coord_rows", "Rows reported by pushes", ["job", "kind"], registry=r)
 
     def watch(self, store: StateStore, lag: Callable[[], int | None] | None = None) -> Metrics:
@@ -142,8 +154,11 @@ class _StoreCollector(Collector):
                 log.exception("metrics: measuring the bus lag failed")
                 lag = None
             if lag is not None:
-                yield GaugeMetricFamily("coord_bus_lag_messages", "Messages not yet committed by the "
-                                        "coordinator's consumer group", value=lag)
+                yield GaugeMetricFamily(
+                    "coord_bus_lag_messages",
+                    "Messages not yet committed by the coordinator's consumer group",
+                    value=lag,
+                )
 
 
 def group_lag(settings: Settings) -> Callable[[], int | None]:
@@ -153,8 +168,9 @@ def group_lag(settings: Settings) -> Callable[[], int | None]:
         from coordinator.bus.local import LocalBus
 
         def local() -> int | None:
-            consumer = LocalBus(settings.home / "bus.db").consumer(settings.consumer_group,
-                                                                   [settings.topic_events])
+            consumer = LocalBus(settings.home / "bus.db").consumer(
+                settings.consumer_group, [settings.topic_events]
+            )
             try:
                 return consumer.lag()
             finally:
@@ -165,13 +181,19 @@ def group_lag(settings: Settings) -> Callable[[], int | None]:
     def kafka() -> int | None:
         from confluent_kafka import Consumer, TopicPartition
 
-        conf = {"bootstrap.servers": settings.kafka_bootstrap_servers, **settings.kafka_security,
-                "group.id": settings.consumer_group, "enable.auto.commit": False}
+        conf = {
+            "bootstrap.servers": settings.kafka_bootstrap_servers,
+            **settings.kafka_security,
+            "group.id": settings.consumer_group,
+            "enable.auto.commit": False,
+        }
         consumer = Consumer(conf)
         try:
             meta = consumer.list_topics(settings.topic_events, timeout=5)
-            parts = [TopicPartition(settings.topic_events, p)
-                     for p in meta.topics[settings.topic_events].partitions]
+            parts = [
+                TopicPartition(settings.topic_events, p)
+                for p in meta.topics[settings.topic_events].partitions
+            ]
             total = 0
             for tp in consumer.committed(parts, timeout=5):
                 low, high = consumer.get_watermark_offsets(tp, timeout=5)

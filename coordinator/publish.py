@@ -15,10 +15,11 @@ function are reachable under one name.
 
 from __future__ import annotations
 
+import functools
 import sys
 import threading
 import types
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from coordinator.bus.base import Bus, Producer
@@ -53,14 +54,26 @@ class Publisher:
         """Queue one event. Raises EventError when it cannot be encoded, BusError when the bus fails."""
         self.producer.produce(self.topic, self.codec.encode(event), key=event.dataset.encode())
 
-    def publish_many(self, events: Iterable[CompletionEvent]) -> int:
-        """Queue every event (all are encoded first, so a bad one queues none); how many."""
+    def publish_many(
+        self,
+        events: Iterable[CompletionEvent],
+        on_delivery: Callable[[CompletionEvent, str | None], None] | None = None,
+    ) -> int:
+        """Queue every event (all are encoded first, so a bad one queues none); how many.
+        `on_delivery(event, error)` is called from a later `poll` or `flush` once the bus has
+        the event (error None) or has refused it."""
         encode = self.codec.encode
-        encoded = [(encode(e), e.dataset.encode()) for e in events]
-        producer = self.producer
-        for value, key in encoded:
-            producer.produce(self.topic, value, key=key)
+        encoded = [(e, encode(e), e.dataset.encode()) for e in events]
+        producer, topic = self.producer, self.topic
+        for event, value, key in encoded:
+            callback = None if on_delivery is None else functools.partial(on_delivery, event)
+            producer.produce(topic, value, key=key, on_delivery=callback)
         return len(encoded)
+
+    def poll(self) -> None:
+        """Serve delivery callbacks for what the bus has confirmed, without waiting."""
+        if self._producer is not None:
+            self._producer.poll()
 
     def flush(self, timeout: float = 30.0) -> None:
         if self._producer is not None:
@@ -80,31 +93,55 @@ class Publisher:
         self.close()
 
 
-def build_event(dataset: str, partition: str | None = None, *, status: str | Status = Status.SUCCEEDED,
-                row_count: int | None = None, location: str | None = None,
-                columns: Sequence[Column | Mapping[str, Any]] | None = None,
-                attributes: Mapping[str, str] | None = None, producer: str = "sdk",
-                producer_run_id: str | None = None, error: str | None = None,
-                event_id: str | None = None) -> CompletionEvent:
+def build_event(
+    dataset: str,
+    partition: str | None = None,
+    *,
+    status: str | Status = Status.SUCCEEDED,
+    row_count: int | None = None,
+    location: str | None = None,
+    columns: Sequence[Column | Mapping[str, Any]] | None = None,
+    attributes: Mapping[str, str] | None = None,
+    producer: str = "sdk",
+    producer_run_id: str | None = None,
+    error: str | None = None,
+    event_id: str | None = None,
+) -> CompletionEvent:
     """A validated completion event from plain arguments; EventError (with reason) when invalid."""
     fields: dict[str, Any] = {
-        "dataset": dataset, "partition": partition, "status": status, "row_count": row_count,
-        "location": location, "producer": producer, "producer_run_id": producer_run_id, "error": error,
+        "dataset": dataset,
+        "partition": partition,
+        "status": status,
+        "row_count": row_count,
+        "location": location,
+        "producer": producer,
+        "producer_run_id": producer_run_id,
+        "error": error,
         "attributes": dict(attributes or {}),
-        "columns": None if columns is None else [
-            c.model_dump() if isinstance(c, Column) else dict(c) for c in columns],
+        "columns": None
+        if columns is None
+        else [c.model_dump() if isinstance(c, Column) else dict(c) for c in columns],
     }
     if event_id is not None:
         fields["event_id"] = event_id
     return event_from_json(fields)
 
 
-def publish(dataset: str, partition: str | None = None, *, status: str | Status = Status.SUCCEEDED,
-            row_count: int | None = None, location: str | None = None,
-            columns: Sequence[Column | Mapping[str, Any]] | None = None,
-            attributes: Mapping[str, str] | None = None, producer: str = "sdk",
-            producer_run_id: str | None = None, error: str | None = None, event_id: str | None = None,
-            settings: Settings | None = None) -> CompletionEvent:
+def publish(
+    dataset: str,
+    partition: str | None = None,
+    *,
+    status: str | Status = Status.SUCCEEDED,
+    row_count: int | None = None,
+    location: str | None = None,
+    columns: Sequence[Column | Mapping[str, Any]] | None = None,
+    attributes: Mapping[str, str] | None = None,
+    producer: str = "sdk",
+    producer_run_id: str | None = None,
+    error: str | None = None,
+    event_id: str | None = None,
+    settings: Settings | None = None,
+) -> CompletionEvent:
     """Publish "dataset (partition) is complete" (or failed) and wait until it is on the bus.
 
     Settings come from the environment (COORD_*) unless given. Returns the event published.
@@ -114,9 +151,19 @@ def publish(dataset: str, partition: str | None = None, *, status: str | Status 
     from coordinator.bus.factory import open_bus
     from coordinator.settings import Settings
 
-    event = build_event(dataset, partition, status=status, row_count=row_count, location=location,
-                        columns=columns, attributes=attributes, producer=producer,
-                        producer_run_id=producer_run_id, error=error, event_id=event_id)
+    event = build_event(
+        dataset,
+        partition,
+        status=status,
+        row_count=row_count,
+        location=location,
+        columns=columns,
+        attributes=attributes,
+        producer=producer,
+        producer_run_id=producer_run_id,
+        error=error,
+        event_id=event_id,
+    )
     settings = settings or Settings()
     with Publisher(open_bus(settings), settings) as publisher:
         publisher.publish(event)

@@ -39,8 +39,9 @@ class Settings(BaseSettings):
     # Engines
     spark_master: str = "local[*]"
     spark_submit: str | None = None
-    spark_conf: dict[str, str] = Field(default_factory=dict,
-                                       description="--conf defaults for every spark job (a job's conf wins)")
+    spark_conf: dict[str, str] = Field(
+        default_factory=dict, description="--conf defaults for every spark job (a job's conf wins)"
+    )
     mlflow_tracking_uri: str | None = None
 
     # Product database the reverse-ETL pushes write to (SQLAlchemy URL); default: SQLite under `home`

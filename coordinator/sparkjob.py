@@ -45,10 +45,24 @@ def argument_parser(description: str | None = None) -> argparse.ArgumentParser:
     """A parser with the coordinator's standard options; add the job's own before parsing."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--partition", default=None, help="the partition to build")
-    parser.add_argument("--input", dest="inputs", action="append", type=_pair, default=[],
-                        metavar="DATASET=LOCATION", help="an input version (repeatable)")
-    parser.add_argument("--output", dest="outputs", action="append", type=_pair, default=[],
-                        metavar="DATASET=LOCATION", help="an output location (repeatable)")
+    parser.add_argument(
+        "--input",
+        dest="inputs",
+        action="append",
+        type=_pair,
+        default=[],
+        metavar="DATASET=LOCATION",
+        help="an input version (repeatable)",
+    )
+    parser.add_argument(
+        "--output",
+        dest="outputs",
+        action="append",
+        type=_pair,
+        default=[],
+        metavar="DATASET=LOCATION",
+        help="an output location (repeatable)",
+    )
     return parser
 
 
@@ -88,8 +102,10 @@ class JobArgs:
         """(dataset, location) of output `name`, or of the only output when `name` is None."""
         candidates = [o for o in self.outputs if name is None or _matches(o[0], name)]
         if len(candidates) != 1:
-            raise JobArgumentError(f"expected one output{' named ' + repr(name) if name else ''}, "
-                                   f"got {[d for d, _ in candidates]}")
+            raise JobArgumentError(
+                f"expected one output{' named ' + repr(name) if name else ''}, "
+                f"got {[d for d, _ in candidates]}"
+            )
         dataset, location = candidates[0]
         if not location:
             raise JobArgumentError(f"output {dataset!r} has no location (set `output` in the job's settings)")
@@ -128,9 +144,15 @@ def _active_session(spark: SparkSession | None) -> SparkSession:
     return session
 
 
-def report_dataframe(df_or_path: DataFrame | str | os.PathLike[str], dataset: str,
-                     location: str | None = None, *, spark: SparkSession | None = None, fmt: str = "parquet",
-                     attributes: Mapping[str, str] | None = None) -> tuple[int, list[tuple[str, str]]]:
+def report_dataframe(
+    df_or_path: DataFrame | str | os.PathLike[str],
+    dataset: str,
+    location: str | None = None,
+    *,
+    spark: SparkSession | None = None,
+    fmt: str = "parquet",
+    attributes: Mapping[str, str] | None = None,
+) -> tuple[int, list[tuple[str, str]]]:
     """Report one output: its row count and columns (from the schema) and where it is.
 
     `df_or_path` is a DataFrame or the path the job wrote (read back with `fmt`). Also records
@@ -145,11 +167,18 @@ def report_dataframe(df_or_path: DataFrame | str | os.PathLike[str], dataset: st
         df = df_or_path
         session = _active_session(spark or df.sparkSession)
     row_count = df.count()
-    columns = [{"name": f.name, "type": f.dataType.simpleString(), "nullable": f.nullable}
-               for f in df.schema.fields]
+    columns = [
+        {"name": f.name, "type": f.dataType.simpleString(), "nullable": f.nullable} for f in df.schema.fields
+    ]
     result_file = _result_file(session)
-    report_output(dataset, location=absolute_location(location) if location else None, row_count=row_count,
-                  columns=columns, attributes=attributes, result_file=result_file)
+    report_output(
+        dataset,
+        location=absolute_location(location) if location else None,
+        row_count=row_count,
+        columns=columns,
+        attributes=attributes,
+        result_file=result_file,
+    )
     report_application(session, result_file=result_file)
     return row_count, [(str(c["name"]), str(c["type"])) for c in columns]
 
@@ -169,5 +198,6 @@ def session(app_name: str, conf: Mapping[str, str] | None = None) -> SparkSessio
 
 def report_application(spark: SparkSession, result_file: str | None = None) -> None:
     """Record the Spark application id in the run's details (the driver log has it too)."""
-    report_details({"spark_app_id": spark.sparkContext.applicationId},
-                   result_file=result_file or _result_file(spark))
+    report_details(
+        {"spark_app_id": spark.sparkContext.applicationId}, result_file=result_file or _result_file(spark)
+    )

@@ -29,8 +29,14 @@ log = logging.getLogger(__name__)
 class Watcher:
     """Listeners may define `dead_lettered(record: dict)` and `tick(now: float)`."""
 
-    def __init__(self, settings: Settings, bus: Bus, listeners: Iterable[Any],
-                 interval_s: float = 5.0, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        bus: Bus,
+        listeners: Iterable[Any],
+        interval_s: float = 5.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.settings, self.bus, self.listeners = settings, bus, list(listeners)
         self.interval_s, self.clock = interval_s, clock
         self.group_id = f"{settings.consumer_group}.observe"

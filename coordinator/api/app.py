@@ -1,6 +1,6 @@
 """The FastAPI application: built in one place from the settings and a publisher, never at import.
 
-    uvicorn --factory coordinator.api.app:app_from_environment
+uvicorn --factory coordinator.api.app:app_from_environment
 """
 
 from __future__ import annotations

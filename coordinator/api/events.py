@@ -67,8 +67,11 @@ async def post_event(request: Request, authorization: str | None = Header(defaul
     scheme, _, token = (authorization or "").partition(" ")
     expected = settings.api_token.get_secret_value()
     if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected.encode()):
-        raise HTTPException(401, detail={"reason": "unauthenticated", "detail": "bearer token required"},
-                            headers={"WWW-Authenticate": "Bearer"})
+        raise HTTPException(
+            401,
+            detail={"reason": "unauthenticated", "detail": "bearer token required"},
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     body = await _body(request, settings)
     try:
         event = event_from_json(body)

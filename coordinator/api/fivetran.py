@@ -62,16 +62,31 @@ def completion_events(payload: FivetranPayload, datasets: Sequence[str]) -> list
     created = parse_time(payload.created)
     run = payload.sync_id or payload.created
     attributes: Mapping[str, str] = {
-        k: v for k, v in {"connector_id": payload.connector_id, "connector_type": payload.connector_type,
-                          "fivetran_status": str(payload.data.get("status", ""))}.items() if v}
+        k: v
+        for k, v in {
+            "connector_id": payload.connector_id,
+            "connector_type": payload.connector_type,
+            "fivetran_status": str(payload.data.get("status", "")),
+        }.items()
+        if v
+    }
     error = None
     if status is Status.FAILED:
-        error = str(payload.data.get("reason") or payload.data.get("message")
-                    or f"Fivetran sync ended with status {payload.data.get('status')}")
+        error = str(
+            payload.data.get("reason")
+            or payload.data.get("message")
+            or f"Fivetran sync ended with status {payload.data.get('status')}"
+        )
     events = []
     for dataset in datasets:
-        fields: dict[str, Any] = dict(dataset=dataset, status=status, producer="fivetran",
-                                      producer_run_id=run, error=error, attributes=dict(attributes))
+        fields: dict[str, Any] = dict(
+            dataset=dataset,
+            status=status,
+            producer="fivetran",
+            producer_run_id=run,
+            error=error,
+            attributes=dict(attributes),
+        )
         if run:  # Fivetran retries deliveries: the same sync must give the same event ids
             fields["event_id"] = f"fivetran:{payload.connector_id}:{run}:{dataset}"
         if created:

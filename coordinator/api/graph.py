@@ -64,6 +64,7 @@ def layers(spec: PipelineSpec) -> list[list[str]]:
         out[depth[node]].append(node)
     index: dict[str, float] = {}
     for layer in out:
+
         def key(node: str) -> float:
             ps = [index[p] for p in preds[node] if p in index]
             return sum(ps) / len(ps) if ps else float(nodes.index(node))
@@ -103,7 +104,7 @@ def render_svg(spec: PipelineSpec, jobs: dict[str, JobState], complete: set[str]
             parts.append(
                 f'<g class="node job state-{escape(st.state)}" data-job="{escape(name)}" '
                 f'data-state="{escape(st.state)}"{run} tabindex="0">'
-                f'<title>{escape(name)}: {escape(st.state)}</title>'
+                f"<title>{escape(name)}: {escape(st.state)}</title>"
                 f'<rect x="{x}" y="{y}" width="{NODE_W}" height="{NODE_H}" rx="8" />'
                 f'<text x="{x + NODE_W / 2}" y="{y + 16}">{label}</text>'
                 f'<text class="sub" x="{x + NODE_W / 2}" y="{y + 31}">{escape(st.state)}</text></g>'
@@ -112,7 +113,7 @@ def render_svg(spec: PipelineSpec, jobs: dict[str, JobState], complete: set[str]
             state = "complete" if name in complete else "missing"
             parts.append(
                 f'<g class="node dataset state-{state}" data-dataset="{escape(name)}" data-state="{state}">'
-                f'<title>{escape(name)}: {state}</title>'
+                f"<title>{escape(name)}: {state}</title>"
                 f'<rect x="{x}" y="{y + 4}" width="{NODE_W}" height="{NODE_H - 8}" rx="15" />'
                 f'<text x="{x + NODE_W / 2}" y="{y + 24}">{label}</text></g>'
             )

@@ -53,14 +53,26 @@ def _authorize(settings: Settings, authorization: str | None) -> None:
     scheme, _, token = (authorization or "").partition(" ")
     expected = settings.api_token.get_secret_value()
     if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected.encode()):
-        raise HTTPException(401, detail={"reason": "unauthenticated", "detail": "bearer token required"},
-                            headers={"WWW-Authenticate": "Bearer"})
+        raise HTTPException(
+            401,
+            detail={"reason": "unauthenticated", "detail": "bearer token required"},
+            headers={"WWW-Authenticate": "Bearer"},
+        )
 
 
 def _run_json(run: RunRow) -> dict[str, Any]:
-    return {"run_id": run.run_id, "job": run.job, "partition": run.partition, "state": run.state,
-            "attempt": run.attempt, "max_attempts": run.max_attempts, "error": run.error,
-            "created_at": run.created_at, "started_at": run.started_at, "finished_at": run.finished_at}
+    return {
+        "run_id": run.run_id,
+        "job": run.job,
+        "partition": run.partition,
+        "state": run.state,
+        "attempt": run.attempt,
+        "max_attempts": run.max_attempts,
+        "error": run.error,
+        "created_at": run.created_at,
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
+    }
 
 
 # ---------------------------------------------------------------------- pages
@@ -117,8 +129,11 @@ def graph(request: Request, partition: str | None = None) -> dict[str, Any]:
         key = None if spec.partitioning(ds) == "none" else partition
         if (ds, key) in versions:
             complete.add(ds)
-    return {"partition": partition, "svg": render_svg(spec, jobs, complete),
-            "jobs": {j: {"state": s.state, "run_id": s.run_id} for j, s in jobs.items()}}
+    return {
+        "partition": partition,
+        "svg": render_svg(spec, jobs, complete),
+        "jobs": {j: {"state": s.state, "run_id": s.run_id} for j, s in jobs.items()},
+    }
 
 
 @router.get("/api/grid")
@@ -130,8 +145,12 @@ def grid(request: Request, last: int = Query(7, ge=1, le=200)) -> dict[str, Any]
         keys = sorted(_partition_keys(tx))[-last:]
         wanted = [*keys, ""]
         versions = _versions_at(tx, wanted)
-        recent = [RunRow.of(row) for row in tx.conn.execute(
-            select(r_).where(r_.c.partition_key.in_(wanted)).order_by(r_.c.created_at, r_.c.run_id))]
+        recent = [
+            RunRow.of(row)
+            for row in tx.conn.execute(
+                select(r_).where(r_.c.partition_key.in_(wanted)).order_by(r_.c.created_at, r_.c.run_id)
+            )
+        ]
     run_state: dict[tuple[str, str | None], RunRow] = {}
     for r in recent:  # oldest first: the newest run wins
         run_state[(r.job, r.partition)] = r
@@ -144,24 +163,44 @@ def grid(request: Request, last: int = Query(7, ge=1, le=200)) -> dict[str, Any]
             v = by_key.get((ds, key))
             run = run_state.get((producer, key)) if producer else None
             state = run.state if run and run.state != "succeeded" else ("complete" if v else "missing")
-            cells.append({"partition": key, "state": state, "run_id": run.run_id if run else None,
-                          "event_id": v.event_id if v else None,
-                          "age_s": round(now - v.produced_at) if v else None})
+            cells.append(
+                {
+                    "partition": key,
+                    "state": state,
+                    "run_id": run.run_id if run else None,
+                    "event_id": v.event_id if v else None,
+                    "age_s": round(now - v.produced_at) if v else None,
+                }
+            )
         newest = max((v.produced_at for (d, _), v in by_key.items() if d == ds), default=None)
-        rows.append({"dataset": ds, "producer": producer, "partitioned": spec.partitioning(ds) != "none",
-                     "fresh_s": round(now - newest) if newest else None, "cells": cells})
+        rows.append(
+            {
+                "dataset": ds,
+                "producer": producer,
+                "partitioned": spec.partitioning(ds) != "none",
+                "fresh_s": round(now - newest) if newest else None,
+                "cells": cells,
+            }
+        )
     return {"partitions": keys, "rows": rows}
 
 
 def _versions_at(tx: Tx, keys: list[str]) -> list[Version]:
     t = S.partitions
-    return [Version(m.event_id, m.dataset, unkey(m.partition_key), m.produced_at, m.row_count, m.location)
-            for m in tx.conn.execute(select(t).where(t.c.partition_key.in_(keys)))]
+    return [
+        Version(m.event_id, m.dataset, unkey(m.partition_key), m.produced_at, m.row_count, m.location)
+        for m in tx.conn.execute(select(t).where(t.c.partition_key.in_(keys)))
+    ]
 
 
 @router.get("/api/runs")
-def runs(request: Request, job: str | None = None, state: str | None = None,
-         partition: str | None = None, limit: int = Query(50, ge=1, le=1000)) -> dict[str, Any]:
+def runs(
+    request: Request,
+    job: str | None = None,
+    state: str | None = None,
+    partition: str | None = None,
+    limit: int = Query(50, ge=1, le=1000),
+) -> dict[str, Any]:
     _, _, store = _ctx(request)
     with store.begin() as tx:
         rows = tx.list_runs(job=job, states=[state] if state else None, partition=partition, limit=limit)
@@ -182,11 +221,22 @@ def run_detail(request: Request, run_id: str, lines: int = Query(60, ge=1, le=20
     return {
         **_run_json(run),
         "command": history.launched_command(run),
-        "inputs": [{"dataset": v.dataset, "partition": v.partition, "event_id": v.event_id,
-                    "row_count": v.row_count} for v in run.inputs],
+        "inputs": [
+            {"dataset": v.dataset, "partition": v.partition, "event_id": v.event_id, "row_count": v.row_count}
+            for v in run.inputs
+        ],
         "attempts": attempts,
-        "outputs": [{"dataset": e.dataset, "partition": e.partition, "status": e.status.value,
-                     "event_id": e.event_id, "row_count": e.row_count, "error": e.error} for e in outputs],
+        "outputs": [
+            {
+                "dataset": e.dataset,
+                "partition": e.partition,
+                "status": e.status.value,
+                "event_id": e.event_id,
+                "row_count": e.row_count,
+                "error": e.error,
+            }
+            for e in outputs
+        ],
         "root_cause": _run_json(cause) if cause else None,
         "log": history.log_tail(log_path, lines) if log_path else "",
     }
@@ -205,8 +255,9 @@ def retry(request: Request, run_id: str, authorization: str | None = Header(defa
 
 
 @router.post("/api/jobs/{job}/rerun")
-def rerun(request: Request, job: str, partition: str | None = None,
-          authorization: str | None = Header(default=None)) -> dict[str, Any]:
+def rerun(
+    request: Request, job: str, partition: str | None = None, authorization: str | None = Header(default=None)
+) -> dict[str, Any]:
     settings, spec, store = _ctx(request)
     _authorize(settings, authorization)
     if job not in spec.jobs:

@@ -15,7 +15,7 @@ Delivery contract, shared by all adapters and checked by tests/bus contract test
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 
@@ -38,15 +38,31 @@ class TopicSpec:
     config: dict[str, str] = field(default_factory=dict)
 
 
+Delivered = Callable[[str | None], None]  # called with None once the bus has the message, else why not
+
+
 class Producer(abc.ABC):
     @abc.abstractmethod
-    def produce(self, topic: str, value: bytes, key: bytes | None = None,
-                headers: Sequence[tuple[str, bytes]] = ()) -> None:
-        """Queue one message; may block briefly for backpressure. Raises BusError."""
+    def produce(
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes | None = None,
+        headers: Sequence[tuple[str, bytes]] = (),
+        on_delivery: Delivered | None = None,
+    ) -> None:
+        """Queue one message; may block briefly for backpressure. Raises BusError.
+        `on_delivery` is called (from `poll` or `flush`, on the caller's thread) when the
+        message is durable on the bus, or with the reason it could not be."""
 
     @abc.abstractmethod
     def flush(self, timeout: float = 30.0) -> None:
         """Wait until everything produced so far is durable. Raises BusError on failure or timeout."""
+
+    @abc.abstractmethod
+    def poll(self) -> None:
+        """Serve the delivery callbacks of what the bus has confirmed so far, without waiting
+        for the rest. Raises BusError."""
 
     def close(self) -> None:
         self.flush()
@@ -64,8 +80,10 @@ class Consumer(abc.ABC):
         """Up to `max_messages` messages, waiting at most `timeout` seconds for the first. Raises BusError."""
 
     @abc.abstractmethod
-    def commit(self, messages: Sequence[Message]) -> None:
-        """Mark these messages (and all before them in their partitions) processed. Synchronous."""
+    def commit(self, messages: Sequence[Message], wait: bool = True) -> None:
+        """Mark these messages (and all before them in their partitions) processed; with `wait`
+        (the default) only returns once the bus has stored it. Without, the bus stores it in the
+        background, and `close` makes sure the last one is stored."""
 
     @abc.abstractmethod
     def close(self) -> None:

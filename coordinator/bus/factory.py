@@ -41,6 +41,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     specs = []
     for entry in entries:
         name = names.get(entry.get("role"), entry["name"])
-        specs.append(TopicSpec(name=name, partitions=int(entry["partitions"]),
-                               retention_ms=int(entry["retention_ms"])))
+        specs.append(
+            TopicSpec(name=name, partitions=int(entry["partitions"]), retention_ms=int(entry["retention_ms"]))
+        )
     return specs

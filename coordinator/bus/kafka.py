@@ -26,7 +26,7 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from confluent_kafka import Producer as _KProducer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from coordinator.bus.base import Bus, Consumer, Message, Producer, TopicSpec
+from coordinator.bus.base import Bus, Consumer, Delivered, Message, Producer, TopicSpec
 from coordinator.errors import BusError
 
 log = logging.getLogger(__name__)
@@ -51,9 +51,16 @@ CONSUMER_DEFAULTS: dict[str, Any] = {
 }
 # Errors that only say "not now": the operation is retried instead of failing.
 _RETRIABLE = {
-    KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._TIMED_OUT, KafkaError._WAIT_COORD,
-    KafkaError.COORDINATOR_NOT_AVAILABLE, KafkaError.NOT_COORDINATOR, KafkaError.REQUEST_TIMED_OUT,
-    KafkaError.COORDINATOR_LOAD_IN_PROGRESS, KafkaError.NETWORK_EXCEPTION, KafkaError._NO_OFFSET,
+    KafkaError._TRANSPORT,
+    KafkaError._ALL_BROKERS_DOWN,
+    KafkaError._TIMED_OUT,
+    KafkaError._WAIT_COORD,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+    KafkaError.NOT_COORDINATOR,
+    KafkaError.REQUEST_TIMED_OUT,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    KafkaError.NETWORK_EXCEPTION,
+    KafkaError._NO_OFFSET,
 }
 # Message-level errors a consumer can ignore: end of partition, a topic not created yet.
 _IGNORED = {KafkaError._PARTITION_EOF, KafkaError.UNKNOWN_TOPIC_OR_PART}
@@ -71,9 +78,14 @@ class KafkaBus(Bus):
     """A Kafka cluster at `bootstrap_servers`; `config` adds librdkafka settings (security, tuning)
     to producers, consumers and the admin client alike. Nothing connects until first use."""
 
-    def __init__(self, bootstrap_servers: str, config: Mapping[str, Any] | None = None, *,
-                 producer_config: Mapping[str, Any] | None = None,
-                 consumer_config: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        config: Mapping[str, Any] | None = None,
+        *,
+        producer_config: Mapping[str, Any] | None = None,
+        consumer_config: Mapping[str, Any] | None = None,
+    ) -> None:
         self.bootstrap_servers = bootstrap_servers
         self.config = {"bootstrap.servers": bootstrap_servers, **(config or {})}
         self.producer_config = {**PRODUCER_DEFAULTS, **(producer_config or {})}
@@ -90,10 +102,18 @@ class KafkaBus(Bus):
             return
         try:
             admin = AdminClient({**self.config, "logger": _driver_log})
-            futures = admin.create_topics([
-                NewTopic(t.name, num_partitions=t.partitions, replication_factor=-1,
-                         config={"retention.ms": str(t.retention_ms), **t.config})
-                for t in topics], request_timeout=timeout)
+            futures = admin.create_topics(
+                [
+                    NewTopic(
+                        t.name,
+                        num_partitions=t.partitions,
+                        replication_factor=-1,
+                        config={"retention.ms": str(t.retention_ms), **t.config},
+                    )
+                    for t in topics
+                ],
+                request_timeout=timeout,
+            )
             for name, future in futures.items():
                 try:
                     future.result(timeout)
@@ -132,16 +152,28 @@ class KafkaProducer(Producer):
                 raise _bus_error("creating a producer", exc) from exc
         return self._producer
 
-    def produce(self, topic: str, value: bytes, key: bytes | None = None,
-                headers: Sequence[tuple[str, bytes]] = ()) -> None:
+    def produce(
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes | None = None,
+        headers: Sequence[tuple[str, bytes]] = (),
+        on_delivery: Delivered | None = None,
+    ) -> None:
         if self._fatal:
             raise BusError(f"kafka producer is unusable: {self._fatal}")
         producer = self._client()
+        report = self._on_delivery
+        if on_delivery is not None:
+
+            def report(error: KafkaError | None, message: Any) -> None:
+                self._on_delivery(error, message)
+                on_delivery(None if error is None else str(error))
+
         deadline = None
         while True:
             try:
-                producer.produce(topic, value, key, headers=list(headers) or None,
-                                 on_delivery=self._on_delivery)
+                producer.produce(topic, value, key, headers=list(headers) or None, on_delivery=report)
                 return
             except BufferError:
                 # The local queue is full: serve delivery reports until there is room (backpressure).
@@ -167,6 +199,13 @@ class KafkaProducer(Producer):
         if self._fatal:
             raise BusError(f"kafka producer is unusable: {self._fatal}")
 
+    def poll(self) -> None:
+        if self._producer is not None:
+            try:
+                self._producer.poll(0)
+            except KafkaException as exc:
+                raise _bus_error("poll", exc) from exc
+
     def close(self) -> None:
         try:
             self.flush()
@@ -175,13 +214,15 @@ class KafkaProducer(Producer):
 
 
 class KafkaConsumer(Consumer):
-    def __init__(self, config: Mapping[str, Any], topics: Sequence[str],
-                 commit_timeout_s: float = 60.0) -> None:
+    def __init__(
+        self, config: Mapping[str, Any], topics: Sequence[str], commit_timeout_s: float = 60.0
+    ) -> None:
         self._config = {"logger": _driver_log, **config}
         self._config.setdefault("error_cb", self._on_error)
         self.topics = list(topics)
         self.commit_timeout_s = commit_timeout_s
         self._consumer: _KConsumer | None = None
+        self._unconfirmed: dict[tuple[str, int], int] = {}  # committed in the background
 
     @staticmethod
     def _on_error(error: KafkaError) -> None:
@@ -220,11 +261,20 @@ class KafkaConsumer(Consumer):
                     continue
                 raise BusError(f"kafka consume failed: {error}")
             headers = m.headers()
-            append(Message(m.topic(), m.partition(), m.offset(), m.key(), m.value(),
-                           tuple(headers) if headers else (), m.timestamp()[1]))
+            append(
+                Message(
+                    m.topic(),
+                    m.partition(),
+                    m.offset(),
+                    m.key(),
+                    m.value(),
+                    tuple(headers) if headers else (),
+                    m.timestamp()[1],
+                )
+            )
         return out
 
-    def commit(self, messages: Sequence[Message]) -> None:
+    def commit(self, messages: Sequence[Message], wait: bool = True) -> None:
         if not messages:
             return
         marks: dict[tuple[str, int], int] = {}
@@ -233,6 +283,13 @@ class KafkaConsumer(Consumer):
                 marks[(m.topic, m.partition)] = m.offset + 1
         offsets = [TopicPartition(t, p, o) for (t, p), o in marks.items()]
         consumer = self._client()
+        if not wait:
+            self._unconfirmed.update(marks)
+            try:
+                consumer.commit(offsets=offsets, asynchronous=True)
+                return
+            except KafkaException as exc:  # not even queued: commit synchronously below
+                log.info("kafka commit in the background refused (%s); committing now", exc.args[0])
         deadline = time.monotonic() + self.commit_timeout_s
         pause = 0.1
         while True:
@@ -263,6 +320,15 @@ class KafkaConsumer(Consumer):
             raise _bus_error("lag", exc) from exc
 
     def close(self) -> None:
+        if self._consumer is not None and self._unconfirmed:
+            # the last background commits, made sure of: a clean stop replays nothing
+            marks, self._unconfirmed = self._unconfirmed, {}
+            try:
+                self._consumer.commit(
+                    offsets=[TopicPartition(t, p, o) for (t, p), o in marks.items()], asynchronous=False
+                )
+            except KafkaException as exc:  # e.g. partitions moved away: the group replays, harmlessly
+                log.info("kafka: last offsets not committed on close (%s)", exc.args[0])
         if self._consumer is not None:
             consumer, self._consumer = self._consumer, None
             try:

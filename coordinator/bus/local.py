@@ -20,7 +20,7 @@ import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
-from coordinator.bus.base import Bus, Consumer, Message, Producer, TopicSpec
+from coordinator.bus.base import Bus, Consumer, Delivered, Message, Producer, TopicSpec
 from coordinator.errors import BusError
 
 _SCHEMA = """
@@ -42,8 +42,8 @@ CREATE TABLE IF NOT EXISTS group_offsets (
 );
 """
 
-_AUTO_FLUSH = 1000          # queued messages that trigger a write without waiting for flush()
-_RETENTION_EVERY_S = 60.0   # how often a producer prunes messages past their topic's retention
+_AUTO_FLUSH = 1000  # queued messages that trigger a write without waiting for flush()
+_RETENTION_EVERY_S = 60.0  # how often a producer prunes messages past their topic's retention
 
 
 def partition_for(key: bytes | None, partitions: int, counter: int) -> int:
@@ -64,8 +64,13 @@ def _headers_in(text: str | None) -> tuple[tuple[str, bytes], ...]:
 class LocalBus(Bus):
     """A bus in the SQLite file at `path` (created on first use, with its folder)."""
 
-    def __init__(self, path: str | Path, default_partitions: int = 3,
-                 default_retention_ms: int = 7 * 24 * 3600 * 1000, busy_timeout_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        default_partitions: int = 3,
+        default_retention_ms: int = 7 * 24 * 3600 * 1000,
+        busy_timeout_s: float = 30.0,
+    ) -> None:
         self.path = Path(path)
         self.default_partitions, self.default_retention_ms = default_partitions, default_retention_ms
         self.busy_timeout_s = busy_timeout_s
@@ -75,8 +80,9 @@ class LocalBus(Bus):
         """A new connection with the bus's pragmas; the schema is created on the first one."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=self.busy_timeout_s, isolation_level=None,
-                                   check_same_thread=False)
+            conn = sqlite3.connect(
+                self.path, timeout=self.busy_timeout_s, isolation_level=None, check_same_thread=False
+            )
             conn.execute("PRAGMA journal_mode=WAL")
             # NORMAL in WAL mode survives a process crash (what at-least-once needs); FULL would
             # also survive power loss at several times the cost per flush.
@@ -139,22 +145,43 @@ class LocalProducer(Producer):
         self._conn: sqlite3.Connection | None = None
         self._queue: list[tuple[str, bytes, bytes | None, str | None, int]] = []
         self._lock = threading.Lock()
+        self._waiting: list[Delivered] = []  # callbacks of queued messages
+        self._durable: list[Delivered] = []  # callbacks of written messages, not called yet
         self._counter = 0
         self._partitions: dict[str, int] = {}
         self._pruned_at = 0.0
 
-    def produce(self, topic: str, value: bytes, key: bytes | None = None,
-                headers: Sequence[tuple[str, bytes]] = ()) -> None:
+    def produce(
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes | None = None,
+        headers: Sequence[tuple[str, bytes]] = (),
+        on_delivery: Delivered | None = None,
+    ) -> None:
         if not isinstance(value, bytes | bytearray):
             raise BusError(f"message values are bytes, got {type(value).__name__}")
         with self._lock:
             self._queue.append((topic, bytes(value), key, _headers_out(headers), int(time.time() * 1000)))
+            if on_delivery is not None:
+                self._waiting.append(on_delivery)
             if len(self._queue) >= _AUTO_FLUSH:
                 self._write()
 
     def flush(self, timeout: float = 30.0) -> None:
         with self._lock:
             self._write()
+        self._serve()
+
+    def poll(self) -> None:
+        """The embedded bus writes on flush: confirming deliveries is writing what is queued."""
+        self.flush()
+
+    def _serve(self) -> None:
+        with self._lock:
+            done, self._durable = self._durable, []
+        for callback in done:
+            callback(None)
 
     def close(self) -> None:
         try:
@@ -177,8 +204,9 @@ class LocalProducer(Producer):
                 for topic, value, key, headers, ts in self._queue:
                     partitions = self._partitions.get(topic)
                     if partitions is None:
-                        partitions = _create_topic(conn, topic, self.bus.default_partitions,
-                                                   self.bus.default_retention_ms)
+                        partitions = _create_topic(
+                            conn, topic, self.bus.default_partitions, self.bus.default_retention_ms
+                        )
                         self._partitions[topic] = partitions
                     partition = partition_for(key, partitions, self._counter)
                     self._counter += 1
@@ -191,20 +219,25 @@ class LocalProducer(Producer):
                     rows.append((topic, partition, offset, key, value, headers, ts))
                     next_offsets[slot] = offset + 1
                 conn.executemany("INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
-                conn.executemany("UPDATE partitions SET next_offset = ? WHERE topic = ? AND partition = ?",
-                                 [(o, t, p) for (t, p), o in next_offsets.items()])
+                conn.executemany(
+                    "UPDATE partitions SET next_offset = ? WHERE topic = ? AND partition = ?",
+                    [(o, t, p) for (t, p), o in next_offsets.items()],
+                )
                 if time.monotonic() - self._pruned_at > _RETENTION_EVERY_S:
                     self._prune(conn)
         except sqlite3.Error as exc:
             raise BusError(f"local bus {self.bus.path}: {exc}") from exc
         self._queue.clear()
+        self._durable += self._waiting
+        self._waiting = []
 
     def _prune(self, conn: sqlite3.Connection) -> None:
         now_ms = int(time.time() * 1000)
         conn.execute(
             "DELETE FROM messages"
             " WHERE timestamp_ms < ? - (SELECT retention_ms FROM topics WHERE name = topic)",
-            (now_ms,))
+            (now_ms,),
+        )
         self._pruned_at = time.monotonic()
 
 
@@ -226,13 +259,15 @@ class LocalConsumer(Consumer):
 
     def _ends(self, conn: sqlite3.Connection) -> dict[tuple[str, int], int]:
         marks = ",".join("?" * len(self.topics))
-        rows = conn.execute(f"SELECT topic, partition, next_offset FROM partitions WHERE topic IN ({marks})",
-                            self.topics).fetchall()
+        rows = conn.execute(
+            f"SELECT topic, partition, next_offset FROM partitions WHERE topic IN ({marks})", self.topics
+        ).fetchall()
         ends = {(t, p): n for t, p, n in rows}
         for slot in ends.keys() - self._positions.keys():
             row = conn.execute(
                 "SELECT offset FROM group_offsets WHERE group_id = ? AND topic = ? AND partition = ?",
-                (self.group_id, *slot)).fetchone()
+                (self.group_id, *slot),
+            ).fetchone()
             self._positions[slot] = row[0] if row else 0
         return ends
 
@@ -259,7 +294,8 @@ class LocalConsumer(Consumer):
             rows = conn.execute(
                 "SELECT offset, key, value, headers, timestamp_ms FROM messages"
                 " WHERE topic = ? AND partition = ? AND offset >= ? ORDER BY offset LIMIT ?",
-                (topic, partition, self._positions[(topic, partition)], room)).fetchall()
+                (topic, partition, self._positions[(topic, partition)], room),
+            ).fetchall()
             for offset, key, value, headers, ts in rows:
                 batch.append(Message(topic, partition, offset, key, value, _headers_in(headers), ts))
             if rows:
@@ -268,7 +304,7 @@ class LocalConsumer(Consumer):
                 break
         return batch
 
-    def commit(self, messages: Sequence[Message]) -> None:
+    def commit(self, messages: Sequence[Message], wait: bool = True) -> None:  # always synchronous
         if not messages:
             return
         marks: dict[tuple[str, int], int] = {}
@@ -283,7 +319,8 @@ class LocalConsumer(Consumer):
                     "INSERT INTO group_offsets VALUES (?, ?, ?, ?)"
                     " ON CONFLICT (group_id, topic, partition)"
                     " DO UPDATE SET offset = max(offset, excluded.offset)",
-                    [(self.group_id, t, p, o) for (t, p), o in marks.items()])
+                    [(self.group_id, t, p, o) for (t, p), o in marks.items()],
+                )
         except sqlite3.Error as exc:
             raise BusError(f"local bus {self.bus.path}: {exc}") from exc
 

@@ -36,10 +36,12 @@ def _fail(console: Console, exc: Exception) -> typer.Exit:
 
 
 @model_app.command("promote")
-def promote(name: str = typer.Argument(..., help="registered model name"),
-            version: str = typer.Argument(..., help="the version to promote"),
-            alias: str = typer.Option("champion", help="the alias to move"),
-            tracking_uri: str | None = TRACKING) -> None:
+def promote(
+    name: str = typer.Argument(..., help="registered model name"),
+    version: str = typer.Argument(..., help="the version to promote"),
+    alias: str = typer.Option("champion", help="the alias to move"),
+    tracking_uri: str | None = TRACKING,
+) -> None:
     """Point ALIAS of model NAME at VERSION and publish the change as a completion event."""
     from coordinator.scoring import registry
 
@@ -47,17 +49,21 @@ def promote(name: str = typer.Argument(..., help="registered model name"),
     uri = tracking_uri or settings.resolved_mlflow_uri()
     try:
         with _publisher(settings) as publisher:
-            before, event = registry.promote(uri, name, version, publisher, alias=alias,
-                                             state_path=registry.state_path_for(settings.home))
+            before, event = registry.promote(
+                uri, name, version, publisher, alias=alias, state_path=registry.state_path_for(settings.home)
+            )
     except CoordinatorError as exc:
         raise _fail(console, exc) from None
-    console.print(f"{name}@{alias}: version {before or '(none)'} → {version}; "
-                  f"published {event.dataset} (event {event.event_id})")
+    console.print(
+        f"{name}@{alias}: version {before or '(none)'} → {version}; "
+        f"published {event.dataset} (event {event.event_id})"
+    )
 
 
 @model_app.command("show")
-def show(name: str = typer.Argument(..., help="registered model name"),
-         tracking_uri: str | None = TRACKING) -> None:
+def show(
+    name: str = typer.Argument(..., help="registered model name"), tracking_uri: str | None = TRACKING
+) -> None:
     """List the versions of model NAME with their aliases."""
     from mlflow.exceptions import MlflowException
 
@@ -85,11 +91,13 @@ def show(name: str = typer.Argument(..., help="registered model name"),
 
 
 @model_app.command("watch")
-def watch(models: list[str] = typer.Argument(..., help="NAME@ALIAS to watch (repeatable)"),
-          interval: float = typer.Option(30.0, min=0.1, help="seconds between polls"),
-          once: bool = typer.Option(False, help="poll once and exit"),
-          count: int | None = typer.Option(None, min=1, help="stop after this many polls"),
-          tracking_uri: str | None = TRACKING) -> None:
+def watch(
+    models: list[str] = typer.Argument(..., help="NAME@ALIAS to watch (repeatable)"),
+    interval: float = typer.Option(30.0, min=0.1, help="seconds between polls"),
+    once: bool = typer.Option(False, help="poll once and exit"),
+    count: int | None = typer.Option(None, min=1, help="stop after this many polls"),
+    tracking_uri: str | None = TRACKING,
+) -> None:
     """Poll the registry and publish an event whenever a watched alias moves."""
     from coordinator.scoring import registry
     from coordinator.scoring.resolve import parse_ref
@@ -103,8 +111,9 @@ def watch(models: list[str] = typer.Argument(..., help="NAME@ALIAS to watch (rep
             raise typer.BadParameter("give each model as NAME@ALIAS")
         polls = 1 if once else count
         with _publisher(settings) as publisher:
-            poller = registry.RegistryPoller(uri, watched, publisher,
-                                             state_path=registry.state_path_for(settings.home))
+            poller = registry.RegistryPoller(
+                uri, watched, publisher, state_path=registry.state_path_for(settings.home)
+            )
             done = 0
             while polls is None or done < polls:
                 for line in registry.describe_moves(poller.poll_once()):

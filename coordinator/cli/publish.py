@@ -42,8 +42,9 @@ def read_columns(path: Path) -> list[dict[str, Any]]:
         return [{"name": str(k), "type": str(v)} for k, v in data.items()]
     if isinstance(data, list) and all(isinstance(c, dict) for c in data):
         return data
-    raise typer.BadParameter(f"{path}: expected a list of columns or a name: type mapping",
-                             param_hint="--columns-from")
+    raise typer.BadParameter(
+        f"{path}: expected a list of columns or a name: type mapping", param_hint="--columns-from"
+    )
 
 
 def publish_command(
@@ -75,9 +76,20 @@ def publish_command(
             raise typer.BadParameter("DATASET is required (or --from-dbt target/)")
         else:
             columns = read_columns(columns_from) if columns_from else None
-            events = [build_event(dataset, partition, status=status, row_count=rows, location=location,
-                                  columns=columns, attributes=_attributes(attr or []), producer=producer,
-                                  producer_run_id=run_id, error=error)]
+            events = [
+                build_event(
+                    dataset,
+                    partition,
+                    status=status,
+                    row_count=rows,
+                    location=location,
+                    columns=columns,
+                    attributes=_attributes(attr or []),
+                    producer=producer,
+                    producer_run_id=run_id,
+                    error=error,
+                )
+            ]
         settings = Settings()
         with Publisher(open_bus(settings), settings) as publisher:
             publisher.publish_many(events)

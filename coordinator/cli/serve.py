@@ -1,9 +1,9 @@
 """`coord serve SPEC`: the engine plus its HTTP side and observers, in one process.
 
-    coord serve pipeline.yaml [--host H] [--port P]
-        the engine (as `coord run`), and on http://H:P: the web UI (/ui), /metrics, POST /events
-        and the Fivetran webhook; alerts when COORD_ALERT_WEBHOOKS is set, OpenLineage events
-        when COORD_LINEAGE_URL is set; the watcher reads dead letters and checks deadlines.
+coord serve pipeline.yaml [--host H] [--port P]
+    the engine (as `coord run`), and on http://H:P: the web UI (/ui), /metrics, POST /events
+    and the Fivetran webhook; alerts when COORD_ALERT_WEBHOOKS is set, OpenLineage events
+    when COORD_LINEAGE_URL is set; the watcher reads dead letters and checks deadlines.
 """
 
 from __future__ import annotations
@@ -43,8 +43,10 @@ def serve(
 
     console = Console()
     loaded = load_or_exit(spec, console)
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     settings = Settings()
     stop = threading.Event()
     if threading.current_thread() is threading.main_thread():
@@ -71,14 +73,19 @@ def serve(
             stack.callback(watcher.stop)
             watcher.start()
             app = create_app(settings, metrics=metrics, spec=loaded, store=store)
-            server = uvicorn.Server(uvicorn.Config(app, host=host or settings.api_host,
-                                                   port=port or settings.api_port, log_level="warning"))
+            server = uvicorn.Server(
+                uvicorn.Config(
+                    app, host=host or settings.api_host, port=port or settings.api_port, log_level="warning"
+                )
+            )
             thread = threading.Thread(target=server.run, name="coord-http", daemon=True)
             thread.start()
             stack.callback(thread.join, 30)
             stack.callback(setattr, server, "should_exit", True)
-            console.print(f"serving on http://{host or settings.api_host}:{port or settings.api_port}/ui",
-                          highlight=False)
+            console.print(
+                f"serving on http://{host or settings.api_host}:{port or settings.api_port}/ui",
+                highlight=False,
+            )
             with Coordinator(loaded, settings, store=store, hooks=hooks) as coord:
                 coord.run(stop=stop.is_set)
     except KeyboardInterrupt:

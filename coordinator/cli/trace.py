@@ -70,7 +70,10 @@ def show(
         table.add_column(col, overflow="fold")
     for v in run.inputs:
         table.add_row(
-            v.dataset, v.partition or "", v.event_id, "" if v.row_count is None else str(v.row_count),
+            v.dataset,
+            v.partition or "",
+            v.event_id,
+            "" if v.row_count is None else str(v.row_count),
             v.location or "",
         )
     out(table)
@@ -79,16 +82,23 @@ def show(
         table.add_column(col, overflow="fold")
     for a in attempts:
         table.add_row(
-            str(a["attempt"]), a["state"], _when(a["started_at"]), _when(a["finished_at"]),
-            _took(a["started_at"], a["finished_at"]), (a["error"] or "")[:300],
+            str(a["attempt"]),
+            a["state"],
+            _when(a["started_at"]),
+            _when(a["finished_at"]),
+            _took(a["started_at"], a["finished_at"]),
+            (a["error"] or "")[:300],
             (a.get("details") or "")[:300],
         )
     out(table)
     if run.error:
         out(f"[red]error[/red]: {run.error}", highlight=False)
     if cause is not None and cause.run_id != run.run_id:
-        out(f"root cause: run {cause.run_id} {cause.job}[{cause.partition or ''}] {cause.state}: "
-            f"{cause.error}", highlight=False)
+        out(
+            f"root cause: run {cause.run_id} {cause.job}[{cause.partition or ''}] {cause.state}: "
+            f"{cause.error}",
+            highlight=False,
+        )
     if attempts:
         path = history.attempt_log(run, attempts[-1], settings.home)
         tail = history.log_tail(path, lines)

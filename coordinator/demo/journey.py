@@ -29,8 +29,11 @@ from coordinator.store.store import StateStore
 
 def spec_env(options: DemoOptions, settings: Settings) -> dict[str, str]:
     """What the example spec interpolates: the lake under the demo's home, the product database."""
-    return {**os.environ, "LAKE": str(options.lake),
-            "COORD_PRODUCT_DB_URL": settings.resolved_product_db_url()}
+    return {
+        **os.environ,
+        "LAKE": str(options.lake),
+        "COORD_PRODUCT_DB_URL": settings.resolved_product_db_url(),
+    }
 
 
 def load_example(options: DemoOptions, settings: Settings) -> PipelineSpec:
@@ -44,8 +47,9 @@ def ensure_model(settings: Settings) -> str:
     return ensure_champion(settings.resolved_mlflow_uri())
 
 
-def run_demo(options: DemoOptions, console: Console, live: bool = True,
-             settings: Settings | None = None) -> DemoSummary:
+def run_demo(
+    options: DemoOptions, console: Console, live: bool = True, settings: Settings | None = None
+) -> DemoSummary:
     from coordinator.engine import Coordinator
 
     started = time.time()
@@ -59,8 +63,9 @@ def run_demo(options: DemoOptions, console: Console, live: bool = True,
 
     with console.status("landing the raw EL tables (users, events)"):
         landed = landing.land(options.lake, days, options.users, options.seed)
-    console.print(f"landed {len(landed)} raw tables for {partitions[0]} … {partitions[-1]} "
-                  f"under {options.lake}")
+    console.print(
+        f"landed {len(landed)} raw tables for {partitions[0]} … {partitions[-1]} under {options.lake}"
+    )
     with console.status("making sure the churn model is registered (MLflow)"):
         version = ensure_model(settings)
     console.print(f"model churn@champion is version {version} ({settings.resolved_mlflow_uri()})")

@@ -86,8 +86,9 @@ def land(lake: Path, days: Sequence[date], n_users: int, seed: int = 7) -> list[
         folders = write_raw_day(lake, day, n_users=n_users, seed=seed)
         for table in TABLES:
             rows, columns, digest = _describe(Path(folders[table]))
-            landed.append(LandedTable(dataset_name(table), day.isoformat(), Path(folders[table]),
-                                      rows, columns, digest))
+            landed.append(
+                LandedTable(dataset_name(table), day.isoformat(), Path(folders[table]), rows, columns, digest)
+            )
     return landed
 
 

@@ -20,8 +20,14 @@ from rich.text import Text
 from coordinator.demo.summary import RunSummary
 
 STATES = ("waiting", "ready", "running", "succeeded", "failed", "blocked")
-STATE_STYLE = {"waiting": "dim", "ready": "cyan", "running": "yellow", "succeeded": "green",
-               "failed": "bold red", "blocked": "magenta"}
+STATE_STYLE = {
+    "waiting": "dim",
+    "ready": "cyan",
+    "running": "yellow",
+    "succeeded": "green",
+    "failed": "bold red",
+    "blocked": "magenta",
+}
 
 
 def runs_table(runs: Sequence[RunSummary], job_order: Sequence[str] = (), title: str | None = None) -> Table:
@@ -51,8 +57,14 @@ class LiveProgress(AbstractContextManager["LiveProgress"]):
     a busy store never interrupts the journey it is watching.
     """
 
-    def __init__(self, read_runs: Callable[[], Sequence[RunSummary]], job_order: Sequence[str],
-                 console: Console, status: Callable[[], str] = lambda: "", interval_s: float = 0.5) -> None:
+    def __init__(
+        self,
+        read_runs: Callable[[], Sequence[RunSummary]],
+        job_order: Sequence[str],
+        console: Console,
+        status: Callable[[], str] = lambda: "",
+        interval_s: float = 0.5,
+    ) -> None:
         self.read_runs, self.job_order, self.console = read_runs, tuple(job_order), console
         self.status, self.interval_s = status, interval_s
         self._stop = threading.Event()
@@ -64,8 +76,11 @@ class LiveProgress(AbstractContextManager["LiveProgress"]):
             runs = self.read_runs()
         except Exception as exc:  # a read racing a write; shown, retried on the next tick
             return Group(Text(f"(progress unavailable: {exc})", style="dim"))
-        return Group(runs_table(runs, self.job_order, title="runs by state"),
-                     Text(running_line(runs), style="yellow"), Text(self.status(), style="dim"))
+        return Group(
+            runs_table(runs, self.job_order, title="runs by state"),
+            Text(running_line(runs), style="yellow"),
+            Text(self.status(), style="dim"),
+        )
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval_s):

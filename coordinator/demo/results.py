@@ -30,7 +30,7 @@ from coordinator.store.store import RunRow
 
 PUSH_KIND = "reverse_etl"
 WRITTEN = ("inserted", "updated", "deleted")
-DAY_COLUMN = "score_date"          # the day a score is for, in the example's user_scores table
+DAY_COLUMN = "score_date"  # the day a score is for, in the example's user_scores table
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -71,9 +71,9 @@ class PushCounter(Hook):
 
 @dataclass(frozen=True)
 class TableFacts:
-    rows: int = 0                                  # rows in the table
-    users_on_day: int = 0                          # distinct users scored for the day asked
-    sample: list[dict[str, object]] = field(default_factory=list)   # a few rows of that day
+    rows: int = 0  # rows in the table
+    users_on_day: int = 0  # distinct users scored for the day asked
+    sample: list[dict[str, object]] = field(default_factory=list)  # a few rows of that day
 
 
 def table_facts(url: str, name: str, day_column: str, day: str, sample_rows: int = 5) -> TableFacts:
@@ -85,8 +85,13 @@ def table_facts(url: str, name: str, day_column: str, day: str, sample_rows: int
         with engine.connect() as conn:
             rows = conn.execute(select(func.count()).select_from(t)).scalar() or 0
             users = conn.execute(select(func.count(func.distinct(t.c.user_id))).where(on_day)).scalar() or 0
-            sample = conn.execute(select(text("*")).select_from(t).where(on_day)
-                                  .order_by(t.c.user_id).limit(sample_rows)).mappings().all()
+            sample = (
+                conn.execute(
+                    select(text("*")).select_from(t).where(on_day).order_by(t.c.user_id).limit(sample_rows)
+                )
+                .mappings()
+                .all()
+            )
     except SQLAlchemyError:
         return TableFacts()
     finally:
@@ -114,16 +119,31 @@ def look_command(url: str, name: str) -> str:
     return query
 
 
-def build_summary(options: DemoOptions, settings: Settings, spec: PipelineSpec, runs: list[RunSummary],
-                  started: float, launched: int, rows_pushed: int,
-                  day_column: str = DAY_COLUMN) -> DemoSummary:
+def build_summary(
+    options: DemoOptions,
+    settings: Settings,
+    spec: PipelineSpec,
+    runs: list[RunSummary],
+    started: float,
+    launched: int,
+    rows_pushed: int,
+    day_column: str = DAY_COLUMN,
+) -> DemoSummary:
     _, url, name = push_target(spec)
     latest = options.end_day.isoformat()
     facts = table_facts(url, name, day_column, latest)
     return DemoSummary(
         succeeded=bool(runs) and all(r.state == "succeeded" for r in runs) and facts.users_on_day > 0,
-        home=str(settings.home), product_db=masked(url), table=name, latest_day=latest,
-        runs_launched=launched, rows_pushed=rows_pushed, rows_in_table=facts.rows,
-        users_scored_latest_day=facts.users_on_day, sample=facts.sample, runs=runs,
-        seconds=round(time.time() - started, 1), look=look_command(url, name),
+        home=str(settings.home),
+        product_db=masked(url),
+        table=name,
+        latest_day=latest,
+        runs_launched=launched,
+        rows_pushed=rows_pushed,
+        rows_in_table=facts.rows,
+        users_scored_latest_day=facts.users_on_day,
+        sample=facts.sample,
+        runs=runs,
+        seconds=round(time.time() - started, 1),
+        look=look_command(url, name),
     )

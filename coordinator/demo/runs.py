@@ -22,8 +22,14 @@ def summarize(run: RunRow, now: float) -> RunSummary:
     if run.started_at is not None:
         seconds = round((run.finished_at or now) - run.started_at, 2) if run.state != "ready" else None
     error = run.error if run.state in ("failed", "blocked") else None
-    return RunSummary(job=run.job, partition=run.partition, state=state, seconds=seconds,
-                      attempts=max(run.attempt, 1), error=error)
+    return RunSummary(
+        job=run.job,
+        partition=run.partition,
+        state=state,
+        seconds=seconds,
+        attempts=max(run.attempt, 1),
+        error=error,
+    )
 
 
 def newest_runs(store: StateStore, jobs: Iterable[str], limit: int = 2000) -> list[RunRow]:
@@ -32,7 +38,7 @@ def newest_runs(store: StateStore, jobs: Iterable[str], limit: int = 2000) -> li
     with store.begin() as tx:
         rows = tx.list_runs(limit=limit)
     newest: dict[tuple[str, str | None], RunRow] = {}
-    for row in rows:                       # newest first
+    for row in rows:  # newest first
         if row.job in wanted:
             newest.setdefault((row.job, row.partition), row)
     return list(newest.values())

@@ -27,27 +27,37 @@ class DemoSummary(BaseModel):
 
     succeeded: bool
     home: str
-    product_db: str                 # SQLAlchemy URL of the product database (password masked)
+    product_db: str  # SQLAlchemy URL of the product database (password masked)
     table: str
     latest_day: str
-    runs_launched: int              # runs this invocation started (0: everything was done already)
-    rows_pushed: int                # rows written to the product database by this invocation
+    runs_launched: int  # runs this invocation started (0: everything was done already)
+    rows_pushed: int  # rows written to the product database by this invocation
     rows_in_table: int
     users_scored_latest_day: int
-    sample: list[dict[str, object]] = []   # the first rows of the table for the latest day
+    sample: list[dict[str, object]] = []  # the first rows of the table for the latest day
     runs: list[RunSummary]
     seconds: float
-    look: str                       # a command that shows the results
+    look: str  # a command that shows the results
 
     def print(self, console: Console) -> None:
         table = Table(title="runs", title_justify="left")
-        for name, justify in (("job", "left"), ("partition", "left"), ("state", "left"),
-                              ("seconds", "right"), ("attempts", "right")):
+        for name, justify in (
+            ("job", "left"),
+            ("partition", "left"),
+            ("state", "left"),
+            ("seconds", "right"),
+            ("attempts", "right"),
+        ):
             table.add_column(name, justify=justify)
         for run in self.runs:
             style = {"succeeded": "green", "failed": "red", "blocked": "red"}.get(run.state, "")
-            table.add_row(run.job, run.partition or "-", f"[{style}]{run.state}[/]" if style else run.state,
-                          "" if run.seconds is None else f"{run.seconds:.1f}", str(run.attempts))
+            table.add_row(
+                run.job,
+                run.partition or "-",
+                f"[{style}]{run.state}[/]" if style else run.state,
+                "" if run.seconds is None else f"{run.seconds:.1f}",
+                str(run.attempts),
+            )
         console.print(table)
         for run in self.runs:
             if run.error:
@@ -55,11 +65,15 @@ class DemoSummary(BaseModel):
         verdict = "[green]journey complete[/]" if self.succeeded else "[bold red]journey did not complete[/]"
         console.print(f"{verdict} in {self.seconds:.0f} s")
         if not self.runs_launched:
-            console.print("nothing new to do: these events were processed before (durations above are "
-                          "from then); land changed data, e.g. --seed 8, to see only changed rows pushed")
-        console.print(f"rows pushed now: [bold]{self.rows_pushed}[/] "
-                      f"(table {self.table} holds {self.rows_in_table} rows; "
-                      f"{self.users_scored_latest_day} users scored for {self.latest_day})")
+            console.print(
+                "nothing new to do: these events were processed before (durations above are "
+                "from then); land changed data, e.g. --seed 8, to see only changed rows pushed"
+            )
+        console.print(
+            f"rows pushed now: [bold]{self.rows_pushed}[/] "
+            f"(table {self.table} holds {self.rows_in_table} rows; "
+            f"{self.users_scored_latest_day} users scored for {self.latest_day})"
+        )
         if self.sample:
             rows = Table(title=f"{self.table}, first rows for {self.latest_day}", title_justify="left")
             for name, value in self.sample[0].items():

@@ -55,10 +55,10 @@ class RunContext:
     job: str
     partition: str | None
     attempt: int
-    settings: Mapping[str, object]          # the job's kind-specific settings from the spec
+    settings: Mapping[str, object]  # the job's kind-specific settings from the spec
     inputs: tuple[InputRef, ...]
-    outputs: tuple[str, ...]                # output dataset names
-    workdir: Path                           # a folder of this run's own (logs, result file)
+    outputs: tuple[str, ...]  # output dataset names
+    workdir: Path  # a folder of this run's own (logs, result file)
     timeout_s: float | None = None
     env: Mapping[str, str] = field(default_factory=dict)
 
@@ -80,7 +80,7 @@ class RunResult:
     error: str | None = None
     outputs: tuple[OutputReport, ...] = ()
     log_path: str | None = None
-    details: Mapping[str, object] = field(default_factory=dict)   # e.g. model version, push counts
+    details: Mapping[str, object] = field(default_factory=dict)  # e.g. model version, push counts
 
 
 @dataclass(frozen=True)

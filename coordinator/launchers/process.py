@@ -37,24 +37,43 @@ def _proc_start_time(pid: int) -> str | None:
         return None
 
 
-def start_process(kind: str, argv: Sequence[str], workdir: Path, env: Mapping[str, str] | None = None,
-                  cwd: Path | None = None) -> Handle:
+def start_process(
+    kind: str,
+    argv: Sequence[str],
+    workdir: Path,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> Handle:
     """Start `argv` detached in its own session; returns the durable handle. Raises LaunchError."""
     workdir.mkdir(parents=True, exist_ok=True)
     for name in (EXIT_NAME, RESULT_NAME):
         (workdir / name).unlink(missing_ok=True)
     child_env = {**os.environ, **(env or {}), RESULT_FILE_ENV: str(workdir / RESULT_NAME)}
     # The wrapper records the exit code even if nobody is waiting for the process any more.
-    script = f'{shlex.join(argv)}; echo $? > {shlex.quote(str(workdir / EXIT_NAME))}'
+    script = f"{shlex.join(argv)}; echo $? > {shlex.quote(str(workdir / EXIT_NAME))}"
     try:
         with open(workdir / LOG_NAME, "ab") as log:
-            proc = subprocess.Popen(["/bin/sh", "-c", script], stdout=log, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, env=child_env, cwd=cwd or workdir,
-                                    start_new_session=True)
+            proc = subprocess.Popen(
+                ["/bin/sh", "-c", script],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=child_env,
+                cwd=cwd or workdir,
+                start_new_session=True,
+            )
     except OSError as exc:
         raise LaunchError(f"cannot start {argv[0]!r}: {exc}") from exc
-    return Handle(kind, {"pid": proc.pid, "start_time": _proc_start_time(proc.pid), "workdir": str(workdir),
-                         "argv": list(argv), "started_at": time.time()})
+    return Handle(
+        kind,
+        {
+            "pid": proc.pid,
+            "start_time": _proc_start_time(proc.pid),
+            "workdir": str(workdir),
+            "argv": list(argv),
+            "started_at": time.time(),
+        },
+    )
 
 
 def is_alive(handle: Handle) -> bool:
@@ -113,8 +132,12 @@ def wait_process(handle: Handle, timeout_s: float | None, poll_s: float = 0.05) 
     while is_alive(handle):
         if timeout_s is not None and time.monotonic() - started > timeout_s:
             terminate(handle)
-            return RunResult(False, error=f"timed out after {timeout_s:g} s and was stopped",
-                             log_path=str(workdir / LOG_NAME), details={"timed_out": True})
+            return RunResult(
+                False,
+                error=f"timed out after {timeout_s:g} s and was stopped",
+                log_path=str(workdir / LOG_NAME),
+                details={"timed_out": True},
+            )
         time.sleep(poll_s)
     exit_file = workdir / EXIT_NAME
     code_text = exit_file.read_text().strip() if exit_file.exists() else ""
@@ -125,8 +148,13 @@ def wait_process(handle: Handle, timeout_s: float | None, poll_s: float = 0.05) 
         return RunResult(True, outputs=outputs, log_path=log_path, details=details)
     reason = last_error_line(workdir / LOG_NAME) or "no output"
     what = f"exit code {code}" if code is not None else "ended without an exit code (killed)"
-    return RunResult(False, error=f"{what}: {reason}", outputs=outputs, log_path=log_path,
-                     details={**details, "exit_code": code})
+    return RunResult(
+        False,
+        error=f"{what}: {reason}",
+        outputs=outputs,
+        log_path=log_path,
+        details={**details, "exit_code": code},
+    )
 
 
 class ProcessLauncher(Launcher):

@@ -29,16 +29,26 @@ def _column_dict(c: Column | Mapping[str, object] | tuple[str, str]) -> dict[str
     return {"name": c["name"], "type": c["type"], "nullable": bool(c.get("nullable", True))}
 
 
-def report_output(dataset: str, *, location: str | None = None, row_count: int | None = None,
-                  columns: Iterable[Column | Mapping[str, object] | tuple[str, str]] | None = None,
-                  attributes: Mapping[str, str] | None = None, result_file: str | None = None) -> None:
+def report_output(
+    dataset: str,
+    *,
+    location: str | None = None,
+    row_count: int | None = None,
+    columns: Iterable[Column | Mapping[str, object] | tuple[str, str]] | None = None,
+    attributes: Mapping[str, str] | None = None,
+    result_file: str | None = None,
+) -> None:
     """Tell the coordinator what this job wrote for `dataset`. A no-op outside a coordinator run."""
     path = result_file or os.environ.get(RESULT_FILE_ENV)
     if not path:
         return
-    line = {"dataset": dataset, "location": location, "row_count": row_count,
-            "columns": None if columns is None else [_column_dict(c) for c in columns],
-            "attributes": dict(attributes or {})}
+    line = {
+        "dataset": dataset,
+        "location": location,
+        "row_count": row_count,
+        "columns": None if columns is None else [_column_dict(c) for c in columns],
+        "attributes": dict(attributes or {}),
+    }
     with open(path, "a", encoding="utf-8") as f:
         f.write(json.dumps(line) + "\n")
 
@@ -64,9 +74,13 @@ def read_results(path: Path) -> tuple[tuple[OutputReport, ...], dict[str, object
             details.update(item["details"])
             continue
         cols = item.get("columns")
-        outputs.append(OutputReport(
-            dataset=item["dataset"], location=item.get("location"), row_count=item.get("row_count"),
-            columns=None if cols is None else tuple(Column(**c) for c in cols),
-            attributes=item.get("attributes") or {},
-        ))
+        outputs.append(
+            OutputReport(
+                dataset=item["dataset"],
+                location=item.get("location"),
+                row_count=item.get("row_count"),
+                columns=None if cols is None else tuple(Column(**c) for c in cols),
+                attributes=item.get("attributes") or {},
+            )
+        )
     return tuple(outputs), details

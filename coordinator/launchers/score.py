@@ -49,8 +49,11 @@ class ScoreSettings(BaseModel):
     engine: Literal["inprocess", "spark"] = "inprocess"
     tracking_uri: str | None = None
     batch_rows: int = Field(default=262_144, gt=0, description="rows per Arrow batch (in-process)")
-    base_dir: str | None = Field(default=None, description="folder relative paths resolve against; "
-                                 "set to the spec file's folder when the spec loads")
+    base_dir: str | None = Field(
+        default=None,
+        description="folder relative paths resolve against; "
+        "set to the spec file's folder when the spec loads",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -61,15 +64,18 @@ class ScoreSettings(BaseModel):
     def _check_model(self) -> ScoreSettings:
         try:
             parse_ref(self.model)
-        except ScoringError as exc:     # reported by the spec loader with file and line
+        except ScoringError as exc:  # reported by the spec loader with file and line
             raise ValueError(str(exc)) from None
         return self
 
     def output_location(self, dataset: str, job: str, partition: str | None) -> str:
         if "{partition}" in self.output and partition is None:
             raise LaunchError(f"{job}: output {self.output!r} needs a partition, and this run has none")
-        text = (self.output.replace("{partition}", partition or "").replace("{dataset}", dataset)
-                .replace("{job}", job))
+        text = (
+            self.output.replace("{partition}", partition or "")
+            .replace("{dataset}", dataset)
+            .replace("{job}", job)
+        )
         if "://" in text or text.startswith("file:"):
             return text
         return str(((Path(self.base_dir) if self.base_dir else Path.cwd()) / text).resolve())
@@ -89,8 +95,9 @@ def scored_input(ctx: RunContext, name: str | None) -> InputRef:
         raise LaunchError(f"{ctx.job}: input name {name!r} is ambiguous")
     chosen = candidates[0]
     if not chosen.location:
-        raise LaunchError(f"{ctx.job}: input {chosen.dataset} has no location "
-                          "(its completion event carried none)")
+        raise LaunchError(
+            f"{ctx.job}: input {chosen.dataset} has no location (its completion event carried none)"
+        )
     return chosen
 
 
@@ -104,12 +111,25 @@ class ScoreLauncher(process.ProcessLauncher):
     def command(self, ctx: RunContext, js: ScoreSettings) -> list[str]:
         source = scored_input(ctx, js.input)
         dataset = ctx.outputs[0] if ctx.outputs else None
-        argv = [sys.executable, "-m", "coordinator.scoring.run", "--model", js.model,
-                "--tracking-uri", js.tracking_uri or self.settings.resolved_mlflow_uri(),
-                "--input", source.location or "",
-                "--output", js.output_location(dataset or "", ctx.job, ctx.partition),
-                "--engine", js.engine, "--batch-rows", str(js.batch_rows),
-                "--spark-master", self.settings.spark_master]
+        argv = [
+            sys.executable,
+            "-m",
+            "coordinator.scoring.run",
+            "--model",
+            js.model,
+            "--tracking-uri",
+            js.tracking_uri or self.settings.resolved_mlflow_uri(),
+            "--input",
+            source.location or "",
+            "--output",
+            js.output_location(dataset or "", ctx.job, ctx.partition),
+            "--engine",
+            js.engine,
+            "--batch-rows",
+            str(js.batch_rows),
+            "--spark-master",
+            self.settings.spark_master,
+        ]
         for key in js.key_columns:
             argv += ["--key-column", key]
         if dataset:
@@ -119,8 +139,11 @@ class ScoreLauncher(process.ProcessLauncher):
     def start(self, ctx: RunContext) -> Handle:
         js = self.job_settings(ctx)
         paths = (str(PROJECT_ROOT), os.environ.get("PYTHONPATH"))
-        env = {"PYSPARK_PYTHON": sys.executable, "PYTHONPATH": os.pathsep.join(p for p in paths if p),
-               **ctx.env}
+        env = {
+            "PYSPARK_PYTHON": sys.executable,
+            "PYTHONPATH": os.pathsep.join(p for p in paths if p),
+            **ctx.env,
+        }
         return process.start_process(self.kind, self.command(ctx, js), ctx.workdir, env=env)
 
     def wait(self, handle: Handle, ctx: RunContext) -> RunResult:

@@ -47,7 +47,7 @@ MEMORY = r"^\d+[kKmMgGtT]?[bB]?$"
 
 def _has_scheme(location: str) -> bool:
     head = location.split("/", 1)[0]
-    return head.endswith(":") and len(head) > 2          # s3a:, hdfs:, file:, local: — not C:
+    return head.endswith(":") and len(head) > 2  # s3a:, hdfs:, file:, local: — not C:
 
 
 def _text(value: Any) -> Any:
@@ -85,8 +85,11 @@ class SparkSettings(BaseModel):
 
     application: str = Field(description="a .py/.jar file, a URI, or a module (jobs.user_features)")
     main_class: str | None = Field(default=None, description="--class of a JVM application")
-    args: tuple[str, ...] = Field(default=(), description="the job's own arguments; {partition}, {job}, "
-                                  "{run_id}, {attempt} and {workdir} are replaced")
+    args: tuple[str, ...] = Field(
+        default=(),
+        description="the job's own arguments; {partition}, {job}, "
+        "{run_id}, {attempt} and {workdir} are replaced",
+    )
     py_files: tuple[str, ...] = ()
     packages: tuple[str, ...] = Field(default=(), description="Maven coordinates for --packages")
     jars: tuple[str, ...] = ()
@@ -95,14 +98,21 @@ class SparkSettings(BaseModel):
     executor_memory: str | None = Field(default=None, pattern=MEMORY)
     master: str | None = Field(default=None, description="overrides the coordinator's spark_master")
     deploy_mode: Literal["client", "cluster"] = "client"
-    rest_url: str | None = Field(default=None, description="standalone master REST server (cluster mode); "
-                                 "default: the master's host on port 6066")
+    rest_url: str | None = Field(
+        default=None,
+        description="standalone master REST server (cluster mode); default: the master's host on port 6066",
+    )
     output: str | dict[str, str] | None = Field(
-        default=None, description="output location template with {partition} (and {dataset}, {job}); "
-        "a mapping gives one template per output dataset")
+        default=None,
+        description="output location template with {partition} (and {dataset}, {job}); "
+        "a mapping gives one template per output dataset",
+    )
     name: str | None = Field(default=None, description="application name; default coord:<job>:<partition>")
-    base_dir: str | None = Field(default=None, description="folder relative paths resolve against; "
-                                 "set to the spec file's folder when the spec loads")
+    base_dir: str | None = Field(
+        default=None,
+        description="folder relative paths resolve against; "
+        "set to the spec file's folder when the spec loads",
+    )
 
     @field_validator("args", mode="before")
     @classmethod
@@ -147,8 +157,10 @@ def check_cluster_mode(master: str, application: str) -> None:
     if master.startswith("local"):
         raise ValueError(f"deploy_mode cluster needs a cluster master, not {master}")
     if master.startswith("spark://") and not application.endswith(".jar") and not _has_scheme(application):
-        raise ValueError("a standalone master runs only JVM applications in cluster mode; "
-                         "use deploy_mode client for a Python application")
+        raise ValueError(
+            "a standalone master runs only JVM applications in cluster mode; "
+            "use deploy_mode client for a Python application"
+        )
 
 
 def spark_submit_path(configured: str | None) -> str:
@@ -167,8 +179,8 @@ def spark_submit_path(configured: str | None) -> str:
 class SparkLauncher(Launcher):
     kind = "spark"
     settings_model = SparkSettings
-    status_poll_s = 2.0                 # how often the standalone master is asked in cluster mode
-    status_patience_s = 300.0           # how long an unreachable master is waited for
+    status_poll_s = 2.0  # how often the standalone master is asked in cluster mode
+    status_patience_s = 300.0  # how long an unreachable master is waited for
 
     # ------------------------------------------------------------------ building the command
     def job_settings(self, ctx: RunContext) -> SparkSettings:
@@ -181,14 +193,23 @@ class SparkLauncher(Launcher):
                 check_cluster_mode(master, js.application)
             except ValueError as exc:
                 raise LaunchError(f"{ctx.job}: {exc}") from exc
-        argv = [spark_submit_path(self.settings.spark_submit), "--master", master,
-                "--deploy-mode", js.deploy_mode,
-                "--name", js.name or f"coord:{ctx.job}:{ctx.partition or '-'}"]
+        argv = [
+            spark_submit_path(self.settings.spark_submit),
+            "--master",
+            master,
+            "--deploy-mode",
+            js.deploy_mode,
+            "--name",
+            js.name or f"coord:{ctx.job}:{ctx.partition or '-'}",
+        ]
         standalone_cluster = js.deploy_mode == "cluster" and master.startswith("spark://")
-        conf = {**({"spark.master.rest.enabled": "true"} if standalone_cluster else {}),   # watched via REST
-                **self.settings.spark_conf, **js.conf,
-                RESULT_FILE_CONF: str(ctx.workdir / process.RESULT_NAME),
-                "spark.coord.runId": ctx.run_id}
+        conf = {
+            **({"spark.master.rest.enabled": "true"} if standalone_cluster else {}),  # watched via REST
+            **self.settings.spark_conf,
+            **js.conf,
+            RESULT_FILE_CONF: str(ctx.workdir / process.RESULT_NAME),
+            "spark.coord.runId": ctx.run_id,
+        }
         for key, value in conf.items():
             argv += ["--conf", f"{key}={value}"]
         if js.main_class:
@@ -219,9 +240,12 @@ class SparkLauncher(Launcher):
     def environment(self, ctx: RunContext) -> dict[str, str]:
         """The driver and executors use this interpreter, and can import the project's packages."""
         paths = (str(PROJECT_ROOT), os.environ.get("PYTHONPATH"))
-        env = {"PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable,
-               "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
-        if not self.settings.spark_submit:      # pyspark's own Spark, whatever SPARK_HOME says
+        env = {
+            "PYSPARK_PYTHON": sys.executable,
+            "PYSPARK_DRIVER_PYTHON": sys.executable,
+            "PYTHONPATH": os.pathsep.join(p for p in paths if p),
+        }
+        if not self.settings.spark_submit:  # pyspark's own Spark, whatever SPARK_HOME says
             env["SPARK_HOME"] = str(Path(spark_submit_path(None)).parents[1])
         return {**run_env(ctx), **env, **ctx.env}
 
@@ -230,11 +254,14 @@ class SparkLauncher(Launcher):
         js = self.job_settings(ctx)
         argv = self.command(ctx, js)
         master = js.master or self.settings.spark_master
-        handle = process.start_process(self.kind, argv, ctx.workdir, env=self.environment(ctx),
-                                       cwd=js.folder())
+        handle = process.start_process(
+            self.kind, argv, ctx.workdir, env=self.environment(ctx), cwd=js.folder()
+        )
         rest = (js.rest_url or rest_url_for(master)) if js.deploy_mode == "cluster" else None
-        return Handle(self.kind, {**handle.data, "started_at": time.time(), "deploy_mode": js.deploy_mode,
-                                  "rest_url": rest})
+        return Handle(
+            self.kind,
+            {**handle.data, "started_at": time.time(), "deploy_mode": js.deploy_mode, "rest_url": rest},
+        )
 
     def wait(self, handle: Handle, ctx: RunContext) -> RunResult:
         # The timeout counts from the launch, also for a run re-attached after a restart.
@@ -293,24 +320,37 @@ class SparkLauncher(Launcher):
                 silent_since = None
                 if not status.running:
                     break
-            except LaunchError:          # a master restarting or a network blip: keep asking a while
+            except LaunchError:  # a master restarting or a network blip: keep asking a while
                 silent_since = silent_since or time.monotonic()
                 if time.monotonic() - silent_since > self.status_patience_s:
                     raise
             if deadline is not None and time.time() > deadline:
                 with contextlib.suppress(LaunchError):
                     master.kill(sid)
-                return RunResult(False, error=f"timed out after {ctx.timeout_s:g} s and was stopped",
-                                 log_path=log_path, details={"timed_out": True, "submission_id": sid})
+                return RunResult(
+                    False,
+                    error=f"timed out after {ctx.timeout_s:g} s and was stopped",
+                    log_path=log_path,
+                    details={"timed_out": True, "submission_id": sid},
+                )
             time.sleep(self.status_poll_s)
-        outputs, details = read_results(workdir / process.RESULT_NAME)   # shared run folder, if any
-        details = {**details, "submission_id": sid, "driver_state": status.state,
-                   **({"driver_worker": status.worker} if status.worker else {})}
+        outputs, details = read_results(workdir / process.RESULT_NAME)  # shared run folder, if any
+        details = {
+            **details,
+            "submission_id": sid,
+            "driver_state": status.state,
+            **({"driver_worker": status.worker} if status.worker else {}),
+        }
         if status.succeeded:
             return RunResult(True, outputs=outputs, log_path=log_path, details=details)
         why = f": {status.message}" if status.message else ""
-        return RunResult(False, error=f"driver {sid} ended {status.state}{why}", outputs=outputs,
-                         log_path=log_path, details=details)
+        return RunResult(
+            False,
+            error=f"driver {sid} ended {status.state}{why}",
+            outputs=outputs,
+            log_path=log_path,
+            details=details,
+        )
 
     def _explain(self, handle: Handle, result: RunResult) -> RunResult:
         """Add the application id, and make a failure's error the driver log's real cause."""
@@ -321,8 +361,10 @@ class SparkLauncher(Launcher):
         if app_id:
             details["spark_app_id"] = app_id
             # also on each output event, so the id is kept with the data it produced
-            outputs = tuple(dataclasses.replace(o, attributes={**o.attributes, "spark_app_id": str(app_id)})
-                            for o in outputs)
+            outputs = tuple(
+                dataclasses.replace(o, attributes={**o.attributes, "spark_app_id": str(app_id)})
+                for o in outputs
+            )
         error = result.error
         if not result.succeeded and not details.get("timed_out") and "exit_code" in details:
             cause = error_line(log_text)

@@ -20,9 +20,15 @@ ARGPARSE_ERROR = re.compile(r"^\S+: error: .+")
 PY_EXCEPTION = re.compile(r"^[A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt|Warning|Failure)?(?::.*)?$")
 JAVA_CAUSE = re.compile(r"^(?:Caused by: |: )(?P<exc>[\w.$]+(?:Exception|Error|Throwable)\b.*)$")
 # Lines that say "something failed" without saying what: never the answer when a better one exists.
-GENERIC = ("py4j.protocol.Py4JError", "Py4JNetworkError", "Answer from Java side is empty",
-           "Error while receiving", "Error while sending", "Closing down clientserver connection",
-           "Assume no metadata directory")
+GENERIC = (
+    "py4j.protocol.Py4JError",
+    "Py4JNetworkError",
+    "Answer from Java side is empty",
+    "Error while receiving",
+    "Error while sending",
+    "Closing down clientserver connection",
+    "Assume no metadata directory",
+)
 MAX_LINE = 2000
 
 
@@ -52,7 +58,7 @@ def submission_id(text: str) -> str | None:
 def _java_cause(lines: list[str], start: int) -> str | None:
     """After a Py4JJavaError line: the deepest `Caused by:` of the Java trace, else its first line."""
     first = deepest = None
-    for line in lines[start + 1:]:
+    for line in lines[start + 1 :]:
         if line.startswith(("\tat ", "\t... ", "    at ")):
             continue
         m = JAVA_CAUSE.match(line)
@@ -62,7 +68,7 @@ def _java_cause(lines: list[str], start: int) -> str | None:
             else:
                 deepest = m["exc"]
         elif line.strip() and not line.startswith((" ", "\t")) and first:
-            break                       # the Java trace ended
+            break  # the Java trace ended
     return deepest or first
 
 
@@ -74,7 +80,7 @@ def _python_exception(lines: list[str]) -> str | None:
     for i in range(starts[-1] + 1, len(lines)):
         line = lines[i]
         if not line.strip() or line.startswith((" ", "\t")):
-            continue                    # frames and source lines are indented
+            continue  # frames and source lines are indented
         if not PY_EXCEPTION.match(line):
             continue
         if "Py4JJavaError" in line:

@@ -42,7 +42,7 @@ def rest_url_for(master: str) -> str | None:
     """spark://host:7077 → http://host:6066; a master already on a non-default port keeps it."""
     if not master.startswith("spark://"):
         return None
-    first = master[len("spark://"):].split(",")[0]        # HA masters: ask the first one
+    first = master[len("spark://") :].split(",")[0]  # HA masters: ask the first one
     parts = urlsplit("//" + first)
     port = DEFAULT_REST_PORT if parts.port in (None, 7077) else parts.port
     return f"http://{parts.hostname}:{port}"
@@ -73,9 +73,11 @@ class StandaloneMaster:
         body = self._call("GET", f"status/{submission_id}")
         if body.get("success") is False and not body.get("driverState"):
             raise LaunchError(f"spark master does not know submission {submission_id}: {body.get('message')}")
-        return DriverStatus(state=str(body.get("driverState") or "UNKNOWN"),
-                            message=str(body["message"]) if body.get("message") else None,
-                            worker=str(body["workerHostPort"]) if body.get("workerHostPort") else None)
+        return DriverStatus(
+            state=str(body.get("driverState") or "UNKNOWN"),
+            message=str(body["message"]) if body.get("message") else None,
+            worker=str(body["workerHostPort"]) if body.get("workerHostPort") else None,
+        )
 
     def kill(self, submission_id: str) -> bool:
         """Ask the master to kill the driver; True if it accepted."""

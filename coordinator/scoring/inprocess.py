@@ -45,7 +45,7 @@ class Plan:
     """What to read and how to cast it, decided once from the input's schema."""
 
     read_columns: list[str]
-    features: pa.Schema                  # the feature columns, cast to the signature's types
+    features: pa.Schema  # the feature columns, cast to the signature's types
     keys: list[str]
     scores: pa.Schema
 
@@ -66,16 +66,18 @@ def make_plan(schema: pa.Schema, model: ModelShape, key_columns: Sequence[str]) 
     Shared by both engines (Spark passes its DataFrame's schema converted to Arrow)."""
     missing = [k for k in key_columns if schema.get_field_index(k) < 0]
     if missing:
-        raise ScoringError(f"key column(s) {', '.join(missing)} not in the input "
-                           f"(it has {', '.join(schema.names)})")
+        raise ScoringError(
+            f"key column(s) {', '.join(missing)} not in the input (it has {', '.join(schema.names)})"
+        )
     features = signature.check(schema, model.features, model.label)
     keys = [schema.field(k) for k in key_columns]
     read = list(dict.fromkeys([*key_columns, *features.names]))
     return Plan(read, features, list(key_columns), output.scores_schema(keys, model.predictions))
 
 
-def score_batch(batch: pa.RecordBatch, plan: Plan, model: LoadedModel,
-                constants: list[pa.Array]) -> pa.RecordBatch:
+def score_batch(
+    batch: pa.RecordBatch, plan: Plan, model: LoadedModel, constants: list[pa.Array]
+) -> pa.RecordBatch:
     rows = batch.num_rows
     frame = batch.select(plan.features.names).cast(plan.features).to_pandas()
     result = model.predict(frame)
@@ -85,8 +87,15 @@ def score_batch(batch: pa.RecordBatch, plan: Plan, model: LoadedModel,
     return pa.RecordBatch.from_arrays(columns, schema=plan.scores)
 
 
-def score_parquet(model: LoadedModel, source: str, dest: str, key_columns: Sequence[str], *,
-                  scored_at: datetime | None = None, batch_rows: int = DEFAULT_BATCH_ROWS) -> ScoreSummary:
+def score_parquet(
+    model: LoadedModel,
+    source: str,
+    dest: str,
+    key_columns: Sequence[str],
+    *,
+    scored_at: datetime | None = None,
+    batch_rows: int = DEFAULT_BATCH_ROWS,
+) -> ScoreSummary:
     """Score the Parquet file or folder `source` into the folder `dest` (replaced whole).
 
     Raises SignatureMismatch before reading any row when the input does not fit the model,
@@ -102,10 +111,13 @@ def score_parquet(model: LoadedModel, source: str, dest: str, key_columns: Seque
     # One set of constant columns at full batch size; smaller (last) batches take a slice.
     constants = output.constant_arrays(model.resolved.name, model.resolved.version, scored_at, batch_rows)
     rows = 0
-    with output.FolderSwap(dest_path) as staging, \
-            pq.ParquetWriter(staging / output.PART_FILE, plan.scores,
-                             use_dictionary=list(output.CONSTANT_COLUMNS)) as writer, \
-            ThreadPoolExecutor(1, thread_name_prefix="scores-writer") as pool:
+    with (
+        output.FolderSwap(dest_path) as staging,
+        pq.ParquetWriter(
+            staging / output.PART_FILE, plan.scores, use_dictionary=list(output.CONSTANT_COLUMNS)
+        ) as writer,
+        ThreadPoolExecutor(1, thread_name_prefix="scores-writer") as pool,
+    ):
         pending: Future[None] | None = None
         for batch in batches:
             if batch.num_rows == 0:

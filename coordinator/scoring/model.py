@@ -52,8 +52,8 @@ class ModelShape:
 
 @dataclass(frozen=True)
 class LoadedModel(ModelShape):
-    predict: Callable[[object], object]     # a pandas DataFrame of the features → the model's output
-    path: str                               # "sklearn" (the estimator itself) or "pyfunc"
+    predict: Callable[[object], object]  # a pandas DataFrame of the features → the model's output
+    path: str  # "sklearn" (the estimator itself) or "pyfunc"
 
 
 def describe(resolved: ResolvedModel, tracking_uri: str) -> ModelShape:
@@ -67,8 +67,11 @@ def describe(resolved: ResolvedModel, tracking_uri: str) -> ModelShape:
     except (MlflowException, OSError) as exc:
         raise ScoringError(f"cannot read {resolved.uri} from {tracking_uri}: {exc}") from exc
     signature = info.signature
-    return ModelShape(resolved, features_of(signature.inputs if signature else None),
-                      predictions_of(signature.outputs if signature else None))
+    return ModelShape(
+        resolved,
+        features_of(signature.inputs if signature else None),
+        predictions_of(signature.outputs if signature else None),
+    )
 
 
 def load(resolved: ResolvedModel, tracking_uri: str, *, direct: bool = True) -> LoadedModel:

@@ -22,13 +22,17 @@ from coordinator.errors import ScoringError
 from coordinator.events import Column
 
 MODEL_NAME, MODEL_VERSION, SCORED_AT = "model_name", "model_version", "scored_at"
-CONSTANT_COLUMNS = (MODEL_NAME, MODEL_VERSION, SCORED_AT)      # one value per run
+CONSTANT_COLUMNS = (MODEL_NAME, MODEL_VERSION, SCORED_AT)  # one value per run
 SCORED_AT_TYPE = pa.timestamp("us", tz="UTC")
 PART_FILE = "part-00000.parquet"
 
 _MLFLOW_TO_ARROW = {
-    "boolean": pa.bool_(), "integer": pa.int32(), "long": pa.int64(), "float": pa.float32(),
-    "double": pa.float64(), "string": pa.string(),
+    "boolean": pa.bool_(),
+    "integer": pa.int32(),
+    "long": pa.int64(),
+    "float": pa.float32(),
+    "double": pa.float64(),
+    "string": pa.string(),
 }
 
 
@@ -54,8 +58,9 @@ def predictions_of(output_schema: object | None) -> tuple[Prediction, ...]:
     for i, spec in enumerate(specs):
         arrow_type = _MLFLOW_TO_ARROW.get(getattr(spec.type, "name", ""))
         if arrow_type is None:
-            raise ScoringError(f"model output {spec.name or i} has type {spec.type}, "
-                               "which a table cannot hold")
+            raise ScoringError(
+                f"model output {spec.name or i} has type {spec.type}, which a table cannot hold"
+            )
         name = spec.name or ("prediction" if len(specs) == 1 else f"prediction_{i}")
         out.append(Prediction(name, arrow_type))
     return tuple(out)
@@ -67,9 +72,15 @@ def scores_schema(keys: list[pa.Field], predictions: tuple[Prediction, ...]) -> 
     clash = [p.name for p in predictions if p.name in taken]
     if clash:
         raise ScoringError(f"prediction column(s) {', '.join(clash)} clash with key or bookkeeping columns")
-    return pa.schema([*keys, *(pa.field(p.name, p.type) for p in predictions),
-                      pa.field(MODEL_NAME, pa.string()), pa.field(MODEL_VERSION, pa.int64()),
-                      pa.field(SCORED_AT, SCORED_AT_TYPE)])
+    return pa.schema(
+        [
+            *keys,
+            *(pa.field(p.name, p.type) for p in predictions),
+            pa.field(MODEL_NAME, pa.string()),
+            pa.field(MODEL_VERSION, pa.int64()),
+            pa.field(SCORED_AT, SCORED_AT_TYPE),
+        ]
+    )
 
 
 def prediction_arrays(result: object, predictions: tuple[Prediction, ...], rows: int) -> list[pa.Array]:
@@ -79,15 +90,19 @@ def prediction_arrays(result: object, predictions: tuple[Prediction, ...], rows:
         values = values.reshape(-1, 1)
     if values.ndim != 2 or values.shape != (rows, len(predictions)):
         names = ", ".join(p.name for p in predictions)
-        raise ScoringError(f"the model returned shape {values.shape}; its signature promises "
-                           f"{rows} rows × {len(predictions)} outputs ({names})")
+        raise ScoringError(
+            f"the model returned shape {values.shape}; its signature promises "
+            f"{rows} rows × {len(predictions)} outputs ({names})"
+        )
     return [pa.array(values[:, i], type=p.type) for i, p in enumerate(predictions)]
 
 
 def constant_arrays(model_name: str, model_version: str, scored_at: datetime, rows: int) -> list[pa.Array]:
-    return [pa.repeat(pa.scalar(model_name, pa.string()), rows),
-            pa.repeat(pa.scalar(int(model_version), pa.int64()), rows),
-            pa.repeat(pa.scalar(scored_at, SCORED_AT_TYPE), rows)]
+    return [
+        pa.repeat(pa.scalar(model_name, pa.string()), rows),
+        pa.repeat(pa.scalar(int(model_version), pa.int64()), rows),
+        pa.repeat(pa.scalar(scored_at, SCORED_AT_TYPE), rows),
+    ]
 
 
 def columns_of(schema: pa.Schema) -> tuple[Column, ...]:

@@ -49,13 +49,21 @@ def alias_event(model_name: str, alias: str, version: str, *, producer: str = PR
     """The completion event that says "alias of model now points at version"."""
     from coordinator.publish import build_event
 
-    return build_event(registry_dataset(model_name), None, producer=producer,
-                       attributes={"model_version": str(version), "alias": alias,
-                                   "model_uri": f"models:/{model_name}/{version}"})
+    return build_event(
+        registry_dataset(model_name),
+        None,
+        producer=producer,
+        attributes={
+            "model_version": str(version),
+            "alias": alias,
+            "model_uri": f"models:/{model_name}/{version}",
+        },
+    )
 
 
-def current_version(tracking_uri: str, model_name: str, alias: str,
-                    client: object | None = None) -> str | None:
+def current_version(
+    tracking_uri: str, model_name: str, alias: str, client: object | None = None
+) -> str | None:
     """The version `alias` points at now; None if the model or the alias does not exist."""
     from mlflow.exceptions import MlflowException
 
@@ -65,8 +73,9 @@ def current_version(tracking_uri: str, model_name: str, alias: str,
     except MlflowException as exc:
         if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
             return None
-        raise ScoringError(f"cannot read alias {model_name}@{alias} from {tracking_uri}: "
-                           f"{exc.message}") from exc
+        raise ScoringError(
+            f"cannot read alias {model_name}@{alias} from {tracking_uri}: {exc.message}"
+        ) from exc
 
 
 def move_alias(tracking_uri: str, model_name: str, alias: str, version: str) -> str | None:
@@ -83,8 +92,15 @@ def move_alias(tracking_uri: str, model_name: str, alias: str, version: str) -> 
     return before
 
 
-def promote(tracking_uri: str, model_name: str, version: str, sink: EventSink, *,
-            alias: str = "champion", state_path: Path | None = None) -> tuple[str | None, CompletionEvent]:
+def promote(
+    tracking_uri: str,
+    model_name: str,
+    version: str,
+    sink: EventSink,
+    *,
+    alias: str = "champion",
+    state_path: Path | None = None,
+) -> tuple[str | None, CompletionEvent]:
     """Move the alias, then publish its completion event; returns (previous version, event).
 
     The alias is moved first: an event published for a move that then failed would re-score
@@ -156,8 +172,13 @@ class RegistryPoller:
     same version), but a waste.
     """
 
-    def __init__(self, tracking_uri: str, watched: Iterable[tuple[str, str]], sink: EventSink,
-                 state_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        tracking_uri: str,
+        watched: Iterable[tuple[str, str]],
+        sink: EventSink,
+        state_path: Path | None = None,
+    ) -> None:
         self.tracking_uri = tracking_uri
         self.watched = list(dict.fromkeys(watched))
         self.sink = sink
@@ -194,5 +215,7 @@ class RegistryPoller:
 
 
 def describe_moves(events: Sequence[CompletionEvent]) -> list[str]:
-    return [f"{e.dataset}: {e.attributes.get('alias')} → version {e.attributes.get('model_version')}"
-            for e in events]
+    return [
+        f"{e.dataset}: {e.attributes.get('alias')} → version {e.attributes.get('model_version')}"
+        for e in events
+    ]

@@ -22,14 +22,14 @@ _REF = re.compile(r"^(?:models:/)?(?P<name>[^@/]+)(?:@(?P<alias>[^@/]+)|/(?P<ver
 class ModelRef:
     name: str
     alias: str | None = None
-    version: str | None = None          # digits, or "latest"
+    version: str | None = None  # digits, or "latest"
 
 
 @dataclass(frozen=True)
 class ResolvedModel:
     name: str
     version: str
-    requested: str                      # the reference as written in the spec
+    requested: str  # the reference as written in the spec
     alias: str | None = None
     run_id: str | None = None
 
@@ -42,8 +42,9 @@ class ResolvedModel:
 def parse_ref(ref: str) -> ModelRef:
     match = _REF.match(ref.strip())
     if not match:
-        raise ScoringError(f"not a model reference: {ref!r} "
-                           "(expected models:/NAME@ALIAS or models:/NAME/VERSION)")
+        raise ScoringError(
+            f"not a model reference: {ref!r} (expected models:/NAME@ALIAS or models:/NAME/VERSION)"
+        )
     return ModelRef(match["name"], match["alias"], match["version"])
 
 
@@ -71,5 +72,6 @@ def resolve(ref: str, tracking_uri: str, client: object | None = None) -> Resolv
             found = client.get_model_version(parsed.name, parsed.version)
     except MlflowException as exc:
         raise ScoringError(f"cannot resolve {ref!r} in {tracking_uri}: {exc.message}") from exc
-    return ResolvedModel(name=parsed.name, version=str(found.version), requested=ref, alias=parsed.alias,
-                         run_id=found.run_id)
+    return ResolvedModel(
+        name=parsed.name, version=str(found.version), requested=ref, alias=parsed.alias, run_id=found.run_id
+    )

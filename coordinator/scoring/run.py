@@ -27,8 +27,11 @@ EXIT_FAILED, EXIT_BLOCKED = 1, 3
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m coordinator.scoring.run", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m coordinator.scoring.run",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--model", required=True, help="models:/NAME@ALIAS or models:/NAME/VERSION")
     p.add_argument("--tracking-uri", required=True)
     p.add_argument("--input", required=True, help="Parquet file or folder")
@@ -60,8 +63,9 @@ def _score(args: argparse.Namespace, resolved: ResolvedModel, scored_at: datetim
 def _inprocess(loaded: object, args: argparse.Namespace, scored_at: datetime) -> ScoreSummary:
     from coordinator.scoring.inprocess import score_parquet
 
-    return score_parquet(loaded, args.input, args.output, args.key_columns, scored_at=scored_at,
-                         batch_rows=args.batch_rows)
+    return score_parquet(
+        loaded, args.input, args.output, args.key_columns, scored_at=scored_at, batch_rows=args.batch_rows
+    )
 
 
 def _spark(shape: object, args: argparse.Namespace, scored_at: datetime) -> ScoreSummary:
@@ -70,11 +74,17 @@ def _spark(shape: object, args: argparse.Namespace, scored_at: datetime) -> Scor
     from coordinator.scoring.spark import score_spark
 
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    session = (SparkSession.builder.master(args.spark_master).appName("coordinator-score")
-               .config("spark.ui.enabled", "false").config("spark.sql.session.timeZone", "UTC").getOrCreate())
+    session = (
+        SparkSession.builder.master(args.spark_master)
+        .appName("coordinator-score")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.session.timeZone", "UTC")
+        .getOrCreate()
+    )
     try:
-        return score_spark(session, shape, args.tracking_uri, args.input, args.output, args.key_columns,
-                           scored_at=scored_at)
+        return score_spark(
+            session, shape, args.tracking_uri, args.input, args.output, args.key_columns, scored_at=scored_at
+        )
     finally:
         session.stop()
 
@@ -84,8 +94,13 @@ def main(argv: list[str] | None = None) -> int:
     scored_at = datetime.now(UTC)
     try:
         resolved = resolve(args.model, args.tracking_uri)
-        model_details = {"model_name": resolved.name, "model_version": resolved.version,
-                         "model_uri": resolved.uri, "model_requested": args.model, "engine": args.engine}
+        model_details = {
+            "model_name": resolved.name,
+            "model_version": resolved.version,
+            "model_uri": resolved.uri,
+            "model_requested": args.model,
+            "engine": args.engine,
+        }
         report_details(model_details)
         print(f"resolved {args.model} to {resolved.uri}", flush=True)
         summary = _score(args, resolved, scored_at)
@@ -97,15 +112,27 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", flush=True)
         return EXIT_FAILED
     if args.dataset:
-        report_output(args.dataset, location=summary.location, row_count=summary.row_count,
-                      columns=output.columns_of(summary.schema),
-                      attributes={**{k: str(v) for k, v in model_details.items()},
-                                  "scored_at": scored_at.isoformat()})
+        report_output(
+            args.dataset,
+            location=summary.location,
+            row_count=summary.row_count,
+            columns=output.columns_of(summary.schema),
+            attributes={**{k: str(v) for k, v in model_details.items()}, "scored_at": scored_at.isoformat()},
+        )
     rate = summary.row_count / summary.seconds if summary.seconds > 0 else 0.0
-    report_details({"row_count": summary.row_count, "seconds": round(summary.seconds, 3),
-                    "rows_per_s": round(rate), "location": summary.location})
-    print(f"scored {summary.row_count} rows with {resolved.uri} into {summary.location} "
-          f"in {summary.seconds:.2f} s ({rate:,.0f} rows/s)", flush=True)
+    report_details(
+        {
+            "row_count": summary.row_count,
+            "seconds": round(summary.seconds, 3),
+            "rows_per_s": round(rate),
+            "location": summary.location,
+        }
+    )
+    print(
+        f"scored {summary.row_count} rows with {resolved.uri} into {summary.location} "
+        f"in {summary.seconds:.2f} s ({rate:,.0f} rows/s)",
+        flush=True,
+    )
     return 0
 
 

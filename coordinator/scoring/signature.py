@@ -19,13 +19,19 @@ from coordinator.errors import ScoringError, SignatureMismatch
 @dataclass(frozen=True)
 class Feature:
     name: str
-    type: str                          # MLflow's DataType name: long, double, string, ...
+    type: str  # MLflow's DataType name: long, double, string, ...
     required: bool = True
 
 
 _TARGET: dict[str, pa.DataType] = {
-    "boolean": pa.bool_(), "integer": pa.int32(), "long": pa.int64(), "float": pa.float32(),
-    "double": pa.float64(), "string": pa.string(), "binary": pa.binary(), "datetime": pa.timestamp("ns"),
+    "boolean": pa.bool_(),
+    "integer": pa.int32(),
+    "long": pa.int64(),
+    "float": pa.float32(),
+    "double": pa.float64(),
+    "string": pa.string(),
+    "binary": pa.binary(),
+    "datetime": pa.timestamp("ns"),
 }
 
 
@@ -39,8 +45,9 @@ def features_of(input_schema: object) -> tuple[Feature, ...]:
     for spec in input_schema.inputs:
         type_name = getattr(spec.type, "name", None)
         if type_name not in _TARGET:
-            raise ScoringError(f"signature column {spec.name!r} has type {spec.type}, "
-                               "which tables cannot carry")
+            raise ScoringError(
+                f"signature column {spec.name!r} has type {spec.type}, which tables cannot carry"
+            )
         features.append(Feature(spec.name, type_name, bool(getattr(spec, "required", True))))
     return tuple(features)
 
@@ -57,7 +64,7 @@ def _fits(actual: pa.DataType, expected: str) -> bool:
             return signed or width < 64
         if expected == "integer":
             return width <= 32 if signed else width < 32
-        return expected == "double" and width <= 32      # MLflow: ints of up to 6 bytes to double
+        return expected == "double" and width <= 32  # MLflow: ints of up to 6 bytes to double
     if pa.types.is_floating(t):
         return expected == "double" or (expected == "float" and t.bit_width <= 32)
     if pa.types.is_decimal(t):

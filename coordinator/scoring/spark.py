@@ -26,8 +26,16 @@ def _is_local(location: str) -> bool:
     return location.startswith("file:") or "://" not in location
 
 
-def score_spark(spark: SparkSession, model: ModelShape, tracking_uri: str, source: str, dest: str,
-                key_columns: Sequence[str], *, scored_at: datetime | None = None) -> ScoreSummary:
+def score_spark(
+    spark: SparkSession,
+    model: ModelShape,
+    tracking_uri: str,
+    source: str,
+    dest: str,
+    key_columns: Sequence[str],
+    *,
+    scored_at: datetime | None = None,
+) -> ScoreSummary:
     """Score `source` (Parquet) into `dest` (Parquet folder, replaced). Raises SignatureMismatch
     before any work when the input does not fit, ScoringError when Spark or MLflow fail."""
     import mlflow.pyfunc
@@ -54,8 +62,9 @@ def score_spark(spark: SparkSession, model: ModelShape, tracking_uri: str, sourc
     result_type = element if len(predictions) == 1 else ArrayType(element)
     try:
         with using_store(tracking_uri):
-            udf = mlflow.pyfunc.spark_udf(spark, model.resolved.uri, result_type=result_type,
-                                          env_manager="local")
+            udf = mlflow.pyfunc.spark_udf(
+                spark, model.resolved.uri, result_type=result_type, env_manager="local"
+            )
     except MlflowException as exc:
         raise ScoringError(f"cannot load {model.resolved.uri} for Spark: {exc.message}") from exc
 
@@ -66,7 +75,8 @@ def score_spark(spark: SparkSession, model: ModelShape, tracking_uri: str, sourc
     else:
         outputs = [F.col("_scores")[i].alias(p.name) for i, p in enumerate(predictions)]
     table = scored.select(
-        *[F.col(k) for k in plan.keys], *outputs,
+        *[F.col(k) for k in plan.keys],
+        *outputs,
         F.lit(model.resolved.name).alias(output.MODEL_NAME),
         F.lit(int(model.resolved.version)).cast("bigint").alias(output.MODEL_VERSION),
         F.lit(scored_at).cast("timestamp").alias(output.SCORED_AT),
@@ -81,7 +91,7 @@ def score_spark(spark: SparkSession, model: ModelShape, tracking_uri: str, sourc
             with output.FolderSwap(dest_path) as staging:
                 table.write.mode("overwrite").parquet(str(staging))
             location = str(dest_path)
-            rows = output.parquet_rows(dest_path)       # from the footers, no second Spark job
+            rows = output.parquet_rows(dest_path)  # from the footers, no second Spark job
         else:
             table.write.mode("overwrite").parquet(dest)
             location = dest

@@ -39,7 +39,28 @@ def _v3(conn: Connection) -> None:
         conn.execute(text("ALTER TABLE coord_attempts ADD COLUMN details TEXT"))
 
 
-MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [(1, _v1), (2, _v2), (3, _v3)]
+def _v4(conn: Connection) -> None:
+    # Fewer index writes per run: (job, partition_key) is the unique key's prefix already, and
+    # the claim index becomes two partial ones (ready runs by pool and due time, active runs by
+    # pool) that a run is in only while it waits or runs. Idempotent: stores created by step 1
+    # of this build have the new indexes already.
+    conn.execute(text("DROP INDEX IF EXISTS ix_coord_runs_jp"))
+    conn.execute(text("DROP INDEX IF EXISTS ix_coord_runs_claim"))
+    conn.execute(
+        text(
+            "CREATE INDEX IF NOT EXISTS ix_coord_runs_ready ON coord_runs (pool, not_before)"
+            " WHERE state = 'ready'"
+        )
+    )
+    conn.execute(
+        text(
+            "CREATE INDEX IF NOT EXISTS ix_coord_runs_active ON coord_runs (pool)"
+            " WHERE state IN ('starting', 'running')"
+        )
+    )
+
+
+MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [(1, _v1), (2, _v2), (3, _v3), (4, _v4)]
 LATEST = MIGRATIONS[-1][0]
 
 

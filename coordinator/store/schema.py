@@ -22,9 +22,12 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 metadata = MetaData()
+_READY = text("state = 'ready'")
+_ACTIVE = text("state IN ('starting', 'running')")
 
 _ID = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -83,8 +86,9 @@ runs = Table(
     Column("started_at", Float),
     Column("finished_at", Float),
     UniqueConstraint("job", "partition_key", "input_key", "generation", name="uq_coord_runs_inputs"),
-    Index("ix_coord_runs_claim", "state", "pool", "not_before"),
-    Index("ix_coord_runs_jp", "job", "partition_key"),
+    # partial: a run leaves them when it starts and ends, so most state changes write no entry
+    Index("ix_coord_runs_ready", "pool", "not_before", postgresql_where=_READY, sqlite_where=_READY),
+    Index("ix_coord_runs_active", "pool", postgresql_where=_ACTIVE, sqlite_where=_ACTIVE),
 )
 
 attempts = Table(

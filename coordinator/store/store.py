@@ -251,6 +251,8 @@ class Tx:
         types = {k: _BIND_TYPES[k] for k in rows[0]}
         u, params = _unnest(types, rows)
         values = {c: u.c[k] for k, c in _BIND_COLUMNS.items() if k in types}
+        if "handle" in values:
+            values["handle"] = func.coalesce(values["handle"], r.c.handle)
         self.conn.execute(
             update(r).where(r.c.run_id == u.c.b_id, r.c.attempt == u.c.b_attempt).values(**values, **fixed),
             params,
@@ -258,34 +260,47 @@ class Tx:
 
     # ------------------------------------------------------------------ events and versions
     def insert_events(self, events: Sequence[CompletionEvent], now: float) -> list[CompletionEvent]:
-        """Record events; returns those not seen before (in order, first copy of each)."""
+        """Record events; returns those not seen before (in order, first copy of each).
+
+        On PostgreSQL one INSERT … ON CONFLICT DO NOTHING RETURNING says which were new (and is
+        right under concurrency: of two instances recording one event, exactly one gets it)."""
         unique: dict[str, CompletionEvent] = {}
         for e in events:
             unique.setdefault(e.event_id, e)
         if not unique:
             return []
+        if self.pg:
+            stmt, params = self._insert_rows(S.events, self._event_rows(unique.values(), now))
+            new = set(
+                self.conn.execute(
+                    stmt.on_conflict_do_nothing().returning(S.events.c.event_id), params
+                ).scalars()
+            )
+            return [e for e in unique.values() if e.event_id in new]
         seen: set[str] = set()
-        ids = list(unique)
-        for chunk in [ids] if self.pg else _chunks(ids):
+        for chunk in _chunks(list(unique)):
             q = select(S.events.c.event_id).where(self._in(S.events.c.event_id, chunk))
             seen.update(self.conn.execute(q).scalars())
         fresh = [e for e in unique.values() if e.event_id not in seen]
         if fresh:
-            rows = [
-                {
-                    "event_id": e.event_id,
-                    "dataset": e.dataset,
-                    "partition_key": pkey(e.partition),
-                    "status": e.status.value,
-                    "produced_at": e.produced_at.timestamp(),
-                    "recorded_at": now,
-                    "body": e.model_dump_json(),
-                }
-                for e in fresh
-            ]
-            stmt, params = self._insert_rows(S.events, rows)
+            stmt, params = self._insert_rows(S.events, self._event_rows(fresh, now))
             self.conn.execute(stmt.on_conflict_do_nothing(), params)
         return fresh
+
+    @staticmethod
+    def _event_rows(events: Iterable[CompletionEvent], now: float) -> list[dict]:
+        return [
+            {
+                "event_id": e.event_id,
+                "dataset": e.dataset,
+                "partition_key": pkey(e.partition),
+                "status": e.status.value,
+                "produced_at": e.produced_at.timestamp(),
+                "recorded_at": now,
+                "body": e.model_dump_json(),
+            }
+            for e in events
+        ]
 
     def load_snapshot(
         self, spec: PipelineSpec, events: Sequence[CompletionEvent], extra_jobs: Iterable[Key] = ()
@@ -462,7 +477,8 @@ class Tx:
     def count_runs(
         self, states: Sequence[str], pool: str | None = None, due_before: float | None = None
     ) -> int:
-        q = select(func.count()).select_from(S.runs).where(S.runs.c.state.in_(states))
+        # literal states: a plan that uses the partial indexes (see schema.py) even when prepared
+        q = select(func.count()).select_from(S.runs).where(_states(states))
         if pool is not None:
             q = q.where(S.runs.c.pool == pool)
         if due_before is not None:
@@ -470,7 +486,7 @@ class Tx:
         return int(self.conn.execute(q).scalar() or 0)
 
     def next_due(self) -> float | None:
-        q = select(func.min(S.runs.c.not_before)).where(S.runs.c.state == "ready")
+        q = select(func.min(S.runs.c.not_before)).where(_states(["ready"]))
         return self.conn.execute(q).scalar()
 
     def claim(self, pool: str, size: int, owner: str, now: float, limit: int | None = None) -> list[RunRow]:
@@ -491,7 +507,7 @@ class Tx:
         r = S.runs
         q = (
             select(r.c.run_id)
-            .where(r.c.state == "ready", r.c.pool == pool, r.c.not_before <= now)
+            .where(_states(["ready"]), r.c.pool == pool, r.c.not_before <= now)
             .order_by(r.c.not_before, r.c.created_at)
             .limit(free)
         )
@@ -500,7 +516,7 @@ class Tx:
         ids = list(self.conn.execute(q).scalars())
         if not ids:
             return []
-        self.conn.execute(
+        rows = self.conn.execute(
             update(r)
             .where(self._in(r.c.run_id, ids), r.c.state == "ready")
             .values(
@@ -511,13 +527,10 @@ class Tx:
                 handle=None,
                 error=None,
             )
+            .returning(*r.c)
         )
-        rows = self.conn.execute(
-            select(r).where(
-                self._in(r.c.run_id, ids), r.c.state == "starting", r.c.owner == owner, r.c.started_at == now
-            )
-        )
-        return sorted((RunRow.of(x) for x in rows), key=lambda run: ids.index(run.run_id))
+        order = {run_id: i for i, run_id in enumerate(ids)}
+        return sorted((RunRow.of(x) for x in rows), key=lambda run: order[run.run_id])
 
     def _current(self, keys: Sequence[tuple[str, int]]) -> set[tuple[str, int]]:
         """Which (run_id, attempt) pairs are the current, active attempt of their run."""
@@ -535,9 +548,7 @@ class Tx:
         """Store the handles of started attempts; returns the run ids updated (stale ones are not)."""
         valid = self._current([(i, a) for i, a, _ in items])
         rows = [
-            {"b_id": i, "b_attempt": a, "b_handle": json.dumps({"kind": h.kind, "data": dict(h.data)})}
-            for i, a, h in items
-            if (i, a) in valid
+            {"b_id": i, "b_attempt": a, "b_handle": _handle_json(h)} for i, a, h in items if (i, a) in valid
         ]
         if not rows:
             return set()
@@ -581,6 +592,7 @@ class Tx:
                     "b_state": "ready" if f.retry_at is not None else f.state,
                     "b_not_before": f.retry_at if f.retry_at is not None else 0.0,
                     "b_finished": None if f.retry_at is not None else now,
+                    "b_handle": None if f.handle is None else _handle_json(f.handle),
                 }
                 for f in done
             ],
@@ -699,6 +711,14 @@ class Tx:
         for chunk in [list(ids)] if self.pg else _chunks(list(ids)):
             self.conn.execute(update(o).where(self._in(o.c.id, chunk)).values(sent_at=now))
 
+    def outbox_mark_sent_events(self, event_ids: Sequence[str], now: float) -> None:
+        """Mark sent by event id (what the engine knows of the events it published itself)."""
+        o = S.outbox
+        for chunk in [list(event_ids)] if self.pg else _chunks(list(event_ids)):
+            self.conn.execute(
+                update(o).where(self._in(o.c.event_id, chunk), o.c.sent_at.is_(None)).values(sent_at=now)
+            )
+
     def outbox_count(self) -> int:
         o = S.outbox
         return int(
@@ -715,6 +735,7 @@ class Finish:
     log_path: str | None = None
     retry_at: float | None = None
     details: Mapping[str, object] | None = None
+    handle: Handle | None = None  # an attempt that started and ended between two writes
 
 
 _SET_RUNNING = (
@@ -727,6 +748,7 @@ _FINISH = (
     .where(S.runs.c.run_id == bindparam("b_id"), S.runs.c.attempt == bindparam("b_attempt"))
     .values(
         state=bindparam("b_state"),
+        handle=func.coalesce(bindparam("b_handle"), S.runs.c.handle),
         error=bindparam("b_error"),
         not_before=bindparam("b_not_before"),
         finished_at=bindparam("b_finished"),
@@ -751,6 +773,15 @@ _BIND_COLUMNS = {
     "b_not_before": "not_before",
     "b_finished": "finished_at",
 }
+
+
+def _states(states: Sequence[str]):
+    """`state IN (...)` with the states as literals (they are the module's constants)."""
+    return text("coord_runs.state IN (" + ", ".join(f"'{s}'" for s in states if s.isidentifier()) + ")")
+
+
+def _handle_json(handle: Handle) -> str:
+    return json.dumps({"kind": handle.kind, "data": dict(handle.data)})
 
 
 def _unnest(types: dict[str, object], rows: list[dict]):
