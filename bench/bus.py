@@ -37,10 +37,20 @@ from coordinator.settings import Settings
 def make_events(n: int) -> list[CompletionEvent]:
     columns = (Column(name="user_id", type="bigint", nullable=False), Column(name="score", type="double"))
     now = datetime.now(UTC)
-    return [CompletionEvent(dataset=f"bench.dataset_{i % 50}", partition=f"2024-06-{1 + i % 28:02d}",
-                            producer="bench", producer_run_id=f"run-{i // 1000}", produced_at=now,
-                            row_count=i, location=f"s3://lake/bench/{i % 50}", columns=columns,
-                            attributes={"i": str(i)}) for i in range(n)]
+    return [
+        CompletionEvent(
+            dataset=f"bench.dataset_{i % 50}",
+            partition=f"2024-06-{1 + i % 28:02d}",
+            producer="bench",
+            producer_run_id=f"run-{i // 1000}",
+            produced_at=now,
+            row_count=i,
+            location=f"s3://lake/bench/{i % 50}",
+            columns=columns,
+            attributes={"i": str(i)},
+        )
+        for i in range(n)
+    ]
 
 
 def publish(bus: KafkaBus, settings: Settings, events: list[CompletionEvent]) -> float:
@@ -94,8 +104,9 @@ def main() -> int:
         print(f"refusing a non-local broker: {bootstrap}", file=sys.stderr)
         return 2
     topic = f"bench-bus-{uuid.uuid4().hex[:8]}"
-    settings = Settings(bus="kafka", kafka_bootstrap_servers=bootstrap, topic_events=topic,
-                        topic_dead_letter=f"{topic}-dl")
+    settings = Settings(
+        bus="kafka", kafka_bootstrap_servers=bootstrap, topic_events=topic, topic_dead_letter=f"{topic}-dl"
+    )
     bus = KafkaBus(bootstrap)
     bus.ensure_topics([TopicSpec(topic, 3), TopicSpec(f"{topic}-dl", 1)])
     try:
@@ -110,7 +121,7 @@ def main() -> int:
         total = args.events + max(1, args.events // 10)
         project, raw, project_cpu, raw_cpu = [], [], [], []
         for r in range(args.rounds):
-            order = (("raw", "project") if r % 2 == 0 else ("project", "raw"))
+            order = ("raw", "project") if r % 2 == 0 else ("project", "raw")
             for which in order:
                 if which == "raw":
                     rate, cpu = consume_raw(bootstrap, topic, total)
@@ -120,11 +131,15 @@ def main() -> int:
                     rate, cpu = consume_project(bus, settings, total)
                     project.append(rate)
                     project_cpu.append(cpu)
-            print(f"round {r + 1}: project {project[-1]:,.0f}/s ({project_cpu[-1]:.1f} us CPU/event)  "
-                  f"raw {raw[-1]:,.0f}/s ({raw_cpu[-1]:.1f} us CPU/event)  ratio {project[-1] / raw[-1]:.2f}",
-                  file=sys.stderr)
-        print(f"publish {publish_rates[0]:,.0f} events/s ({args.events} events, encode + flush)",
-              file=sys.stderr)
+            print(
+                f"round {r + 1}: project {project[-1]:,.0f}/s ({project_cpu[-1]:.1f} us CPU/event)  "
+                f"raw {raw[-1]:,.0f}/s ({raw_cpu[-1]:.1f} us CPU/event)  ratio {project[-1] / raw[-1]:.2f}",
+                file=sys.stderr,
+            )
+        print(
+            f"publish {publish_rates[0]:,.0f} events/s ({args.events} events, encode + flush)",
+            file=sys.stderr,
+        )
     finally:
         AdminClient({"bootstrap.servers": bootstrap}).delete_topics([topic, f"{topic}-dl"])
     result = {

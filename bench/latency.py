@@ -4,14 +4,15 @@ Two backends: kafka_postgres (the broker at $KAFKA_BOOTSTRAP_SERVERS and a fresh
 $COORD_TEST_POSTGRES_URL — both 127.0.0.1) and local_sqlite (the embedded bus and SQLite).
 The spec has 1,000 daily jobs job_i: src.i → out.i, so every event makes one run ready.
 
-- Offered loads 100, 1,000 and 10,000 events/s: a separate producer process publishes events
-  at that pace (produced_at is set as each is published) while the coordinator serves in this
+- Offered loads 100, 1,000 and 10,000 events/s: a separate, already connected producer process
+  publishes events at that pace (produced_at is set as each is published) while the coordinator serves in this
   process. Latency = when the launcher was asked to start the run − the event's produced_at;
   p50/p99/max over every event.
 - Sustained: a backlog of --backlog events is published first; the coordinator drains it;
-  events/s = backlog / (last launch − coordinator start). Every one of those events launches a
-  run; `ingest_only_events_per_s` is the same backlog of events no job consumes (recorded and
-  evaluated, nothing launched).
+  events/s = launches / (last launch − first launch), and `with_start_up_events_per_s` counts
+  from the coordinator's start instead (consumer group join, store open). Every one of those
+  events launches a run; `ingest_only_events_per_s` is the same backlog of events no job
+  consumes (recorded and evaluated, nothing launched).
 
 The launcher is an in-process one that records the launch and reports success at once, so the
 figures are the coordinator's own cost (bus, state store, readiness, claims, outbox, its own
@@ -109,6 +110,10 @@ def produce(settings_json: str, rate: int, seconds: float, first: int) -> None:
     settings = Settings.model_validate_json(settings_json)
     total = int(rate * seconds)
     with Publisher(open_bus(settings), settings) as publisher:
+        # a long-lived producer has its connection and (Kafka) idempotence id already: one
+        # event no job consumes goes first, so the measured events do not wait for them
+        publisher.publish(CompletionEvent(dataset="bench.producer_ready"))
+        publisher.flush()
         started, sent = time.monotonic(), 0
         while sent < total:
             due = min(total, int(rate * (time.monotonic() - started)) + 1)
@@ -231,17 +236,19 @@ def sustained(backend: Backend, spec: PipelineSpec, backlog: int) -> float:
     started = time.time()
     coord, launcher, stop, thread = serve(spec, settings)
     complete = wait_for(launcher, backlog, timeout_s=600)
-    last = max(at for _, at in launcher.launched.values())
+    times = sorted(at for _, at in launcher.launched.values())
     stop.set()
     thread.join(60)
     coord.close()
-    rate = backlog / (last - started)
+    rate = (len(times) - 1) / (times[-1] - times[0])
+    cold = len(times) / (times[-1] - started)
     print(
-        f"  {backend.name} sustained: {rate:,.0f} events/s over a backlog of {backlog}"
+        f"  {backend.name} sustained: {rate:,.0f} events/s from the first launch to the last, over a"
+        f" backlog of {backlog} ({cold:,.0f} events/s counting the coordinator's start-up)"
         + ("" if complete else " (incomplete)"),
         flush=True,
     )
-    return round(rate)
+    return round(rate), round(cold)
 
 
 def ingest_only(backend: Backend, spec: PipelineSpec, backlog: int) -> float:
@@ -313,7 +320,9 @@ def main() -> None:
             for rate in LOADS:
                 seconds = args.seconds if rate < 10000 else max(1.0, args.seconds / 2)
                 figures[str(rate)] = offered_load(backend, spec, rate, seconds)
-            figures["sustained_events_per_s"] = sustained(backend, spec, args.backlog)
+            figures["sustained_events_per_s"], figures["with_start_up_events_per_s"] = sustained(
+                backend, spec, args.backlog
+            )
             figures["ingest_only_events_per_s"] = ingest_only(backend, spec, args.backlog)
             result[name] = figures
         spawn = command_spawn_ms(tmp)

@@ -58,8 +58,13 @@ def fill(store: StateStore, spec, days: int) -> list[str]:
                 [run] = tx.claim("default", 10, "bench", now)
                 tx.finish(run.run_id, run.attempt, "succeeded", now)
                 out = spec.jobs[job].outputs[0]
-                ev = CompletionEvent(event_id=output_event_id(run.run_id, 1, out, "succeeded"), dataset=out,
-                                     partition=key, producer="coordinator", producer_run_id=run.run_id)
+                ev = CompletionEvent(
+                    event_id=output_event_id(run.run_id, 1, out, "succeeded"),
+                    dataset=out,
+                    partition=key,
+                    producer="coordinator",
+                    producer_run_id=run.run_id,
+                )
                 tx.insert_events([ev], now)
                 latest[out] = ev
             tx.save_versions([Version.of(e) for e in latest.values()], now)
@@ -98,11 +103,14 @@ def main() -> None:
                     history.downstream(tx, spec, ev)
 
             with TestClient(create_app(settings, metrics=metrics, spec=spec, store=store)) as client:
+
                 def get(url: str):
                     return lambda: client.get(url).raise_for_status()
 
                 figures = {
-                    "days": args.days, "runs": 3 * args.days, "fill_s": round(fill_s, 1),
+                    "days": args.days,
+                    "runs": 3 * args.days,
+                    "fill_s": round(fill_s, 1),
                     "grid_ms": median_ms(get("/api/grid?last=7"), args.reps),
                     "graph_ms": median_ms(get(f"/api/graph?partition={mid}"), args.reps),
                     "run_detail_ms": median_ms(get(f"/api/runs/{run_id}"), args.reps),

@@ -43,8 +43,9 @@ def timed(fn, *args, **kwargs) -> tuple[float, object]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-rows", type=int, default=inprocess.DEFAULT_BATCH_ROWS)
@@ -61,28 +62,47 @@ def main() -> int:
         churn.ensure_champion(uri, rows=args.train_rows, max_iter=args.max_iter)
         source = folder / "user_features"
         source.mkdir()
-        pq.write_table(churn.generate_features(args.rows, seed=11), source / "part-0.parquet",
-                       row_group_size=131_072)
+        pq.write_table(
+            churn.generate_features(args.rows, seed=11), source / "part-0.parquet", row_group_size=131_072
+        )
 
         resolved = resolve("models:/churn@champion", uri)
         load_s, loaded = timed(model.load, resolved, uri)
         through_pyfunc = model.load(resolved, uri, direct=False)
         frame = pq.read_table(source, columns=[f.name for f in loaded.features]).to_pandas()
-        print(f"{args.rows:,} rows; model {resolved.uri} loaded in {load_s:.2f} s ({loaded.path} path); "
-              f"load average {load_before:.1f}", flush=True)
+        print(
+            f"{args.rows:,} rows; model {resolved.uri} loaded in {load_s:.2f} s ({loaded.path} path); "
+            f"load average {load_before:.1f}",
+            flush=True,
+        )
 
         predict_s, inprocess_s = [], []
         for round_ in range(args.repeats):
             seconds, _ = timed(loaded.predict, frame)
             predict_s.append(seconds)
-            seconds, summary = timed(inprocess.score_parquet, loaded, str(source), str(folder / "scores"),
-                                     ["user_id"], batch_rows=args.batch_rows)
+            seconds, summary = timed(
+                inprocess.score_parquet,
+                loaded,
+                str(source),
+                str(folder / "scores"),
+                ["user_id"],
+                batch_rows=args.batch_rows,
+            )
             assert summary.row_count == args.rows
             inprocess_s.append(seconds)
-            print(f"round {round_ + 1}: predict {args.rows / predict_s[-1]:,.0f} rows/s, "
-                  f"in-process {args.rows / inprocess_s[-1]:,.0f} rows/s", flush=True)
-        pyfunc_s, _ = timed(inprocess.score_parquet, through_pyfunc, str(source),
-                            str(folder / "scores_pyfunc"), ["user_id"], batch_rows=args.batch_rows)
+            print(
+                f"round {round_ + 1}: predict {args.rows / predict_s[-1]:,.0f} rows/s, "
+                f"in-process {args.rows / inprocess_s[-1]:,.0f} rows/s",
+                flush=True,
+            )
+        pyfunc_s, _ = timed(
+            inprocess.score_parquet,
+            through_pyfunc,
+            str(source),
+            str(folder / "scores_pyfunc"),
+            ["user_id"],
+            batch_rows=args.batch_rows,
+        )
         print(f"in-process through pyfunc: {args.rows / pyfunc_s:,.0f} rows/s", flush=True)
 
         spark_rate = None
@@ -116,20 +136,30 @@ def bench_spark(args: argparse.Namespace, uri: str, resolved, source: Path, fold
     from coordinator.scoring.spark import score_spark
 
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    start_s, session = timed(lambda: SparkSession.builder.master(args.spark_master).appName("bench-score")
-                             .config("spark.ui.enabled", "false").config("spark.sql.session.timeZone", "UTC")
-                             .config("spark.driver.memory", "2g").getOrCreate())
+    start_s, session = timed(
+        lambda: (
+            SparkSession.builder.master(args.spark_master)
+            .appName("bench-score")
+            .config("spark.ui.enabled", "false")
+            .config("spark.sql.session.timeZone", "UTC")
+            .config("spark.driver.memory", "2g")
+            .getOrCreate()
+        )
+    )
     session.sparkContext.setLogLevel("ERROR")
     try:
         shape = model.describe(resolved, uri)
-        seconds, summary = timed(score_spark, session, shape, uri, str(source), str(folder / "scores_spark"),
-                                 ["user_id"])
+        seconds, summary = timed(
+            score_spark, session, shape, uri, str(source), str(folder / "scores_spark"), ["user_id"]
+        )
         assert summary.row_count == args.rows
     finally:
         session.stop()
     rate = args.rows / seconds
-    print(f"spark ({args.spark_master}): {rate:,.0f} rows/s (session start-up {start_s:.1f} s, not counted)",
-          flush=True)
+    print(
+        f"spark ({args.spark_master}): {rate:,.0f} rows/s (session start-up {start_s:.1f} s, not counted)",
+        flush=True,
+    )
     return rate
 
 

@@ -241,22 +241,32 @@ class Tx:
         for chunk in _chunks(pairs):
             yield from self.conn.execute(query.where(tuple_(c1, c2).in_(chunk)))
 
-    def _update_runs(self, stmt, rows: list[dict], **fixed: object) -> None:
-        """An UPDATE of runs by (b_id, b_attempt) for many rows: on PostgreSQL one UPDATE ... FROM
-        a JSON recordset, elsewhere an executemany of `stmt`."""
+    def _update_active_runs(self, stmt, rows: list[dict], **fixed: object) -> set[tuple[str, int]]:
+        """UPDATE the runs whose current attempt (b_id, b_attempt) is still active; returns the
+        (run_id, attempt) pairs updated — a stale worker's report changes nothing. On PostgreSQL
+        one UPDATE ... FROM a JSON recordset ... RETURNING (the row locks it takes are the check);
+        on SQLite, whose transactions hold the write lock from the start, a check then an
+        executemany of `stmt`."""
         if not self.pg:
-            self.conn.execute(stmt, rows)
-            return
+            valid = self._current([(r["b_id"], r["b_attempt"]) for r in rows])
+            rows = [r for r in rows if (r["b_id"], r["b_attempt"]) in valid]
+            if rows:
+                self.conn.execute(stmt, rows)
+            return valid
         r = S.runs
         types = {k: _BIND_TYPES[k] for k in rows[0]}
         u, params = _unnest(types, rows)
         values = {c: u.c[k] for k, c in _BIND_COLUMNS.items() if k in types}
         if "handle" in values:
             values["handle"] = func.coalesce(values["handle"], r.c.handle)
-        self.conn.execute(
-            update(r).where(r.c.run_id == u.c.b_id, r.c.attempt == u.c.b_attempt).values(**values, **fixed),
+        updated = self.conn.execute(
+            update(r)
+            .where(r.c.run_id == u.c.b_id, r.c.attempt == u.c.b_attempt, _states(ACTIVE))
+            .values(**values, **fixed)
+            .returning(r.c.run_id, r.c.attempt),
             params,
         )
+        return {(i, a) for i, a in updated}
 
     # ------------------------------------------------------------------ events and versions
     def insert_events(self, events: Sequence[CompletionEvent], now: float) -> list[CompletionEvent]:
@@ -497,28 +507,38 @@ class Tx:
         rows; SQLite transactions are BEGIN IMMEDIATE, one writer at a time. The update is still
         conditional (state 'ready') and only rows this claim moved are returned.
         """
+        r = S.runs
         if self.pg:
             self.conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:p))"), {"p": "coord-pool:" + pool})
-        free = size - self.count_runs(ACTIVE, pool)
-        if limit is not None:
-            free = min(free, limit)
-        if free <= 0:
-            return []
-        r = S.runs
-        q = (
+            # the free slots, the pick and the move in one statement (one round trip)
+            active = select(func.count()).select_from(r).where(_states(ACTIVE), r.c.pool == pool)
+            free = func.greatest(0, size - active.scalar_subquery())
+            if limit is not None:
+                free = func.least(free, limit)
+        else:
+            free = size - self.count_runs(ACTIVE, pool)
+            if limit is not None:
+                free = min(free, limit)
+            if free <= 0:
+                return []
+        pick = (
             select(r.c.run_id)
             .where(_states(["ready"]), r.c.pool == pool, r.c.not_before <= now)
             .order_by(r.c.not_before, r.c.created_at)
             .limit(free)
         )
         if self.pg:
-            q = q.with_for_update(skip_locked=True)
-        ids = list(self.conn.execute(q).scalars())
-        if not ids:
-            return []
+            # a MATERIALIZED CTE is evaluated once; a LIMIT … SKIP LOCKED subquery in the WHERE
+            # may be evaluated again by the plan and pick other rows
+            cte = pick.with_for_update(skip_locked=True).cte("pick").prefix_with("MATERIALIZED")
+            pick = select(cte.c.run_id).scalar_subquery()
+        else:
+            pick = list(self.conn.execute(pick).scalars())
+            if not pick:
+                return []
         rows = self.conn.execute(
             update(r)
-            .where(self._in(r.c.run_id, ids), r.c.state == "ready")
+            .where(r.c.run_id.in_(pick), r.c.state == "ready")
             .values(
                 state="starting",
                 attempt=r.c.attempt + 1,
@@ -529,8 +549,9 @@ class Tx:
             )
             .returning(*r.c)
         )
-        order = {run_id: i for i, run_id in enumerate(ids)}
-        return sorted((RunRow.of(x) for x in rows), key=lambda run: order[run.run_id])
+        return sorted(
+            (RunRow.of(x) for x in rows), key=lambda run: (run.not_before, run.created_at, run.run_id)
+        )
 
     def _current(self, keys: Sequence[tuple[str, int]]) -> set[tuple[str, int]]:
         """Which (run_id, attempt) pairs are the current, active attempt of their run."""
@@ -546,28 +567,27 @@ class Tx:
 
     def set_running_many(self, items: Sequence[tuple[str, int, Handle]], now: float) -> set[str]:
         """Store the handles of started attempts; returns the run ids updated (stale ones are not)."""
-        valid = self._current([(i, a) for i, a, _ in items])
-        rows = [
-            {"b_id": i, "b_attempt": a, "b_handle": _handle_json(h)} for i, a, h in items if (i, a) in valid
-        ]
-        if not rows:
+        if not items:
             return set()
-        self._update_runs(_SET_RUNNING, rows, state="running")
+        rows = [{"b_id": i, "b_attempt": a, "b_handle": _handle_json(h)} for i, a, h in items]
+        valid = self._update_active_runs(_SET_RUNNING, rows, state="running")
+        if not valid:
+            return set()
         self._attempts(
             [
                 {
-                    "run_id": r["b_id"],
-                    "attempt": r["b_attempt"],
+                    "run_id": i,
+                    "attempt": a,
                     "state": "running",
                     "started_at": now,
                     "finished_at": None,
                     "error": None,
                     "log_path": None,
                 }
-                for r in rows
+                for i, a in valid
             ]
         )
-        return {r["b_id"] for r in rows}
+        return {i for i, _ in valid}
 
     def set_running(self, run_id: str, attempt: int, handle: Handle, now: float) -> bool:
         return bool(self.set_running_many([(run_id, attempt, handle)], now))
@@ -578,11 +598,9 @@ class Tx:
         Only the attempt that is current and active may finish (a stale worker changes nothing);
         returns the run ids that did.
         """
-        valid = self._current([(f.run_id, f.attempt) for f in items])
-        done = [f for f in items if (f.run_id, f.attempt) in valid]
-        if not done:
+        if not items:
             return set()
-        self._update_runs(
+        valid = self._update_active_runs(
             _FINISH,
             [
                 {
@@ -594,9 +612,12 @@ class Tx:
                     "b_finished": None if f.retry_at is not None else now,
                     "b_handle": None if f.handle is None else _handle_json(f.handle),
                 }
-                for f in done
+                for f in items
             ],
         )
+        done = [f for f in items if (f.run_id, f.attempt) in valid]
+        if not done:
+            return set()
         self._attempts(
             [
                 {
