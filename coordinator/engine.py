@@ -159,6 +159,7 @@ class Coordinator:
             min(256, sum(spec.pool_size(p) for p in {j.pool for j in spec.jobs.values()}) or 1)
         )
         self._recovered = False
+        self._runs_dir = (Path(settings.home) / "runs").resolve()  # once: resolving walks the path
         self._outbox_dirty = True  # at start-up, whatever a previous run left unsent
         self._queued: list[CompletionEvent] = []  # put in the outbox by the open transaction
         self._publishing = 0  # events handed to the bus, delivery not yet confirmed
@@ -405,7 +406,7 @@ class Coordinator:
 
     def context(self, run: RunRow) -> RunContext:
         job = self.spec.jobs[run.job]
-        workdir = Path(self.settings.home) / "runs" / run.run_id / f"attempt-{run.attempt}"
+        workdir = self._runs_dir / run.run_id / f"attempt-{run.attempt}"
         inputs = tuple(
             InputRef(v.dataset, v.partition, v.event_id, v.location, v.row_count, v.columns)
             for v in run.inputs
@@ -418,7 +419,7 @@ class Coordinator:
             settings=job.settings,
             inputs=inputs,
             outputs=job.outputs,
-            workdir=workdir.resolve(),
+            workdir=workdir,
             timeout_s=job.timeout_s,
         )
 
