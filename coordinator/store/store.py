@@ -56,6 +56,14 @@ DEAD = ("failed", "blocked")
 _CHUNK = 400
 
 
+def _dumps(value: object, default=None) -> str:
+    """JSON text for the store's text columns (orjson: these run once per event and run)."""
+    return orjson.dumps(value, default=default, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+_loads = orjson.loads
+
+
 def pkey(partition: str | None) -> str:
     return partition or ""
 
@@ -121,7 +129,7 @@ class RunRow:
 
     @classmethod
     def from_dict(cls, m) -> RunRow:
-        handle = json.loads(m["handle"]) if m["handle"] else None
+        handle = _loads(m["handle"]) if m["handle"] else None
         return cls(
             m["run_id"],
             m["job"],
@@ -133,7 +141,7 @@ class RunRow:
             m["attempt"],
             m["max_attempts"],
             m["budget"],
-            tuple(_version(d) for d in json.loads(m["inputs"])),
+            tuple(_version(d) for d in _loads(m["inputs"])),
             Handle(handle["kind"], handle["data"]) if handle else None,
             m["error"],
             m["not_before"],
@@ -345,7 +353,7 @@ class Tx:
         )
         job_keys = [(j, pkey(p)) for j, p in jobs]
         for job, partition_key, inputs in self._pairs(q, r_.c.job, r_.c.partition_key, job_keys):
-            snap.consumed[(job, unkey(partition_key))] = frozenset(d["event_id"] for d in json.loads(inputs))
+            snap.consumed[(job, unkey(partition_key))] = frozenset(d["event_id"] for d in _loads(inputs))
         return snap
 
     def _newest_ran(self, jobs: set[str]) -> list[Key]:
@@ -363,7 +371,7 @@ class Tx:
     def _load_versions(self, snap: Snapshot, rows: Iterable) -> None:
         for r in rows:
             m = r._mapping
-            cols = json.loads(m["columns"]) if m["columns"] else None
+            cols = _loads(m["columns"]) if m["columns"] else None
             snap.latest[(m["dataset"], unkey(m["partition_key"]))] = Version(
                 m["event_id"],
                 m["dataset"],
@@ -384,7 +392,7 @@ class Tx:
                 "produced_at": v.produced_at,
                 "row_count": v.row_count,
                 "location": v.location,
-                "columns": None if v.columns is None else json.dumps([c.model_dump() for c in v.columns]),
+                "columns": None if v.columns is None else _dumps([c.model_dump() for c in v.columns]),
                 "updated_at": now,
             }
             for v in versions
@@ -442,7 +450,7 @@ class Tx:
                 "attempt": 0,
                 "max_attempts": budgets[c.job],
                 "budget": budgets[c.job],
-                "inputs": json.dumps([_version_dict(v) for v in c.inputs]),
+                "inputs": _dumps([_version_dict(v) for v in c.inputs]),
                 "handle": None,
                 "error": str(c.violation) if c.violation else None,
                 "not_before": 0.0,
@@ -807,7 +815,7 @@ def _states(states: Sequence[str]):
 
 
 def _handle_json(handle: Handle) -> str:
-    return json.dumps({"kind": handle.kind, "data": dict(handle.data)})
+    return _dumps({"kind": handle.kind, "data": dict(handle.data)})
 
 
 def _unnest(types: dict[str, object], rows: list[dict]):
