@@ -251,6 +251,78 @@ def sustained(backend: Backend, spec: PipelineSpec, backlog: int) -> float:
     return round(rate), round(cold)
 
 
+_RUN_COLUMNS = (
+    "run_id, job, partition_key, input_key, generation, state, pool, attempt, max_attempts, budget,"
+    " inputs, not_before, created_at"
+)
+
+
+def _copy(cur, table_columns: str, rows) -> None:
+    with cur.copy(f"COPY {table_columns} FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
+def _floor_batch(cur, ids: list[str], body: str) -> None:
+    """The rows one batch of events and their runs leave in the store (see postgres_floor)."""
+    runs = ["r" + i for i in ids]
+    outs = ["out" + i for i in ids]
+    day = "2024-01-01"
+    for prefix in ("in", "out"):
+        _copy(
+            cur,
+            "coord_events",
+            ((prefix + i, f"{prefix}.{i}", day, "succeeded", 1.0, 1.0, body) for i in ids),
+        )
+        _copy(
+            cur,
+            "coord_partitions (dataset, partition_key, event_id, produced_at, updated_at)",
+            ((f"{prefix}.{i}", day, prefix + i, 1.0, 1.0) for i in ids),
+        )
+    _copy(
+        cur,
+        f"coord_runs ({_RUN_COLUMNS})",
+        ((r, r, day, r, 0, "ready", "p", 0, 1, 1, "[]", 0.0, 1.0) for r in runs),
+    )
+    cur.execute(
+        "UPDATE coord_runs SET state = 'starting', attempt = 1, owner = 'b', started_at = 1"
+        " WHERE run_id = ANY(%s)",
+        (runs,),
+    )
+    _copy(
+        cur, "coord_attempts (run_id, attempt, state, started_at)", ((r, 1, "succeeded", 1.0) for r in runs)
+    )
+    cur.execute("UPDATE coord_runs SET state = 'succeeded', finished_at = 2 WHERE run_id = ANY(%s)", (runs,))
+    _copy(cur, "coord_outbox (event_id, body, created_at)", ((o, body, 1.0) for o in outs))
+    cur.execute("UPDATE coord_outbox SET sent_at = 2 WHERE event_id = ANY(%s)", (outs,))
+
+
+def postgres_floor(backend: Backend, events: int, batch: int = 2000) -> float:
+    """Baseline: PostgreSQL alone writing what the store keeps for one event and its run, by COPY.
+
+    Per event, as the engine does it: the input event, its partition version, the run (ready),
+    the claim (an UPDATE), the attempt, the run's end (an UPDATE), the output event, its version,
+    its outbox entry, the outbox entry marked sent — in transactions of `batch` events, straight
+    from Python tuples (no decoding, readiness or bus). Events/s here is a ceiling for any loop
+    that keeps those records in this database on this machine.
+    """
+    import psycopg
+
+    from coordinator.store.store import StateStore
+
+    settings = backend.fresh()
+    StateStore(settings.state_url).close()  # creates the tables (migrations)
+    body = event(0).model_dump_json()
+    with psycopg.connect(settings.state_url.replace("postgresql+psycopg://", "postgresql://", 1)) as conn:
+        started = time.perf_counter()
+        for first in range(0, events, batch):
+            with conn.transaction(), conn.cursor() as cur:
+                _floor_batch(cur, [str(n) for n in range(first, min(events, first + batch))], body)
+        rate = events / (time.perf_counter() - started)
+    print(f"  {backend.name} baseline, PostgreSQL writes alone: {rate:,.0f} events/s", flush=True)
+    return round(rate)
+
+
 def ingest_only(backend: Backend, spec: PipelineSpec, backlog: int) -> float:
     """Events/s for completions no job consumes: bus, decode, dedupe, record, readiness — no runs."""
     settings = backend.fresh()
@@ -324,6 +396,10 @@ def main() -> None:
                 backend, spec, args.backlog
             )
             figures["ingest_only_events_per_s"] = ingest_only(backend, spec, args.backlog)
+            if name == "kafka_postgres":
+                floor = postgres_floor(backend, args.backlog)
+                figures["baseline_postgres_writes_events_per_s"] = floor
+                figures["sustained_to_baseline"] = round(figures["sustained_events_per_s"] / floor, 3)
             result[name] = figures
         spawn = command_spawn_ms(tmp)
         print(f"command kind: a `true` process is started and reaped in {spawn} ms (median)")

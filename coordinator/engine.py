@@ -85,34 +85,26 @@ def output_event_id(run_id: str, attempt: int, dataset: str, status: str) -> str
 class _Workers:
     """Daemon threads that start and watch runs. Daemons, so that a coordinator stopping (or a
     CLI exiting) never waits for a long job: the job runs on, and the next start re-attaches it.
-    A thread is added only when none is idle, up to `size`: short runs reuse a few threads
-    instead of waking hundreds that contend for the interpreter."""
+    One more thread per task until `size` (the pools' total): a task never waits behind a long
+    job while a pool has room."""
 
     def __init__(self, size: int) -> None:
         self.size = size
         self.tasks: queue.SimpleQueue[tuple[Callable[..., None], tuple[object, ...]]] = queue.SimpleQueue()
         self.threads: list[threading.Thread] = []
-        self._idle = 0
-        self._lock = threading.Lock()
 
     def submit(self, fn: Callable[..., None], *args: object) -> None:
         self.tasks.put((fn, args))
-        with self._lock:
-            if self._idle >= self.tasks.qsize() or len(self.threads) >= self.size:
-                return
+        if len(self.threads) < self.size:
             thread = threading.Thread(
                 target=self._work, daemon=True, name=f"coord-worker-{len(self.threads)}"
             )
             self.threads.append(thread)
-        thread.start()
+            thread.start()
 
     def _work(self) -> None:
         while True:
-            with self._lock:
-                self._idle += 1
             fn, args = self.tasks.get()
-            with self._lock:
-                self._idle -= 1
             fn(*args)
 
 

@@ -128,7 +128,8 @@ class RunRow:
         return cls.from_dict(row._mapping)
 
     @classmethod
-    def from_dict(cls, m) -> RunRow:
+    def from_dict(cls, m, inputs: tuple[Version, ...] | None = None) -> RunRow:
+        """`inputs`, when the caller has them decoded already (they are the row's largest field)."""
         handle = _loads(m["handle"]) if m["handle"] else None
         return cls(
             m["run_id"],
@@ -141,7 +142,7 @@ class RunRow:
             m["attempt"],
             m["max_attempts"],
             m["budget"],
-            tuple(_version(d) for d in _loads(m["inputs"])),
+            inputs if inputs is not None else tuple(_version(d) for d in _loads(m["inputs"])),
             Handle(handle["kind"], handle["data"]) if handle else None,
             m["error"],
             m["not_before"],
@@ -224,6 +225,16 @@ class Tx:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self.pg = conn.dialect.name == "postgresql"
+        # what this transaction encoded or decoded already: an output event is written to the
+        # events table and the outbox, a run created here is often claimed here
+        self._bodies: dict[str, str] = {}
+        self._inputs: dict[str, tuple[Version, ...]] = {}
+
+    def _body(self, event: CompletionEvent) -> str:
+        body = self._bodies.get(event.event_id)
+        if body is None:
+            body = self._bodies[event.event_id] = event.model_dump_json()
+        return body
 
     def _insert(self, table):
         return (postgresql.insert if self.pg else sqlite.insert)(table)
@@ -310,8 +321,8 @@ class Tx:
             self.conn.execute(stmt.on_conflict_do_nothing(), params)
         return fresh
 
-    @staticmethod
-    def _event_rows(events: Iterable[CompletionEvent], now: float) -> list[dict]:
+    def _event_rows(self, events: Iterable[CompletionEvent], now: float) -> list[dict]:
+        body = self._body
         return [
             {
                 "event_id": e.event_id,
@@ -320,7 +331,7 @@ class Tx:
                 "status": e.status.value,
                 "produced_at": e.produced_at.timestamp(),
                 "recorded_at": now,
-                "body": e.model_dump_json(),
+                "body": body(e),
             }
             for e in events
         ]
@@ -459,7 +470,9 @@ class Tx:
                 "started_at": None,
                 "finished_at": now if c.violation else None,
             }
-            rows.setdefault(run_id, row)
+            if run_id not in rows:
+                rows[run_id] = row
+                self._inputs[run_id] = tuple(c.inputs)
         if not rows:
             return []
         inserted: set[str] = set()
@@ -469,7 +482,7 @@ class Tx:
             inserted.update(
                 self.conn.execute(stmt.on_conflict_do_nothing().returning(S.runs.c.run_id), params).scalars()
             )
-        return [RunRow.from_dict(r) for run_id, r in rows.items() if run_id in inserted]
+        return [RunRow.from_dict(r, self._inputs[run_id]) for run_id, r in rows.items() if run_id in inserted]
 
     def get_run(self, run_id: str) -> RunRow | None:
         row = self.conn.execute(select(S.runs).where(S.runs.c.run_id == run_id)).first()
@@ -562,9 +575,9 @@ class Tx:
             )
             .returning(*r.c)
         )
-        return sorted(
-            (RunRow.of(x) for x in rows), key=lambda run: (run.not_before, run.created_at, run.run_id)
-        )
+        known = self._inputs
+        claimed = (RunRow.from_dict(m, known.get(m["run_id"])) for m in rows.mappings())
+        return sorted(claimed, key=lambda run: (run.not_before, run.created_at, run.run_id))
 
     def _current(self, keys: Sequence[tuple[str, int]]) -> set[tuple[str, int]]:
         """Which (run_id, attempt) pairs are the current, active attempt of their run."""
@@ -726,7 +739,7 @@ class Tx:
     # ------------------------------------------------------------------ outbox
     def outbox_add(self, events: Iterable[CompletionEvent], now: float) -> None:
         rows = [
-            {"event_id": e.event_id, "body": e.model_dump_json(), "created_at": now, "sent_at": None}
+            {"event_id": e.event_id, "body": self._body(e), "created_at": now, "sent_at": None}
             for e in events
         ]
         if rows:
