@@ -249,6 +249,23 @@ class Tx:
         u, params = _unnest({c: table.c[c].type for c in cols}, rows)
         return postgresql.insert(table).from_select(cols, select(*(u.c[c] for c in cols))), params
 
+    def _run_many(self, stmt, rows: list[dict]) -> None:
+        """Execute `stmt` once per row (no RETURNING). On PostgreSQL `rows` is the one JSON
+        parameter of `_insert_rows`/_unnest; on SQLite the statement is compiled once and the
+        rows go to the driver's executemany as tuples — SQLAlchemy's own per-row parameter
+        processing cost more than SQLite's work."""
+        if self.pg:
+            self.conn.execute(stmt, rows)
+            return
+        if not rows:
+            return
+        compiled = stmt.compile(dialect=self.conn.dialect, column_keys=list(rows[0]))
+        order = compiled.positiontup
+        fixed = {k: v for k, v in compiled.params.items() if k not in rows[0]}  # the statement's literals
+        if fixed:
+            rows = [{**fixed, **r} for r in rows]
+        self.conn.exec_driver_sql(str(compiled), [tuple(r[k] for k in order) for r in rows])
+
     def _in(self, column, values: Sequence):
         """`column IN values`: `= ANY(array)` on PostgreSQL (one parameter, a prepared plan)."""
         if self.pg:
@@ -275,7 +292,7 @@ class Tx:
             valid = self._current([(r["b_id"], r["b_attempt"]) for r in rows])
             rows = [r for r in rows if (r["b_id"], r["b_attempt"]) in valid]
             if rows:
-                self.conn.execute(stmt, rows)
+                self._run_many(stmt, rows)
             return valid
         r = S.runs
         types = {k: _BIND_TYPES[k] for k in rows[0]}
@@ -318,7 +335,7 @@ class Tx:
         fresh = [e for e in unique.values() if e.event_id not in seen]
         if fresh:
             stmt, params = self._insert_rows(S.events, self._event_rows(fresh, now))
-            self.conn.execute(stmt.on_conflict_do_nothing(), params)
+            self._run_many(stmt.on_conflict_do_nothing(), params)
         return fresh
 
     def _event_rows(self, events: Iterable[CompletionEvent], now: float) -> list[dict]:
@@ -421,7 +438,7 @@ class Tx:
             },
             where=tuple_(t.c.produced_at, t.c.event_id) < tuple_(ex.produced_at, ex.event_id),
         )
-        self.conn.execute(stmt, params)
+        self._run_many(stmt, params)
 
     # ------------------------------------------------------------------ runs
     def insert_runs(
@@ -688,7 +705,7 @@ class Tx:
                 "details": func.coalesce(ex.details, a.c.details),
             },
         )
-        self.conn.execute(stmt, params)
+        self._run_many(stmt, params)
 
     def attempts(self, run_id: str) -> list[dict]:
         q = select(S.attempts).where(S.attempts.c.run_id == run_id).order_by(S.attempts.c.attempt)
@@ -744,7 +761,7 @@ class Tx:
         ]
         if rows:
             stmt, params = self._insert_rows(S.outbox, rows)
-            self.conn.execute(stmt.on_conflict_do_nothing(), params)
+            self._run_many(stmt.on_conflict_do_nothing(), params)
 
     def outbox_pending(self, limit: int = 500) -> list[tuple[int, CompletionEvent]]:
         o = S.outbox
