@@ -101,13 +101,29 @@ class Snapshot:
         return False
 
 
+def _memo(spec: PipelineSpec, view: str, dataset: str, compute):
+    """`compute(spec, dataset)`, once per spec and dataset (these run for every event)."""
+    cache = spec.memo.setdefault(view, {})
+    got = cache.get(dataset)
+    if got is None:
+        got = cache[dataset] = compute(spec, dataset)
+    return got
+
+
+def _consumer_partitionings(spec: PipelineSpec, dataset: str) -> tuple:
+    mine = spec.partitioning(dataset)
+    return tuple(
+        (job, mine, inp.mapping, spec.job_partitioning(job)) for job, inp in spec.consumers.get(dataset, ())
+    )
+
+
 def affected(spec: PipelineSpec, dataset: str, partition: str | None) -> list[Key]:
     """Job partitions that a new version of (dataset, partition) may make ready."""
     out: list[Key] = []
-    for job, inp in spec.consumers.get(dataset, ()):
-        for key in P.job_keys_for(
-            spec.partitioning(dataset), inp.mapping, spec.job_partitioning(job), partition
-        ):
+    for job, partitioning, mapping, job_partitioning in _memo(
+        spec, "consumers", dataset, _consumer_partitionings
+    ):
+        for key in P.job_keys_for(partitioning, mapping, job_partitioning, partition):
             if (job, key) not in out:
                 out.append((job, key))
     return out
@@ -205,6 +221,10 @@ def step(spec: PipelineSpec, snap: Snapshot, events: Iterable[CompletionEvent]) 
 
 def _gated(spec: PipelineSpec, dataset: str) -> list[tuple[str, InputSpec]]:
     """(job, first triggering input) of the partitioned jobs that take `dataset` as `latest`."""
+    return _memo(spec, "gated", dataset, _find_gated)
+
+
+def _find_gated(spec: PipelineSpec, dataset: str) -> list[tuple[str, InputSpec]]:
     out = []
     for job, inp in spec.consumers.get(dataset, ()):
         if not _triggers(spec, job, inp):
@@ -231,6 +251,10 @@ def _waiting(spec: PipelineSpec, snap: Snapshot, event: CompletionEvent) -> list
 
 def rerun_jobs(spec: PipelineSpec, dataset: str) -> list[str]:
     """Jobs that re-run their newest partition on a new version of `dataset` (`on_change`)."""
+    return _memo(spec, "rerun", dataset, _find_rerun)
+
+
+def _find_rerun(spec: PipelineSpec, dataset: str) -> list[str]:
     return [job for job, inp in spec.consumers.get(dataset, ()) if inp.on_change == "rerun_latest"]
 
 

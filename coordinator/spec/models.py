@@ -130,6 +130,12 @@ class PipelineSpec(_Model):
                 out.setdefault(inp.dataset, []).append((name, inp))
         return {k: tuple(v) for k, v in out.items()}
 
+    @cached_property
+    def memo(self) -> dict[str, dict]:
+        """Scratch space for views other modules derive from this spec (readiness keeps its
+        per-dataset lookups here); a spec is not changed once built, so they stay true."""
+        return {}
+
     def contract(self, job: str, dataset: str) -> tuple[Column, ...] | None:
         """The columns `job` requires of input `dataset`: its own contract, else the dataset's."""
         spec = self.jobs[job]
