@@ -308,13 +308,24 @@ class KafkaConsumer(Consumer):
                 raise _bus_error("commit", exc) from exc
 
     def lag(self) -> int | None:
+        """Messages after this consumer's position in its assigned partitions. A partition it has
+        not read from yet (just assigned, e.g. taken over from another member that consumed it
+        all) has no position: the group's committed offset stands in, else the low watermark."""
         if self._consumer is None:
             return None
         try:
+            assigned = self._consumer.assignment()
+            positions = self._consumer.position(assigned)
+            unknown = [tp for tp in positions if tp.offset < 0]
+            committed = {}
+            if unknown:
+                for tp in self._consumer.committed(unknown, timeout=5):
+                    committed[(tp.topic, tp.partition)] = tp.offset
             total = 0
-            for tp in self._consumer.position(self._consumer.assignment()):
+            for tp in positions:
                 low, high = self._consumer.get_watermark_offsets(tp, timeout=5, cached=False)
-                total += high - (tp.offset if tp.offset >= 0 else low)
+                at = tp.offset if tp.offset >= 0 else committed.get((tp.topic, tp.partition), -1)
+                total += high - (at if at >= 0 else low)
             return total
         except (KafkaException, RuntimeError) as exc:
             raise _bus_error("lag", exc) from exc

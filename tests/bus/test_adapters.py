@@ -86,3 +86,31 @@ def test_local_bus_is_safe_for_several_processes(tmp_path: Path) -> None:
     for m in got:
         by_key.setdefault(m.key, []).append(int(m.value.split(b":")[1]))
     assert len(by_key) == 16 and all(seq == sorted(seq) for seq in by_key.values())
+
+
+def test_kafka_lag_of_a_taken_over_partition_counts_from_the_groups_commit(
+    kafka_bootstrap: str, kafka_topic: str
+) -> None:
+    """A member that takes over partitions another member consumed and committed (it has read
+    nothing from them yet, so it has no position) sees no lag — not the whole topic."""
+    from tests.conftest import unique
+
+    bus = KafkaBus(kafka_bootstrap)
+    with bus.producer() as producer:
+        for i in range(30):
+            producer.produce(kafka_topic, b"m%d" % i, key=b"k%d" % i)
+        producer.flush()
+    group = unique("lag")
+    first = bus.consumer(group, [kafka_topic])
+    seen: list = []
+    while len(seen) < 30:
+        seen += first.poll(100, 1.0)
+    first.commit(seen, wait=False)  # in the background; close makes sure of it
+    assert first.lag() == 0
+    first.close()
+    second = bus.consumer(group, [kafka_topic])
+    try:
+        assert second.poll(100, 5.0) == []  # joins the group, gets every partition, nothing to read
+        assert second.lag() == 0
+    finally:
+        second.close()
