@@ -311,7 +311,8 @@ def postgres_floor(backend: Backend, events: int, batch: int = 2000) -> float:
     from coordinator.store.store import StateStore
 
     settings = backend.fresh()
-    StateStore(settings.state_url).close()  # creates the tables (migrations)
+    with StateStore(settings.state_url) as store:
+        store.engine  # noqa: B018 — opening it creates the tables (migrations)
     body = event(0).model_dump_json()
     with psycopg.connect(settings.state_url.replace("postgresql+psycopg://", "postgresql://", 1)) as conn:
         started = time.perf_counter()
