@@ -378,7 +378,11 @@ class Coordinator:
         self._claim_due = now + CLAIM_POLL_S
         ready: list[RunRow] = []
         for pool in self._pools:
-            for run in tx.claim(pool, self.spec.pool_size(pool), self.owner, now):
+            claimed = tx.claim(pool, self.spec.pool_size(pool), self.owner, now, wait=False)
+            if claimed is None:  # another instance is claiming from this pool: next turn
+                self._claim_due = 0.0
+                continue
+            for run in claimed:
                 reason = self._unlaunchable(run)
                 if reason:
                     tx.finish(run.run_id, run.attempt, "blocked", now, error=reason)

@@ -542,17 +542,27 @@ class Tx:
         q = select(func.min(S.runs.c.not_before)).where(_states(["ready"]))
         return self.conn.execute(q).scalar()
 
-    def claim(self, pool: str, size: int, owner: str, now: float, limit: int | None = None) -> list[RunRow]:
+    def claim(
+        self, pool: str, size: int, owner: str, now: float, limit: int | None = None, *, wait: bool = True
+    ) -> list[RunRow] | None:
         """Move up to the pool's free slots of due ready runs to `starting`, for `owner`.
 
         The pool size holds across every coordinator sharing the store. On PostgreSQL an advisory
         lock per pool serialises claimers and FOR UPDATE SKIP LOCKED keeps them off each other's
         rows; SQLite transactions are BEGIN IMMEDIATE, one writer at a time. The update is still
         conditional (state 'ready') and only rows this claim moved are returned.
+        With `wait=False`, None (nothing done) when another transaction holds the pool's lock:
+        the engine claims inside its turn's transaction, and would otherwise hold its other
+        instance up until it commits; it tries again next turn instead.
         """
         r = S.runs
         if self.pg:
-            self.conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:p))"), {"p": "coord-pool:" + pool})
+            lock = "pg_advisory_xact_lock" if wait else "pg_try_advisory_xact_lock"
+            got = self.conn.execute(
+                text(f"SELECT {lock}(hashtext(:p))"), {"p": "coord-pool:" + pool}
+            ).scalar()
+            if not wait and not got:
+                return None
             # the free slots, the pick and the move in one statement (one round trip)
             active = select(func.count()).select_from(r).where(_states(ACTIVE), r.c.pool == pool)
             free = func.greatest(0, size - active.scalar_subquery())
