@@ -49,6 +49,7 @@ from coordinator.publish import Publisher
 from coordinator.settings import Settings
 from coordinator.spec.models import DatasetSpec, JobSpec, PipelineSpec
 from coordinator.store.schema import events as events_table
+from coordinator.store.store import StateStore
 
 JOBS = 1000
 LOADS = (100, 1000, 10000)
@@ -88,7 +89,7 @@ def build_spec(jobs: int = JOBS) -> PipelineSpec:
             )
             for i in range(jobs)
         },
-        pools={"default": 512},
+        pools={"default": 10000},
     ).checked()
 
 
@@ -130,7 +131,7 @@ class Backend:
     def __init__(self, name: str, tmp: Path) -> None:
         self.name, self.tmp = name, tmp
 
-    def fresh(self) -> Settings:
+    def fresh(self, partitions: int = 3) -> Settings:
         """Settings over a new, empty bus topic and state store."""
         tag = uuid.uuid4().hex[:10]
         home = self.tmp / f"{self.name}-{tag}"
@@ -143,7 +144,9 @@ class Backend:
         bootstrap = os.environ["KAFKA_BOOTSTRAP_SERVERS"]
         topic = f"bench-latency-{tag}"
         admin = AdminClient({"bootstrap.servers": bootstrap})  # kept alive until the topic exists
-        admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])[topic].result(30)
+        admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])[topic].result(
+            30
+        )
         base = os.environ["COORD_TEST_POSTGRES_URL"]
         with psycopg.connect(base, autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "bench_{tag}"')
@@ -308,8 +311,6 @@ def postgres_floor(backend: Backend, events: int, batch: int = 2000) -> float:
     """
     import psycopg
 
-    from coordinator.store.store import StateStore
-
     settings = backend.fresh()
     with StateStore(settings.state_url) as store:
         store.engine  # noqa: B018 — opening it creates the tables (migrations)
@@ -364,6 +365,107 @@ def command_spawn_ms(tmp: Path, n: int = 20) -> float:
     return round(statistics.median(times), 1)
 
 
+def _instance(settings_json: str, name: str, stop, out: str) -> None:
+    """In a process of its own: one coordinator instance until `stop` is set; its launches to `out`."""
+    settings = Settings.model_validate_json(settings_json).model_copy(update={"instance_name": name})
+    launcher = InstantLauncher(settings)
+    with Coordinator(build_spec(), settings, launchers={"command": launcher}) as coord:
+        coord.run(stop=stop.is_set)
+    Path(out).write_text(json.dumps(launcher.launched))
+
+
+class Instances:
+    """`n` coordinator processes in one consumer group over one PostgreSQL — the way the
+    coordinator scales out. Launches are counted from the store (runs that succeeded), and each
+    process hands its launch times over when stopped."""
+
+    def __init__(self, settings: Settings, n: int, tmp: Path) -> None:
+        ctx = mp.get_context("spawn")
+        self.settings, self.stop = settings, ctx.Event()
+        self.outs = [tmp / f"launches-{uuid.uuid4().hex[:8]}.json" for _ in range(n)]
+        self.procs = [
+            ctx.Process(
+                target=_instance, args=(settings.model_dump_json(), f"bench-{i}", self.stop, str(out))
+            )
+            for i, out in enumerate(self.outs)
+        ]
+        for proc in self.procs:
+            proc.start()
+
+    def done(self) -> int:
+        with StateStore(self.settings.resolved_state_url()) as store, store.begin() as tx:
+            return tx.count_runs(("succeeded",))
+
+    def wait_for(self, n: int, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while self.done() < n and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return self.done() >= n
+
+    def finish(self) -> dict[str, tuple[str, float]]:
+        self.stop.set()
+        launched: dict[str, tuple[str, float]] = {}
+        for proc, out in zip(self.procs, self.outs, strict=True):
+            proc.join(120)
+            launched.update({k: tuple(v) for k, v in json.loads(out.read_text()).items()})
+        return launched
+
+
+def scaled_out(backend: Backend, rate: int | None, seconds: float, backlog: int, n: int) -> dict[str, float]:
+    """The offered load `rate` (or, with rate None, the sustained drain of `backlog` events) served
+    by `n` coordinator processes; the same figures as offered_load / sustained."""
+    settings = backend.fresh(partitions=2 * n)
+    if rate is None:
+        with Publisher(open_bus(settings), settings) as publisher:
+            for first in range(0, backlog, 5000):
+                publisher.publish_many(event(k) for k in range(first, min(backlog, first + 5000)))
+            publisher.flush()
+        group = Instances(settings, n, backend.tmp)
+        complete = group.wait_for(backlog, timeout_s=600)
+        times = sorted(at for _, at in group.finish().values())
+        rate_out = (len(times) - 1) / (times[-1] - times[0])
+        print(
+            f"  {backend.name} x{n} sustained: {rate_out:,.0f} events/s"
+            + ("" if complete else " (incomplete)")
+        )
+        return {"sustained_events_per_s": round(rate_out)}
+    group = Instances(settings, n, backend.tmp)
+    with Publisher(open_bus(settings), settings) as publisher:
+        publisher.publish(event(WARM_UP))
+        publisher.flush()
+    if not group.wait_for(1, timeout_s=60):
+        raise RuntimeError("the coordinators did not launch the warm-up run")
+    time.sleep(5.0)  # every member has joined the group and the partitions are spread
+    total = int(rate * seconds)
+    started = time.time()
+    producer = mp.get_context("spawn").Process(
+        target=produce, args=(settings.model_dump_json(), rate, seconds, 0)
+    )
+    producer.start()
+    producer.join()
+    complete = group.wait_for(total + 1, timeout_s=120 + seconds)
+    launched = group.finish()
+    with StateStore(settings.resolved_state_url()) as store, store.begin() as tx:
+        rows = tx.conn.execute(
+            select(events_table.c.event_id, events_table.c.produced_at).where(
+                events_table.c.dataset.like("src.%")
+            )
+        )
+        sent = dict(rows.all())
+    lat = sorted((at - sent[eid]) * 1000 for eid, at in launched.values() if eid in sent and at >= started)
+    out = {
+        "p50_ms": round(statistics.median(lat), 1),
+        "p99_ms": round(lat[int(0.99 * (len(lat) - 1))], 1),
+        "max_ms": round(lat[-1], 1),
+        "events": total,
+        "launched": len(lat),
+    }
+    if not complete:
+        out["incomplete"] = True
+    print(f"  {backend.name} x{n} {rate:>6}/s: {out}", flush=True)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -371,6 +473,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="duration of each offered load")
     parser.add_argument("--backlog", type=int, default=20000)
     parser.add_argument("--only", choices=["kafka_postgres", "local_sqlite"])
+    parser.add_argument(
+        "--instances", type=int, default=2, help="coordinator processes for the scale-out figures (0: none)"
+    )
     args = parser.parse_args()
     spec = build_spec()
     result: dict[str, object] = {}
@@ -402,6 +507,12 @@ def main() -> None:
                 figures["baseline_postgres_writes_events_per_s"] = floor
                 figures["sustained_to_baseline"] = round(figures["sustained_events_per_s"] / floor, 3)
             result[name] = figures
+            if name == "kafka_postgres" and args.instances > 1:
+                n = args.instances
+                print(f"{name}: {n} coordinator processes in one consumer group", flush=True)
+                scaled = {str(rate): scaled_out(backend, rate, args.seconds, 0, n) for rate in (100, 1000)}
+                scaled.update(scaled_out(backend, None, 0, args.backlog, n))
+                result[f"{name}_x{n}"] = scaled
         spawn = command_spawn_ms(tmp)
         print(f"command kind: a `true` process is started and reaped in {spawn} ms (median)")
     result["command_spawn_ms_p50"] = spawn

@@ -154,6 +154,7 @@ class Coordinator:
         self._runs_dir = (Path(settings.home) / "runs").resolve()  # once: resolving walks the path
         self._outbox_dirty = True  # at start-up, whatever a previous run left unsent
         self._queued: list[CompletionEvent] = []  # put in the outbox by the open transaction
+        self._starting: list[RunRow] = []  # runs the open transaction created claimed
         self._publishing = 0  # events handed to the bus, delivery not yet confirmed
         self._acked: list[str] = []  # ids of events the bus confirmed, not yet marked sent
         self._claim_due = 0.0  # when to look for ready runs again (0: at once)
@@ -274,6 +275,7 @@ class Coordinator:
         claim = now >= self._claim_due
         launched: list[RunRow] = []
         if events or items or sent or claim:
+            self._queued, self._starting = [], []  # (left over only by a transaction that failed)
             with self.store.begin() as tx:  # a StoreError ends the loop: nothing is committed
                 if sent:
                     tx.outbox_mark_sent_events(sent, now)
@@ -284,6 +286,7 @@ class Coordinator:
                 if self.clock() >= self._claim_due:
                     launched = self._claim(tx, stats, now)
             queued, self._queued = self._queued, []
+            launched, self._starting = self._starting + launched, []
         else:
             queued = []
         for run in launched:
@@ -340,12 +343,16 @@ class Coordinator:
         before = dict(snap.latest)
         candidates = readiness.step(self.spec, snap, fresh)
         tx.save_versions([v for k, v in snap.latest.items() if before.get(k) != v], now)
-        created = tx.insert_runs(candidates, self._job_pools, self._budgets, now)
+        pools = {self._job_pools[c.job] for c in candidates if c.violation is None}
+        room = {pool: tx.pool_room(pool, self.spec.pool_size(pool), now) for pool in pools}
+        created = tx.insert_runs(candidates, self._job_pools, self._budgets, now, room=room, owner=self.owner)
         for run in created:
             if run.state == "blocked":
                 self._queue(tx, self._failed_events(run, run.error or "blocked"), now)
                 stats.blocked += 1
                 self.hooks.emit("after_blocked", run, run.error or "")
+            elif run.state == "starting":  # created claimed: its pool had room
+                self._starting.append(run)
             else:
                 self._claim_due = 0.0
         stats.runs_created += len(created)

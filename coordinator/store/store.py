@@ -448,11 +448,18 @@ class Tx:
         budgets: dict[str, int],
         now: float,
         rerun: bool = False,
+        *,
+        room: dict[str, int] | None = None,
+        owner: str | None = None,
     ) -> list[RunRow]:
         """Create runs for candidates; returns the ones created now (replays create nothing).
 
         `rerun` makes a new generation even when a run with the same inputs exists.
+        `room` (pool → free slots, from `pool_room` in this transaction) starts runs as they are
+        created — state `starting`, attempt 1, for `owner` — while their pool has room: the same
+        as a claim, without writing each row twice.
         """
+        room = dict(room or {})
         rows: dict[str, dict[str, object]] = {}
         for c in cands:
             generation = 0
@@ -466,30 +473,35 @@ class Tx:
                 ).scalar()
                 generation = 0 if top is None else top + 1
             run_id = run_id_for(c.job, c.partition, c.input_key, generation)
+            if run_id in rows:
+                continue
             state = "blocked" if c.violation else "ready"
+            pool = pools[c.job]
+            start = state == "ready" and room.get(pool, 0) > 0
+            if start:
+                room[pool] -= 1
             row = {
                 "run_id": run_id,
                 "job": c.job,
                 "partition_key": pkey(c.partition),
                 "input_key": c.input_key,
                 "generation": generation,
-                "state": state,
-                "pool": pools[c.job],
-                "attempt": 0,
+                "state": "starting" if start else state,
+                "pool": pool,
+                "attempt": 1 if start else 0,
                 "max_attempts": budgets[c.job],
                 "budget": budgets[c.job],
                 "inputs": _dumps([_version_dict(v) for v in c.inputs]),
                 "handle": None,
                 "error": str(c.violation) if c.violation else None,
                 "not_before": 0.0,
-                "owner": None,
+                "owner": owner if start else None,
                 "created_at": now,
-                "started_at": None,
+                "started_at": now if start else None,
                 "finished_at": now if c.violation else None,
             }
-            if run_id not in rows:
-                rows[run_id] = row
-                self._inputs[run_id] = tuple(c.inputs)
+            rows[run_id] = row
+            self._inputs[run_id] = tuple(c.inputs)
         if not rows:
             return []
         inserted: set[str] = set()
@@ -542,27 +554,43 @@ class Tx:
         q = select(func.min(S.runs.c.not_before)).where(_states(["ready"]))
         return self.conn.execute(q).scalar()
 
+    def _pool_lock(self, pool: str, wait: bool) -> bool:
+        """The pool's claim lock until this transaction ends (PostgreSQL; SQLite's transactions
+        hold the write lock already). Taken again in the same transaction, it is granted."""
+        if not self.pg:
+            return True
+        lock = "pg_advisory_xact_lock" if wait else "pg_try_advisory_xact_lock"
+        got = self.conn.execute(text(f"SELECT {lock}(hashtext(:p))"), {"p": "coord-pool:" + pool}).scalar()
+        return bool(got) or wait
+
+    def pool_room(self, pool: str, size: int, now: float) -> int:
+        """Free slots of `pool` for runs created in this transaction: 0 while due ready runs wait
+        (they go first, through `claim`) or while another instance holds the pool's lock."""
+        if not self._pool_lock(pool, wait=False):
+            return 0
+        r = S.runs
+        waiting = self.conn.execute(
+            select(r.c.run_id).where(_states(["ready"]), r.c.pool == pool, r.c.not_before <= now).limit(1)
+        ).first()
+        return 0 if waiting else max(0, size - self.count_runs(ACTIVE, pool))
+
     def claim(
         self, pool: str, size: int, owner: str, now: float, limit: int | None = None, *, wait: bool = True
     ) -> list[RunRow] | None:
         """Move up to the pool's free slots of due ready runs to `starting`, for `owner`.
 
         The pool size holds across every coordinator sharing the store. On PostgreSQL an advisory
-        lock per pool serialises claimers and FOR UPDATE SKIP LOCKED keeps them off each other's
-        rows; SQLite transactions are BEGIN IMMEDIATE, one writer at a time. The update is still
-        conditional (state 'ready') and only rows this claim moved are returned.
+        lock per pool serialises claimers; SQLite transactions are BEGIN IMMEDIATE, one writer at
+        a time. The update is still conditional (state 'ready') and only rows this claim moved
+        are returned.
         With `wait=False`, None (nothing done) when another transaction holds the pool's lock:
         the engine claims inside its turn's transaction, and would otherwise hold its other
         instance up until it commits; it tries again next turn instead.
         """
         r = S.runs
+        if not self._pool_lock(pool, wait):
+            return None
         if self.pg:
-            lock = "pg_advisory_xact_lock" if wait else "pg_try_advisory_xact_lock"
-            got = self.conn.execute(
-                text(f"SELECT {lock}(hashtext(:p))"), {"p": "coord-pool:" + pool}
-            ).scalar()
-            if not wait and not got:
-                return None
             # the free slots, the pick and the move in one statement (one round trip)
             active = select(func.count()).select_from(r).where(_states(ACTIVE), r.c.pool == pool)
             free = func.greatest(0, size - active.scalar_subquery())
@@ -581,9 +609,9 @@ class Tx:
             .limit(free)
         )
         if self.pg:
-            # a MATERIALIZED CTE is evaluated once; a LIMIT … SKIP LOCKED subquery in the WHERE
-            # may be evaluated again by the plan and pick other rows
-            cte = pick.with_for_update(skip_locked=True).cte("pick").prefix_with("MATERIALIZED")
+            # no FOR UPDATE: every claimer of the pool holds its lock, and only claims move ready
+            # runs (the UPDATE checks the state again); MATERIALIZED: the pick is evaluated once
+            cte = pick.cte("pick").prefix_with("MATERIALIZED")
             pick = select(cte.c.run_id).scalar_subquery()
         else:
             pick = list(self.conn.execute(pick).scalars())
