@@ -101,12 +101,13 @@ class Snapshot:
         return False
 
 
-def _memo(spec: PipelineSpec, view: str, dataset: str, compute):
-    """`compute(spec, dataset)`, once per spec and dataset (these run for every event)."""
+def _memo(spec: PipelineSpec, view: str, name: str, compute):
+    """`compute(spec, name)` (a dataset's or a job's view), once per spec and name: these run
+    for every event."""
     cache = spec.memo.setdefault(view, {})
-    got = cache.get(dataset)
+    got = cache.get(name)
     if got is None:
-        got = cache[dataset] = compute(spec, dataset)
+        got = cache[name] = compute(spec, name)
     return got
 
 
@@ -131,11 +132,23 @@ def affected(spec: PipelineSpec, dataset: str, partition: str | None) -> list[Ke
 
 def needed(spec: PipelineSpec, job: str, partition: str | None) -> list[Key]:
     """Every input partition that (job, partition) consumes."""
-    return [(inp.dataset, key) for inp in spec.jobs[job].inputs for key in _required(spec, inp, partition)]
+    return [
+        (dataset, key)
+        for dataset, partitioning, mapping in _memo(spec, "inputs", job, _input_partitionings)
+        for key in P.required(partitioning, mapping, partition)
+    ]
+
+
+def _input_partitionings(spec: PipelineSpec, job: str) -> tuple:
+    return tuple((inp.dataset, spec.partitioning(inp.dataset), inp.mapping) for inp in spec.jobs[job].inputs)
 
 
 def _required(spec: PipelineSpec, inp: InputSpec, partition: str | None) -> tuple[str | None, ...]:
-    return P.required(spec.partitioning(inp.dataset), inp.mapping, partition)
+    return P.required(_memo(spec, "partitioning", inp.dataset, _partitioning), inp.mapping, partition)
+
+
+def _partitioning(spec: PipelineSpec, dataset: str):
+    return spec.partitioning(dataset)
 
 
 def _triggers(spec: PipelineSpec, job: str, inp: InputSpec) -> bool:
