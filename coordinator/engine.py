@@ -6,8 +6,8 @@ One loop; each turn does, in this order (the order is what makes it crash-safe):
     attempts (success → the job's output events into the outbox; failure → retry with
     exponential backoff, then failed + a failed event, downstream held); record the new
     events and the output events (dedupe by event id), compute readiness, create runs
-    (unique by job, partition, input set: a replay creates nothing); claim due ready runs
-    within their pools;
+    (unique by job, partition, input set: a replay creates nothing) — started at once when
+    their pool has room, else ready; claim due ready runs within their pools;
  3. after the commit: start the claimed runs on worker threads, hand the turn's outbox events
     to the bus (their acknowledgement is awaited at the start of the next turn, so the
     broker's round trip overlaps the next batch), commit the bus offsets.

@@ -7,9 +7,10 @@ database transaction) so that "record events + create runs + queue outbox events
 StoreError here and never leave this module.
 
 Exactly-once launching rests on two things: runs are unique by (job, partition, input set,
-generation) so a replay inserts nothing, and a run moves ready → starting only through
-`claim`, a conditional update (plus FOR UPDATE SKIP LOCKED on PostgreSQL) that exactly one
-claimer can win.
+generation) so a replay inserts nothing, and a run is starting only when the transaction that
+created it claimed it (`insert_runs(room=...)`) or it moved ready → starting through `claim`, a
+conditional update that exactly one claimer can win — both under the pool's lock (an advisory
+lock on PostgreSQL, the write lock on SQLite), which keeps pool sizes across instances.
 """
 
 from __future__ import annotations
