@@ -2,24 +2,33 @@
 
 Two backends: kafka_postgres (the broker at $KAFKA_BOOTSTRAP_SERVERS and a fresh database on
 $COORD_TEST_POSTGRES_URL — both 127.0.0.1) and local_sqlite (the embedded bus and SQLite).
-The spec has 1,000 daily jobs job_i: src.i → out.i, so every event makes one run ready.
+The spec has 1,000 daily jobs job_i: src.i → out.i, so every event makes one run ready. Its
+pool is 10,000: the launcher below ends at once, so a run holds its pool slot only until the
+next loop turn records its end, and a smaller cap would measure the cap, not the coordinator.
 
-- Offered loads 100, 1,000 and 10,000 events/s: a separate, already connected producer process
-  publishes events at that pace (produced_at is set as each is published) while the coordinator serves in this
-  process. Latency = when the launcher was asked to start the run − the event's produced_at;
-  p50/p99/max over every event.
+- Offered loads 100, 1,000 and 10,000 events/s: a separate, already connected producer
+  process publishes events at that pace (produced_at is set as each is published) while the
+  coordinator serves in this process. Latency = when the launcher was asked to start the run −
+  the event's produced_at; p50/p99/max over every event.
 - Sustained: a backlog of --backlog events is published first; the coordinator drains it;
   events/s = launches / (last launch − first launch), and `with_start_up_events_per_s` counts
   from the coordinator's start instead (consumer group join, store open). Every one of those
   events launches a run; `ingest_only_events_per_s` is the same backlog of events no job
   consumes (recorded and evaluated, nothing launched).
+- Baseline (kafka_postgres): `baseline_postgres_writes_events_per_s` is PostgreSQL alone
+  writing, by COPY, the rows one event and its run leave in the store, measured in the same
+  run on the same machine; `sustained_to_baseline` is the coordinator's share of that ceiling.
+- Scale-out (`kafka_postgres_xN`, --instances N, default 2): the 100 and 1,000 events/s loads
+  and the sustained drain served by N coordinator processes in one consumer group over one
+  PostgreSQL (topic of 2N partitions).
 
 The launcher is an in-process one that records the launch and reports success at once, so the
 figures are the coordinator's own cost (bus, state store, readiness, claims, outbox, its own
 completion events back on the bus) — not process start-up, which the `command` kind adds and
-which is printed separately (median of sequential `true` runs).
+which is printed separately (median of sequential `true` runs). The test PostgreSQL that
+scripts/services starts runs with fsync off; a durable server adds one WAL flush per loop turn.
 
-    python bench/latency.py [--seconds 5] [--backlog 20000] [--only local_sqlite]
+    python bench/latency.py [--seconds 5] [--backlog 20000] [--only local_sqlite] [--instances 2]
 Prints figures as it goes and, as its last line, one JSON object.
 """
 
@@ -217,7 +226,14 @@ def offered_load(backend: Backend, spec: PipelineSpec, rate: int, seconds: float
     sent = produced_at(coord)
     coord.close()
     lat = sorted((at - sent[eid]) * 1000 for eid, at in launcher.launched.values() if eid in sent)
-    out = {
+    out = latency_figures(lat, total, complete)
+    print(f"  {backend.name} {rate:>6}/s: {out}", flush=True)
+    return out
+
+
+def latency_figures(lat: list[float], total: int, complete: bool) -> dict[str, float]:
+    """p50/p99/max of sorted event-to-launch latencies (ms), with the counts behind them."""
+    out: dict[str, float] = {
         "p50_ms": round(statistics.median(lat), 1),
         "p99_ms": round(lat[int(0.99 * (len(lat) - 1))], 1),
         "max_ms": round(lat[-1], 1),
@@ -226,7 +242,6 @@ def offered_load(backend: Backend, spec: PipelineSpec, rate: int, seconds: float
     }
     if not complete:
         out["incomplete"] = True
-    print(f"  {backend.name} {rate:>6}/s: {out}", flush=True)
     return out
 
 
@@ -453,15 +468,7 @@ def scaled_out(backend: Backend, rate: int | None, seconds: float, backlog: int,
         )
         sent = dict(rows.all())
     lat = sorted((at - sent[eid]) * 1000 for eid, at in launched.values() if eid in sent and at >= started)
-    out = {
-        "p50_ms": round(statistics.median(lat), 1),
-        "p99_ms": round(lat[int(0.99 * (len(lat) - 1))], 1),
-        "max_ms": round(lat[-1], 1),
-        "events": total,
-        "launched": len(lat),
-    }
-    if not complete:
-        out["incomplete"] = True
+    out = latency_figures(lat, total, complete)
     print(f"  {backend.name} x{n} {rate:>6}/s: {out}", flush=True)
     return out
 
