@@ -144,7 +144,8 @@ class Coordinator:
         )
         self._intake: EventIntake | None = None
         self._publisher: Publisher | None = None
-        self._done: queue.Queue[_Started | _Done] = queue.Queue()
+        # SimpleQueue: workers put, the loop takes, with no Python-level lock on either side
+        self._done: queue.SimpleQueue[_Started | _Done] = queue.SimpleQueue()
         self._inflight: set[str] = set()
         self._own: dict[str, None] = {}  # ids of output events already recorded (insertion order)
         self._workers = _Workers(

@@ -104,7 +104,10 @@ class Snapshot:
 def _memo(spec: PipelineSpec, view: str, name: str, compute):
     """`compute(spec, name)` (a dataset's or a job's view), once per spec and name: these run
     for every event."""
-    cache = spec.memo.setdefault(view, {})
+    memo = spec.memo
+    cache = memo.get(view)
+    if cache is None:
+        cache = memo[view] = {}
     got = cache.get(name)
     if got is None:
         got = cache[name] = compute(spec, name)

@@ -346,7 +346,7 @@ class Tx:
                 "event_id": e.event_id,
                 "dataset": e.dataset,
                 "partition_key": pkey(e.partition),
-                "status": e.status.value,
+                "status": str(e.status),  # a StrEnum: its str is its value
                 "produced_at": e.produced_at.timestamp(),
                 "recorded_at": now,
                 "body": body(e),
