@@ -32,7 +32,7 @@ from pathlib import Path
 
 from coordinator import readiness
 from coordinator.bus.base import Bus
-from coordinator.errors import BusError, LaunchError
+from coordinator.errors import BusError, LaunchError, StoreError
 from coordinator.events import CompletionEvent, Status
 from coordinator.hooks import Hook, Hooks
 from coordinator.intake import EventIntake
@@ -614,11 +614,16 @@ class Coordinator:
         return ids
 
     def _settle(self, stats: RunStats) -> None:
-        """Wait for what was published and mark it sent (when the loop returns)."""
+        """Wait for what was published and mark it sent (when the loop returns). A store that
+        fails here (the loop may be ending because of it) leaves the events unsent in the outbox,
+        published again by the next start: a duplicate, never a loss."""
         sent = self._delivered(stats, wait=True)
         if sent:
-            with self.store.begin() as tx:
-                tx.outbox_mark_sent_events(sent, self.clock())
+            try:
+                with self.store.begin() as tx:
+                    tx.outbox_mark_sent_events(sent, self.clock())
+            except StoreError as exc:
+                log.warning("outbox: %d published events not marked sent (%s)", len(sent), exc)
 
     def _relay(self, stats: RunStats) -> None:
         """Publish whatever the outbox holds unsent from before (a crash, a bus outage)."""
