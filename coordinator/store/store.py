@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import operator
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -265,7 +266,11 @@ class Tx:
         fixed = {k: v for k, v in compiled.params.items() if k not in rows[0]}  # the statement's literals
         if fixed:
             rows = [{**fixed, **r} for r in rows]
-        self.conn.exec_driver_sql(str(compiled), [tuple(r[k] for k in order) for r in rows])
+        row_of = operator.itemgetter(*order)
+        if len(order) == 1:
+            self.conn.exec_driver_sql(str(compiled), [(row_of(r),) for r in rows])
+        else:
+            self.conn.exec_driver_sql(str(compiled), [row_of(r) for r in rows])
 
     def _in(self, column, values: Sequence):
         """`column IN values`: `= ANY(array)` on PostgreSQL (one parameter, a prepared plan)."""
@@ -505,13 +510,23 @@ class Tx:
             self._inputs[run_id] = tuple(c.inputs)
         if not rows:
             return []
-        inserted: set[str] = set()
         batch = list(rows.values())
-        for chunk in [batch] if self.pg else _chunks(batch):
-            stmt, params = self._insert_rows(S.runs, chunk)
-            inserted.update(
+        if self.pg:
+            stmt, params = self._insert_rows(S.runs, batch)
+            inserted = set(
                 self.conn.execute(stmt.on_conflict_do_nothing().returning(S.runs.c.run_id), params).scalars()
             )
+        else:  # the transaction holds SQLite's write lock: what is not there now is inserted now
+            there: set[str] = set()
+            for chunk in _chunks(list(rows)):
+                there.update(
+                    self.conn.execute(select(S.runs.c.run_id).where(S.runs.c.run_id.in_(chunk))).scalars()
+                )
+            new = [row for run_id, row in rows.items() if run_id not in there]
+            if new:
+                stmt, params = self._insert_rows(S.runs, new)
+                self._run_many(stmt.on_conflict_do_nothing(), params)
+            inserted = {row["run_id"] for row in new}
         return [RunRow.from_dict(r, self._inputs[run_id]) for run_id, r in rows.items() if run_id in inserted]
 
     def get_run(self, run_id: str) -> RunRow | None:
