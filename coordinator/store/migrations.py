@@ -60,7 +60,19 @@ def _v4(conn: Connection) -> None:
     )
 
 
-MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [(1, _v1), (2, _v2), (3, _v3), (4, _v4)]
+def _v5(conn: Connection) -> None:
+    # Sent events leave the outbox from now on (the events table keeps them); drop those that
+    # earlier builds kept, marked sent.
+    conn.execute(text("DELETE FROM coord_outbox WHERE sent_at IS NOT NULL"))
+
+
+MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
+    (1, _v1),
+    (2, _v2),
+    (3, _v3),
+    (4, _v4),
+    (5, _v5),
+]
 LATEST = MIGRATIONS[-1][0]
 
 

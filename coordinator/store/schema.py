@@ -4,7 +4,8 @@
     coord_partitions  the latest succeeded version of each dataset partition, with its schema
     coord_runs        one row per (job, partition, input set, generation): state, attempts, handle
     coord_attempts    one row per attempt of a run: when, how it ended, its log
-    coord_outbox      events to publish, written in the same transaction as the state change
+    coord_outbox      events to publish, written in the same transaction as the state change;
+                      a sent event leaves it (coord_events keeps every event)
 
 Partition keys are stored as '' for "unpartitioned" so that they can sit in unique keys.
 """
