@@ -223,7 +223,10 @@ class Coordinator:
                 consuming = consume and (
                     max_events is None or stats.events + stats.dead_lettered < max_events
                 )
+                turn_started, taken = time.perf_counter(), stats.events + stats.dead_lettered
                 if self._turn(stats, consuming, max_events):
+                    taken = stats.events + stats.dead_lettered - taken
+                    self.hooks.emit("after_turn", taken, time.perf_counter() - turn_started)
                     idle_since = None
                     continue
                 done_consuming = not consume or (

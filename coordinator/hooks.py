@@ -47,6 +47,11 @@ class Hook:
     def after_blocked(self, run: RunRow, reason: str) -> None:
         """A run was blocked (contract violation); nothing was launched."""
 
+    def after_turn(self, messages: int, seconds: float) -> None:
+        """A loop turn that did something ended: it took `messages` off the bus and its work
+        (bus, state transaction, launches) took `seconds`. Turns that grow longer and batches
+        that grow fuller say the coordinator is falling behind its input."""
+
 
 class Hooks:
     def __init__(self, hooks: Iterable[Hook] = ()) -> None:

@@ -7,6 +7,8 @@
     coord_event_to_launch_seconds{job}            newest input produced → first attempt launched
     coord_run_duration_seconds{job,outcome}       one attempt, claim to end
     coord_rows_total{job,kind}                    rows a push reported: pushed, rejected
+    coord_loop_turn_seconds                       one engine loop turn that did something
+    coord_loop_batch_messages                     bus messages such a turn took (fuller: behind)
     coord_runs{job,state}                         runs in the store by state, now (scrape time)
     coord_bus_lag_messages                        messages the engine's group has not committed yet
     coord_outbox_pending                          events waiting to be published
@@ -42,6 +44,8 @@ log = logging.getLogger(__name__)
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 DURATION_BUCKETS = (0.1, 0.5, 1, 5, 15, 60, 300, 900, 1800, 3600, 7200, 21600)
 PUSHED_KEYS = ("inserted", "updated", "deleted")
+TURN_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+BATCH_BUCKETS = (0, 1, 10, 100, 500, 1000, 2000, 5000, 10000)
 
 
 class Metrics(Hook):
@@ -78,6 +82,15 @@ class Metrics(Hook):
             registry=r,
         )
         self.rows = Counter("coord_rows", "Rows reported by pushes", ["job", "kind"], registry=r)
+        self.turns = Histogram(
+            "coord_loop_turn_seconds",
+            "One engine loop turn that did something",
+            buckets=TURN_BUCKETS,
+            registry=r,
+        )
+        self.batches = Histogram(
+            "coord_loop_batch_messages", "Bus messages one loop turn took", buckets=BATCH_BUCKETS, registry=r
+        )
 
     def watch(self, store: StateStore, lag: Callable[[], int | None] | None = None) -> Metrics:
         """Also export the store's run states, the outbox backlog and (if given) the bus lag."""
@@ -116,6 +129,10 @@ class Metrics(Hook):
 
     def after_blocked(self, run: RunRow, reason: str) -> None:
         self.runs.labels(run.job, "blocked").inc()
+
+    def after_turn(self, messages: int, seconds: float) -> None:
+        self.turns.observe(seconds)
+        self.batches.observe(messages)
 
     # ------------------------------------------------------------------ watcher
     def dead_lettered(self, record: dict) -> None:

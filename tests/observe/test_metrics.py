@@ -75,4 +75,8 @@ def test_metrics_after_a_known_run(env):
     assert value("coord_runs", job="load", state="failed") == 1
     assert value("coord_runs", job="prep", state="succeeded") == 2
     assert value("coord_outbox_pending") == 0
+    turns = value("coord_loop_turn_seconds_count")
+    assert turns >= 1 and 0 < value("coord_loop_turn_seconds_sum") < 60
+    assert value("coord_loop_batch_messages_count") == turns
+    assert value("coord_loop_batch_messages_sum") == stats.events + stats.dead_lettered  # each once
     assert value("coord_bus_lag_messages") == 3  # published after the engine stopped
