@@ -190,8 +190,24 @@ def wait_for(launcher: InstantLauncher, n: int, timeout_s: float) -> bool:
     return len(launcher.launched) >= n
 
 
-def produced_at(coord: Coordinator) -> dict[str, float]:
-    with coord.store.begin() as tx:
+def publish_backlog(settings: Settings, backlog: int, make=event) -> None:
+    """`backlog` events make(0), make(1), ... on the bus, durable, before the coordinator starts."""
+    with Publisher(open_bus(settings), settings) as publisher:
+        for first in range(0, backlog, 5000):
+            publisher.publish_many(make(n) for n in range(first, min(backlog, first + 5000)))
+        publisher.flush()
+
+
+def other_event(n: int) -> CompletionEvent:
+    """An event of a dataset no job consumes."""
+    return CompletionEvent(
+        dataset=f"other.{n % JOBS}", partition=(DAY0 + timedelta(days=n // JOBS)).isoformat()
+    )
+
+
+def produced_at(store: StateStore) -> dict[str, float]:
+    """When each measured event was produced, as recorded by the coordinator."""
+    with store.begin() as tx:
         rows = tx.conn.execute(
             select(events_table.c.event_id, events_table.c.produced_at).where(
                 events_table.c.dataset.like("src.%")
@@ -223,7 +239,7 @@ def offered_load(backend: Backend, spec: PipelineSpec, rate: int, seconds: float
     complete = wait_for(launcher, total, timeout_s=120 + seconds)
     stop.set()
     thread.join(60)
-    sent = produced_at(coord)
+    sent = produced_at(coord.store)
     coord.close()
     lat = sorted((at - sent[eid]) * 1000 for eid, at in launcher.launched.values() if eid in sent)
     out = latency_figures(lat, total, complete)
@@ -247,10 +263,7 @@ def latency_figures(lat: list[float], total: int, complete: bool) -> dict[str, f
 
 def sustained(backend: Backend, spec: PipelineSpec, backlog: int) -> float:
     settings = backend.fresh()
-    with Publisher(open_bus(settings), settings) as publisher:
-        for first in range(0, backlog, 5000):
-            publisher.publish_many(event(n) for n in range(first, min(backlog, first + 5000)))
-        publisher.flush()
+    publish_backlog(settings, backlog)
     started = time.time()
     coord, launcher, stop, thread = serve(spec, settings)
     complete = wait_for(launcher, backlog, timeout_s=600)
@@ -343,15 +356,7 @@ def postgres_floor(backend: Backend, events: int, batch: int = 2000) -> float:
 def ingest_only(backend: Backend, spec: PipelineSpec, backlog: int) -> float:
     """Events/s for completions no job consumes: bus, decode, dedupe, record, readiness — no runs."""
     settings = backend.fresh()
-    with Publisher(open_bus(settings), settings) as publisher:
-        for first in range(0, backlog, 5000):
-            publisher.publish_many(
-                CompletionEvent(
-                    dataset=f"other.{n % JOBS}", partition=(DAY0 + timedelta(days=n // JOBS)).isoformat()
-                )
-                for n in range(first, min(backlog, first + 5000))
-            )
-        publisher.flush()
+    publish_backlog(settings, backlog, other_event)
     with Coordinator(spec, settings, launchers={"command": InstantLauncher(settings)}) as coord:
         started = time.monotonic()
         stats = coord.run(max_events=backlog, timeout_s=600)
@@ -431,10 +436,7 @@ def scaled_out(backend: Backend, rate: int | None, seconds: float, backlog: int,
     by `n` coordinator processes; the same figures as offered_load / sustained."""
     settings = backend.fresh(partitions=2 * n)
     if rate is None:
-        with Publisher(open_bus(settings), settings) as publisher:
-            for first in range(0, backlog, 5000):
-                publisher.publish_many(event(k) for k in range(first, min(backlog, first + 5000)))
-            publisher.flush()
+        publish_backlog(settings, backlog)
         group = Instances(settings, n, backend.tmp)
         complete = group.wait_for(backlog, timeout_s=600)
         times = sorted(at for _, at in group.finish().values())
@@ -460,13 +462,8 @@ def scaled_out(backend: Backend, rate: int | None, seconds: float, backlog: int,
     producer.join()
     complete = group.wait_for(total + 1, timeout_s=120 + seconds)
     launched = group.finish()
-    with StateStore(settings.resolved_state_url()) as store, store.begin() as tx:
-        rows = tx.conn.execute(
-            select(events_table.c.event_id, events_table.c.produced_at).where(
-                events_table.c.dataset.like("src.%")
-            )
-        )
-        sent = dict(rows.all())
+    with StateStore(settings.resolved_state_url()) as store:
+        sent = produced_at(store)
     lat = sorted((at - sent[eid]) * 1000 for eid, at in launched.values() if eid in sent and at >= started)
     out = latency_figures(lat, total, complete)
     print(f"  {backend.name} x{n} {rate:>6}/s: {out}", flush=True)

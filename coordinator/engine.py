@@ -282,7 +282,7 @@ class Coordinator:
             self._queued, self._starting = [], []  # (left over only by a transaction that failed)
             with self.store.begin() as tx:  # a StoreError ends the loop: nothing is committed
                 if sent:
-                    tx.outbox_mark_sent_events(sent, now)
+                    tx.outbox_mark_sent_events(sent)
                 outputs = self._write_results(tx, items, stats, now)
                 if outputs or events:
                     self._record(tx, [*outputs, *events], stats, now)
@@ -624,7 +624,7 @@ class Coordinator:
         if sent:
             try:
                 with self.store.begin() as tx:
-                    tx.outbox_mark_sent_events(sent, self.clock())
+                    tx.outbox_mark_sent_events(sent)
             except StoreError as exc:
                 log.warning("outbox: %d published events not marked sent (%s)", len(sent), exc)
 
@@ -632,7 +632,7 @@ class Coordinator:
         """Publish whatever the outbox holds unsent from before (a crash, a bus outage)."""
         self._outbox_dirty = False
         try:
-            stats.published += OutboxRelay(self.store, self.publisher, self.clock).drain()
+            stats.published += OutboxRelay(self.store, self.publisher).drain()
         except BusError as exc:  # unsent events stay in the outbox for the next turn
             log.warning("bus: outbox not published yet (%s)", exc)
             self._outbox_dirty = True

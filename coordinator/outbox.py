@@ -8,18 +8,13 @@ which every consumer — this coordinator included — de-duplicates: nothing lo
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-
 from coordinator.publish import Publisher
 from coordinator.store.store import StateStore
 
 
 class OutboxRelay:
-    def __init__(
-        self, store: StateStore, publisher: Publisher, clock: Callable[[], float] = time.time
-    ) -> None:
-        self.store, self.publisher, self.clock = store, publisher, clock
+    def __init__(self, store: StateStore, publisher: Publisher) -> None:
+        self.store, self.publisher = store, publisher
 
     def drain(self, batch: int = 5000) -> int:
         """Publish every pending event; returns how many. Raises BusError/StoreError (retry later)."""
@@ -31,7 +26,7 @@ class OutboxRelay:
                     return sent
                 self.publisher.publish_many(e for _, e in pending)
                 self.publisher.flush()  # durable on the bus before it counts as sent
-                tx.outbox_mark_sent([i for i, _ in pending], self.clock())
+                tx.outbox_mark_sent([i for i, _ in pending])
             sent += len(pending)
             if len(pending) < batch:
                 return sent

@@ -147,11 +147,9 @@ def _input_partitionings(spec: PipelineSpec, job: str) -> tuple:
 
 
 def _required(spec: PipelineSpec, inp: InputSpec, partition: str | None) -> tuple[str | None, ...]:
-    return P.required(_memo(spec, "partitioning", inp.dataset, _partitioning), inp.mapping, partition)
-
-
-def _partitioning(spec: PipelineSpec, dataset: str):
-    return spec.partitioning(dataset)
+    return P.required(
+        _memo(spec, "partitioning", inp.dataset, PipelineSpec.partitioning), inp.mapping, partition
+    )
 
 
 def _triggers(spec: PipelineSpec, job: str, inp: InputSpec) -> bool:

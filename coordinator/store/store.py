@@ -232,6 +232,7 @@ class Tx:
         # events table and the outbox, a run created here is often claimed here
         self._bodies: dict[str, str] = {}
         self._inputs: dict[str, tuple[Version, ...]] = {}
+        self._locked: set[str] = set()  # pools whose lock this transaction holds
 
     def _body(self, event: CompletionEvent) -> str:
         body = self._bodies.get(event.event_id)
@@ -574,11 +575,14 @@ class Tx:
     def _pool_lock(self, pool: str, wait: bool) -> bool:
         """The pool's claim lock until this transaction ends (PostgreSQL; SQLite's transactions
         hold the write lock already). Taken again in the same transaction, it is granted."""
-        if not self.pg:
+        if not self.pg or pool in self._locked:
             return True
         lock = "pg_advisory_xact_lock" if wait else "pg_try_advisory_xact_lock"
         got = self.conn.execute(text(f"SELECT {lock}(hashtext(:p))"), {"p": "coord-pool:" + pool}).scalar()
-        return bool(got) or wait
+        if got or wait:
+            self._locked.add(pool)
+            return True
+        return False
 
     def pool_room(self, pool: str, size: int, now: float) -> int:
         """Free slots of `pool` for runs created in this transaction: 0 while due ready runs wait
@@ -825,7 +829,7 @@ class Tx:
             q = q.with_for_update(skip_locked=True)
         return [(i, CompletionEvent.model_validate_json(b)) for i, b in self.conn.execute(q)]
 
-    def outbox_mark_sent(self, ids: Sequence[int], now: float) -> None:
+    def outbox_mark_sent(self, ids: Sequence[int]) -> None:
         """Sent events leave the outbox (the events table keeps them): a DELETE writes no index
         entry where an UPDATE of sent_at wrote three, and the outbox stays as small as what is
         in flight instead of growing with every event ever emitted."""
@@ -833,7 +837,7 @@ class Tx:
         for chunk in [list(ids)] if self.pg else _chunks(list(ids)):
             self.conn.execute(delete(o).where(self._in(o.c.id, chunk)))
 
-    def outbox_mark_sent_events(self, event_ids: Sequence[str], now: float) -> None:
+    def outbox_mark_sent_events(self, event_ids: Sequence[str]) -> None:
         """The same by event id (what the engine knows of the events it published itself)."""
         o = S.outbox
         for chunk in [list(event_ids)] if self.pg else _chunks(list(event_ids)):

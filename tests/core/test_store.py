@@ -158,7 +158,7 @@ def test_outbox(store):
     with store.begin() as tx:
         pending = tx.outbox_pending()
         assert [e.event_id for _, e in pending] == ["mid/d/0", "mid/e/0"]
-        tx.outbox_mark_sent([i for i, _ in pending], 2.0)
+        tx.outbox_mark_sent([i for i, _ in pending])
     with store.begin() as tx:
         assert tx.outbox_count() == 0
 
