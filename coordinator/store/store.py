@@ -34,6 +34,7 @@ from sqlalchemy import (
     create_engine,
     delete,
     event,
+    exists,
     func,
     select,
     text,
@@ -590,10 +591,12 @@ class Tx:
         if not self._pool_lock(pool, wait=False):
             return 0
         r = S.runs
-        waiting = self.conn.execute(
-            select(r.c.run_id).where(_states(["ready"]), r.c.pool == pool, r.c.not_before <= now).limit(1)
-        ).first()
-        return 0 if waiting else max(0, size - self.count_runs(ACTIVE, pool))
+        waiting = exists().where(_states(["ready"]), r.c.pool == pool, r.c.not_before <= now)
+        active = select(func.count()).select_from(r).where(_states(ACTIVE), r.c.pool == pool)
+        # one round trip for both (the lock above is a statement of its own: a statement's
+        # snapshot is taken before it runs, so a lock taken inside one would not cover it)
+        ready_due, running = self.conn.execute(select(waiting, active.scalar_subquery())).one()
+        return 0 if ready_due else max(0, size - running)
 
     def claim(
         self, pool: str, size: int, owner: str, now: float, limit: int | None = None, *, wait: bool = True
