@@ -83,6 +83,9 @@ def output_event_id(run_id: str, attempt: int, dataset: str, status: str) -> str
     return hashlib.sha256(f"{run_id}\n{attempt}\n{dataset}\n{status}".encode()).hexdigest()[:32]
 
 
+_MISSING = object()
+
+
 class _Workers:
     """Daemon threads that start and watch runs. Daemons, so that a coordinator stopping (or a
     CLI exiting) never waits for a long job: the job runs on, and the next start re-attaches it.
@@ -278,12 +281,12 @@ class Coordinator:
             if max_events is not None:
                 want = min(want, max_events - stats.events - stats.dead_lettered)
             try:
-                batch = self.intake.poll(want, 0.005 if busy else 0.05)
+                batch = self.intake.poll(want, 0.005 if busy else 0.05, self._own_skip)
             except BusError as exc:  # the bus is away: what was not committed comes back later
                 log.warning("bus: %s; polling again in 1 s", exc)
                 time.sleep(1.0)
                 return False
-            stats.events += len(batch.events)
+            stats.events += len(batch.events) + batch.skipped
             stats.dead_lettered += batch.dead_lettered
         elif not busy:
             time.sleep(0.02)
@@ -339,6 +342,12 @@ class Coordinator:
             own[e.event_id] = None
         while len(own) > OWN_EVENTS_KEPT:
             del own[next(iter(own))]
+
+    def _own_skip(self, event_id: bytes) -> bool:
+        """Whether a message (by its event id header) is an output event this engine recorded:
+        then it is not even decoded."""
+        own = self._own
+        return bool(own) and own.pop(event_id.decode(), _MISSING) is not _MISSING
 
     def _not_own(self, events: Sequence[CompletionEvent]) -> Sequence[CompletionEvent]:
         own = self._own

@@ -12,6 +12,10 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
+# The bus message header that carries the event id beside the encoded event (as CloudEvents'
+# Kafka binding carries ce_id): a consumer can skip or route a message without decoding it.
+EVENT_ID_HEADER = "event_id"
+
 
 class Status(StrEnum):
     SUCCEEDED = "succeeded"

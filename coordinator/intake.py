@@ -6,13 +6,17 @@ after the engine has made the batch's effects durable, `commit(batch)` may move 
 offsets past every message in it. The order is the point: state first, then offsets; a crash
 in between replays the batch, which the state store's unique keys make harmless.
 
-Accounting identity, per batch and so for any run: len(messages) == len(events) + dead_lettered.
+Messages whose event id header (set by the Publisher) a `skip` callable claims are not decoded:
+the engine's own output events come back this way, already recorded with their run.
+
+Accounting identity, per batch and so for any run:
+len(messages) == len(events) + dead_lettered + skipped.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -20,7 +24,7 @@ from coordinator.bus.base import Bus, Consumer, Message, Producer
 from coordinator.codec import Codec, codec_for
 from coordinator.deadletter import DeadLetters
 from coordinator.errors import BusError, EventError
-from coordinator.events import CompletionEvent
+from coordinator.events import EVENT_ID_HEADER, CompletionEvent
 
 if TYPE_CHECKING:
     from coordinator.settings import Settings
@@ -33,6 +37,7 @@ class IntakeBatch:
     events: list[CompletionEvent] = field(default_factory=list)
     messages: list[Message] = field(default_factory=list)
     dead_lettered: int = 0
+    skipped: int = 0  # messages a `skip` claimed by their event id header, not decoded
 
     def __len__(self) -> int:
         return len(self.messages)
@@ -72,17 +77,25 @@ class EventIntake:
             self._dead_letters = DeadLetters(self._producer, self.settings.topic_dead_letter, self.group_id)
         return self._dead_letters
 
-    def poll(self, max_messages: int = 500, timeout: float = 1.0) -> IntakeBatch:
+    def poll(
+        self, max_messages: int = 500, timeout: float = 1.0, skip: Callable[[bytes], bool] | None = None
+    ) -> IntakeBatch:
         """The next batch (possibly empty after `timeout`). A bad message never raises: it is
-        dead-lettered and counted. Raises BusError when the bus fails; the messages of that
-        poll are then not lost but delivered again by a later poll."""
+        dead-lettered and counted. `skip(event_id)` (the header's bytes) True leaves a message
+        undecoded. Raises BusError when the bus fails; the messages of that poll are then not
+        lost but delivered again by a later poll."""
         try:
             messages = self._consumer_().poll(max_messages, timeout)
             events: list[CompletionEvent] = []
-            dead = 0
+            dead = skipped = 0
             decode = self.codec.decode
             append = events.append
             for message in messages:
+                if skip is not None and message.headers:
+                    event_id = next((v for k, v in message.headers if k == EVENT_ID_HEADER), None)
+                    if event_id is not None and skip(event_id):
+                        skipped += 1
+                        continue
                 try:
                     append(decode(message.value))
                 except EventError as error:
@@ -96,7 +109,7 @@ class EventIntake:
             # without committing, and the next poll rejoins from the committed offsets.
             self._drop_consumer()
             raise
-        return IntakeBatch(events, messages, dead)
+        return IntakeBatch(events, messages, dead, skipped)
 
     def _drop_consumer(self) -> None:
         consumer, self._consumer = self._consumer, None

@@ -2,7 +2,7 @@
 
 Every producer path (CLI, SDK, HTTP, webhooks, dbt artifacts) goes through `Publisher`: the
 event is encoded with the current schema version and keyed by dataset name, so one dataset's
-events stay in order on the bus.
+events stay in order on the bus; its id rides in a header too, readable without decoding.
 
 From a producer's own code (a Spark job's driver, a script)::
 
@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from coordinator.bus.base import Bus, Producer
 from coordinator.codec import Codec, codec_for, event_from_json
 from coordinator.errors import EventError
-from coordinator.events import Column, CompletionEvent, Status
+from coordinator.events import EVENT_ID_HEADER, Column, CompletionEvent, Status
 
 if TYPE_CHECKING:
     from coordinator.settings import Settings
@@ -52,7 +52,12 @@ class Publisher:
 
     def publish(self, event: CompletionEvent) -> None:
         """Queue one event. Raises EventError when it cannot be encoded, BusError when the bus fails."""
-        self.producer.produce(self.topic, self.codec.encode(event), key=event.dataset.encode())
+        self.producer.produce(
+            self.topic,
+            self.codec.encode(event),
+            key=event.dataset.encode(),
+            headers=((EVENT_ID_HEADER, event.event_id.encode()),),
+        )
 
     def publish_many(
         self,
@@ -67,7 +72,8 @@ class Publisher:
         producer, topic = self.producer, self.topic
         for event, value, key in encoded:
             callback = None if on_delivery is None else functools.partial(on_delivery, event)
-            producer.produce(topic, value, key=key, on_delivery=callback)
+            headers = ((EVENT_ID_HEADER, event.event_id.encode()),)
+            producer.produce(topic, value, key=key, headers=headers, on_delivery=callback)
         return len(encoded)
 
     def poll(self) -> None:

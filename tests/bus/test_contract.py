@@ -191,3 +191,33 @@ def test_accounting_identity_over_a_mixed_stream(case: BusCase) -> None:
     assert {e.event_id for e in batch.events} == good_ids
     assert batch.dead_lettered == bad_count
     assert len(_dead_letters(case, bad_count)) == bad_count
+
+
+def test_skip_by_event_id_header_leaves_messages_undecoded(case: BusCase) -> None:
+    """The publisher puts each event's id in a header; a `skip` that claims an id leaves that
+    message undecoded (still in the batch, so its offset is committed) and counts it."""
+    events = [_event(i) for i in range(20)]
+    mine = {e.event_id.encode() for e in events[::2]}
+    asked: list[bytes] = []
+
+    def skip(event_id: bytes) -> bool:
+        asked.append(event_id)
+        return event_id in mine
+
+    with case.publisher() as publisher:
+        publisher.publish_many(events)
+        publisher.flush()
+    with case.intake() as intake:
+        got, messages, skipped = [], 0, 0
+        for _ in range(120):
+            batch = intake.poll(50, 0.5, skip)
+            intake.commit(batch)
+            got += batch.events
+            messages += len(batch.messages)
+            skipped += batch.skipped
+            assert len(batch.messages) == len(batch.events) + batch.dead_lettered + batch.skipped
+            if messages >= len(events):
+                break
+    assert sorted(asked) == sorted(e.event_id.encode() for e in events)
+    assert skipped == len(mine) == 10
+    assert [e.event_id for e in got] == [e.event_id for e in events[1::2]]
