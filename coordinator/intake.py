@@ -92,7 +92,11 @@ class EventIntake:
             append = events.append
             for message in messages:
                 if skip is not None and message.headers:
-                    event_id = next((v for k, v in message.headers if k == EVENT_ID_HEADER), None)
+                    event_id = None
+                    for name, value in message.headers:
+                        if name == EVENT_ID_HEADER:
+                            event_id = value
+                            break
                     if event_id is not None and skip(event_id):
                         skipped += 1
                         continue

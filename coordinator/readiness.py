@@ -101,55 +101,78 @@ class Snapshot:
         return False
 
 
-def _memo(spec: PipelineSpec, view: str, name: str, compute):
-    """`compute(spec, name)` (a dataset's or a job's view), once per spec and name: these run
-    for every event."""
-    memo = spec.memo
-    cache = memo.get(view)
+@dataclass(frozen=True, slots=True)
+class _DatasetPlan:
+    """What readiness asks of the spec about one dataset, for every event of it: one lookup."""
+
+    consumers: tuple[tuple[str, P.Partitioning, P.Mapping, P.Partitioning], ...]
+    gated: tuple[tuple[str, InputSpec], ...]  # see _gated
+    rerun: tuple[str, ...]  # see rerun_jobs
+
+
+def _dataset_plan(spec: PipelineSpec, dataset: str) -> _DatasetPlan:
+    cache = spec.memo.get("dataset_plans")
     if cache is None:
-        cache = memo[view] = {}
-    got = cache.get(name)
-    if got is None:
-        got = cache[name] = compute(spec, name)
-    return got
+        cache = spec.memo["dataset_plans"] = {}
+    plan = cache.get(dataset)
+    if plan is None:
+        mine = spec.partitioning(dataset)
+        consumers = spec.consumers.get(dataset, ())
+        plan = cache[dataset] = _DatasetPlan(
+            tuple((job, mine, inp.mapping, spec.job_partitioning(job)) for job, inp in consumers),
+            tuple(_find_gated(spec, dataset)),
+            tuple(job for job, inp in consumers if inp.on_change == "rerun_latest"),
+        )
+    return plan
 
 
-def _consumer_partitionings(spec: PipelineSpec, dataset: str) -> tuple:
-    mine = spec.partitioning(dataset)
-    return tuple(
-        (job, mine, inp.mapping, spec.job_partitioning(job)) for job, inp in spec.consumers.get(dataset, ())
-    )
+@dataclass(frozen=True, slots=True)
+class _JobPlan:
+    """What `evaluate` asks of the spec about one job, for every partition it looks at."""
+
+    inputs: tuple[tuple[InputSpec, P.Partitioning, bool], ...]  # (input, its partitioning, triggers)
+    trigger_all: bool
+    contracted: bool  # some input has a column contract
 
 
-def affected(spec: PipelineSpec, dataset: str, partition: str | None) -> list[Key]:
-    """Job partitions that a new version of (dataset, partition) may make ready."""
+def _job_plan(spec: PipelineSpec, job: str) -> _JobPlan:
+    cache = spec.memo.get("job_plans")
+    if cache is None:
+        cache = spec.memo["job_plans"] = {}
+    plan = cache.get(job)
+    if plan is None:
+        job_spec = spec.jobs[job]
+        plan = cache[job] = _JobPlan(
+            tuple(
+                (inp, spec.partitioning(inp.dataset), _triggers(spec, job, inp)) for inp in job_spec.inputs
+            ),
+            job_spec.trigger == "all",
+            any(spec.contract(job, inp.dataset) for inp in job_spec.inputs),
+        )
+    return plan
+
+
+def _affected(plan: _DatasetPlan, partition: str | None) -> list[Key]:
     out: list[Key] = []
-    for job, partitioning, mapping, job_partitioning in _memo(
-        spec, "consumers", dataset, _consumer_partitionings
-    ):
+    for job, partitioning, mapping, job_partitioning in plan.consumers:
         for key in P.job_keys_for(partitioning, mapping, job_partitioning, partition):
             if (job, key) not in out:
                 out.append((job, key))
     return out
 
 
+def affected(spec: PipelineSpec, dataset: str, partition: str | None) -> list[Key]:
+    """Job partitions that a new version of (dataset, partition) may make ready."""
+    return _affected(_dataset_plan(spec, dataset), partition)
+
+
 def needed(spec: PipelineSpec, job: str, partition: str | None) -> list[Key]:
     """Every input partition that (job, partition) consumes."""
     return [
-        (dataset, key)
-        for dataset, partitioning, mapping in _memo(spec, "inputs", job, _input_partitionings)
-        for key in P.required(partitioning, mapping, partition)
+        (inp.dataset, key)
+        for inp, partitioning, _ in _job_plan(spec, job).inputs
+        for key in P.required(partitioning, inp.mapping, partition)
     ]
-
-
-def _input_partitionings(spec: PipelineSpec, job: str) -> tuple:
-    return tuple((inp.dataset, spec.partitioning(inp.dataset), inp.mapping) for inp in spec.jobs[job].inputs)
-
-
-def _required(spec: PipelineSpec, inp: InputSpec, partition: str | None) -> tuple[str | None, ...]:
-    return P.required(
-        _memo(spec, "partitioning", inp.dataset, PipelineSpec.partitioning), inp.mapping, partition
-    )
 
 
 def _triggers(spec: PipelineSpec, job: str, inp: InputSpec) -> bool:
@@ -169,28 +192,33 @@ def evaluate(
     `force` skips the trigger rule (rerun, backfill) but never the presence of inputs.
     `refresh` replaces it: fire when an `on_change: rerun_latest` input has a new version.
     """
-    job_spec = spec.jobs[job]
-    groups: list[tuple[InputSpec, list[Version]]] = []
-    for inp in job_spec.inputs:
-        versions = [snap.latest.get((inp.dataset, key)) for key in _required(spec, inp, partition)]
-        if any(v is None for v in versions):
+    plan = _job_plan(spec, job)
+    latest = snap.latest
+    groups: list[tuple[InputSpec, bool, list[Version]]] = []
+    for inp, partitioning, triggers in plan.inputs:
+        dataset = inp.dataset
+        versions = [latest.get((dataset, key)) for key in P.required(partitioning, inp.mapping, partition)]
+        if None in versions:
             return None
-        groups.append((inp, versions))  # type: ignore[arg-type]
+        groups.append((inp, triggers, versions))  # type: ignore[arg-type]
     previous = snap.consumed.get((job, partition))
     if previous is not None and refresh and not force:
-        if not any(v.event_id not in previous for inp, vs in groups if inp.on_change for v in vs):
+        if not any(v.event_id not in previous for inp, _, vs in groups if inp.on_change for v in vs):
             return None
     elif previous is not None and not force:
         changed = [
-            any(v.event_id not in previous for v in versions)
-            for inp, versions in groups
-            if _triggers(spec, job, inp)
+            any(v.event_id not in previous for v in versions) for _, triggers, versions in groups if triggers
         ]
-        fires = all(changed) if job_spec.trigger == "all" else any(changed)
+        fires = all(changed) if plan.trigger_all else any(changed)
         if not changed or not fires:
             return None
-    inputs = tuple(sorted((v for _, vs in groups for v in vs), key=lambda v: (v.dataset, v.partition or "")))
-    return Candidate(job, partition, inputs, check_contract(spec, job, inputs))
+    if len(groups) == 1 and len(groups[0][2]) == 1:
+        inputs: tuple[Version, ...] = tuple(groups[0][2])
+    else:
+        inputs = tuple(
+            sorted((v for _, _, vs in groups for v in vs), key=lambda v: (v.dataset, v.partition or ""))
+        )
+    return Candidate(job, partition, inputs, check_contract(spec, job, inputs) if plan.contracted else None)
 
 
 def check_contract(spec: PipelineSpec, job: str, inputs: Iterable[Version]) -> ContractViolation | None:
@@ -219,10 +247,13 @@ def step(spec: PipelineSpec, snap: Snapshot, events: Iterable[CompletionEvent]) 
     for event in events:
         if not snap.apply(event):
             continue
-        keys = dict.fromkeys(
-            affected(spec, event.dataset, event.partition) + _waiting(spec, snap, event), False
-        )
-        keys.update(dict.fromkeys(_refreshed(spec, snap, event), True))
+        plan = _dataset_plan(spec, event.dataset)
+        found = _affected(plan, event.partition)
+        if plan.gated:
+            found += _waiting(spec, snap, event)
+        keys = dict.fromkeys(found, False)
+        if plan.rerun:
+            keys.update(dict.fromkeys(_refreshed(spec, snap, event), True))
         for (job, partition), refresh in keys.items():
             cand = evaluate(spec, snap, job, partition, refresh=refresh)
             if cand is None:
@@ -233,9 +264,9 @@ def step(spec: PipelineSpec, snap: Snapshot, events: Iterable[CompletionEvent]) 
     return out
 
 
-def _gated(spec: PipelineSpec, dataset: str) -> list[tuple[str, InputSpec]]:
+def _gated(spec: PipelineSpec, dataset: str) -> tuple[tuple[str, InputSpec], ...]:
     """(job, first triggering input) of the partitioned jobs that take `dataset` as `latest`."""
-    return _memo(spec, "gated", dataset, _find_gated)
+    return _dataset_plan(spec, dataset).gated
 
 
 def _find_gated(spec: PipelineSpec, dataset: str) -> list[tuple[str, InputSpec]]:
@@ -263,13 +294,9 @@ def _waiting(spec: PipelineSpec, snap: Snapshot, event: CompletionEvent) -> list
     return out
 
 
-def rerun_jobs(spec: PipelineSpec, dataset: str) -> list[str]:
+def rerun_jobs(spec: PipelineSpec, dataset: str) -> tuple[str, ...]:
     """Jobs that re-run their newest partition on a new version of `dataset` (`on_change`)."""
-    return _memo(spec, "rerun", dataset, _find_rerun)
-
-
-def _find_rerun(spec: PipelineSpec, dataset: str) -> list[str]:
-    return [job for job, inp in spec.consumers.get(dataset, ()) if inp.on_change == "rerun_latest"]
+    return _dataset_plan(spec, dataset).rerun
 
 
 def _refreshed(spec: PipelineSpec, snap: Snapshot, event: CompletionEvent) -> list[Key]:
@@ -300,8 +327,12 @@ def needed_for_events(
     jobs: set[Key] = set()
     for e in events:
         parts.add((e.dataset, e.partition))
-        candidates = affected(spec, e.dataset, e.partition) + (_waiting(spec, snap, e) if snap else [])
+        plan = _dataset_plan(spec, e.dataset)
+        candidates = _affected(plan, e.partition)
+        if snap is not None and plan.gated:
+            candidates += _waiting(spec, snap, e)
         for jp in candidates:
-            jobs.add(jp)
-            parts.update(needed(spec, *jp))
+            if jp not in jobs:
+                jobs.add(jp)
+                parts.update(needed(spec, *jp))
     return parts, jobs

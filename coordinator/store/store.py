@@ -316,7 +316,7 @@ class Tx:
             .returning(r.c.run_id, r.c.attempt),
             params,
         )
-        return {(i, a) for i, a in updated}
+        return {(i, a) for i, a in updated.all()}  # fetched at once, not row by row
 
     # ------------------------------------------------------------------ events and versions
     def insert_events(self, events: Sequence[CompletionEvent], now: float) -> list[CompletionEvent]:
@@ -334,7 +334,7 @@ class Tx:
             new = set(
                 self.conn.execute(
                     stmt.on_conflict_do_nothing().returning(S.events.c.event_id), params
-                ).scalars()
+                ).scalars().all()
             )
             return [e for e in unique.values() if e.event_id in new]
         seen: set[str] = set()
@@ -516,9 +516,8 @@ class Tx:
         batch = list(rows.values())
         if self.pg:
             stmt, params = self._insert_rows(S.runs, batch)
-            inserted = set(
-                self.conn.execute(stmt.on_conflict_do_nothing().returning(S.runs.c.run_id), params).scalars()
-            )
+            returning = stmt.on_conflict_do_nothing().returning(S.runs.c.run_id)
+            inserted = set(self.conn.execute(returning, params).scalars().all())
         else:  # the transaction holds SQLite's write lock: what is not there now is inserted now
             there: set[str] = set()
             for chunk in _chunks(list(rows)):
