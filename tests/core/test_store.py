@@ -168,3 +168,27 @@ def test_driver_errors_become_store_errors(tmp_path: Path):
         _ = StateStore("postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=2").engine
     with pytest.raises(StoreError):
         _ = StateStore(f"sqlite:///{tmp_path}/missing-dir/state.db").engine
+
+
+@pytest.mark.postgres
+def test_a_failing_statement_of_the_compiled_path_rolls_the_transaction_back(postgres_url):
+    """On PostgreSQL a turn's statements run compiled once on the driver's connection: a driver
+    error there is a StoreError like any other, and what the transaction wrote before is undone."""
+    store = StateStore(postgres_url)
+    try:
+        with pytest.raises(StoreError, match="too long"), store.begin() as tx:
+            tx.insert_events([ev("raw.a", "2024-01-01", 7)], 1.0)
+            # wider than the dataset column (the model refuses it; the database must too)
+            tx.insert_events([ev("raw.b", "2024-01-01").model_copy(update={"dataset": "x" * 600})], 1.0)
+        with store.begin() as tx:
+            assert tx.count_events() == 0
+            # the same compiled statements serve the next transaction, whatever its row count
+            assert [e.event_id for e in tx.insert_events([ev("raw.a", "2024-01-01", 7)], 1.0)] == [
+                "raw.a/2024-01-01/7"
+            ]
+            assert tx.insert_events([ev("raw.a", "2024-01-01", 7), ev("raw.b", "2024-01-01", 8)], 1.0) == [
+                ev("raw.b", "2024-01-01", 8)
+            ]
+            tx.conn.exec_driver_sql("DELETE FROM coord_events")
+    finally:
+        store.close()
