@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import operator
+import sqlite3
 import time
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -208,7 +209,7 @@ class StateStore:
                 yield Tx(conn)
         except SQLAlchemyError as exc:
             raise StoreError(f"state store: {_short(exc)}") from exc
-        except psycopg.Error as exc:  # a statement of the PostgreSQL fast path (Tx._pg)
+        except (psycopg.Error, sqlite3.Error) as exc:  # statements run on the driver (Tx._pg, _sqlite_many)
             raise StoreError(f"state store: {str(exc).splitlines()[0][:500]}") from exc
 
     def close(self) -> None:
@@ -264,7 +265,7 @@ class Tx:
         cursor.execute(sql, {**defaults, **params} if defaults else params)
         return cursor
 
-    def _pg_rows(self, table, rows: list[dict], finish: Callable | None = None, key: Hashable = ()):
+    def _pg_rows(self, table, rows: list[dict], finish: Callable | None = None):
         """(cursor) INSERT of `rows` into `table` from one JSON recordset parameter (see
         _unnest), `finish` adding ON CONFLICT / RETURNING to the statement."""
         cols = tuple(rows[0])
@@ -275,41 +276,39 @@ class Tx:
             stmt = postgresql.insert(table).from_select(list(cols), select(*(u.c[c] for c in cols)))
             return finish(stmt) if finish else stmt
 
-        return self._pg((table.name, cols, key), build, {_unnest_tag(types): _json_rows(rows, cols)})
+        key = (table.name, cols, getattr(finish, "__qualname__", None))  # one statement per call site
+        return self._pg(key, build, {_unnest_tag(types): _json_rows(rows, cols)})
 
-    def _insert(self, table):
-        return (postgresql.insert if self.pg else sqlite.insert)(table)
-
-    def _insert_rows(self, table, rows: list[dict]):
-        """(INSERT statement, parameters) for many rows. On PostgreSQL one statement over
-        a JSON recordset — a fixed SQL text and one round trip whatever the row count —
-        elsewhere an executemany."""
-        if not self.pg:
-            return sqlite.insert(table), rows
-        cols = list(rows[0])
-        u, params = _unnest({c: table.c[c].type for c in cols}, rows)
-        return postgresql.insert(table).from_select(cols, select(*(u.c[c] for c in cols))), params
-
-    def _run_many(self, stmt, rows: list[dict]) -> None:
-        """Execute `stmt` once per row (no RETURNING). On PostgreSQL `rows` is the one JSON
-        parameter of `_insert_rows`/_unnest; on SQLite the statement is compiled once and the
-        rows go to the driver's executemany as tuples — SQLAlchemy's own per-row parameter
-        processing cost more than SQLite's work."""
-        if self.pg:
-            self.conn.execute(stmt, rows)
-            return
+    def _write(self, table, rows: list[dict], finish: Callable | None = None) -> None:
+        """INSERT `rows` (no RETURNING), `finish` adding ON CONFLICT to the statement: on
+        PostgreSQL one statement over a JSON recordset (`_pg_rows`); on SQLite the statement
+        compiled once per shape and the rows handed to the driver's executemany as tuples."""
         if not rows:
             return
-        compiled = stmt.compile(dialect=self.conn.dialect, column_keys=list(rows[0]))
-        order = compiled.positiontup
-        fixed = {k: v for k, v in compiled.params.items() if k not in rows[0]}  # the statement's literals
+        if self.pg:
+            self._pg_rows(table, rows, finish)
+            return
+        self._sqlite_many(
+            (table.name, tuple(rows[0]), getattr(finish, "__qualname__", None)),
+            lambda: finish(sqlite.insert(table)) if finish else sqlite.insert(table),
+            rows,
+        )
+
+    def _sqlite_many(self, key: Hashable, build: Callable[[], object], rows: list[dict]) -> None:
+        """Execute a statement once per row on SQLite, compiled once per `key` — SQLAlchemy's own
+        per-row parameter processing, and compiling each time, cost more than SQLite's work."""
+        entry = _SQLITE_SQL.get(key)
+        if entry is None:
+            compiled = build().compile(dialect=self.conn.dialect, column_keys=list(rows[0]))  # type: ignore[attr-defined]
+            order = compiled.positiontup
+            fixed = {k: v for k, v in compiled.params.items() if k not in rows[0]}  # the statement's literals
+            getter = operator.itemgetter(*order)
+            row_of = (lambda r: (getter(r),)) if len(order) == 1 else getter
+            entry = _SQLITE_SQL[key] = (str(compiled), row_of, fixed)
+        sql, row_of, fixed = entry
         if fixed:
             rows = [{**fixed, **r} for r in rows]
-        row_of = operator.itemgetter(*order)
-        if len(order) == 1:
-            self.conn.exec_driver_sql(str(compiled), [(row_of(r),) for r in rows])
-        else:
-            self.conn.exec_driver_sql(str(compiled), [row_of(r) for r in rows])
+        self.conn.connection.driver_connection.executemany(sql, [row_of(r) for r in rows])  # type: ignore[union-attr]
 
     def _in(self, column, values: Sequence):
         """`column IN values`: `= ANY(array)` on PostgreSQL (one parameter, a prepared plan)."""
@@ -344,7 +343,7 @@ class Tx:
             valid = self._current([(r["b_id"], r["b_attempt"]) for r in rows])
             rows = [r for r in rows if (r["b_id"], r["b_attempt"]) in valid]
             if rows:
-                self._run_many(stmt, rows)
+                self._sqlite_many(("runs.update", id(stmt), tuple(rows[0])), lambda: stmt, rows)
             return valid
         r = S.runs
         cols = tuple(rows[0])
@@ -391,8 +390,7 @@ class Tx:
             seen.update(self.conn.execute(q).scalars())
         fresh = [e for e in unique.values() if e.event_id not in seen]
         if fresh:
-            stmt, params = self._insert_rows(S.events, self._event_rows(fresh, now))
-            self._run_many(stmt.on_conflict_do_nothing(), params)
+            self._write(S.events, self._event_rows(fresh, now), lambda stmt: stmt.on_conflict_do_nothing())
         return fresh
 
     def _event_rows(self, events: Iterable[CompletionEvent], now: float) -> list[dict]:
@@ -500,11 +498,7 @@ class Tx:
                 where=tuple_(t.c.produced_at, t.c.event_id) < tuple_(ex.produced_at, ex.event_id),
             )
 
-        if self.pg:
-            self._pg_rows(t, rows, newer)
-            return
-        stmt, params = self._insert_rows(t, rows)
-        self._run_many(newer(stmt), params)
+        self._write(t, rows, newer)
 
     # ------------------------------------------------------------------ runs
     def insert_runs(
@@ -584,8 +578,7 @@ class Tx:
                 )
             new = [row for run_id, row in rows.items() if run_id not in there]
             if new:
-                stmt, params = self._insert_rows(S.runs, new)
-                self._run_many(stmt.on_conflict_do_nothing(), params)
+                self._write(S.runs, new, lambda stmt: stmt.on_conflict_do_nothing())
             inserted = {row["run_id"] for row in new}
         return [RunRow.from_dict(r, self._inputs[run_id]) for run_id, r in rows.items() if run_id in inserted]
 
@@ -683,47 +676,38 @@ class Tx:
         if not self._pool_lock(pool, wait):
             return None
         if self.pg:
-            # the free slots, the pick and the move in one statement (one round trip)
-            active = select(func.count()).select_from(r).where(_states(ACTIVE), r.c.pool == pool)
-            free = func.greatest(0, size - active.scalar_subquery())
+            params = {"pool": pool, "size": size, "now": now, "owner": owner}
             if limit is not None:
-                free = func.least(free, limit)
+                params["limit"] = limit
+            limited = limit is not None
+            cursor = self._pg(("claim", limited), lambda: _claim_statement(limited), params)
+            names = [c.name for c in cursor.description]  # type: ignore[union-attr]
+            rows: Iterable[Mapping] = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
         else:
             free = size - self.count_runs(ACTIVE, pool)
             if limit is not None:
                 free = min(free, limit)
             if free <= 0:
                 return []
-        pick = (
-            select(r.c.run_id)
-            .where(_states(["ready"]), r.c.pool == pool, r.c.not_before <= now)
-            .order_by(r.c.not_before, r.c.created_at)
-            .limit(free)
-        )
-        if self.pg:
-            # no FOR UPDATE: every claimer of the pool holds its lock, and only claims move ready
-            # runs (the UPDATE checks the state again); MATERIALIZED: the pick is evaluated once
-            cte = pick.cte("pick").prefix_with("MATERIALIZED")
-            pick = select(cte.c.run_id).scalar_subquery()
-        else:
-            pick = list(self.conn.execute(pick).scalars())
+            pick = list(
+                self.conn.execute(
+                    select(r.c.run_id)
+                    .where(_states(["ready"]), r.c.pool == pool, r.c.not_before <= now)
+                    .order_by(r.c.not_before, r.c.created_at)
+                    .limit(free)
+                ).scalars()
+            )
             if not pick:
                 return []
-        rows = self.conn.execute(
-            update(r)
-            .where(r.c.run_id.in_(pick), r.c.state == "ready")
-            .values(
-                state="starting",
-                attempt=r.c.attempt + 1,
-                owner=owner,
-                started_at=now,
-                handle=None,
-                error=None,
-            )
-            .returning(*r.c)
-        )
+            rows = self.conn.execute(
+                update(r)
+                .where(r.c.run_id.in_(pick), r.c.state == "ready")
+                .values(state="starting", attempt=r.c.attempt + 1, owner=owner, started_at=now)
+                .values(handle=None, error=None)
+                .returning(*r.c)
+            ).mappings()
         known = self._inputs
-        claimed = (RunRow.from_dict(m, known.get(m["run_id"])) for m in rows.mappings())
+        claimed = (RunRow.from_dict(m, known.get(m["run_id"])) for m in rows)
         return sorted(claimed, key=lambda run: (run.not_before, run.created_at, run.run_id))
 
     def _current(self, keys: Sequence[tuple[str, int]]) -> set[tuple[str, int]]:
@@ -837,11 +821,7 @@ class Tx:
                 },
             )
 
-        if self.pg:
-            self._pg_rows(a, rows, upsert)
-            return
-        stmt, params = self._insert_rows(a, rows)
-        self._run_many(upsert(stmt), params)
+        self._write(a, rows, upsert)
 
     def attempts(self, run_id: str) -> list[dict]:
         q = select(S.attempts).where(S.attempts.c.run_id == run_id).order_by(S.attempts.c.attempt)
@@ -895,11 +875,7 @@ class Tx:
             {"event_id": e.event_id, "body": self._body(e), "created_at": now, "sent_at": None}
             for e in events
         ]
-        if rows and self.pg:
-            self._pg_rows(S.outbox, rows, lambda stmt: stmt.on_conflict_do_nothing())
-        elif rows:
-            stmt, params = self._insert_rows(S.outbox, rows)
-            self._run_many(stmt.on_conflict_do_nothing(), params)
+        self._write(S.outbox, rows, lambda stmt: stmt.on_conflict_do_nothing())
 
     def outbox_pending(self, limit: int = 500) -> list[tuple[int, CompletionEvent]]:
         o = S.outbox
@@ -983,6 +959,41 @@ _BIND_COLUMNS = {
 }
 
 
+def _claim_statement(limited: bool):
+    """The claim on PostgreSQL: the pool's free slots, the pick and the move in one statement
+    (one round trip). No FOR UPDATE: every claimer of the pool holds its lock, and only claims
+    move ready runs (the UPDATE checks the state again); MATERIALIZED: the pick is evaluated
+    once (a plain IN-subquery with LIMIT may be evaluated twice and claim beyond the pool)."""
+    r = S.runs
+    pool = bindparam("pool", type_=r.c.pool.type)
+    now = bindparam("now", type_=r.c.not_before.type)
+    active = select(func.count()).select_from(r).where(_states(ACTIVE), r.c.pool == pool)
+    free = func.greatest(0, bindparam("size", type_=r.c.attempt.type) - active.scalar_subquery())
+    if limited:
+        free = func.least(free, bindparam("limit", type_=r.c.attempt.type))
+    pick = (
+        select(r.c.run_id)
+        .where(_states(["ready"]), r.c.pool == pool, r.c.not_before <= now)
+        .order_by(r.c.not_before, r.c.created_at)
+        .limit(free)
+        .cte("pick")
+        .prefix_with("MATERIALIZED")
+    )
+    return (
+        update(r)
+        .where(r.c.run_id.in_(select(pick.c.run_id).scalar_subquery()), r.c.state == "ready")
+        .values(
+            state="starting",
+            attempt=r.c.attempt + 1,
+            owner=bindparam("owner", type_=r.c.owner.type),
+            started_at=now,
+            handle=None,
+            error=None,
+        )
+        .returning(*r.c)
+    )
+
+
 def _states(states: Sequence[str], negate: bool = False):
     """`state [NOT] IN (...)` with the states as literals (they are the module's constants)."""
     listed = ", ".join(f"'{s}'" for s in states if s.isidentifier())
@@ -994,6 +1005,7 @@ def _handle_json(handle: Handle) -> str:
 
 
 _PG_SQL: dict[Hashable, tuple[str, dict[str, object]]] = {}  # Tx._pg: key → (SQL text, defaults)
+_SQLITE_SQL: dict[Hashable, tuple[str, Callable, dict[str, object]]] = {}  # Tx._sqlite_many
 
 
 def _version_columns():
