@@ -269,15 +269,20 @@ class Coordinator:
         return stats
 
     def _turn(self, stats: RunStats, consuming: bool, max_events: int | None) -> bool:
-        """One turn of the loop, with ONE state transaction; True when it did anything.
+        """One turn of the loop; True when it did anything.
 
-        Take events off the bus and what the workers reported; then in one transaction: mark the
-        previous turn's published events sent, record finished attempts (their output events go
-        to the outbox and feed readiness), record the new events and create the runs they make
-        ready, claim due ready runs. After the commit: start the claimed runs, publish this
-        turn's outbox events (their delivery is awaited at the next turn, while this one's
-        work goes on), commit the bus offsets. Offsets move only after the state is durable,
-        runs start only once claimed, an event counts as sent only once the bus has it.
+        Take a batch off the bus. First transaction: record its events, create the runs they
+        make ready (claimed at once where their pool has room) and claim due ready runs; after
+        its commit, start those runs and commit the bus offsets. Second transaction, with what
+        the workers reported meanwhile (often the end of runs just started): mark the events
+        the bus confirmed sent, record finished attempts and their output events (which feed
+        readiness and the outbox), start the downstream runs they make ready, publish the
+        outbox events (their delivery is awaited while the next turn works).
+
+        Two transactions, so that an event's run starts after the commit of the events before
+        it, not also after every result that came in with them. Offsets move only after the
+        state is durable, runs start only once claimed, an event counts as sent only once the
+        bus has it.
         """
         batch = None
         busy = bool(self._inflight) or not self._done.empty() or self._publishing > 0
@@ -295,38 +300,61 @@ class Coordinator:
             stats.dead_lettered += batch.dead_lettered
         elif not busy:
             time.sleep(0.02)
-        items = self._take_results(block=not consuming)
-        sent = self._delivered(stats)
         if self._outbox_dirty:
             self._relay(stats)
         events = self._not_own(batch.events) if batch is not None else []
+        queued: list[CompletionEvent] = []
+        launched = 0
         now = self.clock()
-        claim = now >= self._claim_due
-        launched: list[RunRow] = []
-        if events or items or sent or claim:
-            self._queued, self._starting = [], []  # (left over only by a transaction that failed)
-            with self.store.begin() as tx:  # a StoreError ends the loop: nothing is committed
-                if sent:
-                    tx.outbox_mark_sent_events(sent)
-                outputs = self._write_results(tx, items, stats, now)
-                if outputs or events:
-                    self._record(tx, [*outputs, *events], stats, now)
-                    self._remember_own(outputs)
-                if self.clock() >= self._claim_due:
-                    launched = self._claim(tx, stats, now)
-            queued, self._queued = self._queued, []
-            launched, self._starting = self._starting + launched, []
-        else:
-            queued = []
-        for run in launched:
-            self._start_thread(run, None, stats)
-        self._publish(queued)
+        if events or now >= self._claim_due:
+
+            def record_and_claim(tx: Tx) -> list[RunRow]:
+                if events:
+                    self._record(tx, events, stats, now)
+                return self._claim(tx, stats, now) if self.clock() >= self._claim_due else []
+
+            queued, runs = self._transact(record_and_claim)
+            launched += self._start(runs, stats)
         if batch is not None and len(batch):
             try:
                 self.intake.commit(batch, wait=False)  # offsets only after the state above is durable
             except BusError as exc:  # e.g. a rebalance: the batch is redelivered, a no-op then
                 log.warning("bus: offsets not committed (%s); the batch will be replayed", exc)
+        items = self._take_results(block=not consuming)
+        sent = self._delivered(stats)
+        if items or sent:
+            now = self.clock()
+
+            def finish(tx: Tx) -> list[RunRow]:
+                if sent:
+                    tx.outbox_mark_sent_events(sent)
+                outputs = self._write_results(tx, items, stats, now)
+                if outputs:
+                    self._record(tx, outputs, stats, now)
+                    self._remember_own(outputs)
+                return []
+
+            more, runs = self._transact(finish)
+            queued += more
+            launched += self._start(runs, stats)
+        self._publish(queued)
         return bool((batch is not None and len(batch)) or items or launched or queued)
+
+    def _transact(self, work: Callable[[Tx], list[RunRow]]) -> tuple[list[CompletionEvent], list[RunRow]]:
+        """Run `work` in one transaction; (the outbox events it queued, the runs it made
+        starting — created claimed, or claimed by `work`'s result), once it committed. A
+        StoreError ends the loop: nothing is committed."""
+        self._queued, self._starting = [], []
+        with self.store.begin() as tx:
+            claimed = work(tx)
+        queued, self._queued = self._queued, []
+        starting, self._starting = self._starting + claimed, []
+        return queued, starting
+
+    def _start(self, runs: Sequence[RunRow], stats: RunStats) -> int:
+        for run in runs:
+            self._start_thread(run, None, stats)
+        return len(runs)
 
     def _idle(self, check_bus: bool) -> bool:
         if self._inflight or not self._done.empty() or self._publishing:
