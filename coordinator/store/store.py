@@ -30,7 +30,6 @@ from psycopg.types.json import Json
 from sqlalchemy import (
     Connection,
     Engine,
-    and_,
     any_,
     bindparam,
     column,
@@ -41,6 +40,7 @@ from sqlalchemy import (
     func,
     select,
     text,
+    true,
     tuple_,
     update,
 )
@@ -316,21 +316,37 @@ class Tx:
             return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
         return column.in_(values)
 
-    def _pairs(self, key: str, query, c1, c2, pairs: list[tuple[str, str]]) -> Iterator:
-        """Rows (tuples) of `query` whose (c1, c2) is one of `pairs` (a join on PostgreSQL,
-        compiled once per `key`)."""
+    def _pairs(
+        self, key: str, query, c1, c2, pairs: list[tuple[str, str]], order_by: Sequence[str] = ()
+    ) -> Iterator:
+        """Rows (tuples) of `query` whose (c1, c2) is one of `pairs`, each pair's rows in
+        `order_by` order (columns of `query`).
+
+        On PostgreSQL one statement compiled once per `key`: the pairs as a JSON recordset and,
+        for each, a LATERAL lookup — a nested loop over the index whatever the table statistics
+        say (a plain join was planned as a hash join over a sequential scan while a fresh
+        table's statistics still called it small: 3.7 ms against 1.3 ms for 50 pairs over
+        8,000 rows, and growing with the table)."""
         if self.pg:
             if pairs:
                 types = {"k1": c1.type, "k2": c2.type}
 
                 def build():
                     u, _ = _unnest(types, [{"k1": "", "k2": ""}])
-                    return query.join(u, and_(c1 == u.c.k1, c2 == u.c.k2))
+                    # OFFSET 0 keeps the planner from flattening the LATERAL into a plain join
+                    hits = query.where(c1 == u.c.k1, c2 == u.c.k2).offset(0).lateral("hits")
+                    return (
+                        select(*hits.c)
+                        .select_from(u)
+                        .join(hits, true())
+                        .order_by(*(hits.c[name] for name in order_by))
+                    )
 
                 rows = _json_rows([{"k1": a, "k2": b} for a, b in pairs], ("k1", "k2"))
                 yield from self._pg(("pairs", key), build, {_unnest_tag(types): rows})
             return
-        for chunk in _chunks(pairs):
+        query = query.order_by(*(query.selected_columns[name] for name in order_by))
+        for chunk in _chunks(pairs):  # a pair's rows all come in its chunk, in order
             yield from self.conn.execute(query.where(tuple_(c1, c2).in_(chunk)))
 
     def _update_active_runs(self, stmt, rows: list[dict], **fixed: object) -> set[tuple[str, int]]:
@@ -431,13 +447,13 @@ class Tx:
             snap, self._pairs("versions", select(*_version_columns()), t.c.dataset, t.c.partition_key, wanted)
         )
         r_ = S.runs
-        q = (
-            select(r_.c.job, r_.c.partition_key, r_.c.inputs)
-            .where(_states(DEAD, negate=True))
-            .order_by(r_.c.created_at, r_.c.run_id)  # the last live run of a partition wins
+        q = select(r_.c.job, r_.c.partition_key, r_.c.inputs, r_.c.created_at, r_.c.run_id).where(
+            _states(DEAD, negate=True)
         )
         job_keys = [(j, pkey(p)) for j, p in jobs]
-        for job, partition_key, inputs in self._pairs("consumed", q, r_.c.job, r_.c.partition_key, job_keys):
+        # in creation order: the last live run of a partition wins
+        rows = self._pairs("consumed", q, r_.c.job, r_.c.partition_key, job_keys, ("created_at", "run_id"))
+        for job, partition_key, inputs, _, _ in rows:
             snap.consumed[(job, unkey(partition_key))] = frozenset(d["event_id"] for d in _loads(inputs))
         return snap
 
