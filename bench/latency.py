@@ -26,7 +26,8 @@ The launcher is an in-process one that records the launch and reports success at
 figures are the coordinator's own cost (bus, state store, readiness, claims, outbox, its own
 completion events back on the bus) — not process start-up, which the `command` kind adds and
 which is printed separately (median of sequential `true` runs). The test PostgreSQL that
-scripts/services starts runs with fsync off; a durable server adds one WAL flush per loop turn.
+scripts/services starts runs with fsync off; a durable server adds one WAL flush per transaction
+(two per loop turn: its batch's events, then its results).
 
     python bench/latency.py [--seconds 5] [--backlog 20000] [--only local_sqlite] [--instances 2]
 Prints figures as it goes and, as its last line, one JSON object.

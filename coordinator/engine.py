@@ -1,20 +1,23 @@
 """The engine: completion events in, exactly-once runs out, job completions back onto the bus.
 
 One loop; each turn does, in this order (the order is what makes it crash-safe):
- 1. take a batch of events off the bus (EventIntake) and what the worker threads reported;
- 2. in ONE transaction: mark the outbox events the bus confirmed as sent; record finished
-    attempts (success → the job's output events into the outbox; failure → retry with
-    exponential backoff, then failed + a failed event, downstream held); record the new
-    events and the output events (dedupe by event id), compute readiness, create runs
-    (unique by job, partition, input set: a replay creates nothing) — started at once when
-    their pool has room, else ready; claim due ready runs within their pools;
- 3. after the commit: start the claimed runs on worker threads, hand the turn's outbox events
-    to the bus (their acknowledgement is awaited at the start of the next turn, so the
-    broker's round trip overlaps the next batch), commit the bus offsets.
+ 1. take a batch of events off the bus (EventIntake);
+ 2. in one transaction: record the new events (dedupe by event id), compute readiness, create
+    runs (unique by job, partition, input set: a replay creates nothing) — started at once
+    when their pool has room, else ready; claim due ready runs within their pools;
+ 3. after that commit: start the claimed runs on worker threads, commit the bus offsets;
+ 4. in a second transaction, with what the worker threads reported meanwhile: mark the outbox
+    events the bus confirmed as sent; record finished attempts (success → the job's output
+    events into the outbox; failure → retry with exponential backoff, then failed + a failed
+    event, downstream held); record the output events, whose readiness may create and claim
+    downstream runs;
+ 5. after that commit: start those runs, hand the turn's outbox events to the bus (their
+    acknowledgement is awaited at a later turn, so the broker's round trip overlaps the next
+    batch).
 A SIGKILL anywhere replays at most one batch and re-publishes at most the unsent outbox, both
 no-ops downstream; runs that were running are re-attached on start-up (`_recover`).
-One transaction and no waiting on the bus per turn is what keeps event-to-launch latency at
-one database commit (bench/latency.py).
+An event's run starts after one database commit — that of its own batch, not also of the
+results that came in with it — and the loop never waits on the bus (bench/latency.py).
 """
 
 from __future__ import annotations
@@ -502,7 +505,7 @@ class Coordinator:
     def _execute(self, run: RunRow, handle: Handle | None) -> None:
         """On a worker thread: start (or re-attach), hand the handle over, wait, hand the result over.
 
-        Only the loop's thread writes to the store (in one transaction per turn), so workers
+        Only the loop's thread writes to the store (in its turns' transactions), so workers
         never contend for it; a crash before the handle is stored is what recovery.py covers.
         """
         try:
