@@ -15,9 +15,11 @@ next loop turn records its end, and a smaller cap would measure the cap, not the
   from the coordinator's start instead (consumer group join, store open). Every one of those
   events launches a run; `ingest_only_events_per_s` is the same backlog of events no job
   consumes (recorded and evaluated, nothing launched).
-- Baseline (kafka_postgres): `baseline_postgres_writes_events_per_s` is PostgreSQL alone
+- Baselines: `baseline_postgres_writes_events_per_s` (kafka_postgres) is PostgreSQL alone
   writing, by COPY, the rows one event and its run leave in the store, measured in the same
-  run on the same machine; `sustained_to_baseline` is the coordinator's share of that ceiling.
+  run on the same machine; `baseline_sqlite_writes_events_per_s` (local_sqlite) is SQLite alone
+  writing the same rows by executemany; `sustained_to_baseline` is the coordinator's share of
+  that ceiling.
 - Scale-out (`kafka_postgres_xN`, --instances N, default 2): the 100 and 1,000 events/s loads
   and the sustained drain served by N coordinator processes in one consumer group over one
   PostgreSQL (topic of 2N partitions).
@@ -354,6 +356,68 @@ def postgres_floor(backend: Backend, events: int, batch: int = 2000) -> float:
     return round(rate)
 
 
+def sqlite_floor(backend: Backend, events: int, batch: int = 2000) -> float:
+    """Baseline: SQLite alone writing the same records as postgres_floor, with the store's own
+    settings (WAL, synchronous=NORMAL), by executemany from Python tuples in transactions of
+    `batch` events — a ceiling for any loop that keeps those records in SQLite on this machine."""
+    import sqlite3
+
+    settings = backend.fresh()
+    url = settings.resolved_state_url()
+    with StateStore(url) as store:
+        store.engine  # noqa: B018 — opening it creates the tables (migrations)
+    body = event(0).model_dump_json()
+    conn = sqlite3.connect(url.split("///", 1)[1], isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    day = "2024-01-01"
+    try:
+        started = time.perf_counter()
+        for first in range(0, events, batch):
+            ids = [str(n) for n in range(first, min(events, first + batch))]
+            runs, outs = [("r" + i,) for i in ids], [("out" + i,) for i in ids]
+            conn.execute("BEGIN IMMEDIATE")
+            for prefix in ("in", "out"):
+                conn.executemany(
+                    "INSERT INTO coord_events VALUES (?, ?, ?, 'succeeded', 1.0, 1.0, ?)",
+                    [(prefix + i, f"{prefix}.{i}", day, body) for i in ids],
+                )
+                conn.executemany(
+                    "INSERT INTO coord_partitions (dataset, partition_key, event_id, produced_at, updated_at)"
+                    " VALUES (?, ?, ?, 1.0, 1.0)",
+                    [(f"{prefix}.{i}", day, prefix + i) for i in ids],
+                )
+            conn.executemany(
+                f"INSERT INTO coord_runs ({_RUN_COLUMNS})"
+                " VALUES (?, ?, ?, ?, 0, 'ready', 'p', 0, 1, 1, '[]', 0.0, 1.0)",
+                [(r, r, day, r) for (r,) in runs],
+            )
+            conn.executemany(
+                "UPDATE coord_runs SET state = 'starting', attempt = 1, owner = 'b', started_at = 1"
+                " WHERE run_id = ?",
+                runs,
+            )
+            conn.executemany(
+                "INSERT INTO coord_attempts (run_id, attempt, state, started_at)"
+                " VALUES (?, 1, 'succeeded', 1.0)",
+                runs,
+            )
+            conn.executemany(
+                "UPDATE coord_runs SET state = 'succeeded', finished_at = 2 WHERE run_id = ?", runs
+            )
+            conn.executemany(
+                "INSERT INTO coord_outbox (event_id, body, created_at) VALUES (?, ?, 1.0)",
+                [(o, body) for (o,) in outs],
+            )
+            conn.executemany("DELETE FROM coord_outbox WHERE event_id = ?", outs)
+            conn.execute("COMMIT")
+        rate = events / (time.perf_counter() - started)
+    finally:
+        conn.close()
+    print(f"  {backend.name} baseline, SQLite writes alone: {rate:,.0f} events/s", flush=True)
+    return round(rate)
+
+
 def ingest_only(backend: Backend, spec: PipelineSpec, backlog: int) -> float:
     """Events/s for completions no job consumes: bus, decode, dedupe, record, readiness — no runs."""
     settings = backend.fresh()
@@ -510,7 +574,10 @@ def main() -> None:
             if name == "kafka_postgres":
                 floor = postgres_floor(backend, args.backlog)
                 figures["baseline_postgres_writes_events_per_s"] = floor
-                figures["sustained_to_baseline"] = round(figures["sustained_events_per_s"] / floor, 3)
+            else:
+                floor = sqlite_floor(backend, args.backlog)
+                figures["baseline_sqlite_writes_events_per_s"] = floor
+            figures["sustained_to_baseline"] = round(figures["sustained_events_per_s"] / floor, 3)
             result[name] = figures
             if name == "kafka_postgres" and args.instances > 1:
                 n = args.instances
