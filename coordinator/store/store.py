@@ -46,6 +46,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY, JSON
+from sqlalchemy.dialects.sqlite import pysqlite
 from sqlalchemy.exc import SQLAlchemyError
 
 from coordinator import readiness
@@ -294,6 +295,23 @@ class Tx:
             rows,
         )
 
+    def _lite(self, key: Hashable, build: Callable[[], object], params: dict[str, object]) -> sqlite3.Cursor:
+        """SQLite's counterpart of `_pg`: compiled once per `key` (named parameters), executed
+        on the driver's connection inside this transaction. Lists travel as one JSON text
+        parameter read by `json_each` (see `_json_list`), so the SQL text stays fixed where
+        an expanding IN would be re-rendered, element by element, at every execution."""
+        entry = _SQLITE_NAMED_SQL.get(key)
+        if entry is None:
+            compiled = build().compile(dialect=_SQLITE_NAMED)  # type: ignore[attr-defined]
+            if "POSTCOMPILE" in str(compiled):
+                raise StoreError(f"statement {key!r} cannot be compiled once: {compiled}")
+            defaults = {k: v for k, v in compiled.params.items() if k not in params}
+            entry = _SQLITE_NAMED_SQL[key] = (str(compiled), defaults)
+        sql, defaults = entry
+        return self.conn.connection.driver_connection.execute(  # type: ignore[union-attr]
+            sql, {**defaults, **params} if defaults else params
+        )
+
     def _sqlite_many(self, key: Hashable, build: Callable[[], object], rows: list[dict]) -> None:
         """Execute a statement once per row on SQLite, compiled once per `key` — SQLAlchemy's own
         per-row parameter processing, and compiling each time, cost more than SQLite's work."""
@@ -345,9 +363,13 @@ class Tx:
                 rows = _json_rows([{"k1": a, "k2": b} for a, b in pairs], ("k1", "k2"))
                 yield from self._pg(("pairs", key), build, {_unnest_tag(types): rows})
             return
-        query = query.order_by(*(query.selected_columns[name] for name in order_by))
-        for chunk in _chunks(pairs):  # a pair's rows all come in its chunk, in order
-            yield from self.conn.execute(query.where(tuple_(c1, c2).in_(chunk)))
+        if pairs:
+            each = func.json_each(bindparam("pairs")).table_valued("value")
+            wanted = select(func.json_extract(each.c.value, "$[0]"), func.json_extract(each.c.value, "$[1]"))
+            ordered = query.order_by(*(query.selected_columns[name] for name in order_by))
+            yield from self._lite(
+                ("pairs", key), lambda: ordered.where(tuple_(c1, c2).in_(wanted)), {"pairs": _dumps(pairs)}
+            )
 
     def _update_active_runs(self, stmt, rows: list[dict], **fixed: object) -> set[tuple[str, int]]:
         """UPDATE the runs whose current attempt (b_id, b_attempt) is still active; returns the
@@ -400,10 +422,14 @@ class Tx:
             )
             new = {row[0] for row in cursor.fetchall()}
             return [e for e in unique.values() if e.event_id in new]
-        seen: set[str] = set()
-        for chunk in _chunks(list(unique)):
-            q = select(S.events.c.event_id).where(self._in(S.events.c.event_id, chunk))
-            seen.update(self.conn.execute(q).scalars())
+        e_ = S.events
+        seen = {
+            row[0]
+            for row in self._lite(
+                "events.seen", lambda: select(e_.c.event_id).where(e_.c.event_id.in_(_json_list("ids"))),
+                {"ids": _dumps(list(unique))},
+            )
+        }
         fresh = [e for e in unique.values() if e.event_id not in seen]
         if fresh:
             self._write(S.events, self._event_rows(fresh, now), lambda stmt: stmt.on_conflict_do_nothing())
@@ -587,11 +613,14 @@ class Tx:
             )
             inserted = {row[0] for row in cursor.fetchall()}
         else:  # the transaction holds SQLite's write lock: what is not there now is inserted now
-            there: set[str] = set()
-            for chunk in _chunks(list(rows)):
-                there.update(
-                    self.conn.execute(select(S.runs.c.run_id).where(S.runs.c.run_id.in_(chunk))).scalars()
+            r_ = S.runs
+            there = {
+                row[0]
+                for row in self._lite(
+                    "runs.there", lambda: select(r_.c.run_id).where(r_.c.run_id.in_(_json_list("ids"))),
+                    {"ids": _dumps(list(rows))},
                 )
+            }
             new = [row for run_id, row in rows.items() if run_id not in there]
             if new:
                 self._write(S.runs, new, lambda stmt: stmt.on_conflict_do_nothing())
@@ -669,10 +698,7 @@ class Tx:
         # one round trip for both (the lock above is a statement of its own: a statement's
         # snapshot is taken before it runs, so a lock taken inside one would not cover it)
         params = {"pool": pool, "now": now}
-        if self.pg:
-            ready_due, running = self._pg("pool.room", build, params).fetchone()
-        else:
-            ready_due, running = self.conn.execute(build(), params).one()
+        ready_due, running = (self._pg if self.pg else self._lite)("pool.room", build, params).fetchone()
         return 0 if ready_due else max(0, size - running)
 
     def claim(
@@ -731,11 +757,12 @@ class Tx:
         r = S.runs
         out: set[tuple[str, int]] = set()
         ids = sorted({k[0] for k in keys})
-        for chunk in [ids] if self.pg else _chunks(ids):
-            q = select(r.c.run_id, r.c.attempt).where(self._in(r.c.run_id, chunk), r.c.state.in_(ACTIVE))
-            if self.pg:
-                q = q.with_for_update()
-            out.update((i, a) for i, a in self.conn.execute(q))
+        if self.pg:
+            q = select(r.c.run_id, r.c.attempt).where(self._in(r.c.run_id, ids), _states(ACTIVE))
+            out.update((i, a) for i, a in self.conn.execute(q.with_for_update()))
+        else:
+            q = select(r.c.run_id, r.c.attempt).where(r.c.run_id.in_(_json_list("ids")), _states(ACTIVE))
+            out.update((i, a) for i, a in self._lite("runs.current", lambda: q, {"ids": _dumps(ids)}))
         return {k for k in keys if k in out}
 
     def set_running_many(self, items: Sequence[tuple[str, int, Handle]], now: float) -> set[str]:
@@ -916,8 +943,11 @@ class Tx:
             sent = list(event_ids)
             self._pg("outbox.sent", lambda: delete(o).where(o.c.event_id == any_(ids)), {"ids": sent})
             return
-        for chunk in _chunks(list(event_ids)):
-            self.conn.execute(delete(o).where(self._in(o.c.event_id, chunk)))
+        self._lite(
+            "outbox.sent",
+            lambda: delete(o).where(o.c.event_id.in_(_json_list("ids"))),
+            {"ids": _dumps(list(event_ids))},
+        )
 
     def outbox_count(self) -> int:
         o = S.outbox
@@ -1022,6 +1052,13 @@ def _handle_json(handle: Handle) -> str:
 
 _PG_SQL: dict[Hashable, tuple[str, dict[str, object]]] = {}  # Tx._pg: key → (SQL text, defaults)
 _SQLITE_SQL: dict[Hashable, tuple[str, Callable, dict[str, object]]] = {}  # Tx._sqlite_many
+_SQLITE_NAMED = pysqlite.dialect(paramstyle="named")
+_SQLITE_NAMED_SQL: dict[Hashable, tuple[str, dict[str, object]]] = {}  # Tx._lite
+
+
+def _json_list(name: str):
+    """`SELECT value FROM json_each(:name)`: a list given as one JSON text parameter (SQLite)."""
+    return select(func.json_each(bindparam(name)).table_valued("value").c.value)
 
 
 def _version_columns():
