@@ -192,8 +192,8 @@ class StateStore:
                 def _sqlite_begin(conn) -> None:
                     conn.exec_driver_sql("BEGIN IMMEDIATE")
             else:
-                # orjson: many-row statements travel as one JSON parameter (see _unnest), and
-                # encoding it is most of their cost on the coordinator's side
+                # orjson for any JSON parameter SQLAlchemy encodes itself (the turn's many-row
+                # statements bring theirs encoded already: see _json_rows)
                 engine = create_engine(
                     self.url, pool_pre_ping=True, pool_size=10, max_overflow=20, json_serializer=orjson.dumps
                 )
@@ -273,7 +273,7 @@ class Tx:
         types = {c: table.c[c].type for c in cols}
 
         def build():
-            u, _ = _unnest(types, rows[:1])
+            u = _unnest(types)
             stmt = postgresql.insert(table).from_select(list(cols), select(*(u.c[c] for c in cols)))
             return finish(stmt) if finish else stmt
 
@@ -350,7 +350,7 @@ class Tx:
                 types = {"k1": c1.type, "k2": c2.type}
 
                 def build():
-                    u, _ = _unnest(types, [{"k1": "", "k2": ""}])
+                    u = _unnest(types)
                     # OFFSET 0 keeps the planner from flattening the LATERAL into a plain join
                     hits = query.where(c1 == u.c.k1, c2 == u.c.k2).offset(0).lateral("hits")
                     return (
@@ -388,7 +388,7 @@ class Tx:
         types = {k: _BIND_TYPES[k] for k in cols}
 
         def build():
-            u, _ = _unnest(types, rows[:1])
+            u = _unnest(types)
             values = {c: u.c[k] for k, c in _BIND_COLUMNS.items() if k in types}
             if "handle" in values:
                 values["handle"] = func.coalesce(values["handle"], r.c.handle)
@@ -1079,18 +1079,16 @@ def _json_rows(rows: list[dict], cols: Sequence[str]) -> Json:
     return Json(rows, dumps=_dumps)
 
 
-def _unnest(types: dict[str, object], rows: list[dict]):
-    """PostgreSQL rows from one JSON parameter: `json_to_recordset(:rows) AS (name type, ...)`.
+def _unnest(types: dict[str, object]):
+    """PostgreSQL rows from one JSON parameter: `json_to_recordset(:rows_...) AS (name type, ...)`,
+    the parameter named by `_unnest_tag(types)` and given by `_json_rows`.
 
     One parameter whatever the row count, so a fixed SQL text (and plan); JSON because psycopg
     escapes every element of a text array with a regular expression, which costs more than the
     statement itself for event bodies."""
-    tag = _unnest_tag(types)
     cols = [column(c, t) for c, t in types.items()]
-    u = func.json_to_recordset(bindparam(tag, type_=JSON)).table_valued(*cols).render_derived(with_types=True)
-    if len(rows[0]) == len(types):  # the rows have exactly these keys: no copy
-        return u, {tag: rows}
-    return u, {tag: [{c: r[c] for c in types} for r in rows]}
+    tag = bindparam(_unnest_tag(types), type_=JSON)
+    return func.json_to_recordset(tag).table_valued(*cols).render_derived(with_types=True)
 
 
 def _chunks(items: list, size: int = _CHUNK) -> Iterator[list]:
