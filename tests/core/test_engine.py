@@ -271,3 +271,31 @@ def test_a_launcher_that_reports_blocked_is_not_retried_and_keeps_its_details(se
             assert tx.list_runs(job="push") == []  # downstream waits
     [failed] = [e for e in published(settings) if e.status is Status.FAILED]
     assert failed.dataset == "scores"
+
+
+def test_workers_reuse_idle_threads_and_never_queue_behind_a_long_job() -> None:
+    """Short runs reuse the threads that are idle; a task submitted while every thread is busy
+    with a long job gets a thread of its own (up to the pools' total), never a place in line."""
+    import threading
+
+    from coordinator.engine import _Workers
+
+    workers = _Workers(size=8)
+    done = threading.Event()
+    finished = threading.Semaphore(0)
+    for _ in range(50):  # one after the other: one thread serves them all
+        workers.submit(finished.release)
+        assert finished.acquire(timeout=5)
+    assert len(workers.threads) == 1
+    release = threading.Event()
+    workers.submit(release.wait)  # the idle thread takes a long job
+    workers.submit(done.set)  # and this one must not wait for it
+    assert done.wait(timeout=5), "a task waited behind a long job"
+    assert len(workers.threads) == 2
+    blocked = [threading.Event() for _ in range(7)]
+    for event in blocked:  # seven more long jobs: the idle thread, then new ones up to the size
+        workers.submit(event.wait)
+    assert len(workers.threads) == 8
+    release.set()
+    for event in blocked:
+        event.set()
