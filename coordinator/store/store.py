@@ -277,7 +277,7 @@ class Tx:
             stmt = postgresql.insert(table).from_select(list(cols), select(*(u.c[c] for c in cols)))
             return finish(stmt) if finish else stmt
 
-        key = (table.name, cols, getattr(finish, "__qualname__", None))  # one statement per call site
+        key = (table.name, cols, getattr(finish, "__code__", None))  # `finish`'s code: its call site
         return self._pg(key, build, {_unnest_tag(types): _json_rows(rows, cols)})
 
     def _write(self, table, rows: list[dict], finish: Callable | None = None) -> None:
@@ -290,7 +290,7 @@ class Tx:
             self._pg_rows(table, rows, finish)
             return
         self._sqlite_many(
-            (table.name, tuple(rows[0]), getattr(finish, "__qualname__", None)),
+            (table.name, tuple(rows[0]), getattr(finish, "__code__", None)),
             lambda: finish(sqlite.insert(table)) if finish else sqlite.insert(table),
             rows,
         )
