@@ -110,20 +110,30 @@ class _DatasetPlan:
     rerun: tuple[str, ...]  # see rerun_jobs
 
 
-def _dataset_plan(spec: PipelineSpec, dataset: str) -> _DatasetPlan:
-    cache = spec.memo.get("dataset_plans")
+def _memo(spec: PipelineSpec, view: str, name: str, compute):
+    """`compute(spec, name)` (a dataset's or a job's plan), once per spec and name: plans are
+    read for every event, and a spec is not changed once built."""
+    cache = spec.memo.get(view)
     if cache is None:
-        cache = spec.memo["dataset_plans"] = {}
-    plan = cache.get(dataset)
-    if plan is None:
-        mine = spec.partitioning(dataset)
-        consumers = spec.consumers.get(dataset, ())
-        plan = cache[dataset] = _DatasetPlan(
-            tuple((job, mine, inp.mapping, spec.job_partitioning(job)) for job, inp in consumers),
-            tuple(_find_gated(spec, dataset)),
-            tuple(job for job, inp in consumers if inp.on_change == "rerun_latest"),
-        )
-    return plan
+        cache = spec.memo[view] = {}
+    got = cache.get(name)
+    if got is None:
+        got = cache[name] = compute(spec, name)
+    return got
+
+
+def _dataset_plan(spec: PipelineSpec, dataset: str) -> _DatasetPlan:
+    return _memo(spec, "dataset_plans", dataset, _plan_dataset)
+
+
+def _plan_dataset(spec: PipelineSpec, dataset: str) -> _DatasetPlan:
+    mine = spec.partitioning(dataset)
+    consumers = spec.consumers.get(dataset, ())
+    return _DatasetPlan(
+        tuple((job, mine, inp.mapping, spec.job_partitioning(job)) for job, inp in consumers),
+        tuple(_find_gated(spec, dataset)),
+        tuple(job for job, inp in consumers if inp.on_change == "rerun_latest"),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,20 +146,16 @@ class _JobPlan:
 
 
 def _job_plan(spec: PipelineSpec, job: str) -> _JobPlan:
-    cache = spec.memo.get("job_plans")
-    if cache is None:
-        cache = spec.memo["job_plans"] = {}
-    plan = cache.get(job)
-    if plan is None:
-        job_spec = spec.jobs[job]
-        plan = cache[job] = _JobPlan(
-            tuple(
-                (inp, spec.partitioning(inp.dataset), _triggers(spec, job, inp)) for inp in job_spec.inputs
-            ),
-            job_spec.trigger == "all",
-            any(spec.contract(job, inp.dataset) for inp in job_spec.inputs),
-        )
-    return plan
+    return _memo(spec, "job_plans", job, _plan_job)
+
+
+def _plan_job(spec: PipelineSpec, job: str) -> _JobPlan:
+    job_spec = spec.jobs[job]
+    return _JobPlan(
+        tuple((inp, spec.partitioning(inp.dataset), _triggers(spec, job, inp)) for inp in job_spec.inputs),
+        job_spec.trigger == "all",
+        any(spec.contract(job, inp.dataset) for inp in job_spec.inputs),
+    )
 
 
 def _affected(plan: _DatasetPlan, partition: str | None) -> list[Key]:

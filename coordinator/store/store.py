@@ -295,6 +295,29 @@ class Tx:
             rows,
         )
 
+    def _insert_new(self, table, key: str, rows: Mapping[str, dict]) -> set[str]:
+        """INSERT the `rows` (by the value of their unique `key` column) not stored yet; returns
+        the keys inserted now. On PostgreSQL one INSERT … ON CONFLICT DO NOTHING RETURNING (right
+        under concurrency: of two writers of one row, exactly one gets it); on SQLite, whose
+        transaction holds the write lock, a look for those there, then an insert of the rest."""
+        column = table.c[key]
+        if self.pg:
+            returning = self._pg_rows(
+                table, list(rows.values()), lambda stmt: stmt.on_conflict_do_nothing().returning(column)
+            )
+            return {row[0] for row in returning.fetchall()}
+        there = {
+            row[0]
+            for row in self._lite(
+                (table.name, "there"),
+                lambda: select(column).where(column.in_(_json_list("keys"))),
+                {"keys": _dumps(list(rows))},
+            )
+        }
+        new = [row for k, row in rows.items() if k not in there]
+        self._write(table, new, lambda stmt: stmt.on_conflict_do_nothing())
+        return {row[key] for row in new}
+
     def _lite(self, key: Hashable, build: Callable[[], object], params: dict[str, object]) -> sqlite3.Cursor:
         """SQLite's counterpart of `_pg`: compiled once per `key` (named parameters), executed
         on the driver's connection inside this transaction. Lists travel as one JSON text
@@ -414,26 +437,9 @@ class Tx:
             unique.setdefault(e.event_id, e)
         if not unique:
             return []
-        if self.pg:
-            cursor = self._pg_rows(
-                S.events,
-                self._event_rows(unique.values(), now),
-                lambda stmt: stmt.on_conflict_do_nothing().returning(S.events.c.event_id),
-            )
-            new = {row[0] for row in cursor.fetchall()}
-            return [e for e in unique.values() if e.event_id in new]
-        e_ = S.events
-        seen = {
-            row[0]
-            for row in self._lite(
-                "events.seen", lambda: select(e_.c.event_id).where(e_.c.event_id.in_(_json_list("ids"))),
-                {"ids": _dumps(list(unique))},
-            )
-        }
-        fresh = [e for e in unique.values() if e.event_id not in seen]
-        if fresh:
-            self._write(S.events, self._event_rows(fresh, now), lambda stmt: stmt.on_conflict_do_nothing())
-        return fresh
+        rows = {row["event_id"]: row for row in self._event_rows(unique.values(), now)}
+        new = self._insert_new(S.events, "event_id", rows)
+        return [e for e in unique.values() if e.event_id in new]
 
     def _event_rows(self, events: Iterable[CompletionEvent], now: float) -> list[dict]:
         body = self._body
@@ -606,25 +612,7 @@ class Tx:
             self._inputs[run_id] = tuple(c.inputs)
         if not rows:
             return []
-        batch = list(rows.values())
-        if self.pg:
-            cursor = self._pg_rows(
-                S.runs, batch, lambda stmt: stmt.on_conflict_do_nothing().returning(S.runs.c.run_id)
-            )
-            inserted = {row[0] for row in cursor.fetchall()}
-        else:  # the transaction holds SQLite's write lock: what is not there now is inserted now
-            r_ = S.runs
-            there = {
-                row[0]
-                for row in self._lite(
-                    "runs.there", lambda: select(r_.c.run_id).where(r_.c.run_id.in_(_json_list("ids"))),
-                    {"ids": _dumps(list(rows))},
-                )
-            }
-            new = [row for run_id, row in rows.items() if run_id not in there]
-            if new:
-                self._write(S.runs, new, lambda stmt: stmt.on_conflict_do_nothing())
-            inserted = {row["run_id"] for row in new}
+        inserted = self._insert_new(S.runs, "run_id", rows)
         return [RunRow.from_dict(r, self._inputs[run_id]) for run_id, r in rows.items() if run_id in inserted]
 
     def get_run(self, run_id: str) -> RunRow | None:
