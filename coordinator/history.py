@@ -14,8 +14,8 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from coordinator import rundirs
 from coordinator.events import CompletionEvent
-from coordinator.launchers.process import LOG_NAME
 from coordinator.spec.models import PipelineSpec
 from coordinator.store import schema as S
 from coordinator.store.store import RunRow, Tx, pkey
@@ -162,7 +162,7 @@ def attempt_log(run: RunRow, attempt: dict, home: Path) -> Path:
     """The log file of one attempt: the one the launcher reported, else the attempt's folder."""
     if attempt.get("log_path"):
         return Path(attempt["log_path"])
-    return home / "runs" / run.run_id / f"attempt-{attempt['attempt']}" / LOG_NAME
+    return rundirs.attempt_log(home, run.run_id, attempt["attempt"])
 
 
 def log_tail(path: Path, lines: int = 40, max_bytes: int = 64_000) -> str:

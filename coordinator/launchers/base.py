@@ -21,6 +21,7 @@ from pydantic import BaseModel, ValidationInfo
 
 from coordinator.errors import LaunchError
 from coordinator.events import Column
+from coordinator.handles import Handle as Handle  # re-exported: the launchers' pointer type
 from coordinator.settings import Settings
 
 
@@ -81,14 +82,6 @@ class RunResult:
     outputs: tuple[OutputReport, ...] = ()
     log_path: str | None = None
     details: Mapping[str, object] = field(default_factory=dict)  # e.g. model version, push counts
-
-
-@dataclass(frozen=True)
-class Handle:
-    """A launcher's durable pointer to a running job (stored as JSON with the run)."""
-
-    kind: str
-    data: Mapping[str, object]
 
 
 class Launcher(abc.ABC):

@@ -52,7 +52,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from coordinator import readiness
 from coordinator.errors import StoreError
 from coordinator.events import Column, CompletionEvent
-from coordinator.launchers.base import Handle
+from coordinator.handles import Handle
 from coordinator.readiness import Candidate, Key, Snapshot, Version
 from coordinator.spec.models import PipelineSpec
 from coordinator.store import schema as S
