@@ -84,6 +84,8 @@ class PipelineSpec(_Model):
     datasets: dict[str, DatasetSpec] = Field(default_factory=dict)
     jobs: dict[str, JobSpec] = Field(default_factory=dict)
     pools: dict[str, int] = Field(default_factory=dict)
+    # events of datasets this spec does not name are recorded, not dead-lettered (a shared bus)
+    accept_unknown_datasets: bool = False
 
     @field_validator("pools")
     @classmethod
