@@ -27,7 +27,10 @@ from coordinator.errors import BusError, EventError
 from coordinator.events import EVENT_ID_HEADER, CompletionEvent
 
 if TYPE_CHECKING:
+    from coordinator.hooks import Hooks
     from coordinator.settings import Settings
+    from coordinator.spec.models import PipelineSpec
+    from coordinator.store.store import StateStore
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +60,9 @@ class EventIntake:
         topics: Sequence[str] | None = None,
         *,
         codec: Codec | None = None,
+        spec: PipelineSpec | None = None,
+        store: StateStore | None = None,
+        hooks: Hooks | None = None,
     ) -> None:
         self.bus, self.settings = bus, settings
         self.group_id = group_id or settings.consumer_group
@@ -65,6 +71,7 @@ class EventIntake:
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
         self._dead_letters: DeadLetters | None = None
+        self.spec, self.store, self.hooks = spec, store, hooks
 
     def _consumer_(self) -> Consumer:
         if self._consumer is None:
@@ -132,6 +139,11 @@ class EventIntake:
 
     def lag(self) -> int | None:
         return self._consumer_().lag()
+
+    def caught_up(self) -> bool:
+        """Whether the consumer has its partitions and has read everything in them: an empty
+        assignment during a rebalance is not "nothing to read"."""
+        return self._consumer_().caught_up()
 
     def close(self) -> None:
         """Leave the group (uncommitted messages are redelivered) and flush dead letters."""

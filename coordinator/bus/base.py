@@ -93,6 +93,11 @@ class Consumer(abc.ABC):
         """Messages not yet consumed by this group, when the adapter can tell."""
         return None
 
+    def caught_up(self) -> bool:
+        """Whether this consumer has its share of the topics and has read all of it (the end
+        offsets as of now, so also those it had when it started). Raises BusError."""
+        return not self.lag()
+
     def __enter__(self) -> Consumer:
         return self
 
