@@ -20,8 +20,8 @@ from rich.table import Table
 from coordinator.cli.run import SpecOpt, load_or_exit
 from coordinator.errors import CoordinatorError
 from coordinator.push.config import PushSettings
-from coordinator.push.engine import STEPS, PushResult, push
-from coordinator.push.run import resolve_source
+from coordinator.push.engine import STEPS, PushResult
+from coordinator.push.run import push_job, resolve_source
 from coordinator.settings import Settings
 
 
@@ -92,15 +92,10 @@ def push_command(
                 finished = STEPS.index(step) + (1 if total and done >= total else 0)
                 bar.update(task, description=step, completed=finished, rows=f"{done:,}/{total:,} rows")
 
-            result = push(
+            result = push_job(
+                cfg,
                 source,
-                cfg.destination,
                 job=job,
-                key=cfg.key,
-                mode=cfg.mode,
-                columns=cfg.columns,
-                create_table=cfg.create_table,
-                max_rejected_fraction=cfg.max_rejected_fraction,
                 state_dir=settings.home / "push",
                 rejects_path=settings.home / "push" / f"{job}.rejects.jsonl",
                 dry_run=dry_run,

@@ -17,23 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ValidationInfo
+from pydantic import BaseModel
 
 from coordinator.errors import LaunchError
 from coordinator.events import Column
 from coordinator.handles import Handle as Handle  # re-exported: the launchers' pointer type
 from coordinator.settings import Settings
-
-
-def with_spec_dir(data: Any, info: ValidationInfo) -> Any:
-    """For a kind's settings model (`mode="before"` validator): default `base_dir` to the folder
-    of the spec file being loaded, which the loader passes as validation context, so relative
-    paths in a spec mean the same wherever the coordinator was started."""
-    context = info.context or {}
-    spec_dir = context.get("spec_dir") or context.get("base_dir")
-    if isinstance(data, dict) and spec_dir and not data.get("base_dir"):
-        data = {**data, "base_dir": str(Path(spec_dir).resolve())}
-    return data
 
 
 @dataclass(frozen=True)

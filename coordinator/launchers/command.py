@@ -12,24 +12,11 @@ result protocol (coordinator/launchers/result.py).
 from __future__ import annotations
 
 import json
-import shlex
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
-
+from coordinator.kinds.command import CommandSettings
 from coordinator.launchers.base import Handle, RunContext
 from coordinator.launchers.process import ProcessLauncher, start_process
-
-
-class CommandSettings(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    command: list[str] | str = Field(description="argv, or one string split like a shell would")
-    env: dict[str, str] = Field(default_factory=dict)
-    cwd: str | None = None
-
-    def argv(self) -> list[str]:
-        return shlex.split(self.command) if isinstance(self.command, str) else list(self.command)
 
 
 def substitute(text: str, ctx: RunContext) -> str:

@@ -21,9 +21,9 @@ import json
 import sys
 
 from coordinator.errors import LaunchError
+from coordinator.kinds.reverse_etl import PushSettings
 from coordinator.launchers.base import Handle, RunContext
 from coordinator.launchers.process import ProcessLauncher, start_process
-from coordinator.push.config import PushSettings
 from coordinator.push.run import SETTINGS_ENV
 
 

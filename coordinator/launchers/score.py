@@ -24,61 +24,14 @@ import dataclasses
 import os
 import sys
 from pathlib import Path
-from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
-
-from coordinator.errors import LaunchError, ScoringError
+from coordinator.errors import LaunchError
+from coordinator.kinds.score import ScoreSettings
 from coordinator.launchers import process
-from coordinator.launchers.base import Handle, InputRef, RunContext, RunResult, with_spec_dir
+from coordinator.launchers.base import Handle, InputRef, RunContext, RunResult
 from coordinator.scoring.registry import REGISTRY_PREFIX
-from coordinator.scoring.resolve import parse_ref
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-
-
-class ScoreSettings(BaseModel):
-    """The `settings:` block of a `kind: score` job. Relative paths are relative to the spec's folder."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    model: str = Field(description="models:/NAME@ALIAS or models:/NAME/VERSION, resolved at run start")
-    input: str | None = Field(default=None, description="the input dataset whose location is scored")
-    key_columns: tuple[str, ...] = Field(min_length=1, description="copied from the input to the scores")
-    output: str = Field(description="Parquet folder; {partition}, {dataset} and {job} are replaced")
-    engine: Literal["inprocess", "spark"] = "inprocess"
-    tracking_uri: str | None = None
-    batch_rows: int = Field(default=262_144, gt=0, description="rows per Arrow batch (in-process)")
-    base_dir: str | None = Field(
-        default=None,
-        description="folder relative paths resolve against; "
-        "set to the spec file's folder when the spec loads",
-    )
-
-    @model_validator(mode="before")
-    @classmethod
-    def _base_dir_from_context(cls, data: Any, info: ValidationInfo) -> Any:
-        return with_spec_dir(data, info)
-
-    @model_validator(mode="after")
-    def _check_model(self) -> ScoreSettings:
-        try:
-            parse_ref(self.model)
-        except ScoringError as exc:  # reported by the spec loader with file and line
-            raise ValueError(str(exc)) from None
-        return self
-
-    def output_location(self, dataset: str, job: str, partition: str | None) -> str:
-        if "{partition}" in self.output and partition is None:
-            raise LaunchError(f"{job}: output {self.output!r} needs a partition, and this run has none")
-        text = (
-            self.output.replace("{partition}", partition or "")
-            .replace("{dataset}", dataset)
-            .replace("{job}", job)
-        )
-        if "://" in text or text.startswith("file:"):
-            return text
-        return str(((Path(self.base_dir) if self.base_dir else Path.cwd()) / text).resolve())
 
 
 def scored_input(ctx: RunContext, name: str | None) -> InputRef:

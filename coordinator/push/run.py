@@ -13,6 +13,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from coordinator.errors import CoordinatorError
 from coordinator.launchers.result import report_details, report_output
@@ -37,6 +38,22 @@ def resolve_source(settings: PushSettings, partition: str | None, location: str 
     return Source("spark", str(src.spark))
 
 
+def push_job(settings: PushSettings, source: Source, *, job: str, **options: Any) -> PushResult:
+    """`push` as a job's settings describe it (the one place that unpacks PushSettings);
+    `options` are push's own (state_dir, rejects_path, dry_run, full, progress, kafka_bootstrap)."""
+    return push(
+        source,
+        settings.destination,
+        job=job,
+        key=settings.key,
+        mode=settings.mode,
+        columns=settings.columns,
+        create_table=settings.create_table,
+        max_rejected_fraction=settings.max_rejected_fraction,
+        **options,
+    )
+
+
 def run(
     settings: PushSettings,
     *,
@@ -49,15 +66,10 @@ def run(
     dry_run: bool = False,
     kafka_bootstrap: str | None = None,
 ) -> PushResult:
-    result = push(
+    result = push_job(
+        settings,
         resolve_source(settings, partition, location),
-        settings.destination,
         job=job,
-        key=settings.key,
-        mode=settings.mode,
-        columns=settings.columns,
-        create_table=settings.create_table,
-        max_rejected_fraction=settings.max_rejected_fraction,
         state_dir=state_dir,
         rejects_path=rejects,
         dry_run=dry_run,

@@ -10,19 +10,12 @@ same without the `models:/` prefix.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from coordinator.errors import ScoringError
+from coordinator.kinds.score import ModelRef, parse_ref
 
-_REF = re.compile(r"^(?:models:/)?(?P<name>[^@/]+)(?:@(?P<alias>[^@/]+)|/(?P<version>\d+|latest))$")
-
-
-@dataclass(frozen=True)
-class ModelRef:
-    name: str
-    alias: str | None = None
-    version: str | None = None  # digits, or "latest"
+__all__ = ["ModelRef", "ResolvedModel", "parse_ref", "registry_client", "resolve"]
 
 
 @dataclass(frozen=True)
@@ -37,15 +30,6 @@ class ResolvedModel:
     def uri(self) -> str:
         """The immutable URI of this exact version (never the alias)."""
         return f"models:/{self.name}/{self.version}"
-
-
-def parse_ref(ref: str) -> ModelRef:
-    match = _REF.match(ref.strip())
-    if not match:
-        raise ScoringError(
-            f"not a model reference: {ref!r} (expected models:/NAME@ALIAS or models:/NAME/VERSION)"
-        )
-    return ModelRef(match["name"], match["alias"], match["version"])
 
 
 def registry_client(tracking_uri: str):
