@@ -35,6 +35,12 @@ class Settings(BaseSettings):
     # share one PostgreSQL store) and the largest batch of events taken off the bus at once
     instance_name: str = "coordinator"
     batch_max_events: int = Field(default=1000, ge=1)
+    # High availability: each instance's lease is renewed every lease_renew_s and expires
+    # lease_ttl_s after the last renewal, when a live instance adopts its runs; on SIGTERM or
+    # Ctrl-C running jobs get shutdown_grace_s to finish before they are left to be adopted
+    lease_ttl_s: float = Field(default=30.0, gt=0)
+    lease_renew_s: float = Field(default=3.0, gt=0)
+    shutdown_grace_s: float = Field(default=10.0, ge=0)
 
     # Engines
     spark_master: str = "local[*]"

@@ -66,14 +66,24 @@ def _v5(conn: Connection) -> None:
     conn.execute(text("DELETE FROM coord_outbox WHERE sent_at IS NOT NULL"))
 
 
+def _v7(conn: Connection) -> None:
+    # Instance leases (high availability): a lease row per coordinator process, and runs remember
+    # the lease they were adopted from. Idempotent: stores created by step 1 of this build have
+    # the column already.
+    schema.metadata.create_all(conn, tables=[schema.leases])
+    if "adopted_from" not in {c["name"] for c in inspect(conn).get_columns("coord_runs")}:
+        conn.execute(text("ALTER TABLE coord_runs ADD COLUMN adopted_from VARCHAR(200)"))
+
+
 MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (1, _v1),
     (2, _v2),
     (3, _v3),
     (4, _v4),
     (5, _v5),
+    (7, _v7),
 ]
-LATEST = MIGRATIONS[-1][0]
+LATEST = max(version for version, _ in MIGRATIONS)  # steps 6 and 7 were written side by side
 
 
 def migrate(conn: Connection) -> list[int]:

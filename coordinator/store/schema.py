@@ -6,6 +6,7 @@
     coord_attempts    one row per attempt of a run: when, how it ended, its log
     coord_outbox      events to publish, written in the same transaction as the state change;
                       a sent event leaves it (coord_events keeps every event)
+    coord_leases      one row per coordinator process: its claim to be alive (see store/leases.py)
 
 Partition keys are stored as '' for "unpartitioned" so that they can sit in unique keys.
 """
@@ -82,7 +83,8 @@ runs = Table(
     Column("handle", Text),
     Column("error", Text),
     Column("not_before", Float, nullable=False, default=0.0),
-    Column("owner", String(200)),
+    Column("owner", String(200)),  # the lease id (name#epoch) of the instance that runs it
+    Column("adopted_from", String(200)),  # the lease it was last adopted from, if any
     Column("created_at", Float, nullable=False),
     Column("started_at", Float),
     Column("finished_at", Float),
@@ -114,4 +116,23 @@ outbox = Table(
     Column("created_at", Float, nullable=False),
     Column("sent_at", Float),
     Index("ix_coord_outbox_pending", "sent_at", "id"),
+)
+
+leases = Table(
+    "coord_leases",
+    metadata,
+    Column("lease_id", String(220), primary_key=True),  # name#epoch: what runs' owner holds
+    Column("name", String(200), nullable=False),
+    Column("epoch", Integer, nullable=False),  # the fencing number: one more at each start of a name
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("pid_start", String(40)),  # the process's start time, against PID reuse
+    Column("state", String(20), nullable=False),  # live | released | adopted | ended
+    Column("started_at", Float, nullable=False),
+    Column("renewed_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("ended_at", Float),
+    Column("adopted_by", String(220)),
+    Column("note", Text),  # how it ended: "released, 2 runs left running", "adopted by x#3"
+    UniqueConstraint("name", "epoch", name="uq_coord_leases_name_epoch"),
 )
