@@ -2,6 +2,7 @@
 
     coord_events_consumed_total{status}           new (de-duplicated) completion events recorded
     coord_events_dead_lettered_total{reason}      bus messages refused (from the dead-letter topic)
+    coord_webhooks_ignored_total{source,reason}   webhook deliveries with nothing to publish (2xx)
     coord_runs_finished_total{job,state}          runs that ended succeeded, failed or blocked
     coord_run_attempts_total{job,outcome}         attempts that ended (a retried failure counts here)
     coord_event_to_launch_seconds{job}            newest input produced → first attempt launched
@@ -64,6 +65,9 @@ class Metrics(Hook):
         )
         self.dead_letters = Counter(
             "coord_events_dead_lettered", "Bus messages dead-lettered", ["reason"], registry=r
+        )
+        self.webhooks_ignored = Counter(
+            "coord_webhooks_ignored", "Webhooks with nothing to publish", ["source", "reason"], registry=r
         )
         self.runs = Counter("coord_runs_finished", "Runs that ended", ["job", "state"], registry=r)
         self.attempts = Counter("coord_run_attempts", "Attempts that ended", ["job", "outcome"], registry=r)

@@ -12,6 +12,8 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from coordinator.fivetran import ConnectorRule
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="COORD_", env_file=".env", frozen=True, extra="ignore")
@@ -58,9 +60,10 @@ class Settings(BaseSettings):
     api_port: int = 8765
     api_token: SecretStr | None = None
     webhook_secret: SecretStr | None = None
-    # Fivetran webhooks: connector id -> the datasets a sync of that connector completes
-    # (COORD_FIVETRAN_CONNECTORS='{"connector_id": ["fivetran.app.users", ...]}')
-    fivetran_connectors: dict[str, list[str]] = Field(default_factory=dict)
+    # Fivetran webhooks: connector id -> the datasets a sync of that connector completes and the
+    # partition its data belongs to (coordinator/fivetran.py; COORD_FIVETRAN_CONNECTORS='{"app_db":
+    # {"datasets": ["fivetran.app.users"], "partition": "daily", "offset": "-1d"}}')
+    fivetran_connectors: dict[str, ConnectorRule] = Field(default_factory=dict)
     # Observe: Slack-compatible webhook URLs that get alerts (COORD_ALERT_WEBHOOKS='["https://..."]'),
     # the UI's address for links in them, and an OpenLineage endpoint for run events (none: off)
     alert_webhooks: list[str] = Field(default_factory=list)

@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from coordinator import __version__
-from coordinator.api import events
+from coordinator.api import events, fivetran
 from coordinator.api import metrics as metrics_api
 from coordinator.metrics import Metrics
 from coordinator.publish import Publisher
@@ -30,6 +30,8 @@ def create_app(
 ) -> FastAPI:
     """The app. A publisher given is the caller's to close; one made here is closed at shutdown.
     With `metrics`, GET /metrics exposes them; with `spec` and `store`, the UI is served (api/ui.py)."""
+    if spec is not None:
+        fivetran.check_mapping(settings, spec)
     owned = publisher is None
     if publisher is None:
         from coordinator.bus.factory import open_bus
@@ -47,6 +49,7 @@ def create_app(
     app.state.publisher = publisher
     app.state.metrics = metrics
     app.include_router(events.router)
+    app.include_router(fivetran.router)
     app.include_router(metrics_api.router)
     if spec is not None and store is not None:
         from coordinator.api import ui

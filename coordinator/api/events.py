@@ -1,7 +1,7 @@
-"""POST /events (a completion event as JSON, behind a bearer token) and POST /webhooks/fivetran.
+"""POST /events (a completion event as JSON, behind a bearer token); its helpers serve api/fivetran.py.
 
 Every refusal has a clear status and a `reason`: 401 unauthenticated / bad_signature, 413
-oversized, 422 undecodable / missing_field / wrong_type / invalid, 404 unknown_connector, 503
+oversized, 422 undecodable / missing_field / wrong_type / invalid, 503
 when the endpoint is not configured or the bus cannot take the event. A 202 means the events
 are durable on the bus.
 """
@@ -9,20 +9,11 @@ are durable on the bus.
 from __future__ import annotations
 
 import hmac
-import json
 from typing import Any
 
 from fastapi import APIRouter, Header, HTTPException, Request
-from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from coordinator.api.fivetran import (
-    SIGNATURE_HEADER,
-    FivetranPayload,
-    completion_events,
-    signature_ok,
-    sync_status,
-)
 from coordinator.codec import event_from_json
 from coordinator.errors import BusError, EventError
 from coordinator.events import CompletionEvent
@@ -78,25 +69,3 @@ async def post_event(request: Request, authorization: str | None = Header(defaul
     except EventError as exc:
         raise _refuse(422, exc.reason, exc.detail) from None
     return await _publish_all(request, [event])
-
-
-@router.post("/webhooks/fivetran", status_code=202)
-async def fivetran_webhook(request: Request) -> dict[str, Any]:
-    """A Fivetran webhook delivery; a signed sync_end becomes one event per configured dataset."""
-    settings: Settings = request.app.state.settings
-    if settings.webhook_secret is None:
-        raise _refuse(503, "not_configured", "set COORD_WEBHOOK_SECRET to accept Fivetran webhooks")
-    body = await _body(request, settings)
-    signature = request.headers.get(SIGNATURE_HEADER)
-    if not signature_ok(settings.webhook_secret.get_secret_value(), body, signature):
-        raise _refuse(401, "bad_signature", f"{SIGNATURE_HEADER} missing or wrong")
-    try:
-        payload = FivetranPayload.model_validate(json.loads(body))
-    except (ValueError, ValidationError) as exc:  # JSONDecodeError is a ValueError
-        raise _refuse(422, "undecodable", str(exc)[:500]) from None
-    if sync_status(payload) is None:
-        return {"event_ids": [], "ignored": f"{payload.event} {payload.data.get('status', '')}".strip()}
-    datasets = settings.fivetran_connectors.get(payload.connector_id)
-    if not datasets:
-        raise _refuse(404, "unknown_connector", f"no datasets configured for {payload.connector_id}")
-    return await _publish_all(request, completion_events(payload, datasets))

@@ -1,38 +1,42 @@
-"""Fivetran's webhook: its payload, its signature, and the completion events a sync_end means.
+"""POST /webhooks/fivetran: Fivetran's signed webhook, turned into completion events.
 
 Fivetran signs the raw body with the webhook's secret (HMAC-SHA256, hex in the
-X-Fivetran-Signature-256 header). A `sync_end` names a connector; the settings say which
-datasets that connector loads (`fivetran_connectors`), and each gets one event, succeeded or
-failed by the payload's status. Other events (sync_start, the creation test ping) mean no
-completion and give none.
+X-Fivetran-Signature-256 header). A `sync_end` of a mapped connector becomes one event per
+dataset of its rule (coordinator/fivetran.py), in the partition the rule computes.
+
+Fivetran retries a delivery that does not get a 2xx for 24 hours, then disables the webhook —
+for every connector it serves. So the replies are chosen by whether a retry can help:
+- 202 with event ids: the events are durable on the bus (a retried delivery gives the same ids);
+- 202 with `ignored`: nothing to do here, for good — another event type (sync_start, the
+  creation ping), a rescheduled sync, or a connector the mapping does not name (an account-wide
+  webhook serves every connector). Counted in `coord_webhooks_ignored_total{source,reason}`;
+- 401 bad_signature, 413 oversized, 422 undecodable: not from Fivetran, or broken;
+- 422 bad_partition: a mapped connector whose rule cannot place this payload (its `from` field is
+  missing or not a time) — a mapping to fix, and Fivetran's retries deliver it once it is fixed;
+- 503 not_configured / bus_unavailable: a retry later may succeed.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Mapping, Sequence
+import json
+import logging
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from fastapi import APIRouter, Request
+from pydantic import ValidationError
 
-from coordinator.events import CompletionEvent, Status, parse_time
+from coordinator.api.events import _body, _publish_all, _refuse
+from coordinator.errors import EventError, SettingsError
+from coordinator.fivetran import FivetranPayload, completion_events, problems_against_spec, sync_status
+from coordinator.settings import Settings
+from coordinator.spec.models import PipelineSpec
 
 SIGNATURE_HEADER = "X-Fivetran-Signature-256"
 
-
-class FivetranPayload(BaseModel):
-    # Fivetran adds fields to its payloads over time; the ones not read here are not ours to refuse.
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    event: str
-    connector_id: str
-    created: str | None = None  # ISO 8601, but Fivetran's creation ping sends the word "timestamp"
-    connector_type: str | None = None
-    connector_name: str | None = None
-    sync_id: str | None = None
-    destination_group_id: str | None = None
-    data: dict[str, Any] = {}
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["webhooks"])
 
 
 def signature_ok(secret: str, body: bytes, header: str | None) -> bool:
@@ -43,53 +47,46 @@ def signature_ok(secret: str, body: bytes, header: str | None) -> bool:
     return hmac.compare_digest(expected, header.strip().lower())
 
 
-def sync_status(payload: FivetranPayload) -> Status | None:
-    """succeeded/failed for a finished sync; None when the payload is not one (or was rescheduled)."""
-    if payload.event != "sync_end":
-        return None
-    status = str(payload.data.get("status", "")).upper()
-    if status in ("SUCCESSFUL", "SUCCESS", "SUCCEEDED"):
-        return Status.SUCCEEDED
-    if status.startswith("FAIL"):
-        return Status.FAILED
-    return None
+def check_mapping(settings: Settings, spec: PipelineSpec) -> None:
+    """At start: SettingsError naming each connector and field whose rule cannot feed `spec`."""
+    problems = problems_against_spec(settings.fivetran_connectors, spec)
+    if problems:
+        raise SettingsError("COORD_FIVETRAN_CONNECTORS does not fit the spec: " + "; ".join(problems))
 
 
-def completion_events(payload: FivetranPayload, datasets: Sequence[str]) -> list[CompletionEvent]:
-    status = sync_status(payload)
-    if status is None:
-        return []
-    created = parse_time(payload.created)
-    run = payload.sync_id or payload.created
-    attributes: Mapping[str, str] = {
-        k: v
-        for k, v in {
-            "connector_id": payload.connector_id,
-            "connector_type": payload.connector_type,
-            "fivetran_status": str(payload.data.get("status", "")),
-        }.items()
-        if v
-    }
-    error = None
-    if status is Status.FAILED:
-        error = str(
-            payload.data.get("reason")
-            or payload.data.get("message")
-            or f"Fivetran sync ended with status {payload.data.get('status')}"
-        )
-    events = []
-    for dataset in datasets:
-        fields: dict[str, Any] = dict(
-            dataset=dataset,
-            status=status,
-            producer="fivetran",
-            producer_run_id=run,
-            error=error,
-            attributes=dict(attributes),
-        )
-        if run:  # Fivetran retries deliveries: the same sync must give the same event ids
-            fields["event_id"] = f"fivetran:{payload.connector_id}:{run}:{dataset}"
-        if created:
-            fields["produced_at"] = created
-        events.append(CompletionEvent(**fields))
-    return events
+def _ignored(request: Request, reason: str, detail: str) -> dict[str, Any]:
+    metrics = request.app.state.metrics
+    if metrics is not None:
+        metrics.webhooks_ignored.labels("fivetran", reason).inc()
+    log.info("Fivetran webhook ignored (%s): %s", reason, detail)
+    return {"event_ids": [], "ignored": reason, "detail": detail}
+
+
+@router.post("/webhooks/fivetran", status_code=202)
+async def fivetran_webhook(request: Request) -> dict[str, Any]:
+    """A Fivetran webhook delivery; a signed sync_end of a mapped connector becomes its events."""
+    settings: Settings = request.app.state.settings
+    if settings.webhook_secret is None:
+        raise _refuse(503, "not_configured", "set COORD_WEBHOOK_SECRET to accept Fivetran webhooks")
+    body = await _body(request, settings)
+    secret = settings.webhook_secret.get_secret_value()
+    if not signature_ok(secret, body, request.headers.get(SIGNATURE_HEADER)):
+        raise _refuse(401, "bad_signature", f"{SIGNATURE_HEADER} missing or wrong")
+    try:
+        raw = json.loads(body)
+        payload = FivetranPayload.model_validate(raw)
+    except (ValueError, ValidationError) as exc:  # JSONDecodeError is a ValueError
+        raise _refuse(422, "undecodable", str(exc)[:500]) from None
+    if sync_status(payload) is None:
+        what = f"{payload.event} {payload.data.get('status', '')}".strip()
+        return _ignored(request, "not_a_completion", f"{what} of {payload.connector_id}")
+    rule = settings.fivetran_connectors.get(payload.connector_id)
+    if rule is None:
+        name = f" ({payload.connector_name})" if payload.connector_name else ""
+        detail = f"no rule in COORD_FIVETRAN_CONNECTORS for {payload.connector_id}{name}"
+        return _ignored(request, "unknown_connector", detail)
+    try:
+        events = completion_events(payload, rule, raw)
+    except EventError as exc:
+        raise _refuse(422, exc.reason, f"connector {payload.connector_id}: {exc.detail}") from None
+    return await _publish_all(request, events) | {"partition": rule.partition_key(raw)}

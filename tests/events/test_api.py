@@ -1,10 +1,8 @@
-"""The HTTP side against the real app (FastAPI's TestClient): POST /events behind a bearer token
-and Fivetran's signed webhook, each refusal with its status and reason."""
+"""The HTTP side against the real app (FastAPI's TestClient): POST /events behind a bearer token,
+each refusal with its status and reason (Fivetran's webhook: test_fivetran.py)."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 from collections.abc import Iterator
 
@@ -13,7 +11,6 @@ from fastapi.testclient import TestClient
 
 from coordinator.api import create_app
 from coordinator.bus.factory import open_bus
-from coordinator.events import Status
 from coordinator.publish import Publisher
 from coordinator.settings import Settings
 from tests.events.conftest import read_events
@@ -24,8 +21,7 @@ TOKEN, SECRET = "s3cret-token", "webhook-secret"
 @pytest.fixture
 def api(settings: Settings) -> Iterator[tuple[TestClient, Settings]]:
     configured = Settings(home=settings.home, bus="local", api_token=TOKEN, webhook_secret=SECRET,
-                          max_event_bytes=5000,
-                          fivetran_connectors={"app_db": ["fivetran.app.users", "fivetran.app.orders"]})
+                          max_event_bytes=5000)
     with Publisher(open_bus(configured), configured) as publisher, \
             TestClient(create_app(configured, publisher)) as client:
         yield client, configured
@@ -87,65 +83,3 @@ def test_endpoints_are_closed_when_not_configured(settings: Settings) -> None:
             TestClient(create_app(settings, publisher)) as c:
         assert c.post("/events", json={"dataset": "x"}, headers=_auth()).status_code == 503
         assert c.post("/webhooks/fivetran", content=b"{}").status_code == 503
-
-
-def _signed(payload: dict, secret: str = SECRET, upper: bool = False) -> tuple[bytes, dict[str, str]]:
-    body = json.dumps(payload).encode()
-    digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    return body, {"X-Fivetran-Signature-256": digest.upper() if upper else digest,
-                  "Content-Type": "application/json"}
-
-
-def _sync_end(status: str, connector: str = "app_db") -> dict:
-    return {"event": "sync_end", "created": "2024-06-01T03:04:05.123Z", "connector_type": "postgres",
-            "connector_id": connector, "connector_name": "app", "sync_id": "sync-77",
-            "destination_group_id": "warehouse", "data": {"status": status}}
-
-
-def test_fivetran_sync_end_becomes_events_for_the_connector_datasets(api) -> None:
-    client, settings = api
-    body, headers = _signed(_sync_end("SUCCESSFUL"), upper=True)
-    response = client.post("/webhooks/fivetran", content=body, headers=headers)
-    assert response.status_code == 202, response.text
-    events = read_events(settings, 2)
-    assert sorted(e.dataset for e in events) == ["fivetran.app.orders", "fivetran.app.users"]
-    assert all(e.status is Status.SUCCEEDED and e.producer == "fivetran" and e.producer_run_id == "sync-77"
-               for e in events)
-    assert events[0].attributes["connector_id"] == "app_db"
-    # Fivetran retries deliveries: the same sync gives the same event ids.
-    again = client.post("/webhooks/fivetran", content=body, headers=headers)
-    assert again.json() == response.json()
-
-
-def test_fivetran_failed_sync_gives_failed_events(api) -> None:
-    client, settings = api
-    body, headers = _signed(_sync_end("FAILURE_WITH_TASK"))
-    assert client.post("/webhooks/fivetran", content=body, headers=headers).status_code == 202
-    events = read_events(settings, 2)
-    assert {e.status for e in events} == {Status.FAILED} and "FAILURE_WITH_TASK" in events[0].error
-
-
-@pytest.mark.parametrize("tamper", ["missing", "wrong_secret", "changed_body"])
-def test_fivetran_badly_signed_webhooks_are_refused(api, tamper: str) -> None:
-    client, settings = api
-    body, headers = _signed(_sync_end("SUCCESSFUL"), secret="other" if tamper == "wrong_secret" else SECRET)
-    if tamper == "missing":
-        del headers["X-Fivetran-Signature-256"]
-    if tamper == "changed_body":
-        body = body.replace(b"app_db", b"app_dc")
-    response = client.post("/webhooks/fivetran", content=body, headers=headers)
-    assert response.status_code == 401 and response.json()["detail"]["reason"] == "bad_signature"
-    assert read_events(settings, 0) == []
-
-
-def test_fivetran_other_events_and_unknown_connectors(api) -> None:
-    client, settings = api
-    body, headers = _signed({"event": "sync_start", "connector_id": "app_db", "data": {}})
-    assert client.post("/webhooks/fivetran", content=body, headers=headers).json()["event_ids"] == []
-    body, headers = _signed({"event": "test_event", "connector_id": "_connector_1", "created": "timestamp"})
-    test_ping = client.post("/webhooks/fivetran", content=body, headers=headers)  # sent on webhook creation
-    assert test_ping.status_code == 202 and test_ping.json()["event_ids"] == []
-    body, headers = _signed(_sync_end("SUCCESSFUL", connector="unknown"))
-    response = client.post("/webhooks/fivetran", content=body, headers=headers)
-    assert response.status_code == 404 and response.json()["detail"]["reason"] == "unknown_connector"
-    assert read_events(settings, 0) == []
