@@ -1,15 +1,31 @@
-"""The outbox relay: events the coordinator emits reach the bus after the state that caused them.
+"""The outbox: events the coordinator emits reach the bus after the state that caused them.
 
-Events are written to coord_outbox in the same transaction as the run's state change, then
-`OutboxRelay.drain` publishes them, waits for the bus to have them (flush) and only then marks
-them sent. A crash between publish and mark re-publishes the same events (same event ids),
-which every consumer — this coordinator included — de-duplicates: nothing lost, nothing doubled.
+Events are written to coord_outbox in the same transaction as the run's state change (the
+engine's `_transact`); only after that commit does `Outbox.publish` hand them to the bus,
+without waiting. Their acknowledgements come back through the producer's delivery callback
+while the loop goes on; `delivered` collects the ids the bus has confirmed, and the next
+turn's transaction deletes them from the outbox (`tx.outbox_mark_sent_events`). So an event
+counts as sent only once the bus has it.
+
+What is left unsent — a crash between commit and acknowledgement, a bus outage, an event the
+bus refused — stays in the outbox and is published again by `relay` (`OutboxRelay.drain`:
+publish, flush, then mark sent). A re-published event has the same event id, which every
+consumer, this coordinator included, de-duplicates: nothing lost, nothing doubled.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Sequence
+
+from coordinator.errors import BusError, StoreError
+from coordinator.events import CompletionEvent
 from coordinator.publish import Publisher
 from coordinator.store.store import StateStore
+from coordinator.turn import unless_fatal
+
+log = logging.getLogger("coordinator.engine")
+NOT_YET = "outbox not published yet, it stays for the relay"
 
 
 class OutboxRelay:
@@ -30,3 +46,77 @@ class OutboxRelay:
             sent += len(pending)
             if len(pending) < batch:
                 return sent
+
+
+class Outbox:
+    """The engine's side of the outbox. `publisher()` builds the publisher on first use."""
+
+    def __init__(self, store: StateStore, publisher: Callable[[], Publisher]) -> None:
+        self.store, self._publisher = store, publisher
+        self.dirty = True  # unsent events may wait (at start-up: whatever a previous run left)
+        self.publishing = 0  # events handed to the bus, delivery not yet confirmed
+        self._acked: list[str] = []  # ids of events the bus confirmed, not yet marked sent
+
+    def publish(self, events: Sequence[CompletionEvent]) -> None:
+        """Hand committed outbox events to the bus without waiting."""
+        if not events:
+            return
+        try:
+            self._publisher().publish_many(events, self._on_delivery)
+            self.publishing += len(events)
+        except BusError as exc:
+            self.dirty = True
+            unless_fatal(exc, NOT_YET)
+
+    def _on_delivery(self, event: CompletionEvent, error: str | None) -> None:
+        self.publishing -= 1
+        if error is None:
+            self._acked.append(event.event_id)
+        else:  # it stays unsent in the outbox; the relay publishes it again
+            log.warning("bus: event %s not delivered (%s)", event.event_id, error)
+            self.dirty = True
+
+    def delivered(self, wait: bool = False) -> list[str]:
+        """Ids of the events published earlier that the bus has confirmed since; with `wait`,
+        all of them. The caller marks them sent."""
+        if not self.publishing and not self._acked:
+            return []
+        try:
+            if wait:
+                self._publisher().flush()
+            else:
+                self._publisher().poll()
+        except BusError as exc:
+            self.dirty = True
+            unless_fatal(exc, NOT_YET)
+        ids, self._acked = self._acked, []
+        return ids
+
+    def relay(self) -> int:
+        """Publish whatever the outbox holds unsent from before (a crash, a bus outage), if
+        anything may; how many."""
+        if not self.dirty:
+            return 0
+        self.dirty = False
+        try:
+            return OutboxRelay(self.store, self._publisher()).drain()
+        except BusError as exc:
+            self.dirty = True
+            unless_fatal(exc, NOT_YET)
+            return 0
+
+    def settle(self) -> int:
+        """Wait for what was published and mark it sent (when the loop returns); how many. A
+        store that fails here (the loop may be ending because of it) leaves the events unsent
+        in the outbox, published again by the next start: a duplicate, never a loss."""
+        try:
+            sent = self.delivered(wait=True)
+        except BusError:  # fatal, and already logged: what is unconfirmed stays in the outbox
+            sent = []
+        if sent:
+            try:
+                with self.store.begin() as tx:
+                    tx.outbox_mark_sent_events(sent)
+            except StoreError as exc:
+                log.warning("outbox: %d published events not marked sent (%s)", len(sent), exc)
+        return len(sent)

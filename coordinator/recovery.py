@@ -6,16 +6,68 @@ run's folder. So a run left `starting` (the coordinator died between starting th
 storing its handle) is found by that environment variable, and a process that ended while the
 coordinator was down is recognised by its exit-code file. Only when neither exists was the run
 never started, and it is launched — once.
+
+`recover(runs, ...)` is the entry point: given active runs (this instance's own at start-up,
+or runs adopted from an instance that died), it decides for each whether to re-attach (a
+handle) or to launch again in the same attempt (None), and stores the handles it found.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from coordinator.launchers.base import Handle
+from coordinator.launchers.base import Handle, Launcher
 from coordinator.launchers.process import EXIT_NAME, RESULT_NAME, _proc_start_time
 from coordinator.launchers.result import RESULT_FILE_ENV
+from coordinator.spec.models import PipelineSpec
+from coordinator.store.store import RunRow, StateStore
+
+log = logging.getLogger("coordinator.engine")
+
+
+def recover(
+    runs: Iterable[RunRow],
+    spec: PipelineSpec,
+    store: StateStore,
+    launcher: Callable[[str], Launcher],
+    workdir: Callable[[RunRow], Path],
+    now: float,
+) -> list[tuple[RunRow, Handle | None]]:
+    """For each active run (`starting` or `running`) of a job still in the spec: the handle to
+    re-attach to, or None to launch it again in the same attempt.
+
+    A stored handle whose process lives (or left its exit code) is waited on; a run whose
+    process is gone without a result, or that never got a handle and has no process, is
+    launched again — once, since the new handle is stored first thing. A process found without
+    a stored handle has its handle stored here, before anything waits on it.
+    """
+    out: list[tuple[RunRow, Handle | None]] = []
+    for run in runs:
+        job = spec.jobs.get(run.job)
+        if job is None:
+            continue
+        handle = run.handle
+        if handle is not None:
+            if not launcher(job.kind).is_alive(handle) and left_no_result(handle):
+                handle = None
+        else:
+            handle = find_process(job.kind, workdir(run))
+        log.info(
+            "run %s %s[%s]: %s after restart",
+            run.run_id,
+            run.job,
+            run.partition,
+            "re-attached" if handle else "re-launched",
+        )
+        out.append((run, handle))
+    found = [(r.run_id, r.attempt, h) for r, h in out if h is not None and r.handle is None]
+    if found:
+        with store.begin() as tx:
+            tx.set_running_many(found, now)
+    return out
 
 
 def find_process(kind: str, workdir: Path) -> Handle | None:

@@ -278,9 +278,9 @@ def test_workers_reuse_idle_threads_and_never_queue_behind_a_long_job() -> None:
     with a long job gets a thread of its own (up to the pools' total), never a place in line."""
     import threading
 
-    from coordinator.engine import _Workers
+    from coordinator.workers import WorkerThreads
 
-    workers = _Workers(size=8)
+    workers = WorkerThreads(size=8)
     done = threading.Event()
     finished = threading.Semaphore(0)
     for _ in range(50):  # one after the other: one thread serves them all

@@ -1,0 +1,140 @@
+"""Worker threads: they start (or re-attach to) runs, wait for them and report back to the loop.
+
+Only the loop's thread writes to the store (in its turns' transactions), so workers never
+contend for it: a worker puts `Started(run, handle)` once the launcher has started the job and
+`Done(run, result)` when it ended, and the loop's next turn `take`s them. A crash before the
+handle is stored is what recovery.py covers.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from coordinator.errors import LaunchError
+from coordinator.hooks import Hooks
+from coordinator.launchers.base import Handle, Launcher, RunContext, RunResult
+from coordinator.store.store import RunRow
+
+log = logging.getLogger("coordinator.engine")
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    run: RunRow
+    handle: Handle
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    run: RunRow
+    result: RunResult
+
+
+Report = Started | Done
+
+
+class WorkerThreads:
+    """Daemon threads that run tasks. Daemons, so that a coordinator stopping (or a CLI exiting)
+    never waits for a long job: the job runs on, and the next start re-attaches it.
+
+    A task goes to an idle thread when there is one, else to a new thread until `size` (the
+    pools' total): a task never waits behind a long job while a pool has room, and short runs
+    reuse a few threads instead of creating one each (~0.5 ms on the loop's thread). Idle
+    threads are counted by tokens on a deque, whose append and pop are atomic: a submit that
+    pops a token has reserved that thread, with no lock on either side."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.tasks: queue.SimpleQueue[tuple[Callable[..., None], tuple[object, ...]]] = queue.SimpleQueue()
+        self.threads: list[threading.Thread] = []
+        self._idle: collections.deque[None] = collections.deque()  # one token per idle thread
+
+    def submit(self, fn: Callable[..., None], *args: object) -> None:
+        self.tasks.put((fn, args))
+        try:
+            self._idle.pop()  # that thread takes this task (or an earlier one: the queue is FIFO)
+        except IndexError:
+            if len(self.threads) < self.size:
+                thread = threading.Thread(
+                    target=self._work, daemon=True, name=f"coord-worker-{len(self.threads)}"
+                )
+                self.threads.append(thread)
+                thread.start()
+
+    def _work(self) -> None:
+        get, idle = self.tasks.get, self._idle
+        while True:
+            fn, args = get()
+            try:
+                fn(*args)
+            except Exception:  # never lose the thread (and its token) to a task's bug
+                log.exception("worker task failed")
+            idle.append(None)
+
+
+class Workers:
+    """The runs in flight: `start` hands a claimed run to a thread, `take` returns what the
+    threads reported since the last turn. `context(run)` and `launcher(run)` come from the
+    engine (the spec and the launchers it holds)."""
+
+    def __init__(
+        self,
+        size: int,
+        context: Callable[[RunRow], RunContext],
+        launcher: Callable[[RunRow], Launcher],
+        hooks: Hooks,
+    ) -> None:
+        self.threads = WorkerThreads(size)
+        self._context, self._launcher, self._hooks = context, launcher, hooks
+        # SimpleQueue: workers put, the loop takes, with no Python-level lock on either side
+        self._reports: queue.SimpleQueue[Report] = queue.SimpleQueue()
+        self._inflight: set[str] = set()
+
+    @property
+    def busy(self) -> bool:
+        """Runs are in flight, or reports wait to be taken."""
+        return bool(self._inflight) or not self._reports.empty()
+
+    def start(self, run: RunRow, handle: Handle | None = None) -> None:
+        """Launch `run` on a thread (or, given the `handle` of its job, re-attach to it)."""
+        self._inflight.add(run.run_id)
+        self.threads.submit(self._execute, run, handle)
+
+    def take(self, block: bool = False) -> list[Report]:
+        """What the workers reported since the last call (waiting up to 20 ms for one if `block`
+        and runs are in flight)."""
+        items: list[Report] = []
+        try:
+            if block and self._inflight:
+                items.append(self._reports.get(timeout=0.02))
+            while True:
+                items.append(self._reports.get_nowait())
+        except queue.Empty:
+            pass
+        for item in items:
+            if isinstance(item, Done):
+                self._inflight.discard(item.run.run_id)
+        return items
+
+    def _execute(self, run: RunRow, handle: Handle | None) -> None:
+        """On a worker thread: start (or re-attach), report the handle, wait, report the result."""
+        try:
+            ctx = self._context(run)
+            launcher = self._launcher(run)
+            if handle is None:
+                self._hooks.emit("before_launch", run)
+                handle = launcher.start(ctx)
+                self._reports.put(Started(run, handle))
+            self._hooks.emit("after_launch", run, handle)
+            result = launcher.wait(handle, ctx)
+        except LaunchError as exc:
+            result = RunResult(False, error=str(exc))
+        except Exception as exc:  # a launcher bug must fail the attempt, not the engine
+            log.exception("run %s: launcher failed unexpectedly", run.run_id)
+            result = RunResult(False, error=f"launcher error: {exc!r}")
+        self._reports.put(Done(run, result))
