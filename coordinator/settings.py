@@ -2,17 +2,28 @@
 
 Built once at start-up and passed down; nothing else in the project reads the environment
 for configuration. Secrets are SecretStr so they never appear in logs or reprs.
+
+Lists and maps are JSON (COORD_SPARK_CONF='{"spark.sql.shuffle.partitions": "8"}'); the alert
+webhooks also take one URL or a comma-separated list, the way such a variable is usually set.
+A COORD_ variable (or keyword) that names no setting, and a value that does not fit, are one
+SettingsError: a line per problem naming the variable, its value and what is allowed
+(coordinator/settings_problems.py).
 """
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import SettingsError as SourceError
 
+from coordinator.errors import SettingsError
 from coordinator.fivetran import ConnectorRule
+from coordinator.settings_problems import describe, dotenv_names, unknown_names
 
 
 class Settings(BaseSettings):
@@ -64,12 +75,47 @@ class Settings(BaseSettings):
     # partition its data belongs to (coordinator/fivetran.py; COORD_FIVETRAN_CONNECTORS='{"app_db":
     # {"datasets": ["fivetran.app.users"], "partition": "daily", "offset": "-1d"}}')
     fivetran_connectors: dict[str, ConnectorRule] = Field(default_factory=dict)
-    # Observe: Slack-compatible webhook URLs that get alerts (COORD_ALERT_WEBHOOKS='["https://..."]'),
+    # Observe: Slack-compatible webhook URLs that get alerts (COORD_ALERT_WEBHOOKS=https://hooks/1,
+    # a comma-separated list or a JSON list),
     # the UI's address for links in them, and an OpenLineage endpoint for run events (none: off)
-    alert_webhooks: list[str] = Field(default_factory=list)
+    alert_webhooks: Annotated[list[str], NoDecode] = Field(default_factory=list)
     public_url: str | None = None
     lineage_url: str | None = None
     lineage_namespace: str = "coordinator"
+
+    def __init__(self, **values: Any) -> None:
+        env = {**dotenv_names(self.model_config.get("env_file")), **os.environ}
+        problems = unknown_names(type(self), values, env)
+        try:
+            super().__init__(**values)
+        except (ValidationError, SourceError) as exc:
+            problems += describe(exc, type(self), values, env)
+        if problems:
+            raise SettingsError("\n".join(problems))
+
+    @field_validator("alert_webhooks", mode="before")
+    @classmethod
+    def _webhook_list(cls, value: Any) -> Any:
+        """A JSON list, or one URL, or URLs separated by commas."""
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                return json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"not a JSON list ({exc})") from None
+        return [url.strip() for url in text.split(",") if url.strip()]
+
+    @field_validator("alert_webhooks")
+    @classmethod
+    def _webhook_urls(cls, value: list[str]) -> list[str]:
+        bad = [url for url in value if not url.startswith(("http://", "https://"))]
+        if bad:
+            raise ValueError(
+                f"{bad[0]!r} is not an http(s) URL; give a URL, URLs separated by commas, or a JSON list"
+            )
+        return value
 
     def resolved_public_url(self) -> str:
         return (self.public_url or f"http://{self.api_host}:{self.api_port}").rstrip("/")

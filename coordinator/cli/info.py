@@ -7,12 +7,12 @@ from rich.console import Console
 from rich.table import Table
 
 from coordinator import __version__
-from coordinator.settings import Settings
+from coordinator.cli.context import cli_settings
 
 
 def info() -> None:
     """Show the version and the effective settings."""
-    settings = Settings()
+    settings = cli_settings()
     table = Table(title=f"coordinator {__version__}")
     table.add_column("setting")
     table.add_column("value")

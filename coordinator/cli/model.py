@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from coordinator.cli.context import cli_settings
 from coordinator.errors import CoordinatorError
 from coordinator.settings import Settings
 
@@ -45,7 +46,7 @@ def promote(
     """Point ALIAS of model NAME at VERSION and publish the change as a completion event."""
     from coordinator.scoring import registry
 
-    settings, console = Settings(), Console()
+    settings, console = cli_settings(), Console()
     uri = tracking_uri or settings.resolved_mlflow_uri()
     try:
         with _publisher(settings) as publisher:
@@ -69,7 +70,7 @@ def show(
 
     from coordinator.scoring.resolve import registry_client
 
-    settings, console = Settings(), Console()
+    settings, console = cli_settings(), Console()
     uri = tracking_uri or settings.resolved_mlflow_uri()
     client = registry_client(uri)
     try:
@@ -102,7 +103,7 @@ def watch(
     from coordinator.scoring import registry
     from coordinator.scoring.resolve import parse_ref
 
-    settings, console = Settings(), Console()
+    settings, console = cli_settings(), Console()
     uri = tracking_uri or settings.resolved_mlflow_uri()
     try:
         refs = [parse_ref(m) for m in models]

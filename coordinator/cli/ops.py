@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from coordinator import operations
+from coordinator.cli.context import cli_settings
 from coordinator.cli.run import SpecOpt, load_or_exit
 from coordinator.errors import CoordinatorError
 from coordinator.settings import Settings
@@ -34,7 +35,7 @@ def retry(run_id: Annotated[str, typer.Argument(help="Run id (or a unique prefix
     """Retry a failed or blocked run; downstream continues once it succeeds."""
     console = Console()
     try:
-        with _store(Settings()) as store:
+        with _store(cli_settings()) as store:
             run = operations.retry(store, run_id)
     except CoordinatorError as exc:
         console.print(f"[red]error[/red]: {exc}")
@@ -56,7 +57,7 @@ def rerun(
     if job not in loaded.jobs:
         console.print(f"[red]error[/red]: unknown job {job!r}")
         raise typer.Exit(1)
-    with _store(Settings()) as store:
+    with _store(cli_settings()) as store:
         result = operations.rerun(store, loaded, job, partition)
     for p, missing in result.waiting:
         console.print(f"{job}[{p}] cannot run: waiting for {', '.join(missing)}")
@@ -73,7 +74,7 @@ def backfill(
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Execute the runs here")] = True,
 ) -> None:
     """Queue runs of JOB for a partition range whose inputs are complete, and execute them."""
-    from coordinator.engine import Coordinator
+    from coordinator.service import Service
 
     console = Console()
     loaded = load_or_exit(spec, console)
@@ -85,8 +86,8 @@ def backfill(
     except ValueError as exc:
         console.print(f"[red]error[/red]: {exc}")
         raise typer.Exit(1) from None
-    settings = Settings()
-    with _store(settings) as store:
+    with Service(loaded, cli_settings(), log_runs=False) as service:
+        store = service.store
         result = operations.backfill(store, loaded, job, keys)
         for p, missing in result.waiting:
             console.print(
@@ -115,8 +116,7 @@ def backfill(
                 progress.update(task, completed=sum(s in TERMINAL for s in states))
                 return all(s in TERMINAL for s in states)
 
-            with Coordinator(loaded, settings, store=store) as coord:
-                coord.run(consume=False, stop=done)
+            service.run(consume=False, stop=done)
         with store.begin() as tx:
             runs = [tx.get_run(i) for i in ids]
         bad = [r for r in runs if r.state != "succeeded"]

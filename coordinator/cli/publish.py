@@ -62,8 +62,8 @@ def publish_command(
 ) -> None:
     """Publish a completion event (or one per node of a dbt run with --from-dbt)."""
     from coordinator.bus.factory import open_bus
+    from coordinator.cli.context import cli_settings
     from coordinator.publish import Publisher, build_event
-    from coordinator.settings import Settings
 
     try:
         if from_dbt is not None:
@@ -90,7 +90,7 @@ def publish_command(
                     error=error,
                 )
             ]
-        settings = Settings()
+        settings = cli_settings()
         with Publisher(open_bus(settings), settings) as publisher:
             publisher.publish_many(events)
             publisher.flush()

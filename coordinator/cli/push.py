@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from coordinator.cli.context import cli_settings
 from coordinator.cli.run import SpecOpt, load_or_exit
 from coordinator.errors import CoordinatorError
 from coordinator.push.config import PushSettings
@@ -72,7 +73,7 @@ def push_command(
     if job not in loaded.jobs or loaded.jobs[job].kind != "reverse_etl":
         console.print(f"[red]error[/red]: {job!r} is not a reverse_etl job of {spec}")
         raise typer.Exit(1)
-    settings = Settings()
+    settings = cli_settings()
     try:
         cfg = PushSettings.model_validate(loaded.jobs[job].settings)
         if cfg.source.input and location is None:

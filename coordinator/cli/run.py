@@ -6,17 +6,14 @@ coord run pipeline.yaml [--until-idle] [--max-events N] [--timeout S]
 
 from __future__ import annotations
 
-import logging
-import signal
-import threading
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 
-from coordinator.errors import CoordinatorError, SpecError
-from coordinator.settings import Settings
+from coordinator.cli.context import cli_settings
+from coordinator.errors import SpecError
 from coordinator.spec import load_spec
 from coordinator.spec.models import PipelineSpec
 
@@ -56,30 +53,18 @@ def run(
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Serve the pipeline: take completion events, launch ready jobs, publish their completions."""
-    from coordinator.engine import Coordinator
-    from coordinator.hooks import LoggingHook
+    from coordinator.service import Service, configure_logging, stop_on_sigterm
 
     console = Console()
     loaded = load_or_exit(spec, console)
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    stop = threading.Event()
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    settings = Settings()
+    configure_logging(verbose)
+    stop = stop_on_sigterm()
     try:
-        with Coordinator(loaded, settings, hooks=[LoggingHook()]) as coord:
-            stats = coord.run(
-                until_idle=until_idle, max_events=max_events, timeout_s=timeout, stop=stop.is_set
-            )
+        with Service(loaded, cli_settings(), freeze_gc=True) as service:
+            stats = service.run(until_idle=until_idle, max_events=max_events, timeout_s=timeout, stop=stop)
     except KeyboardInterrupt:
         console.print("stopped")
         return
-    except CoordinatorError as exc:
-        console.print(f"[red]error[/red]: {exc}")
-        raise typer.Exit(1) from None
     console.print(
         f"events {stats.events} (dead-lettered {stats.dead_lettered}), runs created {stats.runs_created}, "
         f"launched {stats.launched}, succeeded {stats.succeeded}, failed {stats.failed}, "

@@ -17,10 +17,10 @@ from rich.table import Table
 from rich.tree import Tree
 
 from coordinator import history
+from coordinator.cli.context import cli_settings, state_store
 from coordinator.cli.run import SpecOpt, load_or_exit
 from coordinator.events import CompletionEvent
-from coordinator.settings import Settings
-from coordinator.store.store import RunRow, StateStore
+from coordinator.store.store import RunRow
 
 
 def _when(ts: float | None) -> str:
@@ -45,8 +45,8 @@ def show(
     """Everything about one run: what it consumed, ran, logged and produced."""
     console = Console()
     loaded = load_or_exit(spec, console)
-    settings = Settings()
-    with StateStore(settings.resolved_state_url()) as store, store.begin() as tx:
+    settings = cli_settings()
+    with state_store(settings) as store, store.begin() as tx:
         matches = tx.find_runs(run_id)
         if len(matches) != 1:
             console.print(f"[red]error[/red]: {'no run' if not matches else 'ambiguous run id'} {run_id!r}")
@@ -134,7 +134,7 @@ def lineage(
     """Where a dataset partition's latest version came from, and what consumed it since."""
     console = Console()
     loaded = load_or_exit(spec, console)
-    with StateStore(Settings().resolved_state_url()) as store, store.begin() as tx:
+    with state_store(cli_settings()) as store, store.begin() as tx:
         ev = history.latest_event(tx, dataset, partition)
         if ev is None:
             console.print(f"no version of {dataset}{f'[{partition}]' if partition else ''} is recorded")

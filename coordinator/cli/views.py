@@ -14,10 +14,9 @@ from rich.console import Console
 from rich.table import Table
 
 from coordinator import readiness
+from coordinator.cli.context import cli_settings, state_store
 from coordinator.cli.run import SpecOpt, load_or_exit
 from coordinator.operations import missing_inputs
-from coordinator.settings import Settings
-from coordinator.store.store import StateStore
 
 MARKS = {
     "succeeded": "[green]✓[/green]",
@@ -51,7 +50,7 @@ def runs(
     limit: Annotated[int, typer.Option("--limit", "-n")] = 50,
 ) -> None:
     """The latest runs, newest first."""
-    with StateStore(Settings().resolved_state_url()) as store, store.begin() as tx:
+    with state_store(cli_settings()) as store, store.begin() as tx:
         rows = tx.list_runs(job=job, states=[state] if state else None, limit=limit)
     table = Table(title=f"runs ({len(rows)})")
     for col in ("run", "job", "partition", "state", "attempt", "created", "error"):
@@ -73,7 +72,7 @@ def status(spec: SpecOpt = "pipeline.yaml", last: Annotated[int, typer.Option("-
     """Datasets × their latest partitions (✓ complete, or the producing run's state), then waits."""
     console = Console()
     loaded = load_or_exit(spec, console)
-    with StateStore(Settings().resolved_state_url()) as store, store.begin() as tx:
+    with state_store(cli_settings()) as store, store.begin() as tx:
         versions = tx.latest_versions()
         recent = tx.list_runs(limit=5000)
     have = {(v.dataset, v.partition) for v in versions}

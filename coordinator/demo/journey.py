@@ -15,13 +15,14 @@ from contextlib import ExitStack, nullcontext
 
 from rich.console import Console
 
-from coordinator.bus.factory import open_bus, topic_specs
+from coordinator.bus.factory import topic_specs
 from coordinator.demo import landing, results
 from coordinator.demo.progress import LiveProgress
 from coordinator.demo.runs import journey_runs
 from coordinator.demo.settings import DemoOptions, demo_settings
 from coordinator.demo.summary import DemoSummary, RunSummary
 from coordinator.publish import Publisher
+from coordinator.service import Service
 from coordinator.settings import Settings
 from coordinator.spec import PipelineSpec, load_spec
 from coordinator.store.store import StateStore
@@ -50,8 +51,6 @@ def ensure_model(settings: Settings) -> str:
 def run_demo(
     options: DemoOptions, console: Console, live: bool = True, settings: Settings | None = None
 ) -> DemoSummary:
-    from coordinator.engine import Coordinator
-
     started = time.time()
     settings = settings or demo_settings(options)
     settings.home.mkdir(parents=True, exist_ok=True)
@@ -71,12 +70,10 @@ def run_demo(
     console.print(f"model churn@champion is version {version} ({settings.resolved_mlflow_uri()})")
 
     counter = results.PushCounter([push_job])
-    with ExitStack() as stack:
-        bus = open_bus(settings)
-        bus.ensure_topics(topic_specs(settings))
-        store = stack.enter_context(StateStore(settings.resolved_state_url()))
-        coordinator = stack.enter_context(Coordinator(spec, settings, bus=bus, store=store, hooks=[counter]))
-        with Publisher(bus, settings) as publisher:
+    with Service(spec, settings, hooks=[counter], log_runs=False) as service, ExitStack() as stack:
+        service.bus.ensure_topics(topic_specs(settings))
+        coordinator = service.coordinator
+        with Publisher(service.bus, settings) as publisher:
             sent = landing.publish_landed(publisher, landed)
         console.print(f"published {sent} completion events from producer {landing.PRODUCER!r}")
 

@@ -1,0 +1,185 @@
+"""The composition root: everything one coordinator process runs on, built in one place.
+
+    with Service(spec, settings, observe=True, http=("127.0.0.1", 8765), freeze_gc=True) as service:
+        service.run(stop=stopped)
+
+`coord run`, `coord serve`, `coord backfill` and the demo build their process through this
+class (as quixstreams' Application does) instead of each wiring its own: the state store, the
+bus, the hooks, and — when observing — metrics, alerts, lineage and the watcher, then the HTTP
+side, and last the engine, all entered into one ExitStack. Closing the service closes them in
+the reverse order: the engine stops taking events first, the HTTP server and the watcher stop,
+and the store closes last. Nothing connects before it is used (the bus and store are lazy).
+
+`freeze_gc` moves what exists once the engine has recovered (spec, plans, compiled statements,
+clients) out of the cyclic collector's reach: worth it for a long-lived service (`run`,
+`serve`), not for short commands and tests, so it is off unless asked for.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable, Iterable
+from contextlib import ExitStack
+from typing import TYPE_CHECKING, Any
+
+from coordinator.settings import Settings
+from coordinator.spec.models import PipelineSpec
+
+if TYPE_CHECKING:
+    from coordinator.bus.base import Bus
+    from coordinator.engine import Coordinator, RunStats
+    from coordinator.hooks import Hook
+    from coordinator.metrics import Metrics
+    from coordinator.store.store import StateStore
+
+log = logging.getLogger("coordinator.service")
+
+
+class Service:
+    """One coordinator process. `observe` adds metrics, alerts (COORD_ALERT_WEBHOOKS), lineage
+    (COORD_LINEAGE_URL) and the watcher; `http` = (host, port) serves the UI and the API too."""
+
+    def __init__(
+        self,
+        spec: PipelineSpec,
+        settings: Settings,
+        *,
+        hooks: Iterable[Hook] = (),
+        observe: bool = False,
+        http: tuple[str, int] | None = None,
+        freeze_gc: bool = False,
+        log_runs: bool = True,
+        bus: Bus | None = None,
+        store: StateStore | None = None,
+    ) -> None:
+        self.spec, self.settings = spec, settings
+        self.observe, self.http, self.freeze_gc = observe or http is not None, http, freeze_gc
+        self._extra_hooks, self._log_runs = list(hooks), log_runs
+        self._bus, self._store = bus, store
+        self._stack = ExitStack()
+        self._coordinator: Coordinator | None = None
+        self.hooks: list[Hook] = []
+        self.metrics: Metrics | None = None
+
+    # ------------------------------------------------------------------ the parts
+    @property
+    def store(self) -> StateStore:
+        if self._store is None:
+            from coordinator.store.store import StateStore
+
+            self._store = self._stack.enter_context(StateStore(self.settings.resolved_state_url()))
+        return self._store
+
+    @property
+    def bus(self) -> Bus:
+        if self._bus is None:
+            from coordinator.bus.factory import open_bus
+
+            self._bus = open_bus(self.settings)
+        return self._bus
+
+    @property
+    def coordinator(self) -> Coordinator:
+        """The engine, built on first use (after the observers, so that it closes first)."""
+        if self._coordinator is None:
+            from coordinator.engine import Coordinator
+
+            self._coordinator = self._stack.enter_context(
+                Coordinator(
+                    self.spec,
+                    self.settings,
+                    bus=self.bus,
+                    store=self.store,
+                    hooks=self.hooks,
+                    freeze_gc=self.freeze_gc,
+                )
+            )
+        return self._coordinator
+
+    def __enter__(self) -> Service:
+        try:
+            self._build()
+        except BaseException:
+            self._stack.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._stack.close()
+        self._coordinator = None
+
+    def run(self, **bounds: Any) -> RunStats:
+        """The engine's loop (`Coordinator.run`: until_idle, max_events, timeout_s, consume, stop)."""
+        return self.coordinator.run(**bounds)
+
+    # ------------------------------------------------------------------ wiring
+    def _build(self) -> None:
+        from coordinator.hooks import LoggingHook
+
+        if self._log_runs:
+            self.hooks.append(LoggingHook())
+        self.hooks.extend(self._extra_hooks)
+        if self.observe:
+            self._observers()
+        if self.http is not None:
+            self._serve_http(*self.http)
+
+    def _observers(self) -> None:
+        from coordinator.alerts import Alerts
+        from coordinator.lineage import Lineage
+        from coordinator.metrics import Metrics, group_lag
+        from coordinator.watch import Watcher
+
+        settings, stack = self.settings, self._stack
+        self.metrics = Metrics().watch(self.store, group_lag(settings))
+        self.hooks.append(self.metrics)
+        listeners: list[object] = [self.metrics]
+        alerts = None
+        if settings.alert_webhooks:
+            alerts = Alerts(settings, self.spec, self.store)
+            stack.callback(alerts.close)
+            self.hooks.append(alerts)
+            listeners.append(alerts)
+        if settings.lineage_url:
+            lineage = Lineage(settings, self.spec)
+            stack.callback(lineage.close)
+            self.hooks.append(lineage)
+        from coordinator.bus.factory import open_bus
+
+        watcher = Watcher(settings, open_bus(settings), listeners)  # its own consumer of dead letters
+        if alerts is not None:
+            alerts.wake = watcher.wake
+        stack.callback(watcher.stop)
+        watcher.start()
+
+    def _serve_http(self, host: str, port: int) -> None:
+        import uvicorn
+
+        from coordinator.api.app import create_app
+
+        app = create_app(self.settings, metrics=self.metrics, spec=self.spec, store=self.store)
+        server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+        thread = threading.Thread(target=server.run, name="coord-http", daemon=True)
+        thread.start()
+        self._stack.callback(thread.join, 30)
+        self._stack.callback(setattr, server, "should_exit", True)
+
+
+def configure_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def stop_on_sigterm() -> Callable[[], bool]:
+    """A `stop` for `run`: true once SIGTERM arrived (Ctrl-C stays a KeyboardInterrupt)."""
+    stop = threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    return stop.is_set
