@@ -28,8 +28,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import Column, Float, Integer, MetaData, String, Table, Text, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from coordinator import history, readiness
 from coordinator.hooks import Hook
@@ -37,25 +35,10 @@ from coordinator.operations import missing_inputs
 from coordinator.settings import Settings
 from coordinator.spec import partitions as P
 from coordinator.spec.models import PipelineSpec
-from coordinator.store import schema as S
-from coordinator.store.store import RunRow, StateStore, Tx, pkey
+from coordinator.store.deadletters import DeadLetterRow
+from coordinator.store.store import RunRow, StateStore, Tx
 
 log = logging.getLogger(__name__)
-
-metadata = MetaData()
-alerts_table = Table(
-    "coord_alerts",
-    metadata,
-    Column("incident", String(400), primary_key=True),
-    Column("url", String(1000), primary_key=True),
-    Column("kind", String(40), nullable=False),
-    Column("body", Text, nullable=False),
-    Column("created_at", Float, nullable=False),
-    Column("sent_at", Float),
-    Column("attempts", Integer, nullable=False, default=0),
-    Column("next_at", Float, nullable=False, default=0.0),
-    Column("last_error", Text),
-)
 
 LOOKBACK_S = 2 * 86400  # deadlines missed longer ago than this are history, not news
 MAX_BACKOFF_S = 600.0
@@ -103,7 +86,7 @@ class Alerts(Hook):
         self._lock = threading.Lock()
         self.wake: Callable[[], None] | None = None  # set to the watcher's `wake` by whoever wires both
         with store.begin() as tx:
-            metadata.create_all(tx.conn, checkfirst=True)
+            tx.alerts_setup()
 
     def close(self) -> None:
         self.client.close()
@@ -134,11 +117,7 @@ class Alerts(Hook):
             for url in self.urls
         ]
         with self.store.begin() as tx:
-            insert = (postgresql.insert if tx.pg else sqlite.insert)(alerts_table)
-            insert = insert.on_conflict_do_nothing().returning(alerts_table.c.incident)
-            new = 0
-            for row in rows:  # RETURNING tells a fresh row from a conflict on every driver
-                new += tx.conn.execute(insert, row).first() is not None
+            new = tx.alerts_add(rows)
         if new:
             log.warning("alert %s: %s", incident, text)
             self.deliver(incident)
@@ -150,14 +129,9 @@ class Alerts(Hook):
         sent = 0
         with self._lock:
             now = self.clock()
-            a = alerts_table
-            q = select(a).where(a.c.sent_at.is_(None), a.c.next_at <= now)
-            if incident is not None:
-                q = q.where(a.c.incident == incident)
             with self.store.begin() as tx:
-                due = list(tx.conn.execute(q))
-            for row in due:
-                m = row._mapping
+                due = tx.alerts_due(now, incident)
+            for m in due:
                 error = self._post(m["url"], m["body"])
                 values: dict[str, Any] = {"attempts": m["attempts"] + 1}
                 if error is None:
@@ -168,11 +142,7 @@ class Alerts(Hook):
                     values["next_at"] = self.clock() + min(MAX_BACKOFF_S, 5.0 * 2 ** m["attempts"])
                     log.warning("alert %s to %s not delivered: %s", m["incident"], m["url"], error)
                 with self.store.begin() as tx:
-                    tx.conn.execute(
-                        update(a)
-                        .where(a.c.incident == m["incident"], a.c.url == m["url"], a.c.sent_at.is_(None))
-                        .values(**values)
-                    )
+                    tx.alert_tried(m["incident"], m["url"], **values)
         return sent
 
     def _post(self, url: str, body: str) -> str | None:
@@ -195,20 +165,9 @@ class Alerts(Hook):
 
     def check_runs(self, now: float) -> list[str]:
         """Raise an incident for each run that failed or was blocked (once per run)."""
-        r = S.runs
-        q = (
-            select(r)
-            .where(r.c.state.in_(("failed", "blocked")), r.c.finished_at >= now - LOOKBACK_S)
-            .order_by(r.c.finished_at)
-        )
         with self.store.begin() as tx:
-            runs = [RunRow.of(row) for row in tx.conn.execute(q)]
-            a = alerts_table
-            known = set(
-                tx.conn.execute(
-                    select(a.c.incident).where(a.c.kind.in_(("run-failed", "run-blocked")))
-                ).scalars()
-            )
+            runs = tx.runs_ended(("failed", "blocked"), since=now - LOOKBACK_S)
+            known = tx.alert_incidents(("run-failed", "run-blocked"))
             todo = []
             for run in runs:
                 kind = "run-failed" if run.state == "failed" else "run-blocked"
@@ -233,6 +192,19 @@ class Alerts(Hook):
         return raised
 
     # ------------------------------------------------------------------ watcher
+    def dead_letter_unwritable(self, row: DeadLetterRow) -> None:
+        hour = datetime.fromtimestamp(self.clock(), UTC).strftime("%Y-%m-%dT%H")
+        facts = {"reason": row.reason, "error": row.error, "source_topic": row.topic,
+                 "source_partition": row.partition, "source_offset": row.offset, "size": row.size,
+                 "sha256": row.sha256, "link": self.link()}
+        self.raise_incident(
+            f"dead-letter-unwritable:{row.topic}:{hour}",
+            "dead-letter",
+            f"A refused message on {row.topic} could not be written to the dead-letter topic ({row.error});"
+            " it is kept in the state store (coord_dead_letters)",
+            facts,
+        )
+
     def dead_lettered(self, record: dict) -> None:
         at = record.get("dead_lettered_at")
         hour = at if isinstance(at, datetime) else datetime.fromtimestamp(self.clock(), UTC)
@@ -321,18 +293,10 @@ def _cause(run: RunRow) -> str:
 
 def _source_failure(tx: Tx, spec: PipelineSpec, job: str, key: str) -> str | None:
     """A failed event for a missing input (e.g. an EL sync that failed at its source)."""
-    e = S.events
     for dataset, partition in readiness.needed(spec, job, key):
-        q = (
-            select(e.c.body)
-            .where(e.c.dataset == dataset, e.c.partition_key == pkey(partition), e.c.status == "failed")
-            .order_by(e.c.recorded_at.desc())
-            .limit(1)
-        )
-        body = tx.conn.execute(q).scalar()
-        if body:
-            ev = json.loads(body)
-            return f"{dataset}[{partition}] failed at {ev.get('producer')}: {ev.get('error')}"
+        ev = tx.newest_event(dataset, partition, status="failed")
+        if ev is not None:
+            return f"{dataset}[{partition}] failed at {ev.producer}: {ev.error}"
     return None
 
 

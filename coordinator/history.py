@@ -12,20 +12,16 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import select
-
 from coordinator import rundirs
 from coordinator.events import CompletionEvent
 from coordinator.spec.models import PipelineSpec
-from coordinator.store import schema as S
-from coordinator.store.store import RunRow, Tx, pkey
+from coordinator.store.store import RunRow, Tx
 
 MAX_DEPTH = 12
 
 
 def event(tx: Tx, event_id: str) -> CompletionEvent | None:
-    body = tx.conn.execute(select(S.events.c.body).where(S.events.c.event_id == event_id)).scalar()
-    return CompletionEvent.model_validate_json(body) if body else None
+    return tx.get_event(event_id)
 
 
 def run_outputs(tx: Tx, spec: PipelineSpec, run: RunRow) -> list[CompletionEvent]:
@@ -34,14 +30,7 @@ def run_outputs(tx: Tx, spec: PipelineSpec, run: RunRow) -> list[CompletionEvent
     datasets = list(job.outputs) if job else []
     if not datasets:
         return []
-    e = S.events
-    q = (
-        select(e.c.body)
-        .where(e.c.dataset.in_(datasets), e.c.partition_key == pkey(run.partition))
-        .order_by(e.c.recorded_at)
-    )
-    out = [CompletionEvent.model_validate_json(b) for b in tx.conn.execute(q).scalars()]
-    return [ev for ev in out if ev.producer_run_id == run.run_id]
+    return [ev for ev in tx.events_at(datasets, run.partition) if ev.producer_run_id == run.run_id]
 
 
 def consuming_runs(tx: Tx, spec: PipelineSpec, ev: CompletionEvent) -> list[RunRow]:
@@ -49,13 +38,7 @@ def consuming_runs(tx: Tx, spec: PipelineSpec, ev: CompletionEvent) -> list[RunR
     jobs = sorted({name for name, _ in spec.consumers.get(ev.dataset, ())})
     if not jobs:
         return []
-    r = S.runs
-    q = (
-        select(r)
-        .where(r.c.job.in_(jobs), r.c.inputs.contains(ev.event_id))
-        .order_by(r.c.created_at, r.c.run_id)
-    )
-    rows = [RunRow.of(row) for row in tx.conn.execute(q)]
+    rows = tx.runs_reading(jobs, ev.event_id)
     return [run for run in rows if any(v.event_id == ev.event_id for v in run.inputs)]
 
 
@@ -67,20 +50,10 @@ def producing_run(tx: Tx, ev: CompletionEvent) -> RunRow | None:
 
 def latest_event(tx: Tx, dataset: str, partition: str | None) -> CompletionEvent | None:
     """The recorded latest complete version of a dataset partition, else its newest event."""
-    p = S.partitions
-    event_id = tx.conn.execute(
-        select(p.c.event_id).where(p.c.dataset == dataset, p.c.partition_key == pkey(partition))
-    ).scalar()
+    event_id = tx.version_event_id(dataset, partition)
     if event_id:
         return event(tx, event_id)
-    e = S.events
-    body = tx.conn.execute(
-        select(e.c.body)
-        .where(e.c.dataset == dataset, e.c.partition_key == pkey(partition))
-        .order_by(e.c.recorded_at.desc())
-        .limit(1)
-    ).scalar()
-    return CompletionEvent.model_validate_json(body) if body else None
+    return tx.newest_event(dataset, partition)
 
 
 @dataclass
@@ -153,9 +126,7 @@ def root_cause(tx: Tx, spec: PipelineSpec, job: str, partition: str | None) -> R
 
 
 def latest_event_ok(tx: Tx, dataset: str, partition: str | None) -> bool:
-    p = S.partitions
-    q = select(p.c.event_id).where(p.c.dataset == dataset, p.c.partition_key == pkey(partition))
-    return tx.conn.execute(q).first() is not None
+    return tx.version_event_id(dataset, partition) is not None
 
 
 def attempt_log(run: RunRow, attempt: dict, home: Path) -> Path:

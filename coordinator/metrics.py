@@ -2,6 +2,7 @@
 
     coord_events_consumed_total{status}           new (de-duplicated) completion events recorded
     coord_events_dead_lettered_total{reason}      bus messages refused (from the dead-letter topic)
+    coord_dead_letters_unwritable_total{reason}   refused messages the dead-letter topic did not take
     coord_webhooks_ignored_total{source,reason}   webhook deliveries with nothing to publish (2xx)
     coord_runs_finished_total{job,state}          runs that ended succeeded, failed or blocked
     coord_run_attempts_total{job,outcome}         attempts that ended (a retried failure counts here)
@@ -29,15 +30,14 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select
 
 from coordinator.hooks import Hook
-from coordinator.store import schema as S
 
 if TYPE_CHECKING:
     from coordinator.events import CompletionEvent
     from coordinator.launchers.base import RunResult
     from coordinator.settings import Settings
+    from coordinator.store.deadletters import DeadLetterRow
     from coordinator.store.store import RunRow, StateStore
 
 log = logging.getLogger(__name__)
@@ -65,6 +65,12 @@ class Metrics(Hook):
         )
         self.dead_letters = Counter(
             "coord_events_dead_lettered", "Bus messages dead-lettered", ["reason"], registry=r
+        )
+        self.dead_letters_unwritable = Counter(
+            "coord_dead_letters_unwritable",
+            "Refused messages kept in the store, not on the dead-letter topic",
+            ["reason"],
+            registry=r,
         )
         self.webhooks_ignored = Counter(
             "coord_webhooks_ignored", "Webhooks with nothing to publish", ["source", "reason"], registry=r
@@ -138,6 +144,9 @@ class Metrics(Hook):
         self.turns.observe(seconds)
         self.batches.observe(messages)
 
+    def dead_letter_unwritable(self, row: DeadLetterRow) -> None:
+        self.dead_letters_unwritable.labels(row.reason).inc()
+
     # ------------------------------------------------------------------ watcher
     def dead_lettered(self, record: dict) -> None:
         self.dead_letters.labels(str(record.get("reason") or "unknown")).inc()
@@ -159,9 +168,7 @@ class _StoreCollector(Collector):
         outbox = GaugeMetricFamily("coord_outbox_pending", "Events waiting to be published")
         try:
             with self.store.begin() as tx:
-                r = S.runs
-                q = select(r.c.job, r.c.state, func.count()).group_by(r.c.job, r.c.state)
-                for job, state, n in tx.conn.execute(q):
+                for job, state, n in tx.run_counts():
                     runs.add_metric([job, state], n)
                 outbox.add_metric([], tx.outbox_count())
         except Exception:  # a scrape must not fail because the store hiccuped

@@ -322,12 +322,22 @@ def scans_for_events(spec: PipelineSpec, events: Iterable[CompletionEvent]) -> s
     return {first.dataset for e in events for _, first in _gated(spec, e.dataset)}
 
 
+def reruns_for_events(spec: PipelineSpec, events: Iterable[CompletionEvent]) -> set[str]:
+    """Jobs whose newest partition with a live run a snapshot must hold (`on_change` inputs)."""
+    return {job for e in events for job in rerun_jobs(spec, e.dataset)}
+
+
 def needed_for_events(
-    spec: PipelineSpec, events: Iterable[CompletionEvent], snap: Snapshot | None = None
+    spec: PipelineSpec,
+    events: Iterable[CompletionEvent],
+    snap: Snapshot | None = None,
+    extra_jobs: Iterable[Key] = (),
 ) -> tuple[set[Key], set[Key]]:
     """What a snapshot must hold to `step` these events: (input partitions, job partitions).
 
-    Given a snapshot already holding the scanned datasets, the waiting partitions count too.
+    Given a snapshot already holding the scanned datasets (`scans_for_events`), the waiting
+    partitions count too; `extra_jobs` are job partitions to evaluate besides (those the caller
+    asks for, and the newest ran partition of each of `reruns_for_events`).
     """
     parts: set[Key] = set()
     jobs: set[Key] = set()
@@ -341,4 +351,7 @@ def needed_for_events(
             if jp not in jobs:
                 jobs.add(jp)
                 parts.update(needed(spec, *jp))
+    for jp in extra_jobs:
+        jobs.add(jp)
+        parts.update(needed(spec, *jp))
     return parts, jobs

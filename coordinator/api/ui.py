@@ -22,16 +22,13 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Header, HTTPException, Query, Request
 from fastapi.responses import FileResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
-from sqlalchemy import select
 
 from coordinator import history, operations, readiness
 from coordinator.api.graph import JobState, render_svg
 from coordinator.errors import CoordinatorError
-from coordinator.readiness import Version
 from coordinator.settings import Settings
 from coordinator.spec.models import PipelineSpec
-from coordinator.store import schema as S
-from coordinator.store.store import RunRow, StateStore, Tx, pkey, unkey
+from coordinator.store.store import RunRow, StateStore
 
 STATIC = Path(__file__).parent / "static"
 router = APIRouter(tags=["ui"])
@@ -92,15 +89,8 @@ def page(run_id: str | None = None) -> FileResponse:
 def partitions(request: Request, limit: int = 60) -> dict[str, Any]:
     _, _, store = _ctx(request)
     with store.begin() as tx:
-        keys = _partition_keys(tx)
+        keys = tx.partition_keys()
     return {"partitions": sorted(keys, reverse=True)[:limit]}
-
-
-def _partition_keys(tx: Tx) -> set[str]:
-    p, r = S.partitions, S.runs
-    found = set(tx.conn.execute(select(p.c.partition_key).distinct()).scalars())
-    found |= set(tx.conn.execute(select(r.c.partition_key).distinct()).scalars())
-    return {k for k in found if k}
 
 
 @router.get("/api/graph")
@@ -108,9 +98,7 @@ def graph(request: Request, partition: str | None = None) -> dict[str, Any]:
     _, spec, store = _ctx(request)
     jobs: dict[str, JobState] = {}
     with store.begin() as tx:
-        t = S.partitions
-        q = select(t.c.dataset, t.c.partition_key).where(t.c.partition_key.in_({pkey(partition), ""}))
-        versions = {(d, unkey(k)) for d, k in tx.conn.execute(q)}
+        versions = {(v.dataset, v.partition) for v in tx.versions_at([partition, None])}
         for name in spec.jobs:
             unpartitioned = spec.job_partitioning(name) == "none"
             key = None if unpartitioned else partition
@@ -140,17 +128,11 @@ def graph(request: Request, partition: str | None = None) -> dict[str, Any]:
 def grid(request: Request, last: int = Query(7, ge=1, le=200)) -> dict[str, Any]:
     _, spec, store = _ctx(request)
     now = time.time()
-    r_ = S.runs
     with store.begin() as tx:  # the newest `last` partition keys, then only their rows
-        keys = sorted(_partition_keys(tx))[-last:]
-        wanted = [*keys, ""]
-        versions = _versions_at(tx, wanted)
-        recent = [
-            RunRow.of(row)
-            for row in tx.conn.execute(
-                select(r_).where(r_.c.partition_key.in_(wanted)).order_by(r_.c.created_at, r_.c.run_id)
-            )
-        ]
+        keys = sorted(tx.partition_keys())[-last:]
+        wanted = [*keys, None]
+        versions = tx.versions_at(wanted)
+        recent = tx.runs_at(wanted)
     run_state: dict[tuple[str, str | None], RunRow] = {}
     for r in recent:  # oldest first: the newest run wins
         run_state[(r.job, r.partition)] = r
@@ -183,14 +165,6 @@ def grid(request: Request, last: int = Query(7, ge=1, le=200)) -> dict[str, Any]
             }
         )
     return {"partitions": keys, "rows": rows}
-
-
-def _versions_at(tx: Tx, keys: list[str]) -> list[Version]:
-    t = S.partitions
-    return [
-        Version(m.event_id, m.dataset, unkey(m.partition_key), m.produced_at, m.row_count, m.location)
-        for m in tx.conn.execute(select(t).where(t.c.partition_key.in_(keys)))
-    ]
 
 
 @router.get("/api/runs")

@@ -1,0 +1,103 @@
+"""The read side the views ask for: lineage and history, the UI's graph and grid, the metrics.
+
+Off the loop's hot path (a page, a scrape, a `coord show`), so plain SQLAlchemy Core on the
+transaction's connection. Callers outside the store get rows as `CompletionEvent`, `RunRow`
+and `Version`, never tables or connections.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import Connection, func, select
+
+from coordinator.events import CompletionEvent
+from coordinator.readiness import Version
+from coordinator.store import schema as S
+from coordinator.store.rows import RunRow, pkey, unkey
+
+
+class Views:
+    """The views' part of a transaction (`Tx` is composed of its parts)."""
+
+    conn: Connection
+
+    # ------------------------------------------------------------------ events
+    def get_event(self, event_id: str) -> CompletionEvent | None:
+        e = S.events
+        body = self.conn.execute(select(e.c.body).where(e.c.event_id == event_id)).scalar()
+        return CompletionEvent.model_validate_json(body) if body else None
+
+    def events_at(self, datasets: Sequence[str], partition: str | None) -> list[CompletionEvent]:
+        """The recorded events of `datasets` at `partition`, oldest recorded first."""
+        e = S.events
+        q = (
+            select(e.c.body)
+            .where(e.c.dataset.in_(datasets), e.c.partition_key == pkey(partition))
+            .order_by(e.c.recorded_at)
+        )
+        return [CompletionEvent.model_validate_json(b) for b in self.conn.execute(q).scalars()]
+
+    def newest_event(
+        self, dataset: str, partition: str | None, status: str | None = None
+    ) -> CompletionEvent | None:
+        """The last recorded event of a dataset partition (of that `status`, if given)."""
+        e = S.events
+        q = select(e.c.body).where(e.c.dataset == dataset, e.c.partition_key == pkey(partition))
+        if status is not None:
+            q = q.where(e.c.status == status)
+        body = self.conn.execute(q.order_by(e.c.recorded_at.desc()).limit(1)).scalar()
+        return CompletionEvent.model_validate_json(body) if body else None
+
+    def version_event_id(self, dataset: str, partition: str | None) -> str | None:
+        """The event id of the recorded latest complete version of a dataset partition."""
+        p = S.partitions
+        q = select(p.c.event_id).where(p.c.dataset == dataset, p.c.partition_key == pkey(partition))
+        return self.conn.execute(q).scalar()
+
+    def versions_at(self, partitions: Sequence[str | None]) -> list[Version]:
+        """The latest versions of every dataset at these partitions (None: unpartitioned)."""
+        t = S.partitions
+        keys = sorted({pkey(p) for p in partitions})
+        return [
+            Version(m.event_id, m.dataset, unkey(m.partition_key), m.produced_at, m.row_count, m.location)
+            for m in self.conn.execute(select(t).where(t.c.partition_key.in_(keys)))
+        ]
+
+    def partition_keys(self) -> set[str]:
+        """Every partition key a version or a run was recorded at."""
+        p, r = S.partitions, S.runs
+        found = set(self.conn.execute(select(p.c.partition_key).distinct()).scalars())
+        found |= set(self.conn.execute(select(r.c.partition_key).distinct()).scalars())
+        return {k for k in found if k}
+
+    # ------------------------------------------------------------------ runs
+    def runs_reading(self, jobs: Sequence[str], event_id: str) -> list[RunRow]:
+        """Runs of `jobs` whose stored inputs mention `event_id` (a text match: the caller checks
+        the decoded inputs), oldest first."""
+        r = S.runs
+        q = (
+            select(r)
+            .where(r.c.job.in_(jobs), r.c.inputs.contains(event_id))
+            .order_by(r.c.created_at, r.c.run_id)
+        )
+        return [RunRow.of(row) for row in self.conn.execute(q)]
+
+    def runs_at(self, partitions: Sequence[str | None]) -> list[RunRow]:
+        """Every run at these partitions (None: unpartitioned), oldest first."""
+        r = S.runs
+        keys = sorted({pkey(p) for p in partitions})
+        q = select(r).where(r.c.partition_key.in_(keys)).order_by(r.c.created_at, r.c.run_id)
+        return [RunRow.of(row) for row in self.conn.execute(q)]
+
+    def runs_ended(self, states: Sequence[str], since: float) -> list[RunRow]:
+        """Runs in `states` that finished at or after `since`, in the order they finished."""
+        r = S.runs
+        q = select(r).where(r.c.state.in_(states), r.c.finished_at >= since).order_by(r.c.finished_at)
+        return [RunRow.of(row) for row in self.conn.execute(q)]
+
+    def run_counts(self) -> list[tuple[str, str, int]]:
+        """(job, state, runs) for every job and state that has runs."""
+        r = S.runs
+        q = select(r.c.job, r.c.state, func.count()).group_by(r.c.job, r.c.state)
+        return [(job, state, n) for job, state, n in self.conn.execute(q)]
