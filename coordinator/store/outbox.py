@@ -42,6 +42,8 @@ class Outbox:
 
     def outbox_mark_sent(self, ids: Sequence[int]) -> None:
         """Sent events leave the outbox, by outbox id."""
+        if not ids:
+            return
         o = S.outbox
         self.sql.execute(
             "outbox.sent.ids", lambda: delete(o).where(self.sql.in_list(o.c.id, "ids")), {"ids": list(ids)}
@@ -49,6 +51,8 @@ class Outbox:
 
     def outbox_mark_sent_events(self, event_ids: Sequence[str]) -> None:
         """The same by event id (what the engine knows of the events it published itself)."""
+        if not event_ids:
+            return
         o = S.outbox
         self.sql.execute(
             "outbox.sent",

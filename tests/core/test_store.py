@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 
 from coordinator.errors import StoreError
-from coordinator.events import Column, CompletionEvent
+from coordinator.events import Column, CompletionEvent, Status
 from coordinator.launchers.base import Handle
 from coordinator.readiness import step
 from coordinator.spec import parse_spec
 from coordinator.store import StateStore
 from coordinator.store.migrations import LATEST
+from coordinator.store.rows import Finish
 
 SPEC = parse_spec("""
 datasets: {raw.a: {partitioning: daily}, raw.b: {partitioning: daily}}
@@ -192,3 +193,81 @@ def test_a_failing_statement_of_the_compiled_path_rolls_the_transaction_back(pos
             tx.conn.exec_driver_sql("DELETE FROM coord_events")
     finally:
         store.close()
+
+
+def test_claims_take_at_most_the_limit_and_the_free_slots(store):
+    for day in range(1, 5):
+        ingest(store, [ev("raw.a", f"2024-01-0{day}"), ev("raw.b", f"2024-01-0{day}")])
+    with store.begin() as tx:
+        first = tx.claim("p", 3, "me", now=10.0, limit=1)
+        assert [r.partition for r in first] == ["2024-01-01"]  # oldest due first
+        more = tx.claim("p", 3, "me", now=10.0)
+        assert [r.partition for r in more] == ["2024-01-02", "2024-01-03"]  # the pool holds 3
+        assert tx.claim("p", 3, "me", now=10.0) == []
+        assert tx.pool_room("p", 3, 10.0) == 0
+        assert {r.run_id for r in tx.active_runs("me")} == {r.run_id for r in first + more}
+
+
+def test_only_current_attempts_start_and_finish(store):
+    for day in (1, 2):
+        ingest(store, [ev("raw.a", f"2024-01-0{day}"), ev("raw.b", f"2024-01-0{day}")])
+    with store.begin() as tx:
+        a, b = tx.claim("p", 2, "me", now=10.0)
+        h = Handle("command", {"pid": 7})
+        assert tx.set_running_many([(a.run_id, 1, h), (b.run_id, 2, h)], 11.0) == {a.run_id}
+        assert tx.get_run(a.run_id).handle == h and tx.get_run(b.run_id).state == "starting"
+        done = tx.finish_many(
+            [Finish(a.run_id, 1, "succeeded", details={"rows": 3}), Finish(b.run_id, 9, "failed")], 12.0
+        )
+        assert done == {a.run_id}
+        assert (tx.get_run(a.run_id).state, tx.get_run(a.run_id).finished_at) == ("succeeded", 12.0)
+        assert tx.attempts(a.run_id)[0]["details"] == '{"rows": 3}'
+        assert tx.finish_many([Finish(b.run_id, 1, "failed", handle=h)], 13.0) == {b.run_id}
+        assert tx.get_run(b.run_id).handle == h  # an attempt that started and ended between writes
+
+
+def test_outbox_by_event_id(store):
+    with store.begin() as tx:
+        tx.outbox_add([ev("mid", "d"), ev("mid", "e")], 1.0)
+        tx.outbox_mark_sent_events(["mid/d/0"])
+        tx.outbox_mark_sent_events([])
+        tx.outbox_mark_sent([])
+        assert [e.event_id for _, e in tx.outbox_pending()] == ["mid/e/0"]
+
+
+def test_the_views_read_what_the_loop_wrote(store):
+    [run] = ingest(store, [ev("raw.a", "2024-01-01"), ev("raw.b", "2024-01-01")])
+    failed = ev("raw.a", "2024-01-02", 5).model_copy(update={"status": Status.FAILED, "producer": "el"})
+    ingest(store, [failed], now=2.0)
+    with store.begin() as tx:
+        assert tx.get_event("raw.a/2024-01-01/0") == ev("raw.a", "2024-01-01")
+        assert tx.get_event("nope") is None
+        assert [e.dataset for e in tx.events_at(["raw.a", "raw.b"], "2024-01-01")] == ["raw.a", "raw.b"]
+        assert tx.newest_event("raw.a", "2024-01-02", status="failed").producer == "el"
+        assert tx.newest_event("raw.b", "2024-01-02") is None
+        assert tx.version_event_id("raw.a", "2024-01-01") == "raw.a/2024-01-01/0"
+        assert tx.version_event_id("raw.a", "2024-01-02") is None  # a failure is no version
+        assert {v.dataset for v in tx.versions_at(["2024-01-01", None])} == {"raw.a", "raw.b"}
+        assert tx.partition_keys() == {"2024-01-01"}
+        assert [r.run_id for r in tx.runs_reading(["join"], "raw.b/2024-01-01/0")] == [run.run_id]
+        assert [r.run_id for r in tx.runs_at(["2024-01-01"])] == [run.run_id]
+        assert tx.run_counts() == [("join", "ready", 1)]
+        [claimed] = tx.claim("p", 2, "me", now=3.0)
+        tx.finish(claimed.run_id, claimed.attempt, "failed", 4.0, error="boom")
+        assert [r.run_id for r in tx.runs_ended(("failed",), since=4.0)] == [run.run_id]
+        assert tx.runs_ended(("failed",), since=5.0) == []
+
+
+def test_alert_records_are_kept_once(store):
+    row = {"incident": "run-failed:x", "url": "http://127.0.0.1/h", "kind": "run-failed", "body": "{}",
+           "created_at": 1.0, "sent_at": None, "attempts": 0, "next_at": 1.0, "last_error": None}
+    with store.begin() as tx:
+        tx.alerts_setup()
+        assert tx.alerts_add([row, {**row, "url": "http://127.0.0.1/other"}]) == 2
+        assert tx.alerts_add([row]) == 0
+        assert tx.alert_incidents(["run-failed"]) == {"run-failed:x"}
+        assert len(tx.alerts_due(1.0, "run-failed:x")) == 2 and tx.alerts_due(0.5) == []
+        tx.alert_tried("run-failed:x", row["url"], attempts=1, sent_at=2.0)
+        assert [a["url"] for a in tx.alerts_due(3.0)] == ["http://127.0.0.1/other"]
+        if tx.pg:  # one database per module: leave it empty for the next test
+            tx.conn.exec_driver_sql("DROP TABLE coord_alerts")
