@@ -15,20 +15,54 @@ import contextlib
 import hashlib
 import io
 import json
+import time
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
+import confluent_kafka.error as kafka_errors
 import fastavro
 import pyarrow as pa
 from confluent_kafka import KafkaException, Producer
 
 from coordinator.errors import PushError
 from coordinator.push.config import DestinationSettings
+from coordinator.push.destinations import failure
 from coordinator.push.destinations.base import Applied, Destination, Marker
+from coordinator.push.destinations.failure import BY_STATE, REFUSED
 from coordinator.push.plan import Plan
 from coordinator.push.schema import DestTable, arrow_family
 
 BATCH_ROWS = 20_000
+COMMIT_SECONDS = 120
+# the client's KafkaError inside a KafkaException says retriable / abortable / fatal
+KAFKA_VERDICTS: failure.Verdicts = {
+    KafkaException: BY_STATE,
+    kafka_errors.ProduceError: BY_STATE,
+    kafka_errors.ConsumeError: BY_STATE,
+    kafka_errors.SerializationError: REFUSED,
+    kafka_errors.KeySerializationError: REFUSED,
+    kafka_errors.ValueSerializationError: REFUSED,
+    kafka_errors.KeyDeserializationError: REFUSED,
+    kafka_errors.ValueDeserializationError: REFUSED,
+}
+AGAIN = (
+    "the topic has no marker, so the next push sends these records again "
+    "(keyed: a compacted topic or an upserting reader keeps one per key)"
+)
+
+
+def commit_outcome(exc: KafkaException) -> str:
+    """What a failed commit_transaction leaves (the translator of confluent-kafka errors at
+    COMMIT): "retry" (the client may call commit again), "aborted" (the transaction must be and
+    can be aborted: nothing is visible) or "unknown" (fatal, or retries ran out)."""
+    err = exc.args[0] if exc.args else None
+    if failure.verdict(exc, KAFKA_VERDICTS) == REFUSED or not hasattr(err, "retriable"):
+        return "aborted"
+    if err.txn_requires_abort():
+        return "aborted"
+    if err.retriable() and not err.fatal():
+        return "retry"
+    return "unknown"
 
 
 def avro_type(t: pa.DataType) -> object:
@@ -121,19 +155,48 @@ class KafkaDestination(Destination):
                         producer.poll(0.5)
                 if sent % 10_000 == 0:
                     producer.poll(0)
-            producer.flush(120)
+            producer.flush(COMMIT_SECONDS)
             if errors:
                 raise PushError(f"{len(errors)} records failed: {errors[0]}")
-            producer.commit_transaction(120)
         except (KafkaException, PushError) as exc:
-            with contextlib.suppress(KafkaException):  # the transaction times out on the broker anyway
-                producer.abort_transaction(30)
-            raise PushError(f"push into topic {self.topic} failed and was aborted: {exc}") from exc
+            self._abort(producer)
+            raise PushError(
+                f"push into topic {self.topic} failed and was aborted: {failure.one_line(exc)}"
+            ) from exc
+        self._commit(producer, marker.push_id)
         deletes = plan.deletes.num_rows if plan.deletes is not None else 0
         n = plan.rows.num_rows
         if plan.full:
             return Applied(inserted=n, deleted=deletes)
         return Applied(inserted=plan.new_keys or 0, updated=n - (plan.new_keys or 0), deleted=deletes)
+
+    def _abort(self, producer: Producer) -> None:
+        with contextlib.suppress(KafkaException):  # the transaction times out on the broker anyway
+            producer.abort_transaction(30)
+
+    def _commit(self, producer: Producer, push_id: str) -> None:
+        """commit_transaction, again while the client says it may be retried (a timeout, a
+        coordinator moving), until COMMIT_SECONDS have passed."""
+        deadline = time.monotonic() + COMMIT_SECONDS
+        while True:
+            try:
+                producer.commit_transaction(max(1.0, deadline - time.monotonic()))
+                return
+            except KafkaException as exc:
+                outcome = commit_outcome(exc)
+                if outcome == "retry" and time.monotonic() < deadline:
+                    time.sleep(0.5)
+                    continue
+                if outcome == "aborted":
+                    self._abort(producer)
+                    raise PushError(
+                        f"push into topic {self.topic} was refused at commit and aborted: "
+                        f"{failure.one_line(exc)}"
+                    ) from exc
+                self._producer = None  # a fatal producer is of no further use
+                raise failure.PushOutcomeUnknown(
+                    f"topic {self.topic}", push_id, failure.one_line(exc), AGAIN
+                ) from exc
 
     def _records(self, plan: Plan) -> Iterator[tuple[bytes, bytes | None]]:
         key = list(plan.key)

@@ -11,20 +11,77 @@ destination's types in the merge.
 
 from __future__ import annotations
 
+import contextlib
+
+import adbc_driver_manager
 import adbc_driver_postgresql.dbapi as adbc
 import psycopg
 import pyarrow as pa
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
-from coordinator.errors import PushError
 from coordinator.push.config import DestinationSettings
+from coordinator.push.destinations import failure
 from coordinator.push.destinations.base import MARKER_TABLE, Applied, Destination, Marker
+from coordinator.push.destinations.failure import BY_STATE, LOST, REFUSED
 from coordinator.push.destinations.pyrows import utc_naive
 from coordinator.push.plan import Plan
 from coordinator.push.schema import DestColumn, DestTable, arrow_family
 
 Stmt = sql.Composable
+
+# psycopg's own classes (its per-SQLSTATE subclasses, e.g. UniqueViolation, go by SQLSTATE)
+PSYCOPG_VERDICTS: failure.Verdicts = {
+    psycopg.Error: BY_STATE,
+    psycopg.Warning: REFUSED,
+    psycopg.InterfaceError: LOST,  # the connection is closed or unusable
+    psycopg.DatabaseError: BY_STATE,
+    psycopg.DataError: REFUSED,
+    psycopg.OperationalError: BY_STATE,  # no SQLSTATE: libpq lost the server
+    psycopg.IntegrityError: REFUSED,
+    psycopg.InternalError: BY_STATE,
+    psycopg.ProgrammingError: REFUSED,
+    psycopg.NotSupportedError: REFUSED,
+    psycopg.errors.ConnectionTimeout: LOST,
+    psycopg.errors.CancellationTimeout: LOST,
+    psycopg.errors.PipelineAborted: REFUSED,
+}
+# ADBC's classes; its libpq failures carry status IO and no SQLSTATE, the server's a SQLSTATE
+ADBC_VERDICTS: failure.Verdicts = {
+    adbc_driver_manager.Error: BY_STATE,
+    adbc_driver_manager.Warning: REFUSED,
+    adbc_driver_manager.InterfaceError: BY_STATE,
+    adbc_driver_manager.DatabaseError: BY_STATE,
+    adbc_driver_manager.DataError: REFUSED,
+    adbc_driver_manager.OperationalError: BY_STATE,
+    adbc_driver_manager.IntegrityError: REFUSED,
+    adbc_driver_manager.InternalError: BY_STATE,
+    adbc_driver_manager.ProgrammingError: REFUSED,
+    adbc_driver_manager.NotSupportedError: REFUSED,
+}
+_ADBC_LOST_STATUS = {
+    adbc_driver_manager.AdbcStatusCode.IO,
+    adbc_driver_manager.AdbcStatusCode.TIMEOUT,
+    adbc_driver_manager.AdbcStatusCode.CANCELLED,
+}
+
+
+def psycopg_lost(exc: psycopg.Error) -> bool:
+    """Whether a psycopg error means the connection is gone (the translator of psycopg errors)."""
+    found = failure.verdict(exc, PSYCOPG_VERDICTS)
+    if found != BY_STATE:
+        return found == LOST
+    state = exc.sqlstate
+    return failure.lost_sqlstate(state) or (state is None and isinstance(exc, psycopg.OperationalError))
+
+
+def adbc_lost(exc: adbc_driver_manager.Error) -> bool:
+    """Whether an ADBC error means the connection is gone (the translator of ADBC errors)."""
+    found = failure.verdict(exc, ADBC_VERDICTS)
+    if found != BY_STATE:
+        return found == LOST
+    state = getattr(exc, "sqlstate", None)
+    return failure.lost_sqlstate(state) or (not state and exc.status_code in _ADBC_LOST_STATUS)
 
 INT_BITS = {"int2": 16, "int4": 32, "int8": 64}
 FAMILIES = {
@@ -88,7 +145,7 @@ class PostgresDestination(Destination):
             try:
                 self._conn = psycopg.connect(self._conninfo, connect_timeout=30)
             except psycopg.Error as exc:
-                raise PushError(f"cannot connect to PostgreSQL: {exc}") from exc
+                raise failure.read_failed("connect to PostgreSQL", exc, False) from exc
         return self._conn
 
     def _name(self, table: str) -> sql.Identifier:
@@ -147,7 +204,7 @@ class PostgresDestination(Destination):
             self._desc = DestTable(self.table, columns, keys)
             return self._desc
         except psycopg.Error as exc:
-            raise PushError(f"cannot describe {self.table!r}: {exc}") from exc
+            raise failure.read_failed(f"describe {self.table!r}", exc, psycopg_lost(exc)) from exc
 
     def current(self, job: str) -> tuple[Marker | None, int]:
         conn = self._connect()
@@ -167,28 +224,37 @@ class PostgresDestination(Destination):
                 found = cur.fetchone()
             return (Marker(*found) if found else None), rows
         except psycopg.Error as exc:
-            raise PushError(f"cannot read the push marker of {self.table!r}: {exc}") from exc
+            raise failure.read_failed(
+                f"read the push marker of {self.table!r}", exc, psycopg_lost(exc)
+            ) from exc
 
     def apply(self, plan: Plan, job: str, marker: Marker) -> Applied:
         try:
             conn = adbc.connect(self._conninfo)
-        except adbc.Error as exc:
-            raise PushError(f"cannot connect to PostgreSQL: {exc}") from exc
+        except adbc_driver_manager.Error as exc:
+            raise failure.read_failed("connect to PostgreSQL", exc, False) from exc
         try:
-            with conn.cursor() as raw:
-                cur = _Cursor(raw)
-                counts = self._apply(cur, plan)
-                self._write_marker(cur, job, marker, counts)
-            conn.commit()
+            try:
+                with conn.cursor() as raw:
+                    cur = _Cursor(raw)
+                    counts = self._apply(cur, plan)
+                    self._write_marker(cur, job, marker, counts)
+            except adbc_driver_manager.Error as exc:
+                raise failure.write_failed(self.table, exc, adbc_lost(exc)) from exc
+            try:
+                conn.commit()
+            except adbc_driver_manager.Error as exc:
+                raise failure.commit_failed(self.table, exc, adbc_lost(exc), marker.push_id) from exc
             return counts
-        except adbc.Error as exc:
-            conn.rollback()
-            raise PushError(f"push into {self.table!r} failed and was rolled back: {exc}") from exc
         except BaseException:
-            conn.rollback()
+            # a dead connection's rollback fails too and says nothing new: the server discards
+            # a transaction that was never committed (see failure.py)
+            with contextlib.suppress(adbc_driver_manager.Error):
+                conn.rollback()
             raise
         finally:
-            conn.close()
+            with contextlib.suppress(adbc_driver_manager.Error):
+                conn.close()
 
     # -- the transaction's steps
     def _apply(self, cur: _Cursor, plan: Plan) -> Applied:

@@ -8,20 +8,38 @@ parameters.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 
 import pyarrow as pa
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import make_url
 
-from coordinator.errors import PushError
 from coordinator.push.config import DestinationSettings
+from coordinator.push.destinations import failure
 from coordinator.push.destinations.base import MARKER_TABLE, Applied, Destination, Marker
+from coordinator.push.destinations.failure import REFUSED
 from coordinator.push.destinations.pyrows import sqlite_value, tuples
 from coordinator.push.plan import Plan
 from coordinator.push.schema import ANY, DestColumn, DestTable, arrow_family
 
 _quote = sqlite_dialect.dialect().identifier_preparer.quote_identifier
+# a local file answers every call: no error of sqlite3 leaves a commit's outcome unknown
+SQLITE_VERDICTS: failure.Verdicts = dict.fromkeys(
+    (
+        sqlite3.Error,
+        sqlite3.Warning,
+        sqlite3.InterfaceError,
+        sqlite3.DatabaseError,
+        sqlite3.DataError,
+        sqlite3.OperationalError,
+        sqlite3.IntegrityError,
+        sqlite3.InternalError,
+        sqlite3.ProgrammingError,
+        sqlite3.NotSupportedError,
+    ),
+    REFUSED,
+)
 
 
 def family(declared: str) -> str:
@@ -75,7 +93,7 @@ class SQLiteDestination(Destination):
             try:
                 self._conn = sqlite3.connect(self.path, isolation_level=None, timeout=60)
             except sqlite3.Error as exc:
-                raise PushError(f"cannot open SQLite database {self.path}: {exc}") from exc
+                raise failure.read_failed(f"open SQLite database {self.path}", exc, False) from exc
         return self._conn
 
     def close(self) -> None:
@@ -113,7 +131,7 @@ class SQLiteDestination(Destination):
                     )
             return DestTable(self.table, columns, keys)
         except sqlite3.Error as exc:
-            raise PushError(f"cannot describe {self.table!r}: {exc}") from exc
+            raise failure.read_failed(f"describe {self.table!r}", exc, False) from exc
 
     def current(self, job: str) -> tuple[Marker | None, int]:
         conn = self._connect()
@@ -128,22 +146,23 @@ class SQLiteDestination(Destination):
             ).fetchone()
             return (Marker(*found) if found else None), rows
         except sqlite3.Error as exc:
-            raise PushError(f"cannot read the push marker of {self.table!r}: {exc}") from exc
+            raise failure.read_failed(f"read the push marker of {self.table!r}", exc, False) from exc
 
     def apply(self, plan: Plan, job: str, marker: Marker) -> Applied:
         conn = self._connect()
         try:
             conn.execute("BEGIN IMMEDIATE")
-            try:
-                counts = self._apply(conn, plan)
-                self._write_marker(conn, job, marker, counts)
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+            counts = self._apply(conn, plan)
+            self._write_marker(conn, job, marker, counts)
+            conn.execute("COMMIT")
             return counts
-        except sqlite3.Error as exc:
-            raise PushError(f"push into {self.table!r} failed and was rolled back: {exc}") from exc
+        except BaseException as exc:
+            # no transaction is open when BEGIN failed (busy): that rollback's error would hide this one
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise failure.write_failed(self.table, exc, False) from exc
+            raise
 
     def _apply(self, conn: sqlite3.Connection, plan: Plan) -> Applied:
         q, dest, key, cols = _quote, _quote(self.table), list(plan.key), plan.columns
