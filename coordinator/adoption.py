@@ -67,22 +67,23 @@ def exited(handle: Handle) -> bool:
 
 def decide(
     run: RunRow,
-    dead: L.LeaseRow,
+    owner_host: str,
     my_host: str,
     launcher: Launcher,
     workdir: Path,
     find: Callable[[str, Path], Handle | None],
+    what: str,
 ) -> Action:
-    """What to do with one adopted run (see the module docstring)."""
-    what = f"its instance {dead.lease_id} on {dead.host} stopped renewing its lease"
+    """What to do with one adopted run (see the module docstring); `what` happened to the
+    instance that ran it, for the reason of a lost attempt."""
     handle = run.handle
     if handle is not None:
-        if not reachable(handle, dead.host, my_host):
+        if not reachable(handle, owner_host, my_host):
             return Lost(run, f"lost: {what}, and its job cannot be followed from {my_host}")
         if launcher.is_alive(handle) or exited(handle):
             return Reattach(run, handle)
         return Lost(run, f"lost: {what}, and its job ended without an exit code (killed with it)")
-    if dead.host != my_host:
+    if owner_host != my_host:
         return Lost(run, f"lost: {what} before it recorded the job's handle")
     found = find(launcher.kind, workdir)
     return Reattach(run, found, found=found is not None)
@@ -141,7 +142,10 @@ class Adoption:
                         )
                     )
                     continue
-                action = decide(run, got.lease, self.host, launcher, self._workdir(run), find_process)
+                what = f"its instance {got.lease.lease_id} on {got.lease.host} stopped renewing its lease"
+                action = decide(
+                    run, got.lease.host, self.host, launcher, self._workdir(run), find_process, what
+                )
                 log.info(
                     "run %s %s[%s] adopted from %s: %s",
                     run.run_id,

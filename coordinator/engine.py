@@ -37,6 +37,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from coordinator import outcome, readiness
+from coordinator.availability import Availability
 from coordinator.bus.base import Bus
 from coordinator.errors import BusError
 from coordinator.events import CompletionEvent
@@ -113,6 +114,9 @@ class Coordinator:
         self.claims = ClaimSchedule()
         self._recovered = False
         self._runs_dir = runs_root(settings.home).resolve()  # once: resolving walks the path
+        self.ha = Availability(self)  # the lease, adoption and the run watchdog
+        self.workers.may_launch, self.outbox.may_publish = self.ha.may_launch, self.ha.may_publish
+        self.every_turn.append(self.ha.tick)
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -157,7 +161,9 @@ class Coordinator:
         return attempt_dir(self._runs_dir, run.run_id, run.attempt)
 
     def close(self) -> None:
-        """Stop taking events. Jobs still running keep running; the next start re-attaches them."""
+        """Stop taking events and release the lease. Jobs still running keep running: the next
+        live instance adopts them at once (`ha.left_running` says how many)."""
+        self.ha.end()
         self._stack.close()
         self._intake = self._publisher = None
 
@@ -188,6 +194,7 @@ class Coordinator:
         started = time.monotonic()
         idle_since: float | None = None
         if not self._recovered:
+            self.owner = self.ha.begin()  # this process's lease: the owner of what it claims
             stats.launched += self._recover()
             self._recovered = True
             if self.freeze_gc:
@@ -314,12 +321,22 @@ class Coordinator:
         step is acted on (runs started, events published) only after this returns, committed.
         A StoreError ends the loop: nothing is committed."""
         with self.store.begin() as tx:
+            self.ha.hold(tx)  # the fence: LeaseLost, nothing written, once the lease was adopted
             step = work(tx)
             if step.publish:
                 tx.outbox_add(step.publish, now)
         return step
 
+    def drain(self, grace_s: float) -> RunStats:
+        """Stop starting runs; record those in flight as they end, for up to `grace_s` (on
+        SIGTERM or Ctrl-C). What still runs then is left for adoption when the lease is released."""
+        self.ha.draining = True
+        deadline = time.monotonic() + grace_s
+        return self.run(consume=False, stop=lambda: not self.workers.busy or time.monotonic() >= deadline)
+
     def _start(self, runs: Sequence[RunRow]) -> None:
+        if self.ha.draining:  # claimed while stopping: left for the next instance to launch
+            return
         for run in runs:
             self.workers.start(run)
 
@@ -361,6 +378,8 @@ class Coordinator:
         """Claim due ready runs within their pools (see ClaimSchedule for when); a claimed run
         that may not start (its job left the spec, its inputs break the contract) is blocked."""
         step = Step()
+        if self.ha.draining:
+            return step
         found = contended = False
         for pool, size in self._pool_sizes.items():
             claimed = tx.claim(pool, size, self.owner, now, wait=False)

@@ -56,10 +56,14 @@ class Outbox:
         self.dirty = True  # unsent events may wait (at start-up: whatever a previous run left)
         self.publishing = 0  # events handed to the bus, delivery not yet confirmed
         self._acked: list[str] = []  # ids of events the bus confirmed, not yet marked sent
+        self.may_publish: Callable[[], bool] = lambda: True  # the lease's gate (availability.py)
 
     def publish(self, events: Sequence[CompletionEvent]) -> None:
         """Hand committed outbox events to the bus without waiting."""
         if not events:
+            return
+        if not self.may_publish():  # a stale lease: they stay in the outbox for the relay
+            self.dirty = True
             return
         try:
             self._publisher().publish_many(events, self._on_delivery)
@@ -95,7 +99,7 @@ class Outbox:
     def relay(self) -> int:
         """Publish whatever the outbox holds unsent from before (a crash, a bus outage), if
         anything may; how many."""
-        if not self.dirty:
+        if not self.dirty or not self.may_publish():
             return 0
         self.dirty = False
         try:

@@ -94,6 +94,7 @@ class Workers:
         # SimpleQueue: workers put, the loop takes, with no Python-level lock on either side
         self._reports: queue.SimpleQueue[Report] = queue.SimpleQueue()
         self._inflight: set[str] = set()
+        self.may_launch: Callable[[], bool] = lambda: True  # the lease's gate (availability.py)
 
     @property
     def busy(self) -> bool:
@@ -104,6 +105,16 @@ class Workers:
         """Launch `run` on a thread (or, given the `handle` of its job, re-attach to it)."""
         self._inflight.add(run.run_id)
         self.threads.submit(self._execute, run, handle)
+
+    @property
+    def inflight(self) -> set[str]:
+        """The ids of the runs a thread waits on (or whose report waits to be taken)."""
+        return self._inflight
+
+    def report(self, run: RunRow, result: RunResult) -> None:
+        """Report an attempt's end found outside the threads (a lost or overdue attempt)."""
+        self._inflight.add(run.run_id)
+        self._reports.put(Done(run, result))
 
     def take(self, block: bool = False) -> list[Report]:
         """What the workers reported since the last call (waiting up to 20 ms for one if `block`
@@ -127,6 +138,9 @@ class Workers:
             ctx = self._context(run)
             launcher = self._launcher(run)
             if handle is None:
+                if not self.may_launch():  # the lease is gone: the run is another instance's now
+                    log.warning("run %s: not launched, this instance lost its lease", run.run_id)
+                    return
                 self._hooks.emit("before_launch", run)
                 handle = launcher.start(ctx)
                 self._reports.put(Started(run, handle))
