@@ -2,8 +2,10 @@
 
 The YAML is composed into nodes first so that every value keeps its line; strings then get
 `${ENV_VAR}` (or `${ENV_VAR:-default}`) interpolation — secrets stay out of the file — and the
-result is validated by the models. All problems are collected and raised together as one
-SpecError, so a user fixes a spec in one pass.
+result is validated part by part (spec/parts.py), so the schema's problems and the cross
+checks' (unknown inputs, cycles, mappings, pools, kinds and their settings) are found in the
+same pass. All problems are raised together as one SpecError, sorted by line, each on the
+line of the key at fault, so a user fixes a spec in one pass.
 """
 
 from __future__ import annotations
@@ -15,10 +17,10 @@ from pathlib import Path as FsPath
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
 
 from coordinator.errors import SpecError, SpecProblem
 from coordinator.spec.models import Path, PipelineSpec
+from coordinator.spec.parts import assemble
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -55,21 +57,17 @@ def parse_spec(text: str, file: str = "<spec>", env: Mapping[str, str] | None = 
                 return lines[path[:n]]
         return 1
 
-    try:
-        spec = PipelineSpec.model_validate(data)
-    except ValidationError as exc:
-        seen: set[tuple[int, str]] = set()
-        for err in exc.errors():
-            loc = tuple(err["loc"])
-            located = _known_prefix(loc, lines)
-            where = ".".join(map(str, located))
-            key = (line_of(located), where)
-            if key in seen:  # a union reports each alternative; one message per place is enough
-                continue
-            seen.add(key)
-            problems.append(SpecProblem(file, key[0], f"{where}: {err['msg']}"))
-        raise SpecError(problems) from None
-    problems.extend(SpecProblem(file, line_of(p), m) for p, m in spec.problems())
+    spec, schema, doubt = assemble(data)
+    seen: set[tuple[int, str]] = set()
+    for loc, message in schema:
+        located = _known_prefix(loc, lines)
+        where = ".".join(map(str, located))
+        key = (line_of(located), where)
+        if key in seen:  # a union reports each alternative; one message per place is enough
+            continue
+        seen.add(key)
+        problems.append(SpecProblem(file, key[0], f"{where}: {message}"))
+    problems.extend(SpecProblem(file, line_of(p), m) for p, m in spec.problems(doubt=doubt))
     if problems:
         raise SpecError(sorted(problems, key=lambda p: p.line))
     return spec

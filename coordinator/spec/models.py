@@ -14,10 +14,11 @@ partitioning, bad kind settings — as (path, message) pairs; the loader turns p
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from coordinator.errors import SpecError, SpecProblem
 from coordinator.events import Column
@@ -81,20 +82,34 @@ class JobSpec(_Model):
         return value
 
 
+def _room(size: int) -> int:
+    if size < 1:
+        raise ValueError(f"a pool must allow at least 1 run, not {size}")
+    return size
+
+
+PoolSize = Annotated[int, AfterValidator(_room)]  # checked per pool, so the error has that pool's line
+
+
+@dataclass
+class Doubt:
+    """What the cross checks cannot trust in a spec whose parts did not all validate (spec/parts.py):
+    datasets and jobs whose partitioning may be other than written, jobs whose kind did not
+    validate, datasets a job that did not validate at all claims to produce, and the pools."""
+
+    datasets: set[str] = field(default_factory=set)
+    jobs: set[str] = field(default_factory=set)
+    kinds: set[str] = field(default_factory=set)
+    produced: set[str] = field(default_factory=set)
+    pools: bool = False
+
+
 class PipelineSpec(_Model):
     datasets: dict[str, DatasetSpec] = Field(default_factory=dict)
     jobs: dict[str, JobSpec] = Field(default_factory=dict)
-    pools: dict[str, int] = Field(default_factory=dict)
+    pools: dict[str, PoolSize] = Field(default_factory=dict)
     # events of datasets this spec does not name are recorded, not dead-lettered (a shared bus)
     accept_unknown_datasets: bool = False
-
-    @field_validator("pools")
-    @classmethod
-    def _positive(cls, value: dict[str, int]) -> dict[str, int]:
-        for name, size in value.items():
-            if size < 1:
-                raise ValueError(f"pool {name!r} must allow at least 1 run, not {size}")
-        return value
 
     # ------------------------------------------------------------------ resolved views
     @cached_property
@@ -106,24 +121,55 @@ class PipelineSpec(_Model):
                 out.setdefault(ds, name)
         return out
 
-    def job_partitioning(self, job: str) -> Partitioning:
+    def job_partitioning(self, job: str, _seen: frozenset[str] = frozenset()) -> Partitioning:
         spec = self.jobs[job]
         if spec.partitioning is not None:
             return spec.partitioning
-        for ds in spec.outputs:
-            if ds in self.datasets:
-                return self.datasets[ds].partitioning
-        for inp in spec.inputs:
-            if inp.dataset in self.datasets or inp.dataset in self.producers:
-                return P.job_partitioning_from(self.partitioning(inp.dataset), inp.mapping)
-        return "none"
+        source = self._partitioning_source(job)
+        if source is None or job in _seen:  # a cycle of undeclared datasets: nothing to take it from
+            return "none"
+        dataset, mapping = source
+        if mapping is None:
+            return self.datasets[dataset].partitioning
+        return P.job_partitioning_from(self.partitioning(dataset, _seen | {job}), mapping)
 
-    def partitioning(self, dataset: str) -> Partitioning:
+    def partitioning(self, dataset: str, _seen: frozenset[str] = frozenset()) -> Partitioning:
         """Declared partitioning, or — for an undeclared job output — that of its job."""
         if dataset in self.datasets:
             return self.datasets[dataset].partitioning
         producer = self.producers.get(dataset)
-        return self.job_partitioning(producer) if producer else "none"
+        return self.job_partitioning(producer, _seen) if producer else "none"
+
+    def _partitioning_source(self, job: str) -> tuple[str, Mapping | None] | None:
+        """Where a job without a declared partitioning takes it from: its first declared output
+        (mapping None), else its first known input through that input's mapping."""
+        spec = self.jobs[job]
+        for ds in spec.outputs:
+            if ds in self.datasets:
+                return ds, None
+        for inp in spec.inputs:
+            if inp.dataset in self.datasets or inp.dataset in self.producers:
+                return inp.dataset, inp.mapping
+        return None
+
+    def _unsure_job(self, job: str, doubt: Doubt, _seen: frozenset[str] = frozenset()) -> bool:
+        """Whether the job's partitioning rests on a part that did not validate."""
+        if self.jobs[job].partitioning is not None:
+            return False
+        if job in doubt.jobs:
+            return True
+        source = self._partitioning_source(job)
+        if source is None or job in _seen:
+            return False
+        return self._unsure_dataset(source[0], doubt, _seen | {job})
+
+    def _unsure_dataset(self, dataset: str, doubt: Doubt, _seen: frozenset[str] = frozenset()) -> bool:
+        if dataset in self.datasets:
+            return dataset in doubt.datasets
+        producer = self.producers.get(dataset)
+        if producer is None:  # claimed by a job that did not validate, or unknown (reported as such)
+            return dataset in doubt.produced
+        return self._unsure_job(producer, doubt, _seen)
 
     @cached_property
     def consumers(self) -> dict[str, tuple[tuple[str, InputSpec], ...]]:
@@ -151,44 +197,26 @@ class PipelineSpec(_Model):
         return self.pools.get(pool, DEFAULT_POOL_SIZE if pool == DEFAULT_POOL else 1)
 
     # ------------------------------------------------------------------ validation
-    def problems(self, check_kinds: bool = True) -> list[tuple[Path, str]]:
-        """Every cross-field problem, as (path in the spec, message)."""
+    def problems(self, check_kinds: bool = True, doubt: Doubt | None = None) -> list[tuple[Path, str]]:
+        """Every cross-field problem, as (path in the spec, message). With `doubt` (parts of the
+        spec that did not validate), the checks those parts could make wrong are left out."""
+        doubt = doubt or Doubt()
         found: list[tuple[Path, str]] = []
-        known = set(self.datasets) | set(self.producers)
+        known = set(self.datasets) | set(self.producers) | doubt.produced
         seen_out: dict[str, str] = {}
         for name, job in self.jobs.items():
             base: Path = ("jobs", name)
             job_p = self.job_partitioning(name)
-            if job.pool != DEFAULT_POOL and job.pool not in self.pools:
+            unsure = self._unsure_job(name, doubt)
+            if job.pool != DEFAULT_POOL and job.pool not in self.pools and not doubt.pools:
                 found.append(
                     (base + ("pool",), f"job {name!r}: unknown pool {job.pool!r} (declare it in pools)")
                 )
-            if job.deadline and job_p not in ("daily", "hourly"):
+            if job.deadline and job_p not in ("daily", "hourly") and not unsure:
                 problem = f"job {name!r}: a deadline needs a daily or hourly job, not {P.describe(job_p)}"
                 found.append((base + ("deadline",), problem))
             for i, inp in enumerate(job.inputs):
-                where = base + ("inputs", i)
-                if inp.dataset not in known:
-                    found.append(
-                        (
-                            where,
-                            f"job {name!r}: unknown dataset {inp.dataset!r} "
-                            "(declare it in datasets or produce it by a job)",
-                        )
-                    )
-                    continue
-                problem = P.mapping_problem(self.partitioning(inp.dataset), inp.mapping, job_p)
-                if problem:
-                    found.append((where, f"job {name!r}, input {inp.dataset!r}: {problem}"))
-                elif inp.on_change and (inp.mapping != "latest" or job_p not in ("daily", "hourly")):
-                    found.append(
-                        (
-                            where + ("on_change",),
-                            f"job {name!r}, input {inp.dataset!r}: on_change rerun_latest needs "
-                            f"mapping latest on a daily or hourly job, not mapping {inp.mapping!r} "
-                            f"on {P.describe(job_p)}",
-                        )
-                    )
+                found.extend(self._input_problems(name, base + ("inputs", i), inp, job_p, known, doubt))
             for i, ds in enumerate(job.outputs):
                 where = base + ("outputs", i)
                 if ds in seen_out:
@@ -196,25 +224,53 @@ class PipelineSpec(_Model):
                         (where, f"dataset {ds!r} is produced by two jobs: {seen_out[ds]!r} and {name!r}")
                     )
                 seen_out.setdefault(ds, name)
-                if ds in self.datasets and self.datasets[ds].partitioning != job_p:
+                declared = self.datasets.get(ds)
+                if declared and declared.partitioning != job_p and not unsure and ds not in doubt.datasets:
                     found.append(
                         (
                             where,
                             f"job {name!r} is {P.describe(job_p)} but its output {ds!r} is "
-                            f"{P.describe(self.datasets[ds].partitioning)}",
+                            f"{P.describe(declared.partitioning)}",
                         )
                     )
             inputs = {i.dataset for i in job.inputs}
             for ds in job.contract:
-                if ds not in inputs:
+                if ds not in inputs and name not in doubt.jobs:
                     found.append(
                         (base + ("contract", ds), f"job {name!r}: contract names {ds!r}, not an input")
                     )
-            if check_kinds:
+            if check_kinds and name not in doubt.kinds:
                 found.extend(_kind_problems(name, job))
         for cycle in _cycles(self):
             found.append((("jobs", cycle[0]), "cycle: " + " → ".join(cycle + [cycle[0]])))
         return found
+
+    def _input_problems(
+        self, name: str, where: Path, inp: InputSpec, job_p: Partitioning, known: set[str], doubt: Doubt
+    ) -> list[tuple[Path, str]]:
+        if inp.dataset not in known:
+            return [
+                (
+                    where,
+                    f"job {name!r}: unknown dataset {inp.dataset!r} "
+                    "(declare it in datasets or produce it by a job)",
+                )
+            ]
+        if self._unsure_job(name, doubt) or self._unsure_dataset(inp.dataset, doubt):
+            return []
+        problem = P.mapping_problem(self.partitioning(inp.dataset), inp.mapping, job_p)
+        if problem:
+            return [(where, f"job {name!r}, input {inp.dataset!r}: {problem}")]
+        if inp.on_change and (inp.mapping != "latest" or job_p not in ("daily", "hourly")):
+            return [
+                (
+                    where + ("on_change",),
+                    f"job {name!r}, input {inp.dataset!r}: on_change rerun_latest needs "
+                    f"mapping latest on a daily or hourly job, not mapping {inp.mapping!r} "
+                    f"on {P.describe(job_p)}",
+                )
+            ]
+        return []
 
     def checked(self) -> PipelineSpec:
         """This spec, or SpecError listing every problem (for specs built in Python)."""
@@ -224,6 +280,11 @@ class PipelineSpec(_Model):
                 [SpecProblem("<python>", 0, f"{'.'.join(map(str, p))}: {m}") for p, m in problems]
             )
         return self
+
+
+def error_message(err: Any) -> str:
+    """pydantic's message of one error, without the "Value error, " of a validator's own."""
+    return str(err["msg"]).removeprefix("Value error, ")
 
 
 def _kind_problems(name: str, job: JobSpec) -> Iterable[tuple[Path, str]]:
@@ -241,10 +302,8 @@ def _kind_problems(name: str, job: JobSpec) -> Iterable[tuple[Path, str]]:
     except ValidationError as exc:
         for err in exc.errors():
             loc = tuple(err["loc"])
-            yield (
-                base + ("settings",) + loc,
-                f"job {name!r}, settings {'.'.join(map(str, loc)) or ''}: {err['msg']}",
-            )
+            what = f"settings {'.'.join(map(str, loc))}" if loc else "settings"
+            yield base + ("settings",) + loc, f"job {name!r}, {what}: {error_message(err)}"
 
 
 def _cycles(spec: PipelineSpec) -> list[list[str]]:

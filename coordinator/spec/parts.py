@@ -1,0 +1,149 @@
+"""Validate a spec part by part, so that its schema and its cross-field problems come in one pass.
+
+Validating the whole mapping at once stops at the schema: pydantic reports the fields that do
+not fit, and there is no spec left for the cross checks (unknown inputs, cycles, two producers,
+mappings, pools, kinds and their settings) to run on — a spec with fifteen mistakes reported
+seven, and the other eight only after those were fixed. So each dataset, job and top-level key
+is validated alone, and a part that does not fit keeps what does: a job's bad input is left
+out and its other inputs stay, a bad pool size still declares the pool, a typo'd key is
+dropped. The cross checks then run on what was kept, except those a left-out part could make
+wrong (a partitioning that did not validate, a job whose inputs were cut): `Doubt` names them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from coordinator.spec.models import DatasetSpec, Doubt, JobSpec, Path, PipelineSpec, error_message
+
+Problem = tuple[Path, str]  # (where in the spec's data, message)
+# the job fields whose loss can change a partitioning the cross checks compare
+_SHAPING = {"partitioning", "inputs", "outputs"}
+
+
+def assemble(data: dict[Any, Any]) -> tuple[PipelineSpec, list[Problem], Doubt]:
+    """The spec made of the parts that validate, every schema problem, and what to doubt."""
+    problems: list[Problem] = []
+    doubt = Doubt()
+    top = {k: v for k, v in data.items() if k not in ("datasets", "jobs")}
+    top = _top_level(top, problems, doubt)
+    datasets: dict[str, DatasetSpec] = {}
+    for name, value in _mapping(data, "datasets", problems).items():
+        kept, bad = _salvaged(DatasetSpec, value, ("datasets", name), problems)
+        if kept is None or "partitioning" in bad:
+            doubt.datasets.add(name)
+        datasets[name] = kept if kept is not None else DatasetSpec()
+    jobs: dict[str, JobSpec] = {}
+    for name, value in _mapping(data, "jobs", problems).items():
+        job = _job(name, value, problems, doubt)
+        if job is not None:
+            jobs[name] = job
+    spec = PipelineSpec.model_validate({**top, "datasets": datasets, "jobs": jobs})
+    return spec, problems, doubt
+
+
+def _top_level(top: dict[Any, Any], problems: list[Problem], doubt: Doubt) -> dict[Any, Any]:
+    try:
+        PipelineSpec.model_validate(top)
+        return top
+    except ValidationError as exc:
+        errors = exc.errors()
+    problems.extend(_located((), errors))
+    kept = dict(top)
+    for err in errors:
+        loc = err["loc"]
+        if loc[:1] == ("pools",) and len(loc) > 1 and isinstance(kept.get("pools"), dict):
+            kept["pools"] = {**kept["pools"], loc[1]: 1}  # still declared: its jobs are not "unknown pool"
+        elif loc[:1] == ("pools",):
+            kept.pop("pools", None)
+            doubt.pools = True
+        elif loc:
+            kept.pop(loc[0], None)
+    return kept
+
+
+def _job(name: str, value: Any, problems: list[Problem], doubt: Doubt) -> JobSpec | None:
+    where: Path = ("jobs", name)
+    try:
+        return JobSpec.model_validate(value)
+    except ValidationError as exc:
+        errors = exc.errors()
+    problems.extend(_located(where, errors))
+    if not isinstance(value, dict):
+        return None
+    doubt.produced.update(o for o in _listed(value.get("outputs")) if isinstance(o, str))
+    kept = dict(value)
+    for err in errors:
+        loc = err["loc"]
+        field = loc[0] if loc else None
+        if field in ("inputs", "outputs") and len(loc) > 1 and isinstance(loc[1], int):
+            kept[field] = _valid_items(kept.get(field), field)  # the job's other inputs stay
+        elif field == "contract" and len(loc) > 1 and isinstance(kept.get("contract"), dict):
+            kept["contract"] = {k: v for k, v in kept["contract"].items() if k != loc[1]}
+        elif field is not None:
+            kept.pop(field, None)
+        if field in _SHAPING:
+            doubt.jobs.add(name)
+        if field in ("kind", "settings"):
+            doubt.kinds.add(name)
+            kept.setdefault("kind", "command")  # a stand-in: the settings are not checked (Doubt.kinds)
+    try:
+        return JobSpec.model_validate(kept)
+    except ValidationError:
+        return None
+
+
+def _valid_items(items: Any, field: str) -> list[Any]:
+    """The items of a job's list field that validate on their own (the rest are reported)."""
+    good = []
+    for item in _listed(items):
+        try:
+            JobSpec.model_validate({"kind": "command", field: [item]})
+        except ValidationError:
+            continue
+        good.append(item)
+    return good
+
+
+def _salvaged(
+    model: type[BaseModel], value: Any, where: Path, problems: list[Problem]
+) -> tuple[Any, set[Any]]:
+    """`value` as `model`; when it does not fit, its problems and the model from the fields that do."""
+    try:
+        return model.model_validate(value), set()
+    except ValidationError as exc:
+        errors = exc.errors()
+    problems.extend(_located(where, errors))
+    bad = {err["loc"][0] for err in errors if err["loc"]}
+    if not isinstance(value, dict):
+        return None, {"*"}
+    try:
+        return model.model_validate({k: v for k, v in value.items() if k not in bad}), bad
+    except ValidationError:
+        return None, bad
+
+
+def _mapping(data: dict[Any, Any], key: str, problems: list[Problem]) -> dict[Any, Any]:
+    value = data.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        problems.append(((key,), "should be a mapping of names to definitions"))
+        return {}
+    return value
+
+
+def _listed(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, list | tuple) else []
+
+
+def _located(where: Path, errors: list[Any]) -> list[Problem]:
+    return [(where + tuple(err["loc"]), _message(err)) for err in errors]
+
+
+def _message(err: Any) -> str:
+    if err["type"] == "missing" and err["loc"]:  # the missing key has no line: say its name
+        return f"{err['loc'][-1]} is required"
+    return error_message(err)
