@@ -27,12 +27,12 @@ next loop turn records its end, and a smaller cap would measure the cap, not the
   and the sustained drain served by N coordinator processes in one consumer group over one
   PostgreSQL (topic of 2N partitions).
 
-The launcher is an in-process one that records the launch and reports success at once, so the
-figures are the coordinator's own cost (bus, state store, readiness, claims, outbox, its own
-completion events back on the bus) — not process start-up, which the `command` kind adds and
-which is printed separately (median of sequential `true` runs). The test PostgreSQL that
-scripts/services starts runs with fsync off; a durable server adds one WAL flush per transaction
-(two per loop turn: its batch's events, then its results).
+The launcher is the stub (coordinator/launchers/stub.py), which records the launch and reports
+success at once, so the figures are the coordinator's own cost (bus, state store, readiness,
+claims, outbox, its own completion events back on the bus) — not process start-up, which the
+`command` kind adds and which is printed separately (median of sequential `true` runs). The
+test PostgreSQL that scripts/services starts runs with fsync off; a durable server adds one WAL
+flush per transaction (two per loop turn: its batch's events, then its results).
 
     python bench/latency.py [--seconds 5] [--backlog 20000] [--only local_sqlite] [--instances 2] [--repeat 3]
 Prints figures as it goes and, as its last line, one JSON object.
@@ -58,8 +58,9 @@ from sqlalchemy import select
 from coordinator.bus.factory import open_bus
 from coordinator.engine import Coordinator
 from coordinator.events import CompletionEvent
-from coordinator.launchers.base import Handle, Launcher, RunContext, RunResult
+from coordinator.launchers.base import RunContext
 from coordinator.launchers.command import CommandLauncher
+from coordinator.launchers.stub import StubLauncher
 from coordinator.publish import Publisher
 from coordinator.settings import Settings
 from coordinator.spec.models import DatasetSpec, JobSpec, PipelineSpec
@@ -72,27 +73,17 @@ DAY0 = date(2024, 1, 1)
 WARM_UP = 10_000_000  # an event number no load reaches
 
 
-class InstantLauncher(Launcher):
-    """Records when each run was launched and succeeds at once (the coordinator's cost only)."""
+def instant(settings: Settings) -> StubLauncher:
+    """Serves the spec's command jobs: every run succeeds at once (the coordinator's cost only)."""
+    return StubLauncher(settings, kind="command")
 
-    kind = "command"
 
-    def __init__(self, settings: Settings) -> None:
-        super().__init__(settings)
-        self.launched: dict[str, tuple[str, float]] = {}
-        self.lock = threading.Lock()
-
-    def start(self, ctx: RunContext) -> Handle:
-        at = time.time()
-        with self.lock:
-            self.launched.setdefault(ctx.run_id, (ctx.inputs[0].event_id, at))
-        return Handle(self.kind, {"instant": True})
-
-    def wait(self, handle: Handle, ctx: RunContext) -> RunResult:
-        return RunResult(True)
-
-    def cancel(self, handle: Handle) -> None:
-        pass
+def launch_times(launcher: StubLauncher) -> dict[str, tuple[str, float]]:
+    """When each run was launched, by run id: (the event that made it ready, the time)."""
+    out: dict[str, tuple[str, float]] = {}
+    for run in list(launcher.runs):
+        out.setdefault(run.run_id, (run.inputs[0].event_id, run.started_at))
+    return out
 
 
 def build_spec(jobs: int = JOBS) -> PipelineSpec:
@@ -180,8 +171,8 @@ class Backend:
 
 def serve(
     spec: PipelineSpec, settings: Settings
-) -> tuple[Coordinator, InstantLauncher, threading.Event, threading.Thread]:
-    launcher = InstantLauncher(settings)
+) -> tuple[Coordinator, StubLauncher, threading.Event, threading.Thread]:
+    launcher = instant(settings)
     coord = Coordinator(spec, settings, launchers={"command": launcher})
     stop = threading.Event()
     thread = threading.Thread(target=coord.run, kwargs={"stop": stop.is_set}, daemon=True)
@@ -189,11 +180,11 @@ def serve(
     return coord, launcher, stop, thread
 
 
-def wait_for(launcher: InstantLauncher, n: int, timeout_s: float) -> bool:
+def wait_for(launcher: StubLauncher, n: int, timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
-    while len(launcher.launched) < n and time.monotonic() < deadline:
+    while len(launcher.runs) < n and time.monotonic() < deadline:
         time.sleep(0.05)
-    return len(launcher.launched) >= n
+    return len(launcher.runs) >= n
 
 
 def publish_backlog(settings: Settings, backlog: int, make=event) -> None:
@@ -222,14 +213,14 @@ def produced_at(store: StateStore) -> dict[str, float]:
         return dict(rows.all())
 
 
-def warm_up(settings: Settings, launcher: InstantLauncher) -> None:
+def warm_up(settings: Settings, launcher: StubLauncher) -> None:
     """One event through before measuring: the consumer has joined its group, caches are warm."""
     with Publisher(open_bus(settings), settings) as publisher:
         publisher.publish(event(WARM_UP))
         publisher.flush()
     if not wait_for(launcher, 1, timeout_s=60):
         raise RuntimeError("the coordinator did not launch the warm-up run")
-    launcher.launched.clear()
+    launcher.runs.clear()
 
 
 def offered_load(backend: Backend, spec: PipelineSpec, rate: int, seconds: float) -> dict[str, float]:
@@ -247,7 +238,7 @@ def offered_load(backend: Backend, spec: PipelineSpec, rate: int, seconds: float
     thread.join(60)
     sent = produced_at(coord.store)
     coord.close()
-    lat = sorted((at - sent[eid]) * 1000 for eid, at in launcher.launched.values() if eid in sent)
+    lat = sorted((at - sent[eid]) * 1000 for eid, at in launch_times(launcher).values() if eid in sent)
     out = latency_figures(lat, total, complete)
     print(f"  {backend.name} {rate:>6}/s: {out}", flush=True)
     return out
@@ -283,7 +274,7 @@ def sustained(backend: Backend, spec: PipelineSpec, backlog: int) -> float:
     started = time.time()
     coord, launcher, stop, thread = serve(spec, settings)
     complete = wait_for(launcher, backlog, timeout_s=600)
-    times = sorted(at for _, at in launcher.launched.values())
+    times = sorted(at for _, at in launch_times(launcher).values())
     stop.set()
     thread.join(60)
     coord.close()
@@ -435,7 +426,7 @@ def ingest_only(backend: Backend, spec: PipelineSpec, backlog: int) -> float:
     """Events/s for completions no job consumes: bus, decode, dedupe, record, readiness — no runs."""
     settings = backend.fresh()
     publish_backlog(settings, backlog, other_event)
-    with Coordinator(spec, settings, launchers={"command": InstantLauncher(settings)}) as coord:
+    with Coordinator(spec, settings, launchers={"command": instant(settings)}) as coord:
         started = time.monotonic()
         stats = coord.run(max_events=backlog, timeout_s=600)
         rate = stats.events / (time.monotonic() - started)
@@ -466,10 +457,10 @@ def command_spawn_ms(tmp: Path, n: int = 20) -> float:
 def _instance(settings_json: str, name: str, stop, out: str) -> None:
     """In a process of its own: one coordinator instance until `stop` is set; its launches to `out`."""
     settings = Settings.model_validate_json(settings_json).model_copy(update={"instance_name": name})
-    launcher = InstantLauncher(settings)
+    launcher = instant(settings)
     with Coordinator(build_spec(), settings, launchers={"command": launcher}) as coord:
         coord.run(stop=stop.is_set)
-    Path(out).write_text(json.dumps(launcher.launched))
+    Path(out).write_text(json.dumps(launch_times(launcher)))
 
 
 class Instances:

@@ -9,6 +9,7 @@ handed over through fields filled as a side effect.
 
 from __future__ import annotations
 
+import heapq
 import logging
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING
@@ -59,24 +60,32 @@ class Step:
 class ClaimSchedule:
     """When a turn looks for due ready runs. A claim is a statement per pool, so it is skipped
     while nothing can have changed: it is due at once when ready runs may have appeared
-    (created while their pool was full, retried) or a pool slot was freed while ready runs may
-    wait; runs queued by other processes (`coord retry`, another instance whose full pool this
-    one frees) are caught by a look every CLAIM_POLL_S."""
+    (created while their pool was full) or a pool slot was freed while ready runs may wait, and
+    when a retry this loop scheduled comes due; runs queued by other processes (`coord retry`,
+    another instance whose full pool this one frees) are caught by a look every CLAIM_POLL_S."""
 
-    __slots__ = ("due_at", "ready_waiting")
+    __slots__ = ("due_at", "ready_waiting", "_retries")
 
     def __init__(self) -> None:
         self.due_at = 0.0  # when to look again (0: at once)
         self.ready_waiting = True  # due ready runs may be waiting (not known at start-up)
+        self._retries: list[float] = []  # when the retries this loop scheduled come due (a heap)
 
     def due(self, now: float) -> bool:
         return now >= self.due_at
 
     def looked(self, now: float, found: bool, contended: bool) -> None:
         """A claim ran. `contended`: another instance was claiming from a pool (look again next
-        turn); a claim that found nothing means none is due until one is created."""
+        turn); a claim that found nothing means none is due until one is created or a
+        scheduled retry comes due."""
         self.due_at = 0.0 if contended else now + CLAIM_POLL_S
         self.ready_waiting = found or contended
+        retries = self._retries
+        while retries and retries[0] <= now:
+            heapq.heappop(retries)
+        if retries:
+            self.due_at = min(self.due_at, retries[0])
+            self.ready_waiting = True
 
     def ready_created(self) -> None:
         """A run was created ready: its pool had no room."""
@@ -85,6 +94,7 @@ class ClaimSchedule:
     def retry_scheduled(self, at: float) -> None:
         self.ready_waiting = True
         self.due_at = min(self.due_at, at)
+        heapq.heappush(self._retries, at)
 
     def slots_freed(self) -> None:
         """Runs ended: their slots are worth a claim only while ready runs may wait."""

@@ -57,7 +57,11 @@ def read_log(log: Path) -> dict[tuple[str, str], list[tuple[float, float]]]:
 
 def check_dag(log: Path) -> None:
     """Every job partition ran exactly once, after its inputs, and left/right overlapped."""
-    ran = read_log(log)
+    check_ran(read_log(log))
+
+
+def check_ran(ran: dict[tuple[str, str], list[tuple[float, float]]]) -> None:
+    """`check_dag` on (job, partition) → [(start, end)] of every run, however they were recorded."""
     assert sorted(ran) == sorted((j, d) for j in ("join", "left", "right", "final") for d in DAYS)
     assert all(len(v) == 1 for v in ran.values()), ran
     upstream = {"left": "join", "right": "join", "final": "left"}

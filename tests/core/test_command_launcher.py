@@ -57,3 +57,16 @@ def test_failure_and_timeout(tmp_path: Path):
     assert launcher.is_alive(handle)
     result = launcher.wait(handle, c)
     assert not result.succeeded and "timed out" in result.error and not launcher.is_alive(handle)
+
+
+def test_details_a_job_reports_reach_the_result_even_when_it_fails(tmp_path: Path):
+    """How a job says it refuses its input (the engine then blocks the run: tests/core/test_engine.py)."""
+    launcher = CommandLauncher(Settings(home=tmp_path))
+    script = (
+        "import sys; from coordinator.launchers.result import report_details; "
+        "report_details({'blocked': True, 'mismatched_columns': ['plan']}); sys.exit(3)"
+    )
+    c = ctx(tmp_path, [sys.executable, "-c", script])
+    result = launcher.wait(launcher.start(c), c)
+    assert not result.succeeded and "exit code 3" in result.error
+    assert dict(result.details) == {"blocked": True, "mismatched_columns": ["plan"], "exit_code": 3}

@@ -1,8 +1,13 @@
-"""The engine on the embedded bus and SQLite: a DAG end to end, contracts, retries, restart."""
+"""The engine on the embedded bus and SQLite: a DAG end to end, contracts, retries, restart.
+
+Jobs are served by the stub launcher (scripted results, in process): what is tested is the
+engine, not process start-up, which the command kind's own tests cover
+(tests/core/test_command_launcher.py)."""
 
 from __future__ import annotations
 
-import sys
+import threading
+from collections import defaultdict
 from pathlib import Path
 
 import pytest
@@ -10,18 +15,38 @@ import pytest
 from coordinator.bus.local import LocalBus
 from coordinator.engine import Coordinator
 from coordinator.events import Column, CompletionEvent, Status
+from coordinator.hooks import Hook
 from coordinator.intake import EventIntake
+from coordinator.launchers.stub import StubLauncher, fail, output, refuse, succeed
 from coordinator.operations import backfill, retry
 from coordinator.publish import Publisher
 from coordinator.settings import Settings
 from coordinator.spec import parse_spec
 from coordinator.store import StateStore
-from tests.core.dag import DAYS, check_dag, dag_spec, shuffled_events
+from tests.core.dag import DAYS, check_ran, dag_spec, shuffled_events
 
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return Settings(home=tmp_path / "home", bus="local")
+
+
+@pytest.fixture
+def stub() -> StubLauncher:
+    """Serves the specs' `command` jobs; every attempt succeeds unless scripted otherwise."""
+    return StubLauncher(kind="command")
+
+
+def coordinator(spec, settings: Settings, stub: StubLauncher, **kw) -> Coordinator:
+    return Coordinator(spec, settings, launchers={"command": stub}, **kw)
+
+
+def spans(stub: StubLauncher) -> dict[tuple[str, str], list[tuple[float, float]]]:
+    ran: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
+    for run in stub.runs:
+        assert run.ended_at is not None, f"{run.job}[{run.partition}] never ended"
+        ran[(run.job, run.partition)].append((run.started_at, run.ended_at))
+    return ran
 
 
 def publish(settings: Settings, events) -> None:
@@ -39,20 +64,23 @@ def published(settings: Settings, group: str = "observer") -> list[CompletionEve
         return out
 
 
-def test_dag_runs_each_partition_once_in_order_and_in_parallel(settings: Settings, tmp_path: Path):
+def test_dag_runs_each_partition_once_in_order_and_in_parallel(
+    settings: Settings, tmp_path: Path, stub: StubLauncher
+):
     log = tmp_path / "ran.log"
     settings.home.mkdir()
+    stub.default = succeed(seconds=0.05)  # long enough for left and right to overlap
     publish(settings, shuffled_events())
-    with Coordinator(dag_spec(log), settings) as coord:
+    with coordinator(dag_spec(log), settings, stub) as coord:
         stats = coord.run(until_idle=True, timeout_s=60)
     assert (stats.succeeded, stats.failed, stats.runs_created) == (12, 0, 12)
-    check_dag(log)
+    check_ran(spans(stub))
     outputs = [e for e in published(settings) if e.producer == "coordinator"]
     assert sorted((e.dataset, e.partition) for e in outputs) == sorted(
         (d, p) for d in ("mid", "left_out", "right_out", "final_out") for p in DAYS
     )
     # a second run over the same (replayed) events creates nothing
-    with Coordinator(dag_spec(log), settings) as coord:
+    with coordinator(dag_spec(log), settings, stub) as coord:
         assert coord.run(until_idle=True, timeout_s=30).runs_created == 0
 
 
@@ -65,7 +93,7 @@ jobs:
 """
 
 
-def test_contract_violation_blocks_and_a_fixed_version_resumes(settings: Settings):
+def test_contract_violation_blocks_and_a_fixed_version_resumes(settings: Settings, stub: StubLauncher):
     settings.home.mkdir()
     bad = CompletionEvent(
         dataset="raw.a",
@@ -73,7 +101,7 @@ def test_contract_violation_blocks_and_a_fixed_version_resumes(settings: Setting
         columns=(Column(name="id", type="string"), Column(name="x", type="int")),
     )
     publish(settings, [bad])
-    with Coordinator(parse_spec(CONTRACT), settings) as coord:
+    with coordinator(parse_spec(CONTRACT), settings, stub) as coord:
         stats = coord.run(until_idle=True, timeout_s=30)
         assert (stats.blocked, stats.launched) == (1, 0)
         with coord.store.begin() as tx:
@@ -108,27 +136,26 @@ jobs:
     inputs: [raw.a]
     outputs: [mid]
     retries: {max_attempts: 3, backoff_s: 0.1}
-    settings:
-      command: [sh, -c, 'echo attempt >> {flag}.count; test -e {flag} || { echo "ERROR: nope" >&2; exit 1; }']
+    settings: {command: "true"}
   after: {kind: command, inputs: [mid], outputs: [out], settings: {command: "true"}}
 """
 
 
-def test_retry_then_fail_holds_downstream_until_coord_retry(settings: Settings, tmp_path: Path):
+def test_retry_then_fail_holds_downstream_until_coord_retry(settings: Settings, stub: StubLauncher):
     settings.home.mkdir()
-    flag = tmp_path / "fixed"
+    stub.script("load", fail("ERROR: nope"))
     publish(settings, [CompletionEvent(dataset="raw.a", partition="2024-01-01")])
-    with Coordinator(parse_spec(FLAKY.replace("{flag}", str(flag))), settings) as coord:
+    with coordinator(parse_spec(FLAKY), settings, stub) as coord:
         stats = coord.run(until_idle=True, timeout_s=30)
         assert (stats.retried, stats.failed, stats.succeeded) == (2, 1, 0)
-        assert len(Path(f"{flag}.count").read_text().splitlines()) == 3
+        assert len(stub.ran("load")) == 3
         with coord.store.begin() as tx:
             [run] = tx.list_runs(job="load")
             assert run.state == "failed" and "ERROR: nope" in run.error
             assert [a["attempt"] for a in tx.attempts(run.run_id)] == [1, 2, 3]
             assert tx.list_runs(job="after") == []
         assert [e.dataset for e in published(settings) if e.status is Status.FAILED] == ["mid"]
-        flag.touch()
+        stub.script("load", succeed())  # fixed
         retry(coord.store, run.run_id[:8])
         stats = coord.run(until_idle=True, timeout_s=30)
         assert stats.succeeded == 2
@@ -136,31 +163,31 @@ def test_retry_then_fail_holds_downstream_until_coord_retry(settings: Settings, 
             assert tx.get_run(run.run_id).state == "succeeded" and tx.get_run(run.run_id).attempt == 4
 
 
-def test_backfill_reruns_complete_partitions_only(settings: Settings, tmp_path: Path):
+def test_backfill_reruns_complete_partitions_only(settings: Settings, tmp_path: Path, stub: StubLauncher):
     settings.home.mkdir()
-    log = tmp_path / "ran.log"
-    spec = dag_spec(log, sleep=0)
+    spec = dag_spec(tmp_path / "ran.log", sleep=0)
     publish(settings, [CompletionEvent(dataset=d, partition=p) for d in ("raw.a", "raw.b") for p in DAYS[:2]])
-    with Coordinator(spec, settings) as coord:
+    with coordinator(spec, settings, stub) as coord:
         coord.run(until_idle=True, timeout_s=30)
         result = backfill(coord.store, spec, "join", DAYS)
         assert [r.partition for r in result.created] == DAYS[:2]
         assert result.waiting == [(DAYS[2], [f"raw.a[{DAYS[2]}]", f"raw.b[{DAYS[2]}]"])]
         stats = coord.run(until_idle=True, consume=False, timeout_s=30)
         assert stats.succeeded == 2 + 6  # the two joins, then what their new outputs trigger
-    assert len(log.read_text().splitlines()) == 8 + 8
+    assert len(stub.runs) == 8 + 8
 
 
-def test_restart_reattaches_a_running_job(settings: Settings, tmp_path: Path):
+def test_restart_reattaches_a_running_job(settings: Settings, stub: StubLauncher):
     settings.home.mkdir()
-    spec = parse_spec(f"""
-datasets: {{raw.a: {{partitioning: daily}}}}
+    spec = parse_spec("""
+datasets: {raw.a: {partitioning: daily}}
 jobs:
-  slow: {{kind: command, inputs: [raw.a], outputs: [o],
-          settings: {{command: [sh, -c, 'sleep 3; echo {{partition}} >> {tmp_path}/slow.log']}}}}
+  slow: {kind: command, inputs: [raw.a], outputs: [o], settings: {command: "true"}}
 """)
+    release = threading.Event()
+    stub.script("slow", succeed(until=release))  # runs until released
     publish(settings, [CompletionEvent(dataset="raw.a", partition="2024-01-01")])
-    coord = Coordinator(spec, settings)
+    coord = coordinator(spec, settings, stub)
 
     def running() -> bool:
         with coord.store.begin() as tx:
@@ -171,29 +198,28 @@ jobs:
     with StateStore(settings.resolved_state_url()) as store, store.begin() as tx:
         [run] = tx.list_runs()
         assert run.state == "running" and run.handle is not None
-    with Coordinator(spec, settings) as coord:
+    assert stub.is_alive(run.handle)
+
+    class ReleaseOnceReattached(Hook):
+        def after_launch(self, run, handle) -> None:
+            release.set()
+
+    with coordinator(spec, settings, stub, hooks=[ReleaseOnceReattached()]) as coord:
         stats = coord.run(until_idle=True, timeout_s=30)
     assert (stats.launched, stats.succeeded) == (0, 1)  # re-attached, not re-launched
-    assert (tmp_path / "slow.log").read_text().split() == ["2024-01-01"]
+    assert stub.ran() == [("slow", "2024-01-01")]
 
 
-def test_output_events_carry_what_the_job_reported(settings: Settings):
+def test_output_events_carry_what_the_job_reported(settings: Settings, stub: StubLauncher):
     settings.home.mkdir()
-    script = (
-        "from coordinator.launchers.result import report_output; "
-        "report_output('mid', row_count=42, location='/lake/mid', columns=[('id', 'long')])"
-    )
-    spec = parse_spec(f"""
-datasets: {{raw.a: {{partitioning: daily}}}}
+    spec = parse_spec("""
+datasets: {raw.a: {partitioning: daily}}
 jobs:
-  load:
-    kind: command
-    inputs: [raw.a]
-    outputs: [mid]
-    settings: {{command: ["{sys.executable}", -c, "{script}"]}}
+  load: {kind: command, inputs: [raw.a], outputs: [mid], settings: {command: "true"}}
 """)
+    stub.script("load", succeed(output("mid", row_count=42, location="/lake/mid", columns=[("id", "long")])))
     publish(settings, [CompletionEvent(dataset="raw.a", partition="2024-01-01")])
-    with Coordinator(spec, settings) as coord:
+    with coordinator(spec, settings, stub) as coord:
         assert coord.run(until_idle=True, timeout_s=60).succeeded == 1
     [out] = [e for e in published(settings) if e.producer == "coordinator"]
     assert (out.dataset, out.partition, out.row_count, out.location) == ("mid", "2024-01-01", 42, "/lake/mid")
@@ -202,38 +228,36 @@ jobs:
 
 
 def test_a_new_model_version_rescores_the_newest_partition_and_downstream_follows(
-    settings: Settings, tmp_path: Path
+    settings: Settings, stub: StubLauncher
 ):
     settings.home.mkdir()
-    log = tmp_path / "ran.log"
-    line = f"echo {{job}} {{partition}} >> {log}"
-    spec = parse_spec(f"""
-datasets: {{raw.a: {{partitioning: daily}}, mlflow.models.churn: {{partitioning: none}}}}
+    spec = parse_spec("""
+datasets: {raw.a: {partitioning: daily}, mlflow.models.churn: {partitioning: none}}
 jobs:
-  score: {{kind: command, outputs: [scores],
-          inputs: [raw.a, {{dataset: mlflow.models.churn, mapping: latest, on_change: rerun_latest}}],
-          settings: {{command: [sh, -c, '{line}']}}}}
-  push: {{kind: command, inputs: [scores], outputs: [pushed], settings: {{command: [sh, -c, '{line}']}}}}
+  score: {kind: command, outputs: [scores],
+          inputs: [raw.a, {dataset: mlflow.models.churn, mapping: latest, on_change: rerun_latest}],
+          settings: {command: "true"}}
+  push: {kind: command, inputs: [scores], outputs: [pushed], settings: {command: "true"}}
 """)
     v1 = CompletionEvent(dataset="mlflow.models.churn", partition=None, attributes={"model_version": "1"})
     publish(settings, [v1, *(CompletionEvent(dataset="raw.a", partition=d) for d in DAYS[:2])])
-    with Coordinator(spec, settings) as coord:
+    with coordinator(spec, settings, stub) as coord:
         assert coord.run(until_idle=True, timeout_s=60).succeeded == 4
     v2 = CompletionEvent(dataset="mlflow.models.churn", partition=None, attributes={"model_version": "2"})
     publish(settings, [v2, v2])  # duplicated: still one re-run
-    with Coordinator(spec, settings) as coord:
+    with coordinator(spec, settings, stub) as coord:
         stats = coord.run(until_idle=True, timeout_s=60)
         assert (stats.runs_created, stats.succeeded) == (2, 2)
         with coord.store.begin() as tx:
             [newest, *_] = tx.list_runs(job="score")
     assert newest.partition == DAYS[1]
     assert v2.event_id in {v.event_id for v in newest.inputs}
-    lines = log.read_text().splitlines()
+    lines = [f"{job} {partition}" for job, partition in stub.ran()]
     assert sorted(lines[:4]) == sorted(f"{j} {d}" for j in ("score", "push") for d in DAYS[:2])
     assert lines[4:] == [f"score {DAYS[1]}", f"push {DAYS[1]}"]
     # the same model versions again (a poller announcing twice) re-run nothing
     publish(settings, [v2, v1])
-    with Coordinator(spec, settings) as coord:
+    with coordinator(spec, settings, stub) as coord:
         stats = coord.run(until_idle=True, timeout_s=30)
         assert (stats.events, stats.runs_created) == (2, 0)
 
@@ -246,20 +270,20 @@ jobs:
     inputs: [raw.a]
     outputs: [scores]
     retries: {max_attempts: 3, backoff_s: 0.1}
-    settings:
-      command: [PYTHON, -c, "import sys; from coordinator.launchers.result import report_details;
-        report_details({'blocked': True, 'reason': 'plan is int64 (model expects string)',
-        'mismatched_columns': ['plan']}); sys.exit(3)"]
+    settings: {command: "true"}
   push: {kind: command, inputs: [scores], outputs: [pushed], settings: {command: "true"}}
 """
 
 
-def test_a_launcher_that_reports_blocked_is_not_retried_and_keeps_its_details(settings: Settings):
+def test_a_launcher_that_reports_blocked_is_not_retried_and_keeps_its_details(
+    settings: Settings, stub: StubLauncher
+):
     """A job that refuses its input (e.g. a model signature mismatch) is blocked at once: the
     same input would be refused again, so retries would only waste the budget."""
     settings.home.mkdir()
     publish(settings, [CompletionEvent(dataset="raw.a", partition="2024-01-01")])
-    with Coordinator(parse_spec(REFUSING.replace("PYTHON", sys.executable)), settings) as coord:
+    stub.script("score", refuse("plan is int64 (model expects string)", mismatched_columns=["plan"]))
+    with coordinator(parse_spec(REFUSING), settings, stub) as coord:
         stats = coord.run(until_idle=True, timeout_s=60)
         assert (stats.blocked, stats.retried, stats.failed, stats.succeeded) == (1, 0, 0, 0)
         with coord.store.begin() as tx:
