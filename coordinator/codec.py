@@ -9,8 +9,9 @@ The header names the writer's schema version, so a consumer reads old and new ve
 configured, the Confluent framing ``0x00 <schema id:uint32 big-endian> <Avro binary>`` is
 accepted too; the writer schema then comes from the registry (see `SchemaRegistry`).
 
-Every failure is an `EventError` with a short `reason`: undecodable, unknown_schema_version,
-missing_field, wrong_type, oversized or invalid. Nothing else escapes `decode`, whatever the
+Every failure is an `EventError` with a short `reason`: tombstone (a null value),
+undecodable (an empty value included), unknown_schema_version, missing_field, wrong_type,
+oversized or invalid. Nothing else escapes `decode`, whatever the
 bytes; tests/events fuzz that promise.
 
 Decoding is on the consumer's hot path. Messages in the current version are read by a direct
@@ -314,6 +315,8 @@ class Codec:
     # ---------------------------------------------------------------- decode
     def decode(self, data: bytes) -> CompletionEvent:
         if type(data) is not bytes:
+            if data is None:  # a Kafka tombstone: a key with a null value
+                raise EventError("tombstone", "a null value (tombstone); a completion event is never null")
             if not isinstance(data, bytes | bytearray | memoryview):
                 raise EventError("undecodable", f"expected bytes, got {type(data).__name__}")
             data = bytes(data)
@@ -321,7 +324,7 @@ class Codec:
         if size > self.max_bytes:
             raise EventError("oversized", f"{size} bytes > {self.max_bytes}")
         if size < 2:
-            raise EventError("undecodable", "shorter than the header")
+            raise EventError("undecodable", "an empty value" if not size else "shorter than the header")
         magic = data[0]
         if magic == EVENT_MAGIC and data[1] == CURRENT_VERSION and self._fast:
             try:
@@ -451,14 +454,15 @@ def event_from_json(data: bytes | str | Mapping[str, Any]) -> CompletionEvent:
 
 
 # --------------------------------------------------------------------------- dead letters
-_DL_HEADER = bytes((DEAD_LETTER_MAGIC, 1))
+DEAD_LETTER_VERSION = 2
+_DL_HEADER = bytes((DEAD_LETTER_MAGIC, DEAD_LETTER_VERSION))
 
 
 def encode_dead_letter(record: Mapping[str, Any]) -> bytes:
-    """A dead-letter record (topics/dead_letter.v1.avsc) as bytes with its header."""
+    """A dead-letter record (topics/dead_letter.v2.avsc) as bytes with its header."""
     buffer = BytesIO()
     buffer.write(_DL_HEADER)
-    fastavro.schemaless_writer(buffer, load_schema(_DEAD_LETTER_SCHEMA, 1), dict(record))
+    fastavro.schemaless_writer(buffer, load_schema(_DEAD_LETTER_SCHEMA, DEAD_LETTER_VERSION), dict(record))
     return buffer.getvalue()
 
 
@@ -467,10 +471,11 @@ def decode_dead_letter(data: bytes) -> dict[str, Any]:
     if len(data) < 2 or data[0] != DEAD_LETTER_MAGIC:
         raise EventError("undecodable", "not a dead-letter record")
     schema = load_schema(_DEAD_LETTER_SCHEMA, data[1])
+    newest = None if data[1] == DEAD_LETTER_VERSION else load_schema(_DEAD_LETTER_SCHEMA, DEAD_LETTER_VERSION)
     buffer = BytesIO(data)
     buffer.seek(2)
-    try:
-        return fastavro.schemaless_reader(buffer, schema, None)
+    try:  # an older record is read as the newest version (its new fields take their defaults)
+        return fastavro.schemaless_reader(buffer, schema, newest)
     except Exception as exc:
         raise EventError("undecodable", f"{type(exc).__name__}: {exc}") from None
 

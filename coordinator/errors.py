@@ -5,7 +5,8 @@
     ├── SpecError                  a pipeline spec is invalid (file, line, message per problem)
     ├── EventError                 an event cannot be decoded or is invalid (reason)
     │   └── SchemaVersionError     the header names a schema version this build does not know
-    ├── BusError                   the event bus failed (driver errors are mapped to this)
+    ├── BusError                   the event bus failed (driver errors are mapped to this);
+    │                              `retriable`: whether the same call may succeed later
     ├── StoreError                 the state store failed (driver errors are mapped to this)
     ├── ContractViolation          input columns break a job's contract (dataset, partition, columns)
     ├── LaunchError                a launcher could not start, watch or stop a job
@@ -68,7 +69,15 @@ class SchemaVersionError(EventError):
 
 
 class BusError(CoordinatorError):
-    pass
+    """The bus failed. `retriable` says whether trying again may help: True for a broker away or
+    slow (transport errors, timeouts, a coordinator moving), False for what will fail the same way
+    each time (bad configuration, authentication, a fatal producer, a message the broker refuses
+    as too large). The adapters decide, from their driver's own classification; a caller that
+    retries should retry only these, and stop with the message otherwise."""
+
+    def __init__(self, message: str, *, retriable: bool = True) -> None:
+        self.retriable = retriable
+        super().__init__(message)
 
 
 class StoreError(CoordinatorError):

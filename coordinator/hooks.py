@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from coordinator.events import CompletionEvent
     from coordinator.launchers.base import Handle, RunResult
+    from coordinator.store.deadletters import DeadLetterRow
     from coordinator.store.store import RunRow
 
 log = logging.getLogger("coordinator.hooks")
@@ -46,6 +47,10 @@ class Hook:
 
     def after_blocked(self, run: RunRow, reason: str) -> None:
         """A run was blocked (contract violation); nothing was launched."""
+
+    def dead_letter_unwritable(self, row: DeadLetterRow) -> None:
+        """A refused bus message could not be written to the dead-letter topic within the bound;
+        it is kept in the state store's coord_dead_letters instead (coordinator/deadletter.py)."""
 
     def after_turn(self, messages: int, seconds: float) -> None:
         """A loop turn that did something ended: it took `messages` off the bus and its work

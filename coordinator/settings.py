@@ -40,6 +40,11 @@ class Settings(BaseSettings):
     consumer_group: str = "coordinator"
     schema_registry_url: str | None = None
     max_event_bytes: int = 1_000_000
+    # A dead letter the dead-letter topic has not taken after this long is booked in the state store
+    # instead (coord_dead_letters, state 'unwritable') and the loop moves on (coordinator/deadletter.py)
+    dead_letter_timeout_s: float = Field(default=10.0, gt=0)
+    # The bus unreachable for longer than this is an error that stops `run`, `serve` and `publish`
+    bus_unreachable_s: float = Field(default=30.0, gt=0)
 
     # State store (SQLAlchemy URL); default is a SQLite file under `home`
     state_url: str | None = None

@@ -25,7 +25,7 @@ class Message:
     partition: int
     offset: int
     key: bytes | None
-    value: bytes
+    value: bytes | None  # None: a Kafka tombstone (intake dead-letters it; producers never send one)
     headers: tuple[tuple[str, bytes], ...] = ()
     timestamp_ms: int = 0
 
@@ -39,6 +39,18 @@ class TopicSpec:
 
 
 Delivered = Callable[[str | None], None]  # called with None once the bus has the message, else why not
+
+
+class DeliveryFailure(str):
+    """The reason a `Delivered` callback gets when the bus did not take a message, with whether
+    trying again may help (a plain `str` when the adapter cannot tell)."""
+
+    retriable: bool = True
+
+    def __new__(cls, reason: str, retriable: bool = True) -> DeliveryFailure:
+        failure = super().__new__(cls, reason)
+        failure.retriable = retriable
+        return failure
 
 
 class Producer(abc.ABC):
@@ -64,8 +76,9 @@ class Producer(abc.ABC):
         """Serve the delivery callbacks of what the bus has confirmed so far, without waiting
         for the rest. Raises BusError."""
 
-    def close(self) -> None:
-        self.flush()
+    def close(self, timeout: float = 30.0) -> None:
+        """Flush (for at most `timeout` seconds, raising BusError like `flush`) and let go."""
+        self.flush(timeout)
 
     def __enter__(self) -> Producer:
         return self
@@ -98,6 +111,11 @@ class Consumer(abc.ABC):
         offsets as of now, so also those it had when it started). Raises BusError."""
         return not self.lag()
 
+    def assigned(self) -> bool:
+        """Whether the consumer has been given its share of the topics (an adapter with groups
+        says False until its first assignment)."""
+        return True
+
     def __enter__(self) -> Consumer:
         return self
 
@@ -109,10 +127,22 @@ class Bus(abc.ABC):
     """Factory for producers and consumers on one bus (a Kafka cluster or a local log file)."""
 
     @abc.abstractmethod
-    def producer(self) -> Producer: ...
+    def producer(
+        self, *, max_message_bytes: int | None = None, delivery_timeout_s: float | None = None
+    ) -> Producer:
+        """A producer; `max_message_bytes` raises its own size limit to what a topic takes,
+        `delivery_timeout_s` bounds how long it tries to deliver a message before reporting it
+        failed (the bus's default otherwise)."""
 
     @abc.abstractmethod
-    def consumer(self, group_id: str, topics: Sequence[str]) -> Consumer: ...
+    def consumer(self, group_id: str, topics: Sequence[str], *, instance_id: str | None = None) -> Consumer:
+        """A consumer in `group_id`; `instance_id` makes it a static member of the group (a
+        restarted member with the same id gets its partitions back at once; two live members
+        must never share one)."""
+
+    def max_message_bytes(self, topic: str) -> int | None:
+        """The largest message `topic` takes, None when the bus sets no limit. Raises BusError."""
+        return None
 
     @abc.abstractmethod
     def ensure_topics(self, topics: Sequence[TopicSpec]) -> None:

@@ -26,7 +26,11 @@ def open_bus(settings: Settings) -> Bus:
     if settings.bus == "kafka":
         from coordinator.bus.kafka import KafkaBus
 
-        return KafkaBus(settings.kafka_bootstrap_servers, dict(settings.kafka_security))
+        return KafkaBus(
+            settings.kafka_bootstrap_servers,
+            dict(settings.kafka_security),
+            unreachable_s=settings.bus_unreachable_s,
+        )
     raise SettingsError(f"unknown bus {settings.bus!r}: expected 'local' or 'kafka'")
 
 

@@ -4,14 +4,21 @@ Producer: idempotent, acks=all, batched (linger), so a retried send never duplic
 reorders a partition; `flush` raises BusError unless every message was acknowledged.
 Consumer: `enable.auto.commit=False`; offsets are committed only by `commit`, synchronously,
 after the caller has made its effects durable, so a consumer that dies before `commit` leaves
-its messages to be delivered again to the group.
+its messages to be delivered again to the group. With an `instance_id` the consumer is a static
+member (`group.instance.id`): a restarted instance rejoins as itself and gets its partitions
+back at once instead of after a rebalance (a clean stop then does not leave the group either:
+its partitions wait for it for up to the session timeout).
 
-A broker outage is ridden out, not reported: librdkafka reconnects by itself, the producer
-keeps messages queued until `message.timeout.ms`, the consumer's poll returns nothing until
-the broker is back, and `commit` retries retriable errors for `commit_timeout_s`.
+A broker outage is ridden out for `unreachable_s` (settings.bus_unreachable_s, 30 s by
+default): librdkafka reconnects by itself, a message is retried until that long has passed,
+the consumer's poll returns nothing, `commit` retries retriable errors. A bus unreachable for
+longer is one clear BusError that is not retriable ("cannot reach Kafka at ... for 30 s"), so
+`run`, `serve` and `publish` stop with it instead of logging connection errors forever.
 
 Every confluent-kafka exception (KafkaException, KafkaError values, BufferError on a full
-queue beyond `produce_timeout_s`) is mapped to BusError here and never crosses this module.
+queue) is mapped to BusError here and never crosses this module; `BusError.retriable` comes
+from `retriable(error)`: librdkafka's own classification (`KafkaError.retriable()`,
+`fatal()`) completed by the codes below.
 """
 
 from __future__ import annotations
@@ -24,9 +31,9 @@ from typing import Any
 from confluent_kafka import Consumer as _KConsumer
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from confluent_kafka import Producer as _KProducer
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
 
-from coordinator.bus.base import Bus, Consumer, Delivered, Message, Producer, TopicSpec
+from coordinator.bus.base import Bus, Consumer, Delivered, DeliveryFailure, Message, Producer, TopicSpec
 from coordinator.errors import BusError
 
 log = logging.getLogger(__name__)
@@ -39,7 +46,6 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
     "linger.ms": 5,
     "batch.num.messages": 10000,
     "compression.type": "lz4",
-    "message.timeout.ms": 300000,
 }
 CONSUMER_DEFAULTS: dict[str, Any] = {
     "enable.auto.commit": False,
@@ -49,29 +55,113 @@ CONSUMER_DEFAULTS: dict[str, Any] = {
     "heartbeat.interval.ms": 2000,
     "fetch.wait.max.ms": 100,
 }
-# Errors that only say "not now": the operation is retried instead of failing.
-_RETRIABLE = {
+# What a broker's own default max.message.bytes lets through, when a topic cannot be described
+# (not created yet): librdkafka's default message.max.bytes, a little under the broker's 1048588
+DEFAULT_MESSAGE_LIMIT = 1_000_000
+
+# Errors that only say "not now" (a broker away or slow, a group rebalancing, a leader moving):
+# the operation is retried, and fails for good only once the bus has been away too long.
+RETRIABLE_CODES = frozenset({
     KafkaError._TRANSPORT,
     KafkaError._ALL_BROKERS_DOWN,
+    KafkaError._RESOLVE,
     KafkaError._TIMED_OUT,
+    KafkaError._TIMED_OUT_QUEUE,
+    KafkaError._MSG_TIMED_OUT,
+    KafkaError._QUEUE_FULL,
     KafkaError._WAIT_COORD,
+    KafkaError._IN_PROGRESS,
+    KafkaError._PREV_IN_PROGRESS,
+    KafkaError._NO_OFFSET,
+    KafkaError._STATE,
+    KafkaError._ASSIGNMENT_LOST,
+    KafkaError._UNKNOWN_PARTITION,
+    KafkaError._NODE_UPDATE,
+    KafkaError._RETRY,
     KafkaError.COORDINATOR_NOT_AVAILABLE,
     KafkaError.NOT_COORDINATOR,
-    KafkaError.REQUEST_TIMED_OUT,
     KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    KafkaError.REQUEST_TIMED_OUT,
     KafkaError.NETWORK_EXCEPTION,
-    KafkaError._NO_OFFSET,
-}
-# Message-level errors a consumer can ignore: end of partition, a topic not created yet.
+    KafkaError.REBALANCE_IN_PROGRESS,
+    KafkaError.ILLEGAL_GENERATION,
+    KafkaError.UNKNOWN_MEMBER_ID,
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.OFFSET_NOT_AVAILABLE,
+    KafkaError.FENCED_LEADER_EPOCH,
+    KafkaError.UNKNOWN_LEADER_EPOCH,
+    KafkaError.NOT_ENOUGH_REPLICAS,
+    KafkaError.NOT_ENOUGH_REPLICAS_AFTER_APPEND,
+    KafkaError.KAFKA_STORAGE_ERROR,
+    KafkaError.UNSTABLE_OFFSET_COMMIT,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,  # a topic being created (auto-creation, ensure_topics elsewhere)
+})
+# Errors that fail the same way every time, whatever librdkafka's retriable flag says: the
+# configuration, the credentials, a message the broker will never take, a fenced member.
+FATAL_CODES = frozenset({
+    KafkaError._FATAL,
+    KafkaError._INVALID_ARG,
+    KafkaError._AUTHENTICATION,
+    KafkaError._SSL,
+    KafkaError._DESTROY,
+    KafkaError._UNKNOWN_TOPIC,
+    KafkaError._NOT_IMPLEMENTED,
+    KafkaError._UNSUPPORTED_FEATURE,
+    KafkaError._CRIT_SYS_RESOURCE,
+    KafkaError._FS,
+    KafkaError._INCONSISTENT,
+    KafkaError._MAX_POLL_EXCEEDED,
+    KafkaError._KEY_SERIALIZATION,
+    KafkaError._VALUE_SERIALIZATION,
+    KafkaError._BAD_MSG,
+    KafkaError._BAD_COMPRESSION,
+    KafkaError.MSG_SIZE_TOO_LARGE,
+    KafkaError.RECORD_LIST_TOO_LARGE,
+    KafkaError.INVALID_RECORD,
+    KafkaError.INVALID_CONFIG,
+    KafkaError.INVALID_REQUIRED_ACKS,
+    KafkaError.TOPIC_EXCEPTION,
+    KafkaError.TOPIC_AUTHORIZATION_FAILED,
+    KafkaError.GROUP_AUTHORIZATION_FAILED,
+    KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+    KafkaError.SASL_AUTHENTICATION_FAILED,
+    KafkaError.UNSUPPORTED_VERSION,
+    KafkaError.FENCED_INSTANCE_ID,
+    KafkaError.PRODUCER_FENCED,
+    KafkaError.INVALID_PRODUCER_EPOCH,
+    KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER,
+    KafkaError.UNKNOWN_PRODUCER_ID,
+})
+# Message-level errors a consumer passes over: end of partition, a topic not created yet.
 _IGNORED = {KafkaError._PARTITION_EOF, KafkaError.UNKNOWN_TOPIC_OR_PART}
+# What error_cb reports when no broker answers
+_UNREACHABLE = {KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, KafkaError._RESOLVE}
+
+
+def retriable(error: KafkaError) -> bool:
+    """Whether the operation that failed with `error` may succeed if tried again."""
+    if error.fatal() or error.code() in FATAL_CODES:
+        return False
+    return error.code() in RETRIABLE_CODES or error.retriable()
+
+
+def _error_of(exc: BaseException) -> KafkaError | None:
+    arg = exc.args[0] if isinstance(exc, KafkaException) and exc.args else None
+    return arg if isinstance(arg, KafkaError) else None
 
 
 def _bus_error(action: str, exc: BaseException) -> BusError:
-    return BusError(f"kafka {action} failed: {exc}")
-
-
-def _is_retriable(error: KafkaError) -> bool:
-    return error.code() in _RETRIABLE or error.retriable()
+    """A driver exception as BusError; configuration mistakes (ValueError, TypeError) never pass."""
+    error = _error_of(exc)
+    ok = retriable(error) if error is not None else isinstance(exc, KafkaException | RuntimeError)
+    if error is not None and error.code() == KafkaError.FENCED_INSTANCE_ID:
+        return BusError(
+            f"kafka {action} failed: another live consumer of this group has the same instance name "
+            f"(COORD_INSTANCE_NAME must differ per instance): {exc}",
+            retriable=False,
+        )
+    return BusError(f"kafka {action} failed: {exc}", retriable=ok)
 
 
 class KafkaBus(Bus):
@@ -85,23 +175,69 @@ class KafkaBus(Bus):
         *,
         producer_config: Mapping[str, Any] | None = None,
         consumer_config: Mapping[str, Any] | None = None,
+        unreachable_s: float = 30.0,
     ) -> None:
         self.bootstrap_servers = bootstrap_servers
         self.config = {"bootstrap.servers": bootstrap_servers, **(config or {})}
-        self.producer_config = {**PRODUCER_DEFAULTS, **(producer_config or {})}
+        self.unreachable_s = unreachable_s
+        self.producer_config = {
+            "message.timeout.ms": int(unreachable_s * 1000),
+            **PRODUCER_DEFAULTS,
+            **(producer_config or {}),
+        }
         self.consumer_config = {**CONSUMER_DEFAULTS, **(consumer_config or {})}
+        self._limits: dict[str, int] = {}
 
-    def producer(self) -> KafkaProducer:
-        return KafkaProducer({**self.config, **self.producer_config})
+    def producer(
+        self, *, max_message_bytes: int | None = None, delivery_timeout_s: float | None = None
+    ) -> KafkaProducer:
+        config = {**self.config, **self.producer_config}
+        if max_message_bytes is not None:
+            # a message as large as the topic takes, in a batch of its own size, sent as is (a
+            # compressed batch of incompressible bytes can come out larger than the limit)
+            size = min(max(max_message_bytes, 1000), 1_000_000_000)
+            config.update({"message.max.bytes": size, "batch.size": size, "compression.type": "none"})
+        if delivery_timeout_s is not None:
+            config["message.timeout.ms"] = max(1, int(delivery_timeout_s * 1000))
+        return KafkaProducer(config, produce_timeout_s=self.unreachable_s, where=self.bootstrap_servers)
 
-    def consumer(self, group_id: str, topics: Sequence[str]) -> KafkaConsumer:
-        return KafkaConsumer({**self.config, **self.consumer_config, "group.id": group_id}, topics)
+    def consumer(
+        self, group_id: str, topics: Sequence[str], *, instance_id: str | None = None
+    ) -> KafkaConsumer:
+        config = {**self.config, **self.consumer_config, "group.id": group_id}
+        if instance_id:
+            config["group.instance.id"] = instance_id
+        return KafkaConsumer(config, topics, unreachable_s=self.unreachable_s, where=self.bootstrap_servers)
 
-    def ensure_topics(self, topics: Sequence[TopicSpec], timeout: float = 30.0) -> None:
+    def _admin(self) -> AdminClient:
+        try:
+            return AdminClient({**self.config, "logger": _driver_log})
+        except (KafkaException, ValueError, TypeError) as exc:
+            raise _bus_error("creating an admin client", exc) from exc
+
+    def max_message_bytes(self, topic: str) -> int | None:
+        """The topic's max.message.bytes (asked once); a topic that cannot be described yet is
+        taken to have the broker's default."""
+        if topic not in self._limits:
+            resource = ConfigResource(ResourceType.TOPIC, topic)
+            try:
+                admin = self._admin()  # kept while its futures are awaited: a dropped client cancels them
+                future = admin.describe_configs([resource], request_timeout=10)[resource]
+                entry = future.result(15).get("max.message.bytes")
+                limit = int(entry.value) if entry is not None and entry.value else DEFAULT_MESSAGE_LIMIT
+            except (KafkaException, TimeoutError, ValueError) as exc:
+                log.info("kafka: cannot read max.message.bytes of %s (%s); assuming %d", topic, exc,
+                         DEFAULT_MESSAGE_LIMIT)
+                return DEFAULT_MESSAGE_LIMIT
+            self._limits[topic] = limit
+        return self._limits[topic]
+
+    def ensure_topics(self, topics: Sequence[TopicSpec], timeout: float | None = None) -> None:
         if not topics:
             return
+        timeout = timeout if timeout is not None else self.unreachable_s
         try:
-            admin = AdminClient({**self.config, "logger": _driver_log})
+            admin = self._admin()  # kept while its futures are awaited: a dropped client cancels them
             futures = admin.create_topics(
                 [
                     NewTopic(
@@ -121,28 +257,33 @@ class KafkaBus(Bus):
                     if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                         raise _bus_error(f"creating topic {name}", exc) from exc
                 except TimeoutError as exc:
-                    raise BusError(f"kafka creating topic {name}: no answer in {timeout} s") from exc
+                    raise BusError(
+                        f"kafka: cannot reach Kafka at {self.bootstrap_servers}: "
+                        f"no answer creating topic {name} in {timeout:g} s",
+                        retriable=False,
+                    ) from exc
         except (KafkaException, ValueError, TypeError) as exc:
             raise _bus_error("creating topics", exc) from exc
 
 
 class KafkaProducer(Producer):
-    def __init__(self, config: Mapping[str, Any], produce_timeout_s: float = 60.0) -> None:
+    def __init__(self, config: Mapping[str, Any], produce_timeout_s: float = 30.0, where: str = "") -> None:
         self._config = {"logger": _driver_log, **config}
         self._config.setdefault("error_cb", self._on_error)
         self._producer: _KProducer | None = None
-        self._failures: list[str] = []
+        self._failures: list[KafkaError] = []
         self._fatal: str | None = None
         self.produce_timeout_s = produce_timeout_s
+        self.where = where or str(config.get("bootstrap.servers", ""))
 
     def _on_error(self, error: KafkaError) -> None:
         if error.fatal():
             self._fatal = str(error)
-        log.log(logging.INFO if _is_retriable(error) else logging.WARNING, "kafka producer: %s", error)
+        log.log(logging.INFO if retriable(error) else logging.WARNING, "kafka producer: %s", error)
 
     def _on_delivery(self, error: KafkaError | None, _message: Any) -> None:
         if error is not None:
-            self._failures.append(str(error))
+            self._failures.append(error)
 
     def _client(self) -> _KProducer:
         if self._producer is None:
@@ -161,14 +302,14 @@ class KafkaProducer(Producer):
         on_delivery: Delivered | None = None,
     ) -> None:
         if self._fatal:
-            raise BusError(f"kafka producer is unusable: {self._fatal}")
+            raise BusError(f"kafka producer is unusable: {self._fatal}", retriable=False)
         producer = self._client()
         report = self._on_delivery
         if on_delivery is not None:
 
             def report(error: KafkaError | None, message: Any) -> None:
                 self._on_delivery(error, message)
-                on_delivery(None if error is None else str(error))
+                on_delivery(None if error is None else DeliveryFailure(str(error), retriable(error)))
 
         deadline = None
         while True:
@@ -179,7 +320,11 @@ class KafkaProducer(Producer):
                 # The local queue is full: serve delivery reports until there is room (backpressure).
                 deadline = deadline or time.monotonic() + self.produce_timeout_s
                 if time.monotonic() > deadline:
-                    raise BusError(f"kafka producer queue full for {self.produce_timeout_s} s") from None
+                    raise BusError(
+                        f"kafka producer queue full for {self.produce_timeout_s:g} s: is Kafka at "
+                        f"{self.where} reachable?",
+                        retriable=False,
+                    ) from None
                 producer.poll(0.05)
             except (KafkaException, TypeError, ValueError) as exc:
                 raise _bus_error(f"producing to {topic}", exc) from exc
@@ -193,11 +338,22 @@ class KafkaProducer(Producer):
             raise _bus_error("flush", exc) from exc
         failures, self._failures = self._failures, []
         if remaining:
-            raise BusError(f"kafka flush: {remaining} messages not acknowledged after {timeout} s")
+            raise BusError(f"kafka flush: {remaining} messages not acknowledged after {timeout:g} s")
         if failures:
-            raise BusError(f"kafka delivery failed for {len(failures)} messages: {failures[0]}")
+            first = failures[0]
+            if first.code() == KafkaError._MSG_TIMED_OUT:
+                timeout_s = self._config.get("message.timeout.ms", 0) / 1000
+                raise BusError(
+                    f"kafka delivery failed: cannot reach Kafka at {self.where}: "
+                    f"{len(failures)} messages not delivered in {timeout_s:g} s ({first.str()})",
+                    retriable=False,
+                )
+            raise BusError(
+                f"kafka delivery failed for {len(failures)} messages: {first.str()}",
+                retriable=all(retriable(f) for f in failures),
+            )
         if self._fatal:
-            raise BusError(f"kafka producer is unusable: {self._fatal}")
+            raise BusError(f"kafka producer is unusable: {self._fatal}", retriable=False)
 
     def poll(self) -> None:
         if self._producer is not None:
@@ -206,38 +362,78 @@ class KafkaProducer(Producer):
             except KafkaException as exc:
                 raise _bus_error("poll", exc) from exc
 
-    def close(self) -> None:
+    def close(self, timeout: float = 30.0) -> None:
         try:
-            self.flush()
+            self.flush(timeout)
         finally:
             self._producer = None
 
 
 class KafkaConsumer(Consumer):
     def __init__(
-        self, config: Mapping[str, Any], topics: Sequence[str], commit_timeout_s: float = 60.0
+        self,
+        config: Mapping[str, Any],
+        topics: Sequence[str],
+        commit_timeout_s: float = 60.0,
+        *,
+        unreachable_s: float = 30.0,
+        where: str = "",
     ) -> None:
         self._config = {"logger": _driver_log, **config}
         self._config.setdefault("error_cb", self._on_error)
         self.topics = list(topics)
         self.commit_timeout_s = commit_timeout_s
+        self.unreachable_s = unreachable_s
+        self.where = where or str(config.get("bootstrap.servers", ""))
         self._consumer: _KConsumer | None = None
         self._unconfirmed: dict[tuple[str, int], int] = {}  # committed in the background
+        self._assignment_known = False  # an assignment (maybe empty) since the last revocation
+        self._away_since: float | None = None  # since when no broker has answered, as far as we know
+        self._last_error = ""
 
-    @staticmethod
-    def _on_error(error: KafkaError) -> None:
-        # A broker away (transport errors, all brokers down) is expected and ridden out.
-        log.log(logging.INFO if _is_retriable(error) else logging.WARNING, "kafka consumer: %s", error)
+    def _on_error(self, error: KafkaError) -> None:
+        # A broker away (transport errors, all brokers down) is expected and ridden out, for a while.
+        if error.code() in _UNREACHABLE:
+            if self._away_since is None:
+                self._away_since = time.monotonic()
+            self._last_error = error.str()
+        log.log(logging.INFO if retriable(error) else logging.WARNING, "kafka consumer: %s", error)
+
+    def _on_assign(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
+        self._assignment_known = True
+        self._away_since = None  # the group coordinator answered
+        log.info("kafka: assigned %d partitions of %s", len(partitions), ", ".join(self.topics))
+
+    def _on_revoke(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
+        self._assignment_known = False
 
     def _client(self) -> _KConsumer:
         if self._consumer is None:
             try:
                 consumer = _KConsumer(self._config)
-                consumer.subscribe(self.topics)
+                consumer.subscribe(
+                    self.topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke
+                )
             except (KafkaException, ValueError, TypeError) as exc:
                 raise _bus_error("creating a consumer", exc) from exc
             self._consumer = consumer
+            self._away_since = time.monotonic()  # not in touch until the group assigns or a probe answers
         return self._consumer
+
+    def _check_reachable(self, client: _KConsumer) -> None:
+        """After `unreachable_s` without a sign of the broker, ask it once; no answer is the end."""
+        if self._away_since is None or time.monotonic() - self._away_since < self.unreachable_s:
+            return
+        try:
+            client.list_topics(self.topics[0] if self.topics else None, timeout=5)
+        except (KafkaException, RuntimeError) as exc:
+            reason = self._last_error or str(exc)
+            raise BusError(
+                f"kafka consume failed: cannot reach Kafka at {self.where} "
+                f"for {self.unreachable_s:g} s: {reason}",
+                retriable=False,
+            ) from exc
+        self._away_since = None if self._assignment_known else time.monotonic()
 
     def poll(self, max_messages: int = 500, timeout: float = 1.0) -> list[Message]:
         try:
@@ -249,6 +445,8 @@ class KafkaConsumer(Consumer):
                 first = client.poll(timeout)
                 if first is not None:
                     raw = [first, *(client.consume(max_messages - 1, 0) if max_messages > 1 else ())]
+            if not raw:
+                self._check_reachable(client)
         except (KafkaException, RuntimeError) as exc:
             raise _bus_error("consume", exc) from exc
         out: list[Message] = []
@@ -256,10 +454,10 @@ class KafkaConsumer(Consumer):
         for m in raw:
             error = m.error()
             if error is not None:
-                if error.code() in _IGNORED or _is_retriable(error):
+                if error.code() in _IGNORED or retriable(error):
                     log.debug("kafka consumer: %s", error)
                     continue
-                raise BusError(f"kafka consume failed: {error}")
+                raise BusError(f"kafka consume failed: {error}", retriable=False)
             headers = m.headers()
             append(
                 Message(
@@ -272,6 +470,8 @@ class KafkaConsumer(Consumer):
                     m.timestamp()[1],
                 )
             )
+        if out:
+            self._away_since = None
         return out
 
     def commit(self, messages: Sequence[Message], wait: bool = True) -> None:
@@ -297,15 +497,29 @@ class KafkaConsumer(Consumer):
                 consumer.commit(offsets=offsets, asynchronous=False)
                 return
             except KafkaException as exc:
-                error = exc.args[0]
-                retriable = isinstance(error, KafkaError) and _is_retriable(error)
-                if not retriable or time.monotonic() > deadline:
+                error = _error_of(exc)
+                if error is None or not retriable(error) or time.monotonic() > deadline:
                     raise _bus_error("commit", exc) from exc
                 log.info("kafka commit will be retried: %s", error)
                 time.sleep(pause)
                 pause = min(pause * 2, 2.0)
             except RuntimeError as exc:
                 raise _bus_error("commit", exc) from exc
+
+    def assigned(self) -> bool:
+        return self._consumer is not None and self._assignment_known
+
+    def caught_up(self) -> bool:
+        """Assigned (a rebalance under way is not idle) and nothing after this consumer's position
+        in any assigned partition, the end offsets read now. A bus that does not answer the
+        question is not caught up (poll reports it as unreachable in time)."""
+        if not self.assigned():
+            return False
+        try:
+            return self.lag() == 0
+        except BusError as exc:
+            log.info("kafka: cannot tell whether the consumer is caught up: %s", exc)
+            return False
 
     def lag(self) -> int | None:
         """Messages after this consumer's position in its assigned partitions. A partition it has
@@ -342,6 +556,7 @@ class KafkaConsumer(Consumer):
                 log.info("kafka: last offsets not committed on close (%s)", exc.args[0])
         if self._consumer is not None:
             consumer, self._consumer = self._consumer, None
+            self._assignment_known = False
             try:
                 consumer.close()
             except (KafkaException, RuntimeError) as exc:

@@ -61,6 +61,14 @@ def _headers_in(text: str | None) -> tuple[tuple[str, bytes], ...]:
     return tuple((k, bytes.fromhex(v)) for k, v in json.loads(text)) if text else ()
 
 
+def _bus_error(path: Path, exc: BaseException) -> BusError:
+    """SQLite's "database is locked/busy" passes (another process holds the write lock past the
+    busy timeout); a file that cannot be opened, is not a database or is full will fail again."""
+    text = str(exc)
+    retriable = isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text)
+    return BusError(f"local bus {path}: {exc}", retriable=retriable)
+
+
 class LocalBus(Bus):
     """A bus in the SQLite file at `path` (created on first use, with its folder)."""
 
@@ -92,13 +100,17 @@ class LocalBus(Bus):
                 self._initialised = True
             return conn
         except (sqlite3.Error, OSError) as exc:
-            raise BusError(f"local bus {self.path}: {exc}") from exc
+            raise _bus_error(self.path, exc) from exc
 
-    def producer(self) -> LocalProducer:
-        return LocalProducer(self)
+    def producer(
+        self, *, max_message_bytes: int | None = None, delivery_timeout_s: float | None = None
+    ) -> LocalProducer:
+        return LocalProducer(self)  # no size limit; a flush either writes everything or raises
 
-    def consumer(self, group_id: str, topics: Sequence[str]) -> LocalConsumer:
-        return LocalConsumer(self, group_id, topics)
+    def consumer(
+        self, group_id: str, topics: Sequence[str], *, instance_id: str | None = None
+    ) -> LocalConsumer:
+        return LocalConsumer(self, group_id, topics)  # no rebalances: every member reads everything
 
     def ensure_topics(self, topics: Sequence[TopicSpec]) -> None:
         conn = self.connect()
@@ -107,7 +119,7 @@ class LocalBus(Bus):
                 for spec in topics:
                     _create_topic(conn, spec.name, spec.partitions, spec.retention_ms)
         except sqlite3.Error as exc:
-            raise BusError(f"local bus {self.path}: {exc}") from exc
+            raise _bus_error(self.path, exc) from exc
         finally:
             conn.close()
 
@@ -160,7 +172,7 @@ class LocalProducer(Producer):
         on_delivery: Delivered | None = None,
     ) -> None:
         if not isinstance(value, bytes | bytearray):
-            raise BusError(f"message values are bytes, got {type(value).__name__}")
+            raise BusError(f"message values are bytes, got {type(value).__name__}", retriable=False)
         with self._lock:
             self._queue.append((topic, bytes(value), key, _headers_out(headers), int(time.time() * 1000)))
             if on_delivery is not None:
@@ -183,9 +195,9 @@ class LocalProducer(Producer):
         for callback in done:
             callback(None)
 
-    def close(self) -> None:
+    def close(self, timeout: float = 30.0) -> None:
         try:
-            self.flush()
+            self.flush(timeout)
         finally:
             if self._conn is not None:
                 self._conn.close()
@@ -226,7 +238,7 @@ class LocalProducer(Producer):
                 if time.monotonic() - self._pruned_at > _RETENTION_EVERY_S:
                     self._prune(conn)
         except sqlite3.Error as exc:
-            raise BusError(f"local bus {self.bus.path}: {exc}") from exc
+            raise _bus_error(self.bus.path, exc) from exc
         self._queue.clear()
         self._durable += self._waiting
         self._waiting = []
@@ -252,7 +264,7 @@ class LocalConsumer(Consumer):
 
     def _connection(self) -> sqlite3.Connection:
         if self._closed:
-            raise BusError("consumer is closed")
+            raise BusError("consumer is closed", retriable=False)
         if self._conn is None:
             self._conn = self.bus.connect()
         return self._conn
@@ -283,7 +295,7 @@ class LocalConsumer(Consumer):
                 time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
                 pause = min(pause * 2, 0.2)
         except sqlite3.Error as exc:
-            raise BusError(f"local bus {self.bus.path}: {exc}") from exc
+            raise _bus_error(self.bus.path, exc) from exc
 
     def _fetch(self, conn: sqlite3.Connection, max_messages: int) -> list[Message]:
         batch: list[Message] = []
@@ -322,13 +334,13 @@ class LocalConsumer(Consumer):
                     [(self.group_id, t, p, o) for (t, p), o in marks.items()],
                 )
         except sqlite3.Error as exc:
-            raise BusError(f"local bus {self.bus.path}: {exc}") from exc
+            raise _bus_error(self.bus.path, exc) from exc
 
     def lag(self) -> int | None:
         try:
             ends = self._ends(self._connection())
         except sqlite3.Error as exc:
-            raise BusError(f"local bus {self.bus.path}: {exc}") from exc
+            raise _bus_error(self.bus.path, exc) from exc
         return sum(end - self._positions[slot] for slot, end in ends.items())
 
     def close(self) -> None:

@@ -75,12 +75,19 @@ def _v7(conn: Connection) -> None:
         conn.execute(text("ALTER TABLE coord_runs ADD COLUMN adopted_from VARCHAR(200)"))
 
 
+def _v6(conn: Connection) -> None:
+    # Refused bus messages, one row per source offset: the dedupe that keeps a replayed message
+    # from being dead-lettered twice, and the record of those the dead-letter topic would not take.
+    schema.metadata.create_all(conn, tables=[schema.dead_letters])
+
+
 MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (1, _v1),
     (2, _v2),
     (3, _v3),
     (4, _v4),
     (5, _v5),
+    (6, _v6),
     (7, _v7),
 ]
 LATEST = max(version for version, _ in MIGRATIONS)  # steps 6 and 7 were written side by side

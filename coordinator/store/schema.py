@@ -6,6 +6,8 @@
     coord_attempts    one row per attempt of a run: when, how it ended, its log
     coord_outbox      events to publish, written in the same transaction as the state change;
                       a sent event leaves it (coord_events keeps every event)
+    coord_dead_letters one row per bus message refused, by (group, topic, partition, offset):
+                      written to the dead-letter topic, or not writable there (and why)
     coord_leases      one row per coordinator process: its claim to be alive (see store/leases.py)
 
 Partition keys are stored as '' for "unpartitioned" so that they can sit in unique keys.
@@ -135,4 +137,20 @@ leases = Table(
     Column("adopted_by", String(220)),
     Column("note", Text),  # how it ended: "released, 2 runs left running", "adopted by x#3"
     UniqueConstraint("name", "epoch", name="uq_coord_leases_name_epoch"),
+)
+
+dead_letters = Table(
+    "coord_dead_letters",
+    metadata,
+    Column("consumer_group", String(255), primary_key=True),
+    Column("topic", String(255), primary_key=True),
+    Column("partition", Integer, primary_key=True),
+    Column("offset", BigInteger, primary_key=True),
+    Column("reason", String(100), nullable=False),
+    Column("detail", Text, nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("sha256", String(64)),
+    Column("state", String(20), nullable=False),  # written | unwritable
+    Column("error", Text),  # why the dead-letter topic did not take it
+    Column("recorded_at", Float, nullable=False),
 )
