@@ -122,7 +122,9 @@ class Coordinator:
     @property
     def intake(self) -> EventIntake:
         if self._intake is None:
-            self._intake = self._stack.enter_context(EventIntake(self.bus, self.settings))
+            self._intake = self._stack.enter_context(
+                EventIntake(self.bus, self.settings, spec=self.spec, store=self.store, hooks=self.hooks)
+            )
         return self._intake
 
     @property
@@ -343,7 +345,7 @@ class Coordinator:
     def _idle(self, check_bus: bool) -> bool:
         if self.workers.busy or self.outbox.publishing:
             return False
-        if check_bus and self.intake.lag():
+        if check_bus and not self.intake.caught_up():  # assigned and read to the end, not "lag 0"
             return False
         with self.store.begin() as tx:
             return tx.count_runs(OPEN) == 0 and tx.outbox_count() == 0
