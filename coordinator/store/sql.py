@@ -231,9 +231,9 @@ class PostgresSql(Sql):
         if name in self._locked:
             return True
         fn = "pg_advisory_xact_lock" if wait else "pg_try_advisory_xact_lock"
-        got = self.execute(("lock", fn), lambda: text(f"SELECT {fn}(hashtext(:p))"), {"p": name}).fetchone()[
-            0
-        ]
+        (got,) = self.execute(
+            ("lock", fn), lambda: text(f"SELECT {fn}(hashtext(:p))"), {"p": name}
+        ).fetchone()
         if got or wait:
             self._locked.add(name)
             return True
@@ -249,10 +249,8 @@ class SqliteSql(Sql):
         return self._NAMED
 
     def _run(self, sql: str, params: dict[str, object]) -> sqlite3.Cursor:
-        for k, v in params.items():
-            if type(v) is list:  # a list parameter: one JSON text, read by json_each
-                params = {k: dumps(v) if type(v) is list else v for k, v in params.items()}
-                break
+        if any(type(v) is list for v in params.values()):  # a list: one JSON text, read by json_each
+            params = {k: dumps(v) if type(v) is list else v for k, v in params.items()}
         return self._driver.execute(sql, params)  # type: ignore[union-attr]
 
     def insert(self, table):
