@@ -16,6 +16,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
+from coordinator.identifiers import destination_names, dialect_of, name_problems
+
 Mode = Literal["insert", "upsert", "update", "mirror"]
 
 
@@ -64,6 +66,10 @@ class DestinationSettings(BaseModel):
     def _table_for_sql(self) -> DestinationSettings:
         if self.scheme != "kafka" and not self.table:
             raise ValueError("a database destination needs `table`")
+        names = destination_names(self.url, self.table, self.db_schema)
+        problems = name_problems(dialect_of(self.url), names)
+        if problems:  # as the database will keep them (coordinator/identifiers.py)
+            raise ValueError("; ".join(problems))
         return self
 
 
@@ -77,3 +83,19 @@ class PushSettings(BaseModel):
     columns: dict[str, str] | None = None  # source name → destination name (only these are pushed)
     create_table: bool = False
     max_rejected_fraction: float = Field(default=0.0, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _column_names_fit(self) -> PushSettings:
+        """The mapped column names (or, unmapped, the key's) as the destination will keep them
+        (coordinator/identifiers.py); names that come from the source are checked at push time."""
+        columns = self.columns or {}
+        targets = list(columns.values()) or list(self.key)
+        doubled = sorted({c for c in targets if targets.count(c) > 1})
+        if columns and doubled:
+            raise ValueError(f"columns maps several source columns to {', '.join(map(repr, doubled))}")
+        if dialect_of(self.destination.url) == "kafka":  # record fields, not SQL names
+            return self
+        problems = name_problems(dialect_of(self.destination.url), [("column", c) for c in targets])
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self

@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from coordinator.errors import DestinationMismatch, PushError, TooManyRejects
+from coordinator.identifiers import name_problems
 from coordinator.push.config import DestinationSettings
 from coordinator.push.destinations import Destination, Marker, open_destination
 from coordinator.push.diff import KEY_HASH, ROW_HASH, PushState, StateFile, fingerprint, match, row_hashes
@@ -101,6 +102,10 @@ def push(
         else open_destination(destination, kafka_bootstrap)
     )
     with dest:
+        if dest.keeps_marker:  # a topic's records name their fields freely
+            problems = name_problems(dest.dialect, [("column", c) for c in table.column_names])
+            if problems:
+                raise PushError("; ".join(problems))
         return _push(
             table,
             dest,
@@ -185,7 +190,10 @@ def _push(
             rejects.add(reason, mask)
     rejected = rejects.count
     if rejected and rejects_path is not None:
-        rejects.write(rejects_path)
+        try:
+            rejects.write(rejects_path)
+        except OSError as exc:
+            raise PushError(f"cannot write the rejected rows to {rejects_path}: {exc}") from exc
     if total and rejected / total > max_rejected_fraction:
         raise TooManyRejects(rejected, total, max_rejected_fraction, rejects.counts())
     report("check", total, total)
@@ -240,7 +248,13 @@ def _push(
     report("write", plan.rows.num_rows, plan.rows.num_rows)
 
     report("state", 0, 1)
-    state.save(PushState(push_id, fp, _next_state(valid, previous, seen, key, mode)))
+    try:
+        state.save(PushState(push_id, fp, _next_state(valid, previous, seen, key, mode)))
+    except OSError as exc:  # committed: the marker tells the next push its state is stale
+        raise PushError(
+            f"push {push_id} committed, but its state could not be saved ({exc}); "
+            "the next push compares every row (a full push)"
+        ) from exc
     report("state", 1, 1)
     return PushResult(
         **result,

@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from coordinator.errors import CoordinatorError
 from coordinator.launchers.result import report_details, report_output
 from coordinator.push.config import PushSettings
@@ -106,8 +108,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", action="append", default=[])
     parser.add_argument("--kafka-bootstrap")
     args = parser.parse_args(argv)
+    raw = os.environ.get(SETTINGS_ENV)
+    if raw is None:
+        print(f"error: {SETTINGS_ENV} is not set", file=sys.stderr)
+        return 2
     try:
-        settings = PushSettings.model_validate_json(os.environ[SETTINGS_ENV])
+        settings = PushSettings.model_validate_json(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or '(top)'}: {e['msg']}" for e in exc.errors(include_url=False)
+        )
+        print(f"error: {SETTINGS_ENV} is not valid push settings: {problems}", file=sys.stderr)
+        return 2
+    try:
         result = run(
             settings,
             job=args.job,
@@ -118,11 +131,8 @@ def main(argv: list[str] | None = None) -> int:
             outputs=args.output,
             kafka_bootstrap=args.kafka_bootstrap,
         )
-    except KeyError:
-        print(f"error: {SETTINGS_ENV} is not set", file=sys.stderr)
-        return 2
-    except CoordinatorError as exc:
-        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+    except CoordinatorError as exc:  # one line: it becomes the run's error line
+        print(f"error: {type(exc).__name__}: {' '.join(str(exc).split())}", file=sys.stderr)
         return 1
     print(json.dumps({**result.counts(), "full": result.full, "reason": result.reason}))
     return 0

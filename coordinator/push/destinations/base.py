@@ -42,6 +42,7 @@ class Destination(abc.ABC):
     """One destination table or topic. Connects lazily; use as a context manager."""
 
     identity: str  # names the destination in state files (no secrets)
+    dialect: str = ""  # whose name rules its columns follow (coordinator/identifiers.py)
     keeps_marker: bool = True  # databases: a marker row is written with the rows
     needs_unique_key: bool = True
     nan_ok: bool = True  # can store NaN/infinity in float columns

@@ -93,6 +93,4 @@ def write_failed(table: str, exc: BaseException, lost: bool, note: str = "") -> 
 def commit_failed(table: str, exc: BaseException, lost: bool, push_id: str, note: str = "") -> PushError:
     if lost:
         return PushOutcomeUnknown(repr(table), push_id, one_line(exc))
-    return PushError(
-        f"push into {table!r} was refused at COMMIT and rolled back: {one_line(exc)}{note}"
-    )
+    return PushError(f"push into {table!r} was refused at COMMIT and rolled back: {one_line(exc)}{note}")

@@ -17,7 +17,6 @@ import io
 import json
 import time
 from collections.abc import Iterator
-from urllib.parse import urlsplit
 
 import confluent_kafka.error as kafka_errors
 import fastavro
@@ -25,6 +24,7 @@ import pyarrow as pa
 from confluent_kafka import KafkaException, Producer
 
 from coordinator.errors import PushError
+from coordinator.identifiers import kafka_topic
 from coordinator.push.config import DestinationSettings
 from coordinator.push.destinations import failure
 from coordinator.push.destinations.base import Applied, Destination, Marker
@@ -96,11 +96,7 @@ class KafkaDestination(Destination):
     needs_unique_key = False
 
     def __init__(self, config: DestinationSettings, bootstrap: str | None = None) -> None:
-        parts = urlsplit(config.url)
-        if parts.path.strip("/"):
-            self.topic, servers = parts.path.strip("/"), parts.netloc
-        else:
-            self.topic, servers = parts.netloc, None
+        self.topic, servers = kafka_topic(config.url)
         self.bootstrap = config.bootstrap_servers or servers or bootstrap
         if not self.topic or not self.bootstrap:
             raise PushError(f"kafka destination needs a topic and bootstrap servers (url {config.url!r})")

@@ -122,6 +122,7 @@ def _create_type(f: pa.Field, is_key: bool) -> str:
 
 
 class MySQLDestination(Destination):
+    dialect = "mysql"
     nan_ok = False
 
     def __init__(self, config: DestinationSettings) -> None:

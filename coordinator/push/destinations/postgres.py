@@ -126,6 +126,7 @@ def _create_type(t: pa.DataType) -> str:
 
 
 class PostgresDestination(Destination):
+    dialect = "postgresql"
     nul_ok = False
 
     def __init__(self, config: DestinationSettings) -> None:

@@ -80,6 +80,7 @@ def _create_type(t: pa.DataType) -> str:
 
 
 class SQLiteDestination(Destination):
+    dialect = "sqlite"
     nan_ok = False  # SQLite stores NaN as NULL
 
     def __init__(self, config: DestinationSettings) -> None:
