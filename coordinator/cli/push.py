@@ -10,7 +10,7 @@ prints the inserts, updates and deletes it would make and writes nothing.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -20,10 +20,11 @@ from rich.table import Table
 from coordinator.cli.context import cli_settings
 from coordinator.cli.run import SpecOpt, load_or_exit
 from coordinator.errors import CoordinatorError
-from coordinator.push.config import PushSettings
-from coordinator.push.engine import STEPS, PushResult
-from coordinator.push.run import push_job, resolve_source
+from coordinator.kinds.reverse_etl import PushSettings
 from coordinator.settings import Settings
+
+if TYPE_CHECKING:
+    from coordinator.push.engine import PushResult
 
 
 def _input_location(settings: Settings, dataset: str, partition: str | None) -> str | None:
@@ -68,6 +69,9 @@ def push_command(
     full: Annotated[bool, typer.Option("--full", help="Ignore the saved hashes: compare every row")] = False,
 ) -> None:
     """Push one partition of a reverse_etl job now (only rows changed since the last push)."""
+    from coordinator.push.engine import STEPS  # the push engine (pandas, Arrow) only when pushing
+    from coordinator.push.run import push_job, resolve_source
+
     console = Console()
     loaded = load_or_exit(spec, console)
     if job not in loaded.jobs or loaded.jobs[job].kind != "reverse_etl":
@@ -104,8 +108,9 @@ def push_command(
                 progress=progress,
                 kafka_bootstrap=settings.kafka_bootstrap_servers,
             )
-    except (CoordinatorError, ValueError) as exc:
-        console.print(f"[red]error[/red]: {type(exc).__name__}: {exc}", highlight=False, soft_wrap=True)
+    except (CoordinatorError, ValueError) as exc:  # one line, whatever the driver's message spans
+        message = " ".join(str(exc).split())
+        console.print(f"[red]error[/red]: {type(exc).__name__}: {message}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     _show(console, result)
 
