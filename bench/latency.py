@@ -173,7 +173,7 @@ def serve(
     spec: PipelineSpec, settings: Settings
 ) -> tuple[Coordinator, StubLauncher, threading.Event, threading.Thread]:
     launcher = instant(settings)
-    coord = Coordinator(spec, settings, launchers={"command": launcher})
+    coord = Coordinator(spec, settings, launchers={"command": launcher}, freeze_gc=True)
     stop = threading.Event()
     thread = threading.Thread(target=coord.run, kwargs={"stop": stop.is_set}, daemon=True)
     thread.start()
@@ -426,7 +426,7 @@ def ingest_only(backend: Backend, spec: PipelineSpec, backlog: int) -> float:
     """Events/s for completions no job consumes: bus, decode, dedupe, record, readiness — no runs."""
     settings = backend.fresh()
     publish_backlog(settings, backlog, other_event)
-    with Coordinator(spec, settings, launchers={"command": instant(settings)}) as coord:
+    with Coordinator(spec, settings, launchers={"command": instant(settings)}, freeze_gc=True) as coord:
         started = time.monotonic()
         stats = coord.run(max_events=backlog, timeout_s=600)
         rate = stats.events / (time.monotonic() - started)
@@ -458,7 +458,7 @@ def _instance(settings_json: str, name: str, stop, out: str) -> None:
     """In a process of its own: one coordinator instance until `stop` is set; its launches to `out`."""
     settings = Settings.model_validate_json(settings_json).model_copy(update={"instance_name": name})
     launcher = instant(settings)
-    with Coordinator(build_spec(), settings, launchers={"command": launcher}) as coord:
+    with Coordinator(build_spec(), settings, launchers={"command": launcher}, freeze_gc=True) as coord:
         coord.run(stop=stop.is_set)
     Path(out).write_text(json.dumps(launch_times(launcher)))
 

@@ -43,7 +43,7 @@ from coordinator.errors import BusError
 from coordinator.events import CompletionEvent
 from coordinator.hooks import Hook, Hooks
 from coordinator.intake import EventIntake, IntakeBatch
-from coordinator.launchers.base import InputRef, Launcher, RunContext
+from coordinator.launchers.base import Launcher, RunContext
 from coordinator.launchers.registry import build_launcher
 from coordinator.outbox import Outbox
 from coordinator.outcome import output_event_id
@@ -80,7 +80,7 @@ class Coordinator:
         clock: Callable[[], float] = time.time,
         idle_grace_s: float | None = None,
         every_turn: Iterable[Callable[[float], None]] = (),
-        freeze_gc: bool = True,
+        freeze_gc: bool = False,
     ) -> None:
         self.spec, self.settings, self.clock = spec, settings, clock
         self.owner = owner or settings.instance_name
@@ -97,9 +97,8 @@ class Coordinator:
         )
         self.launchers: dict[str, Launcher] = dict(launchers or {})
         self.hooks = Hooks(hooks)
-        self.idle_grace_s = (
-            idle_grace_s if idle_grace_s is not None else (2.0 if settings.bus == "kafka" else 0.0)
-        )
+        kafka_grace = 2.0 if settings.bus == "kafka" else 0.0  # a consumer group settles slowly
+        self.idle_grace_s = idle_grace_s if idle_grace_s is not None else kafka_grace
         self.every_turn, self.freeze_gc = list(every_turn), freeze_gc
         self._intake: EventIntake | None = None
         self._publisher: Publisher | None = None
@@ -143,17 +142,13 @@ class Coordinator:
 
     def context(self, run: RunRow) -> RunContext:
         job = self.spec.jobs[run.job]
-        inputs = tuple(
-            InputRef(v.dataset, v.partition, v.event_id, v.location, v.row_count, v.columns)
-            for v in run.inputs
-        )
         return RunContext(
             run_id=run.run_id,
             job=run.job,
             partition=run.partition,
             attempt=run.attempt,
             settings=job.settings,
-            inputs=inputs,
+            inputs=run.inputs,
             outputs=job.outputs,
             workdir=self._workdir(run),
             timeout_s=job.timeout_s,
@@ -274,7 +269,7 @@ class Coordinator:
 
             first = self._transact(now, record_and_claim)
         # 3. after its commit: start the claimed runs, then move the offsets
-        self._start(first.start)
+        launched = self._start(first.start)
         if batch is not None and len(batch):
             try:
                 self.intake.commit(batch, wait=False)
@@ -298,15 +293,12 @@ class Coordinator:
 
             second = self._transact(now, finish)
         # 5. after its commit: start the runs it claimed, hand the turn's outbox to the bus
-        self._start(second.start)
-        publish = first.publish + second.publish
-        self.outbox.publish(publish)
-        stats.add(first.stats)
-        stats.add(second.stats)
-        stats.launched += len(first.start) + len(second.start)
-        stats.published += len(sent)
-        worked = bool((batch is not None and len(batch)) or reports or first.start or second.start)
-        return stats, worked or bool(publish)
+        launched += self._start(second.start)
+        turn = first + second
+        self.outbox.publish(turn.publish)
+        stats.add(turn.stats)
+        stats.launched, stats.published = launched, stats.published + len(sent)
+        return stats, bool((batch is not None and len(batch)) or reports or launched or turn.publish)
 
     def _poll(self, want: int, timeout: float) -> IntakeBatch | None:
         """The next batch; None when the bus is away (what was not committed comes back later)."""
@@ -336,11 +328,12 @@ class Coordinator:
         deadline = time.monotonic() + grace_s
         return self.run(consume=False, stop=lambda: not self.workers.busy or time.monotonic() >= deadline)
 
-    def _start(self, runs: Sequence[RunRow]) -> None:
+    def _start(self, runs: Sequence[RunRow]) -> int:
         if self.ha.draining:  # claimed while stopping: left for the next instance to launch
-            return
+            return 0
         for run in runs:
             self.workers.start(run)
+        return len(runs)
 
     def _idle(self, check_bus: bool) -> bool:
         if self.workers.busy or self.outbox.publishing:
@@ -407,22 +400,13 @@ class Coordinator:
         step = Step()
         dones = [r for r in reports if isinstance(r, Done)]
         handles = {(r.run.run_id, r.run.attempt): r.handle for r in reports if isinstance(r, Started)}
+        plans = []
         for done in dones:
-            self.hooks.emit("after_finish", done.run, done.result)
-        # an attempt that started and finished within one turn is written once, with its handle
-        plans = [
-            (
-                done,
-                outcome.plan(
-                    self.spec.jobs.get(done.run.job),
-                    done.run,
-                    done.result,
-                    now,
-                    handles.pop((done.run.run_id, done.run.attempt), None),
-                ),
-            )
-            for done in dones
-        ]
+            run, result = done.run, done.result
+            self.hooks.emit("after_finish", run, result)
+            # an attempt that started and finished within one turn is written once, with its handle
+            handle = handles.pop((run.run_id, run.attempt), None)
+            plans.append((done, outcome.plan(self.spec.jobs.get(run.job), run, result, now, handle)))
         if handles:
             tx.set_running_many([(i, a, h) for (i, a), h in handles.items()], now)
         finished = tx.finish_many([f for _, f in plans], now) if plans else set()
@@ -461,11 +445,10 @@ class Coordinator:
         launch them again (recovery.recover); how many were launched again."""
         with self.store.begin() as tx:
             active = tx.active_runs(self.owner)
-        again = 0
-        for run, handle in recover(active, self.spec, self.store, self.launcher, self._workdir, self.clock()):
+        found = recover(active, self.spec, self.store, self.launcher, self._workdir, self.clock())
+        for run, handle in found:
             self.workers.start(run, handle)
-            again += handle is None
-        return again
+        return sum(handle is None for _, handle in found)
 
 
 __all__ = ["Coordinator", "RunStats", "output_event_id"]

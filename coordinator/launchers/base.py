@@ -22,19 +22,22 @@ from pydantic import BaseModel
 from coordinator.errors import LaunchError
 from coordinator.events import Column
 from coordinator.handles import Handle as Handle  # re-exported: the launchers' pointer type
+from coordinator.readiness import Version
 from coordinator.settings import Settings
 
 
-@dataclass(frozen=True)
-class InputRef:
-    """One input version that a run consumes."""
-
-    dataset: str
-    partition: str | None
-    event_id: str
-    location: str | None = None
-    row_count: int | None = None
-    columns: tuple[Column, ...] | None = None
+def InputRef(  # noqa: N802 — builds the one input type, as the name it always had
+    dataset: str,
+    partition: str | None,
+    event_id: str,
+    location: str | None = None,
+    row_count: int | None = None,
+    columns: tuple[Column, ...] | None = None,
+    produced_at: float = 0.0,
+) -> Version:
+    """One input version a run consumes, built by hand (tools, tests) by the fields a launcher
+    reads. The engine hands launchers the very `readiness.Version`s a run consumes: one type."""
+    return Version(event_id, dataset, partition, produced_at, row_count, location, columns)
 
 
 @dataclass(frozen=True)
@@ -46,7 +49,7 @@ class RunContext:
     partition: str | None
     attempt: int
     settings: Mapping[str, object]  # the job's kind-specific settings from the spec
-    inputs: tuple[InputRef, ...]
+    inputs: tuple[Version, ...]  # the input versions, as readiness chose them
     outputs: tuple[str, ...]  # output dataset names
     workdir: Path  # a folder of this run's own (logs, result file)
     timeout_s: float | None = None

@@ -28,13 +28,14 @@ from pathlib import Path
 from coordinator.errors import LaunchError
 from coordinator.kinds.score import ScoreSettings
 from coordinator.launchers import process
-from coordinator.launchers.base import Handle, InputRef, RunContext, RunResult
+from coordinator.launchers.base import Handle, RunContext, RunResult
+from coordinator.readiness import Version
 from coordinator.scoring.registry import REGISTRY_PREFIX
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
-def scored_input(ctx: RunContext, name: str | None) -> InputRef:
+def scored_input(ctx: RunContext, name: str | None) -> Version:
     """The input version to score: the one named (full name or last dotted part), else the first
     input that is not the model registry (`mlflow.models.*`, which only says the model changed)."""
     candidates = [i for i in ctx.inputs if not i.dataset.startswith(REGISTRY_PREFIX)]

@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 
 from coordinator.errors import LaunchError
 from coordinator.events import Column
-from coordinator.launchers.base import Handle, InputRef, Launcher, OutputReport, RunContext, RunResult
+from coordinator.launchers.base import Handle, Launcher, OutputReport, RunContext, RunResult
+from coordinator.readiness import Version
 from coordinator.settings import Settings
 
 ANY = object()  # a script key's partition or attempt that matches every one
@@ -85,7 +86,7 @@ class StubRun:
     job: str
     partition: str | None
     attempt: int
-    inputs: tuple[InputRef, ...]
+    inputs: tuple[Version, ...]
     script: Script
     started_at: float
     ended_at: float | None = None  # set by the first wait that saw it end
