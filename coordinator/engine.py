@@ -90,11 +90,7 @@ class Coordinator:
 
             bus = open_bus(settings)
         self.bus = bus
-        self.store = (
-            store
-            if store is not None
-            else self._stack.enter_context(StateStore(settings.resolved_state_url()))
-        )
+        self.store = store or self._stack.enter_context(StateStore(settings.resolved_state_url()))
         self.launchers: dict[str, Launcher] = dict(launchers or {})
         self.hooks = Hooks(hooks)
         kafka_grace = 2.0 if settings.bus == "kafka" else 0.0  # a consumer group settles slowly
@@ -234,14 +230,9 @@ class Coordinator:
         return stats
 
     def _turn(self, want: int | None) -> tuple[RunStats, bool]:
-        """One turn of the loop (the numbered order in the module docstring): what it counted,
-        and whether it did anything.
-
-        Two transactions, so that an event's run starts after the commit of the events before
-        it, not also after every result that came in with them. Offsets move only after the
-        state is durable, runs start only once claimed, an event counts as sent only once the
-        bus has it.
-        """
+        """One turn, in the numbered order of the module docstring: what it counted, and whether
+        it did anything. Offsets move only after the state is durable, runs start only once
+        claimed, an event counts as sent only once the bus has it."""
         stats = RunStats()
         for task in self.every_turn:  # periodic work (e.g. a lease), before anything is taken
             task(self.clock())
