@@ -51,6 +51,7 @@ class Availability:
         )
         self.draining = False  # stopping: runs in flight may end, nothing new starts
         self.left_running: int | None = None  # set by end()
+        self._relay_wanted = False  # an adopted lease may have left events unsent in the outbox
         self._begun = False
 
     @property
@@ -79,6 +80,26 @@ class Availability:
         self.left_running = self.keeper.release()
         return self.left_running
 
+    def farewell(self) -> str:
+        """What a stop left behind, for the operator (after `end`)."""
+        lease, lost = self.lease, self.keeper.lost
+        if lost is not None:
+            return str(lost)
+        if lease is None:
+            return "stopped"
+        if self.left_running is None:
+            return (
+                f"stopped; lease {lease} was not released: it expires in {self.keeper.ttl_s:g} s, "
+                "then a live instance adopts its runs"
+            )
+        if not self.left_running:
+            return f"stopped; lease {lease} released, no run left running"
+        return (
+            f"stopped; {self.left_running} run(s) left running under lease {lease}, now released: "
+            "a live instance (or this one started again) adopts them at once and re-attaches to "
+            "their jobs"
+        )
+
     # ------------------------------------------------------------------ fencing
     def hold(self, tx: Tx) -> None:
         self.keeper.hold(tx)
@@ -100,12 +121,14 @@ class Availability:
             self._act(self.adoption.look(), adopted=True)
         if self.watchdog.due(now):
             self._watch(now)
+        if self._relay_wanted and self.coord.outbox.settled:  # not while our own are in flight
+            self._relay_wanted, self.coord.outbox.dirty = False, True
 
     def _act(self, actions: list[adoption.Action], adopted: bool) -> None:
         if not actions:
             return
         if adopted:
-            self.coord.outbox.dirty = True  # what the dead instance committed but did not publish
+            self._relay_wanted = True  # what the dead instance committed but did not publish
         found = [
             (a.run.run_id, a.run.attempt, a.handle) for a in actions if isinstance(a, Reattach) and a.found
         ]

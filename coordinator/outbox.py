@@ -96,6 +96,12 @@ class Outbox:
         ids, self._acked = self._acked, []
         return ids
 
+    @property
+    def settled(self) -> bool:
+        """Everything this engine published is confirmed and marked sent: what the outbox holds
+        unsent is not on its way from here (a relay now doubles nothing of this engine's)."""
+        return not self.publishing and not self._acked
+
     def relay(self) -> int:
         """Publish whatever the outbox holds unsent from before (a crash, a bus outage), if
         anything may; how many."""

@@ -178,8 +178,15 @@ def configure_logging(verbose: bool) -> None:
 
 
 def stop_on_sigterm() -> Callable[[], bool]:
-    """A `stop` for `run`: true once SIGTERM arrived (Ctrl-C stays a KeyboardInterrupt)."""
+    """A `stop` for `run`: true once SIGTERM or a first Ctrl-C arrived (a second Ctrl-C is a
+    KeyboardInterrupt)."""
     stop = threading.Event()
+
+    def first_interrupt(*_: object) -> None:
+        stop.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        signal.signal(signal.SIGINT, first_interrupt)
     return stop.is_set

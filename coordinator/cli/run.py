@@ -59,12 +59,17 @@ def run(
     loaded = load_or_exit(spec, console)
     configure_logging(verbose)
     stop = stop_on_sigterm()
+    settings = cli_settings()
     try:
-        with Service(loaded, cli_settings(), freeze_gc=True) as service:
+        with Service(loaded, settings, freeze_gc=True) as service:
             stats = service.run(until_idle=until_idle, max_events=max_events, timeout_s=timeout, stop=stop)
-    except KeyboardInterrupt:
-        console.print("stopped")
-        return
+            if stop():  # SIGTERM or Ctrl-C: running jobs get the grace, the rest is left for adoption
+                stats.add(service.coordinator.drain(settings.shutdown_grace_s))
+            ha = service.coordinator.ha
+    except KeyboardInterrupt:  # a second Ctrl-C: the lease expires and a live instance adopts
+        console.print("interrupted: the lease was not released; its runs are adopted once it expires")
+        raise typer.Exit(130) from None
+    console.print(ha.farewell(), highlight=False)
     console.print(
         f"events {stats.events} (dead-lettered {stats.dead_lettered}), runs created {stats.runs_created}, "
         f"launched {stats.launched}, succeeded {stats.succeeded}, failed {stats.failed}, "
