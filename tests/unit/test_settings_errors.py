@@ -1,0 +1,115 @@
+"""Settings mistakes are one line naming the variable, its value and what is allowed — through
+the real `coord` command, in a subprocess, with the variables in its environment or a .env file."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from coordinator.errors import SettingsError
+from coordinator.settings import Settings
+
+COORD = str(Path(sys.executable).parent / "coord")
+
+
+def coord(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    base = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "COLUMNS": "300"}
+    return subprocess.run(
+        [COORD, *args], capture_output=True, text=True, env={**base, **env}, cwd=tmp_path, timeout=60
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "line"),
+    [
+        ({"COORD_BUS": "kafak"}, "settings: COORD_BUS='kafak': Input should be 'local' or 'kafka'"),
+        ({"COORD_API_PORT": "eighty"}, "settings: COORD_API_PORT='eighty': Input should be a valid integer"),
+        (
+            {"COORD_SPARK_CONF": "spark.ui.enabled=false"},
+            "settings: COORD_SPARK_CONF='spark.ui.enabled=false': not JSON (Expecting value: line 1 column 1 "
+            "(char 0)); expected a JSON object, like '{\"name\": \"value\"}'",
+        ),
+        (
+            {"COORD_SPARK_CONF": '["a"]'},
+            "settings: COORD_SPARK_CONF='[\"a\"]': Input should be a valid dictionary",
+        ),
+        ({"COORD_BUSS": "local"}, "settings: COORD_BUSS is not a setting (did you mean COORD_BUS?)"),
+        (
+            {"COORD_ALERT_WEBHOOKS": "hooks.example/x"},
+            "settings: COORD_ALERT_WEBHOOKS='hooks.example/x': 'hooks.example/x' is not an http(s) URL",
+        ),
+        ({"COORD_API_TOKEN": "x" * 3, "COORD_API_PORT": "-"}, "settings: COORD_API_PORT='-'"),
+        # a password in a URL is never printed
+        (
+            {"COORD_STATE_URL": "postgresql://coord:s3cret@db/coord", "COORD_BATCH_MAX_EVENTS": "0"},
+            "settings: COORD_BATCH_MAX_EVENTS='0': Input should be greater than or equal to 1",
+        ),
+    ],
+)
+def test_a_bad_setting_is_one_line_naming_the_variable(
+    tmp_path: Path, env: dict[str, str], line: str
+) -> None:
+    done = coord(tmp_path, "info", **env)
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    assert done.stderr.startswith(line), done.stderr
+    assert "Traceback" not in done.stderr and "pydantic" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "s3cret" not in done.stderr and not done.stdout
+
+
+def test_every_command_says_it_the_same_way(tmp_path: Path) -> None:
+    for command in (["runs"], ["validate", "nope.yaml"], ["run", "nope.yaml"], ["retry", "x"]):
+        done = coord(tmp_path, *command, COORD_BUS="kafak")
+        assert done.returncode == 1, (command, done.stdout, done.stderr)
+        assert done.stderr == "settings: COORD_BUS='kafak': Input should be 'local' or 'kafka'\n", command
+
+
+def test_every_problem_is_its_own_line_and_secrets_stay_hidden(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("COORD_TOPIC_EVENTZ=x\nOTHER_TOOL=1\nCOORD_API_TOKEN=tok\n")
+    done = coord(tmp_path, "info", COORD_BUS="kafak", COORD_WEBHOOK_SECRET="")
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        "settings: COORD_TOPIC_EVENTZ is not a setting (did you mean COORD_TOPIC_EVENTS?)",
+        "settings: COORD_BUS='kafak': Input should be 'local' or 'kafka'",
+    ]
+
+
+def test_the_alert_webhooks_take_a_url_a_comma_list_or_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    for value, urls in [
+        ("https://hooks.example/a", ["https://hooks.example/a"]),
+        ("https://hooks.example/a, https://hooks.example/b", ["https://hooks.example/a", "https://hooks.example/b"]),
+        ('["https://hooks.example/a?x=1,2"]', ["https://hooks.example/a?x=1,2"]),
+        ("", []),
+    ]:
+        monkeypatch.setenv("COORD_ALERT_WEBHOOKS", value)
+        assert Settings().alert_webhooks == urls
+    monkeypatch.setenv("COORD_ALERT_WEBHOOKS", '["https://a", ')
+    with pytest.raises(SettingsError, match=r"^COORD_ALERT_WEBHOOKS='\[\"https://a\", ': not a JSON list"):
+        Settings()
+
+
+def test_an_unknown_keyword_is_an_error_too() -> None:
+    with pytest.raises(SettingsError, match=r"^'buss' is not a setting \(did you mean bus\?\)$"):
+        Settings(buss="local")
+    with pytest.raises(SettingsError, match=r"^setting bus='kafak': Input should be 'local' or 'kafka'$"):
+        Settings(bus="kafak")
+
+
+def test_variables_that_are_not_settings_are_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a launched job is told about its run, and the CLI's --spec, are not settings."""
+    for name in ("COORD_SPEC", "COORD_JOB", "COORD_PARTITION", "COORD_RUN_ID", "COORD_INPUTS", "COORD_TEST_"):
+        monkeypatch.setenv(name, "x")
+    assert Settings().bus in ("local", "kafka")
+
+
+def test_coord_runs_without_a_home_is_one_clear_line(tmp_path: Path) -> None:
+    done = coord(tmp_path, "runs", COORD_HOME=str(tmp_path / "nothing-here"))
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        f"error: no coordinator home at {tmp_path / 'nothing-here'} (COORD_HOME): nothing has run here yet; "
+        "`coord run SPEC` creates it, or set COORD_HOME (or COORD_STATE_URL) to the one in use"
+    ]
+    assert not (tmp_path / "nothing-here").exists()
