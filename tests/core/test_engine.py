@@ -7,6 +7,7 @@ engine, not process start-up, which the command kind's own tests cover
 from __future__ import annotations
 
 import threading
+import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pytest
 
 from coordinator.bus.local import LocalBus
 from coordinator.engine import Coordinator
+from coordinator.errors import BusError
 from coordinator.events import Column, CompletionEvent, Status
 from coordinator.hooks import Hook
 from coordinator.intake import EventIntake
@@ -295,6 +297,20 @@ def test_a_launcher_that_reports_blocked_is_not_retried_and_keeps_its_details(
             assert tx.list_runs(job="push") == []  # downstream waits
     [failed] = [e for e in published(settings) if e.status is Status.FAILED]
     assert failed.dataset == "scores"
+
+
+def test_a_bus_error_that_retrying_cannot_heal_stops_the_loop_with_its_message(
+    settings: Settings, stub: StubLauncher
+):
+    """A bus file that is not a database fails the same way at every poll: the loop ends with
+    that error (the service exits and says why) instead of polling again every second."""
+    settings.home.mkdir()
+    (settings.home / "bus.db").write_bytes(b"this is not a database, and never will be" * 100)
+    started = time.monotonic()
+    with coordinator(parse_spec(CONTRACT), settings, stub) as coord, pytest.raises(BusError) as raised:
+        coord.run(until_idle=True, timeout_s=30)
+    assert not raised.value.retriable and "not a database" in str(raised.value)
+    assert time.monotonic() - started < 10
 
 
 def test_workers_reuse_idle_threads_and_never_queue_behind_a_long_job() -> None:
