@@ -113,3 +113,11 @@ def test_coord_runs_without_a_home_is_one_clear_line(tmp_path: Path) -> None:
         "`coord run SPEC` creates it, or set COORD_HOME (or COORD_STATE_URL) to the one in use"
     ]
     assert not (tmp_path / "nothing-here").exists()
+
+
+def test_the_readme_lists_every_setting() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    table = readme.split("## Settings\n", 1)[1].split("\n## ", 1)[0]
+    names = [f"COORD_{name.upper()}" for name in Settings.model_fields]
+    missing = [name for name in names if f"`{name}`" not in table]
+    assert not missing, f"add to the README's settings table: {', '.join(missing)}"
