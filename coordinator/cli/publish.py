@@ -1,11 +1,20 @@
 """`coord publish`: put completion events on the bus from a shell, a scheduler or a CI step.
 
     coord publish DATASET --partition P [--status failed] [--rows N] [--location URI]
-                  [--columns-from FILE] [--attr k=v ...]
-    coord publish --from-dbt target/ [--partition P]
+                  [--columns-from FILE] [--attr k=v ...] [--event-id ID] [--spec SPEC]
+    coord publish --from-dbt target/ [--partition P] [--hold-on-test-failure] [--spec SPEC]
 
-Prints the id of every event published; exits 1 with the reason when an event is invalid or
-the bus cannot take it (nothing is half-published: events are validated before any is sent).
+Prints the id of every event published; exits 1 with the reason when an event is invalid, does
+not fit the spec given with --spec, or the bus cannot take it (nothing is half-published: events
+are validated before any is sent).
+
+`--event-id`: a retried publish with the same id is a no-op downstream (the coordinator records
+an event id once), so a scheduler can retry a step that may already have published. Without it
+each call makes a new id. dbt events carry ids derived from the invocation, so they need none.
+
+dbt artifacts of an invocation that built nothing (`compile`, `docs generate`, `show`, `test`...)
+publish nothing and exit 0 with one line saying so on stderr: a script that publishes after
+every dbt command need not know which one ran.
 """
 
 from __future__ import annotations
@@ -47,6 +56,36 @@ def read_columns(path: Path) -> list[dict[str, Any]]:
     )
 
 
+def _dbt_events(target: Path, partition: str | None, hold: bool) -> list[CompletionEvent]:
+    """The dbt invocation's events; its notes as warnings, and why nothing was built when it was not."""
+    from coordinator.dbt import read_dbt_run
+
+    run = read_dbt_run(target, partition=partition, hold_on_test_failure=hold)
+    for note in run.notes:
+        typer.echo(f"warning: {note}", err=True)
+    if run.nothing_built:
+        typer.echo(f"nothing built: {run.nothing_built}", err=True)
+    elif not run.events:
+        typer.echo(f"nothing to publish: dbt `{run.command}` built no model, seed or snapshot", err=True)
+    return run.events
+
+
+def _refused_by_spec(spec_path: Path, events: list[CompletionEvent]) -> list[str]:
+    """One line per event the spec refuses (unknown dataset, partition key that does not fit)."""
+    from rich.console import Console
+
+    from coordinator.admission import admission_problem
+    from coordinator.cli.run import load_or_exit
+
+    spec = load_or_exit(spec_path, Console(stderr=True))
+    refused = []
+    for event in events:
+        problem = admission_problem(spec, event.dataset, event.partition)
+        if problem is not None:
+            refused.append(f"error: {problem} (checked against {spec_path})")
+    return refused
+
+
 def publish_command(
     dataset: Annotated[str | None, typer.Argument(help="Dataset name, e.g. fivetran.app.users")] = None,
     partition: Annotated[str | None, typer.Option("--partition", "-p", help="Partition key")] = None,
@@ -58,22 +97,35 @@ def publish_command(
     producer: Annotated[str, typer.Option(help="Producing system")] = "cli",
     run_id: Annotated[str | None, typer.Option("--run-id", help="The producer's run id")] = None,
     error: Annotated[str | None, typer.Option(help="Why it failed (with --status failed)")] = None,
+    event_id: Annotated[
+        str | None, typer.Option("--event-id", help="Event id: a retry with the same id is a no-op")
+    ] = None,
+    spec: Annotated[
+        Path | None, typer.Option("--spec", help="Check the events against this pipeline spec first")
+    ] = None,
     from_dbt: Annotated[Path | None, typer.Option("--from-dbt", help="dbt target/ folder to publish")] = None,
+    hold_on_test_failure: Annotated[
+        bool,
+        typer.Option("--hold-on-test-failure", help="--from-dbt: models whose tests failed publish failed"),
+    ] = False,
 ) -> None:
-    """Publish a completion event (or one per node of a dbt run with --from-dbt)."""
+    """Publish a completion event (or one per node a dbt invocation built, with --from-dbt)."""
     from coordinator.bus.factory import open_bus
-    from coordinator.cli.context import cli_settings
     from coordinator.publish import Publisher, build_event
+    from coordinator.settings import Settings
 
     try:
         if from_dbt is not None:
             if dataset is not None:
                 raise typer.BadParameter("give either DATASET or --from-dbt, not both")
-            from coordinator.dbt import events_from_dbt
-
-            events: list[CompletionEvent] = events_from_dbt(from_dbt, partition=partition)
+            if event_id is not None:
+                why = "dbt events carry ids made from the invocation"
+                raise typer.BadParameter(why, param_hint="--event-id")
+            events = _dbt_events(from_dbt, partition, hold_on_test_failure)
         elif dataset is None:
             raise typer.BadParameter("DATASET is required (or --from-dbt target/)")
+        elif hold_on_test_failure:
+            raise typer.BadParameter("only with --from-dbt", param_hint="--hold-on-test-failure")
         else:
             columns = read_columns(columns_from) if columns_from else None
             events = [
@@ -88,20 +140,25 @@ def publish_command(
                     producer=producer,
                     producer_run_id=run_id,
                     error=error,
+                    event_id=event_id,
                 )
             ]
-        settings = cli_settings()
-        with Publisher(open_bus(settings), settings) as publisher:
-            publisher.publish_many(events)
-            publisher.flush()
+        if spec is not None and (refused := _refused_by_spec(spec, events)):
+            for line in refused:
+                typer.echo(line, err=True)
+            typer.echo(f"nothing published: {len(refused)} of {len(events)} event(s) refused", err=True)
+            raise typer.Exit(1)
+        if events:
+            settings = Settings()
+            with Publisher(open_bus(settings), settings) as publisher:
+                publisher.publish_many(events)
+                publisher.flush()
     except (EventError, BusError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     for event in events:
         where = f"{event.dataset}[{event.partition}]" if event.partition else event.dataset
         typer.echo(f"{event.event_id}\t{event.status.value}\t{where}")
-    if not events:
-        typer.echo("nothing to publish", err=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -4,6 +4,7 @@ in a temp folder by `dbt build`, then its target/ is published and read back."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from coordinator.cli import build_app
-from coordinator.dbt import events_from_dbt, relation_to_dataset
+from coordinator.dbt import events_from_dbt, read_dbt_run, relation_to_dataset
 from coordinator.errors import EventError
 from coordinator.events import Status
 from coordinator.settings import Settings
@@ -35,21 +36,36 @@ PROJECT = {
 }
 
 
-@pytest.fixture(scope="module")
-def dbt_target(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """target/ of a real `dbt build`: a seed, a table model, a snapshot, an erroring model and
-    one skipped because of it."""
-    root = tmp_path_factory.mktemp("dbt")
-    for name, text in PROJECT.items():
+def write_project(root: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text(text)
     (root / "profiles.yml").write_text(
         "shop:\n  target: dev\n  outputs:\n    dev:\n      type: duckdb\n"
         f"      path: '{root / 'shop.duckdb'}'\n      threads: 1\n")
-    dbt = Path(sys.executable).parent / "dbt"
-    done = subprocess.run([str(dbt), "build", "--profiles-dir", str(root), "--project-dir", str(root),
-                           "--no-use-colors", "--no-send-anonymous-usage-stats"],
-                          cwd=root, capture_output=True, text=True, timeout=300)
+    return root
+
+
+def dbt(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """One real dbt invocation in `root` (dbt-core with dbt-duckdb, offline)."""
+    command = [str(Path(sys.executable).parent / "dbt"), *args, "--profiles-dir", str(root),
+               "--project-dir", str(root), "--no-use-colors", "--no-send-anonymous-usage-stats"]
+    return subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=300)
+
+
+def keep_target(root: Path, name: str) -> Path:
+    """A copy of target/ as this invocation left it (the next invocation rewrites it)."""
+    kept = root / "kept" / name
+    shutil.copytree(root / "target", kept)
+    return kept
+
+
+@pytest.fixture(scope="module")
+def dbt_target(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """target/ of a real `dbt build`: a seed, a table model, a snapshot, an erroring model and
+    one skipped because of it."""
+    root = write_project(tmp_path_factory.mktemp("dbt"), PROJECT)
+    done = dbt(root, "build")
     assert done.returncode == 1, done.stdout[-3000:]  # one model errors on purpose
     assert "ERROR=1" in done.stdout and "SKIP=1" in done.stdout, done.stdout[-3000:]
     return root / "target"
@@ -100,3 +116,201 @@ def test_relation_names() -> None:
     assert relation_to_dataset('"db"."main"."orders"') == "db.main.orders"
     assert relation_to_dataset("`proj`.`ds`.`t`") == "proj.ds.t"
     assert relation_to_dataset("schema.table") == "schema.table"
+
+
+# --------------------------------------------------------------------------- invocations and gates
+GATED = {
+    "dbt_project.yml": "name: shop\nversion: '1.0'\nprofile: shop\nconfig-version: 2\n",
+    "seeds/customers.csv": "id,name,country\n1,ada,uk\n2,linus,fi\n3,grace,us\n",
+    "models/orders.sql": "select 1 as id, 1 as customer_id union all select 1, 2",  # id is not unique
+    "models/orders_report.sql": "select count(*) as n from {{ ref('orders') }}",
+    "models/customer_stats.sql": "select id, name, upper(country) as country from {{ ref('customers') }}",
+    "models/schema.yml": (
+        "version: 2\nmodels:\n  - name: orders\n    columns:\n      - name: id\n"
+        "        data_tests: [unique, not_null]\n"
+        "  - name: customer_stats\n    config: {materialized: table}\n    columns:\n"
+        "      - name: id\n        data_type: integer\n        data_tests: [unique]\n"
+        "      - name: nope\n        data_tests: [not_null]\n"),  # a column that is not there: test error
+    "tests/assert_stats_small.sql": "select * from {{ ref('customer_stats') }} where id > 2",  # singular
+}
+INVOCATIONS = {  # name → dbt arguments, in the order they run on one project
+    "build": ["build"], "ls": ["ls"], "run": ["run"], "test": ["test"], "compile": ["compile"],
+    "docs": ["docs", "generate"], "seed": ["seed"], "show": ["show", "--select", "orders_report"],
+    "empty": ["run", "--empty"],
+}
+
+
+@pytest.fixture(scope="module")
+def targets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """target/ as each real invocation left it: `dbt build` with failing and erroring tests, then
+    ls, run, test alone, compile, docs generate, seed (beside the catalog docs generate wrote),
+    show and run --empty."""
+    root = write_project(tmp_path_factory.mktemp("gated"), GATED)
+    kept = {}
+    for name, args in INVOCATIONS.items():
+        done = dbt(root, *args)
+        assert done.returncode == (1 if name in ("build", "test") else 0), (name, done.stdout[-3000:])
+        kept[name] = keep_target(root, name)
+    return kept
+
+
+def test_a_build_with_failing_tests_announces_its_models_unless_held(targets: dict[str, Path]) -> None:
+    plain = {e.dataset: e for e in read_dbt_run(targets["build"]).events}
+    # orders_report is skipped by dbt itself (its parent's test failed): no event
+    assert set(plain) == {"shop.main.customers", "shop.main.orders", "shop.main.customer_stats"}
+    assert {e.status for e in plain.values()} == {Status.SUCCEEDED}
+
+    held = read_dbt_run(targets["build"], partition="2024-06-01", hold_on_test_failure=True)
+    events = {e.dataset: e for e in held.events}
+    assert set(events) == set(plain) and held.nothing_built is None and held.notes == []
+    assert events["shop.main.customers"].status is Status.SUCCEEDED
+    orders = events["shop.main.orders"]
+    assert orders.status is Status.FAILED and orders.partition == "2024-06-01"
+    assert orders.error == ("held: dbt tests failed: unique_orders_id "
+                            "(fail: Got 1 result, configured to fail if != 0)")
+    assert orders.attributes["dbt_failed_tests"] == "unique_orders_id"
+    stats = events["shop.main.customer_stats"]
+    assert stats.status is Status.FAILED
+    assert stats.attributes["dbt_failed_tests"] == "assert_stats_small, not_null_customer_stats_nope"
+    assert "assert_stats_small (fail: Got 1 result" in stats.error  # a singular test, by depends_on
+    assert "not_null_customer_stats_nope (error: " in stats.error  # an erroring test holds too
+    assert [e.event_id for e in held.events] == [e.event_id for e in plain.values()]  # same ids either way
+
+
+@pytest.mark.parametrize(("name", "command"), [
+    ("compile", "compile"), ("docs", "docs generate"), ("show", "show"), ("test", "test"),
+])
+def test_invocations_that_build_nothing_announce_nothing_and_say_why(targets: dict[str, Path], name: str,
+                                                                     command: str) -> None:
+    run_results = json.loads((targets[name] / "run_results.json").read_text())
+    assert {r["status"] for r in run_results["results"]} & {"success", "pass", "fail"}  # dbt lists nodes
+    run = read_dbt_run(targets[name], hold_on_test_failure=True)
+    assert run.events == [] and run.command == command
+    why = f"dbt `{command}` artifacts in {targets[name]}: that command builds nothing"
+    if name == "test":
+        why += "; 3 test(s) failed or errored, with no model built to hold"
+    assert run.nothing_built == why
+    assert events_from_dbt(targets[name]) == []
+
+
+def test_a_schema_only_run_announces_nothing(targets: dict[str, Path]) -> None:
+    run = read_dbt_run(targets["empty"])
+    assert run.events == [] and "`run --empty`" in run.nothing_built and "schema only" in run.nothing_built
+
+
+def test_run_and_seed_announce_what_they_built(targets: dict[str, Path]) -> None:
+    run = read_dbt_run(targets["run"], hold_on_test_failure=True)
+    assert sorted(e.dataset for e in run.events) == ["shop.main.customer_stats", "shop.main.orders",
+                                                    "shop.main.orders_report"]
+    assert {e.status for e in run.events} == {Status.SUCCEEDED}  # no test ran: nothing to hold
+    assert run.notes == ["no tests ran in dbt `run`: nothing to hold (`dbt build` runs them)"]
+    assert {e.attributes["dbt_command"] for e in run.events} == {"run"}
+    [seed] = read_dbt_run(targets["seed"]).events
+    assert (seed.dataset, seed.row_count) == ("shop.main.customers", 3)  # rows affected: the seed's rows
+
+
+def test_a_catalog_from_another_invocation_is_not_used_for_types(targets: dict[str, Path]) -> None:
+    seed_dir = targets["seed"]
+    catalog = json.loads((seed_dir / "catalog.json").read_text())  # written by `dbt docs generate`
+    run_results = json.loads((seed_dir / "run_results.json").read_text())
+    assert catalog["metadata"]["invocation_id"] != run_results["metadata"]["invocation_id"]
+    assert catalog["nodes"]["seed.shop.customers"]["columns"]  # it does describe the seed
+    run = read_dbt_run(seed_dir)
+    assert run.events[0].columns is None  # the seed declares no columns; the catalog's are not used
+    theirs, ours = catalog["metadata"]["invocation_id"], run_results["metadata"]["invocation_id"]
+    assert run.notes == [f"catalog.json is from dbt invocation {theirs}, not this run's {ours}: "
+                         "column types come from the manifest only"]
+    # the same catalog, had this invocation written it, gives the warehouse's types
+    same = keep_copy(seed_dir, "same_invocation")
+    catalog["metadata"]["invocation_id"] = run_results["metadata"]["invocation_id"]
+    (same / "catalog.json").write_text(json.dumps(catalog))
+    [seed] = read_dbt_run(same).events
+    assert [(c.name, c.type) for c in seed.columns] == [("id", "INTEGER"), ("name", "VARCHAR"),
+                                                        ("country", "VARCHAR")]
+
+
+def test_a_manifest_a_later_command_rewrote_is_named(targets: dict[str, Path]) -> None:
+    run = read_dbt_run(targets["ls"])  # `dbt ls` writes manifest.json, not run_results.json
+    assert run.command == "build" and len(run.events) == 3
+    assert len(run.notes) == 1 and "manifest.json is from dbt invocation" in run.notes[0]
+
+
+def test_cli_says_why_nothing_was_published(targets: dict[str, Path], settings: Settings) -> None:
+    result = CliRunner().invoke(build_app(), ["publish", "--from-dbt", str(targets["docs"])])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip().splitlines() == [
+        f"nothing built: dbt `docs generate` artifacts in {targets['docs']}: that command builds nothing"]
+    assert read_events(settings, 0) == []
+
+
+def test_cli_holds_models_whose_tests_failed(targets: dict[str, Path], settings: Settings) -> None:
+    result = CliRunner().invoke(build_app(), ["publish", "--from-dbt", str(targets["build"]), "-p",
+                                              "2024-06-01", "--hold-on-test-failure"])
+    assert result.exit_code == 0, result.output
+    events = {e.dataset: e for e in read_events(settings, 3)}
+    assert {d: e.status.value for d, e in events.items()} == {"shop.main.customers": "succeeded",
+                                                              "shop.main.orders": "failed",
+                                                              "shop.main.customer_stats": "failed"}
+    assert "unique_orders_id" in events["shop.main.orders"].error
+    warned = CliRunner().invoke(build_app(), ["publish", "--from-dbt", str(targets["seed"])])
+    assert warned.exit_code == 0 and "warning: catalog.json is from dbt invocation" in warned.output
+
+
+# --------------------------------------------------------------------------- bad artifacts
+def keep_copy(target: Path, name: str) -> Path:
+    copy = target.parent / f"{target.name}-{name}"
+    shutil.rmtree(copy, ignore_errors=True)
+    shutil.copytree(target, copy)
+    return copy
+
+
+def _edit(path: Path, change) -> None:
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+
+
+@pytest.mark.parametrize(("file", "breakage", "reason", "says"), [
+    ("run_results.json", b"{not json", "undecodable", "run_results.json"),
+    ("run_results.json", b"[]", "invalid", "a JSON object expected, got list"),
+    ("run_results.json", lambda d: d.update(results={"a": 1}), "invalid", "'results' should be a list"),
+    ("run_results.json", lambda d: d["results"].insert(1, "x"), "invalid", "results[1] is not a node"),
+    ("run_results.json", lambda d: d["args"].pop("which"), "invalid", "does not say which dbt command"),
+    ("run_results.json", lambda d: d.pop("args"), "invalid", "dbt 1.5 or later writes it"),
+    ("manifest.json", None, "invalid", "manifest.json not found"),
+    ("manifest.json", lambda d: d.update(nodes=[]), "invalid", "'nodes' should be a dict"),
+    ("catalog.json", b"\x00garbage", "undecodable", "catalog.json"),
+])
+def test_broken_artifacts_are_a_clear_error(targets: dict[str, Path], file: str, breakage, reason: str,
+                                            says: str, settings: Settings) -> None:
+    broken = keep_copy(targets["build"], f"broken-{file}-{reason}-{says[:12]}".replace(" ", "_"))
+    path = broken / file
+    if breakage is None:
+        path.unlink()
+    elif callable(breakage):
+        _edit(path, breakage)
+    else:
+        path.write_bytes(breakage)
+    with pytest.raises(EventError) as raised:
+        read_dbt_run(broken)
+    assert raised.value.reason == reason and says in str(raised.value)
+    result = CliRunner().invoke(build_app(), ["publish", "--from-dbt", str(broken)])
+    assert result.exit_code == 1 and says in result.output
+    assert read_events(settings, 0) == []
+
+
+def test_results_for_nodes_the_manifest_lacks_are_named(targets: dict[str, Path]) -> None:
+    odd = keep_copy(targets["build"], "unknown-node")
+    _edit(odd / "manifest.json", lambda d: d["nodes"].pop("model.shop.orders"))
+    run = read_dbt_run(odd)
+    assert "shop.main.orders" not in {e.dataset for e in run.events} and len(run.events) == 2
+    assert run.notes[-1] == "1 result(s) name nodes manifest.json does not have, left out: model.shop.orders"
+
+
+def test_cli_refuses_options_that_do_not_go_together(targets: dict[str, Path], settings: Settings) -> None:
+    app = build_app()
+    with_id = CliRunner().invoke(app, ["publish", "--from-dbt", str(targets["build"]), "--event-id", "x"])
+    assert with_id.exit_code == 2 and "--event-id" in with_id.output
+    hold = CliRunner().invoke(app, ["publish", "shop.main.orders", "--hold-on-test-failure"])
+    assert hold.exit_code == 2 and "only with --from-dbt" in hold.output
+    assert read_events(settings, 0) == []
