@@ -48,10 +48,10 @@ jobs:
     outputs: [loop2]
     settings: {command: x, colour: blue}
   j4:
+    pool: spark
     kind: command
     inputs: [loop2]
     outputs: [loop]
-    pool: spark
     timeout_s: -1
     settings: {command: x}
   j5:
