@@ -162,7 +162,10 @@ class Service:
 
         from coordinator.api.app import create_app
 
-        app = create_app(self.settings, metrics=self.metrics, spec=self.spec, store=self.store)
+        app = create_app(
+            self.settings, metrics=self.metrics, spec=self.spec, store=self.store,
+            bus_ready=lambda: self._coordinator is not None and self._coordinator.intake.assigned(),
+        )
         server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
         thread = threading.Thread(target=server.run, name="coord-http", daemon=True)
         thread.start()

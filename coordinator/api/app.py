@@ -5,13 +5,13 @@ uvicorn --factory coordinator.api.app:app_from_environment
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
 from coordinator import __version__
-from coordinator.api import events, fivetran
+from coordinator.api import events, fivetran, health
 from coordinator.api import metrics as metrics_api
 from coordinator.metrics import Metrics
 from coordinator.publish import Publisher
@@ -27,9 +27,13 @@ def create_app(
     metrics: Metrics | None = None,
     spec: PipelineSpec | None = None,
     store: StateStore | None = None,
+    bus_ready: Callable[[], bool] | None = None,
 ) -> FastAPI:
     """The app. A publisher given is the caller's to close; one made here is closed at shutdown.
-    With `metrics`, GET /metrics exposes them; with `spec` and `store`, the UI is served (api/ui.py)."""
+    With `metrics`, GET /metrics exposes them; with `spec` and `store`, the UI is served (api/ui.py);
+    with `spec`, POST /events admits events against it (422 unknown_dataset / bad_partition).
+    GET /healthz and /readyz (api/health.py): `bus_ready` says whether the engine's consumer has
+    its partitions, `store` is asked whether it answers."""
     if spec is not None:
         fivetran.check_mapping(settings, spec)
     owned = publisher is None
@@ -48,9 +52,11 @@ def create_app(
     app.state.settings = settings
     app.state.publisher = publisher
     app.state.metrics = metrics
+    app.state.spec, app.state.store, app.state.bus_ready = spec, store, bus_ready
     app.include_router(events.router)
     app.include_router(fivetran.router)
     app.include_router(metrics_api.router)
+    app.include_router(health.router)
     if spec is not None and store is not None:
         from coordinator.api import ui
 

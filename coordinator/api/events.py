@@ -1,7 +1,8 @@
 """POST /events (a completion event as JSON, behind a bearer token); its helpers serve api/fivetran.py.
 
 Every refusal has a clear status and a `reason`: 401 unauthenticated / bad_signature, 413
-oversized, 422 undecodable / missing_field / wrong_type / invalid, 503
+oversized, 422 undecodable / missing_field / wrong_type / invalid, and — when the app has the
+spec — unknown_dataset / bad_partition (coordinator/admission.py, the intake's own check), 503
 when the endpoint is not configured or the bus cannot take the event. A 202 means the events
 are durable on the bus.
 """
@@ -14,6 +15,7 @@ from typing import Any
 from fastapi import APIRouter, Header, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 
+from coordinator.admission import admission_problem
 from coordinator.codec import event_from_json
 from coordinator.errors import BusError, EventError
 from coordinator.events import CompletionEvent
@@ -68,4 +70,9 @@ async def post_event(request: Request, authorization: str | None = Header(defaul
         event = event_from_json(body)
     except EventError as exc:
         raise _refuse(422, exc.reason, exc.detail) from None
+    spec = getattr(request.app.state, "spec", None)
+    if spec is not None:
+        problem = admission_problem(spec, event.dataset, event.partition)
+        if problem is not None:
+            raise _refuse(422, problem.reason, problem.detail)
     return await _publish_all(request, [event])
