@@ -24,6 +24,7 @@ from coordinator.errors import SpecError, SpecProblem
 from coordinator.events import Column
 from coordinator.kinds import KINDS, settings_model
 from coordinator.spec import partitions as P
+from coordinator.spec.messages import message
 from coordinator.spec.partitions import Mapping, Partitioning
 
 Path = tuple[str | int, ...]
@@ -282,11 +283,6 @@ class PipelineSpec(_Model):
         return self
 
 
-def error_message(err: Any) -> str:
-    """pydantic's message of one error, without the "Value error, " of a validator's own."""
-    return str(err["msg"]).removeprefix("Value error, ")
-
-
 def _kind_problems(name: str, job: JobSpec) -> Iterable[tuple[Path, str]]:
     """The job's kind and its `settings:` block, checked against the kind's light settings model
     (coordinator/kinds), so that checking a spec imports no launcher."""
@@ -302,8 +298,9 @@ def _kind_problems(name: str, job: JobSpec) -> Iterable[tuple[Path, str]]:
     except ValidationError as exc:
         for err in exc.errors():
             loc = tuple(err["loc"])
-            what = f"settings {'.'.join(map(str, loc))}" if loc else "settings"
-            yield base + ("settings",) + loc, f"job {name!r}, {what}: {error_message(err)}"
+            shown = loc[:-1] if err["type"] == "missing" else loc  # a missing key is named in the message
+            what = f"settings {'.'.join(map(str, shown))}" if shown else "settings"
+            yield base + ("settings",) + loc, f"job {name!r}, {what}: {message(err, model)}"
 
 
 def _cycles(spec: PipelineSpec) -> list[list[str]]:

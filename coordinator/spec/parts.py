@@ -16,7 +16,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from coordinator.spec.models import DatasetSpec, Doubt, JobSpec, Path, PipelineSpec, error_message
+from coordinator.spec.messages import message
+from coordinator.spec.models import DatasetSpec, Doubt, JobSpec, Path, PipelineSpec
 
 Problem = tuple[Path, str]  # (where in the spec's data, message)
 # the job fields whose loss can change a partitioning the cross checks compare
@@ -50,7 +51,7 @@ def _top_level(top: dict[Any, Any], problems: list[Problem], doubt: Doubt) -> di
         return top
     except ValidationError as exc:
         errors = exc.errors()
-    problems.extend(_located((), errors))
+    problems.extend(_located((), errors, PipelineSpec))
     kept = dict(top)
     for err in errors:
         loc = err["loc"]
@@ -70,7 +71,7 @@ def _job(name: str, value: Any, problems: list[Problem], doubt: Doubt) -> JobSpe
         return JobSpec.model_validate(value)
     except ValidationError as exc:
         errors = exc.errors()
-    problems.extend(_located(where, errors))
+    problems.extend(_located(where, errors, JobSpec))
     if not isinstance(value, dict):
         return None
     doubt.produced.update(o for o in _listed(value.get("outputs")) if isinstance(o, str))
@@ -115,7 +116,7 @@ def _salvaged(
         return model.model_validate(value), set()
     except ValidationError as exc:
         errors = exc.errors()
-    problems.extend(_located(where, errors))
+    problems.extend(_located(where, errors, model))
     bad = {err["loc"][0] for err in errors if err["loc"]}
     if not isinstance(value, dict):
         return None, {"*"}
@@ -139,11 +140,5 @@ def _listed(value: Any) -> list[Any]:
     return list(value) if isinstance(value, list | tuple) else []
 
 
-def _located(where: Path, errors: list[Any]) -> list[Problem]:
-    return [(where + tuple(err["loc"]), _message(err)) for err in errors]
-
-
-def _message(err: Any) -> str:
-    if err["type"] == "missing" and err["loc"]:  # the missing key has no line: say its name
-        return f"{err['loc'][-1]} is required"
-    return error_message(err)
+def _located(where: Path, errors: list[Any], model: type[BaseModel]) -> list[Problem]:
+    return [(where + tuple(err["loc"]), message(err, model)) for err in errors]

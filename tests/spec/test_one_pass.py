@@ -79,13 +79,13 @@ jobs:
 # line → what its problem says (and nothing is reported on any other line)
 EXPECTED = {
     4: "datasets.raw.w.partitioning: Input should be 'daily', 'hourly' or 'none'",
-    5: "datasets.raw.t.partitionning: Extra inputs are not permitted",
+    5: "datasets.raw.t.partitionning: Extra inputs are not permitted (did you mean 'partitioning'?)",
     7: "duplicate key 'raw.a'",
     9: "pools.spark: a pool must allow at least 1 run, not 0",
     10: "pools.gpu: Input should be a valid integer",
-    12: "jobz: Extra inputs are not permitted",
+    12: "jobz: Extra inputs are not permitted (did you mean 'jobs'?)",
     16: "job 'j1': unknown dataset 'raw.missing'",
-    18: "jobs.j1.tigger: Extra inputs are not permitted",
+    18: "jobs.j1.tigger: Extra inputs are not permitted (did you mean 'trigger'?)",
     22: "mapping {window: hourly} needs an hourly input and a daily job, not a daily input",
     23: "dataset 'mid' is produced by two jobs: 'j1' and 'j2'",
     24: "jobs.j2.retries.max_attempts: Input should be greater than or equal to 1",
@@ -100,7 +100,7 @@ EXPECTED = {
     43: "environment variable NOPE is not set",
     48: "job 'j6': contract names 'raw.zz', not an input",
     49: "jobs.j6.deadline: String should match pattern",
-    50: "job 'j6', settings command: Field required",
+    50: "job 'j6', settings: command is required",
     53: "job 'j7', input 'raw.h': mapping 'same' needs the input partitioned like the job: "
     "input is hourly, job is none",
     56: "job 'j7': a deadline needs a daily or hourly job, not none",
@@ -180,3 +180,23 @@ def test_coord_validate_prints_every_problem(tmp_path: Path) -> None:
     assert [int(line.split(":")[1]) for line in lines] == sorted(EXPECTED), done.stdout
     assert f"{len(EXPECTED)} problem(s) in {spec}" in done.stdout
     assert "Traceback" not in done.stdout + done.stderr
+
+
+def test_a_typo_names_the_key_it_resembles_at_every_depth() -> None:
+    with pytest.raises(SpecError) as info:
+        parse_spec(
+            "datasets:\n  a: {columns: [{name: x, typ: long}]}\njobs:\n  j:\n    kind: command\n"
+            "    retries: {max_atempts: 2}\n    inputs: [{dataset: a, mapin: same}]\n"
+            "    settings: {comand: x}\n",
+            "p.yaml",
+            env={},
+        )
+    said = [str(p) for p in info.value.problems]
+    assert said == [
+        "p.yaml:2: datasets.a.columns.0: type is required",
+        "p.yaml:2: datasets.a.columns.0.typ: Extra inputs are not permitted (did you mean 'type'?)",
+        "p.yaml:6: jobs.j.retries.max_atempts: Extra inputs are not permitted (did you mean 'max_attempts'?)",
+        "p.yaml:7: jobs.j.inputs.0.mapin: Extra inputs are not permitted (did you mean 'mapping'?)",
+        "p.yaml:8: job 'j', settings: command is required",
+        "p.yaml:8: job 'j', settings comand: Extra inputs are not permitted (did you mean 'command'?)",
+    ]
