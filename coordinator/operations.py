@@ -1,19 +1,27 @@
-"""Operator actions on the state store: retry a run, re-run a job partition, backfill a range.
+"""Operator actions on the state store: retry a run, re-run a job partition, backfill a range,
+cancel a run.
 
 They only create or reset runs (in one transaction each); the engine launches them — the
-running service, or `coord backfill`, which executes what it created with a progress bar.
-Succeeded upstream work is never redone: a re-run consumes the latest recorded input versions.
+running service (any live instance: `live_instances`), or, when none runs, `coord backfill`
+itself, under a lease of its own, with a progress bar. Succeeded upstream work is never redone:
+a re-run consumes the latest recorded input versions. `cancel` stops the run's job from here
+(its process group on this host, or its Spark application through the master) and marks the
+run cancelled; the instance waiting on it then finds it ended and records nothing more.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from coordinator import readiness
-from coordinator.errors import StoreError
+from coordinator.adoption import reachable
+from coordinator.errors import LaunchError, StoreError
+from coordinator.launchers.base import Launcher
 from coordinator.spec import partitions as P
 from coordinator.spec.models import PipelineSpec
+from coordinator.store import leases as L
 from coordinator.store.store import RunRow, StateStore
 
 
@@ -23,15 +31,52 @@ class Backfill:
     waiting: list[tuple[str | None, list[str]]]  # partitions skipped, with their missing inputs
 
 
+def _one(tx, run_id: str) -> RunRow:
+    matches = tx.find_runs(run_id)
+    if len(matches) != 1:
+        raise StoreError(f"no run {run_id!r}" if not matches else f"run id prefix {run_id!r} is ambiguous")
+    return matches[0]
+
+
 def retry(store: StateStore, run_id: str) -> RunRow:
-    """A failed or blocked run becomes ready again with a fresh retry budget. StoreError if not."""
+    """A failed, blocked or cancelled run becomes ready again with a fresh retry budget.
+    StoreError if not."""
     with store.begin() as tx:
-        matches = tx.find_runs(run_id)
-        if len(matches) != 1:
-            raise StoreError(
-                f"no run {run_id!r}" if not matches else f"run id prefix {run_id!r} is ambiguous"
-            )
-        return tx.retry(matches[0].run_id, time.time())
+        return tx.retry(_one(tx, run_id).run_id, time.time())
+
+
+def live_instances(store: StateStore) -> list[str]:
+    """The lease ids of the coordinator instances alive now (they execute queued runs)."""
+    with store.begin() as tx:
+        return [lease.lease_id for lease in L.live(tx, time.time())]
+
+
+def cancel(store: StateStore, run_id: str, launcher: Callable[[str], Launcher], host: str) -> RunRow:
+    """Stop a ready, starting or running run's job and mark the run cancelled (downstream waits;
+    `retry` revives it). StoreError when it is not open or moved on meanwhile; LaunchError when
+    its job runs where this host cannot reach it (a process on another host)."""
+    with store.begin() as tx:
+        run = _one(tx, run_id)
+        lease = L.every(tx).get(run.owner or "")
+    if run.state not in ("ready", "starting", "running"):
+        raise StoreError(
+            f"run {run.run_id} is {run.state}; only ready, starting or running runs can be cancelled"
+        )
+    if run.state == "starting" and run.handle is None:
+        raise StoreError(f"run {run.run_id} is being launched by {run.owner}; cancel it again in a moment")
+    handle = run.handle if run.state != "ready" else None
+    if handle is not None:
+        owner_host = lease.host if lease is not None else host
+        if not reachable(handle, owner_host, host):
+            raise LaunchError(f"run {run.run_id} runs on {owner_host} (lease {run.owner}); cancel it there")
+    with store.begin() as tx:  # first, so the instance waiting on the job records nothing over it
+        if not L.cancel_run(tx, run.run_id, run.attempt, time.time(), "cancelled by an operator"):
+            now = tx.get_run(run.run_id)
+            raise StoreError(f"run {run.run_id} ended meanwhile ({now.state if now else 'gone'})")
+    if handle is not None:
+        launcher(handle.kind).cancel(handle)
+    with store.begin() as tx:
+        return tx.get_run(run.run_id)  # type: ignore[return-value]
 
 
 def _pools(spec: PipelineSpec) -> tuple[dict[str, str], dict[str, int]]:

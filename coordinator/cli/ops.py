@@ -1,11 +1,17 @@
-"""`coord retry`, `coord rerun` and `coord backfill`: resume after a fix without redoing work.
+"""`coord retry`, `rerun`, `backfill` and `cancel`: resume after a fix without redoing work.
 
-    coord retry RUN_ID                           a failed or blocked run gets a fresh retry budget
+    coord retry RUN_ID                           a failed, blocked or cancelled run gets a fresh
+                                                 retry budget
     coord rerun JOB --partition P [--spec F]     a new run of one job partition on its latest inputs
     coord backfill JOB --from P1 --to P2 [--spec F] [--no-wait]
                                                  runs for every partition whose inputs are complete,
                                                  executed within the pools, with a progress bar
-`retry` and `rerun` only queue the run: the running `coord run` service launches it.
+    coord cancel RUN_ID                          stop a run's job and mark it cancelled
+`retry` and `rerun` only queue the run: the running `coord run` service launches it. `backfill`
+beside a running service (a live lease in the store) queues its runs for the service and
+follows them; with none running, it executes them itself under a lease of its own — either
+way nothing it started is left behind when it exits (a lease released with runs left is
+adopted at once).
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from coordinator.errors import CoordinatorError
 from coordinator.settings import Settings
 from coordinator.store.store import StateStore
 
-TERMINAL = ("succeeded", "failed", "blocked")
+TERMINAL = ("succeeded", "failed", "blocked", "cancelled")
 
 
 def _store(settings: Settings) -> StateStore:
@@ -97,6 +103,9 @@ def backfill(
         if not wait or not result.created:
             return
         ids = {r.run_id for r in result.created}
+        serving = operations.live_instances(store)
+        if serving:
+            console.print(f"the running service executes them ({', '.join(serving)})", highlight=False)
         with Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -116,7 +125,11 @@ def backfill(
                 progress.update(task, completed=sum(s in TERMINAL for s in states))
                 return all(s in TERMINAL for s in states)
 
-            service.run(consume=False, stop=done)
+            if serving:
+                while not done():
+                    time.sleep(0.05)
+            else:
+                service.run(consume=False, stop=done)
         with store.begin() as tx:
             runs = [tx.get_run(i) for i in ids]
         bad = [r for r in runs if r.state != "succeeded"]
@@ -128,7 +141,31 @@ def backfill(
             raise typer.Exit(1)
 
 
+def cancel(run_id: Annotated[str, typer.Argument(help="Run id (or a unique prefix)")]) -> None:
+    """Stop a run's job (its process group, or its Spark application) and mark it cancelled."""
+    import socket
+
+    from coordinator.launchers.registry import build_launcher
+
+    console = Console()
+    settings = cli_settings()
+    try:
+        with _store(settings) as store:
+            run = operations.cancel(
+                store, run_id, lambda kind: build_launcher(kind, settings), socket.gethostname()
+            )
+    except CoordinatorError as exc:
+        console.print(f"[red]error[/red]: {exc}")
+        raise typer.Exit(1) from None
+    console.print(
+        f"run {run.run_id} ({run.job}[{run.partition}]) cancelled; downstream waits "
+        "(coord retry starts it again)",
+        highlight=False,
+    )
+
+
 def register(app: typer.Typer) -> None:
     app.command("retry")(retry)
     app.command("rerun")(rerun)
     app.command("backfill")(backfill)
+    app.command("cancel")(cancel)

@@ -235,3 +235,25 @@ def adopted_from(tx: Tx, run_ids: list[str]) -> dict[str, str]:
         return {}
     q = select(r.c.run_id, r.c.adopted_from).where(r.c.run_id.in_(run_ids), r.c.adopted_from.is_not(None))
     return dict(tx.conn.execute(q).all())
+
+
+def live(tx: Tx, now: float) -> list[LeaseRow]:
+    """The leases of instances alive now (renewed within their TTL)."""
+    t = S.leases
+    q = select(t).where(t.c.state == "live", t.c.expires_at >= now).order_by(t.c.lease_id)
+    return [LeaseRow.of(r) for r in tx.conn.execute(q)]
+
+
+def cancel_run(tx: Tx, run_id: str, attempt: int, now: float, reason: str) -> bool:
+    """Mark a run cancelled — its current attempt, while it is ready, starting or running; False
+    when it moved on meanwhile. A cancelled run is dead like a failed one: `coord retry` revives it,
+    downstream waits."""
+    r = S.runs
+    if tx.finish(run_id, attempt, "cancelled", now, error=reason):
+        return True
+    done = tx.conn.execute(
+        update(r)
+        .where(r.c.run_id == run_id, r.c.attempt == attempt, r.c.state == "ready")
+        .values(state="cancelled", error=reason, finished_at=now)
+    )
+    return done.rowcount == 1

@@ -21,7 +21,7 @@ from coordinator.readiness import Version
 
 ACTIVE = ("starting", "running")
 OPEN = ("ready", "starting", "running")
-DEAD = ("failed", "blocked")
+DEAD = ("failed", "blocked", "cancelled")  # ended without success: `coord retry` revives them
 
 
 def dumps(value: object, default=None) -> str:
