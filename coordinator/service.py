@@ -17,13 +17,16 @@ clients) out of the cyclic collector's reach: worth it for a long-lived service 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterable
 from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
+from coordinator.errors import SettingsError
 from coordinator.settings import Settings
 from coordinator.spec.models import PipelineSpec
 
@@ -35,6 +38,7 @@ if TYPE_CHECKING:
     from coordinator.store.store import StateStore
 
 log = logging.getLogger("coordinator.service")
+HTTP_START_S = 15.0  # how long the HTTP side may take to listen
 
 
 class Service:
@@ -167,10 +171,23 @@ class Service:
             bus_ready=lambda: self._coordinator is not None and self._coordinator.intake.assigned(),
         )
         server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
-        thread = threading.Thread(target=server.run, name="coord-http", daemon=True)
+        def serve() -> None:
+            with contextlib.suppress(SystemExit):  # uvicorn's way to say it could not bind: below
+                server.run()
+
+        thread = threading.Thread(target=serve, name="coord-http", daemon=True)
         thread.start()
         self._stack.callback(thread.join, 30)
         self._stack.callback(setattr, server, "should_exit", True)
+        # uvicorn reports a port it cannot bind by ending its thread: say so here, not never
+        deadline = time.monotonic() + HTTP_START_S
+        while not server.started and thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if not server.started:
+            raise SettingsError(
+                f"cannot serve HTTP on {host}:{port} (in use, or not an address of this machine?); "
+                "choose another with --host/--port or COORD_API_HOST/COORD_API_PORT"
+            )
 
 
 def configure_logging(verbose: bool) -> None:
