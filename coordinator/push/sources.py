@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from coordinator.errors import PushError
+from coordinator.push.destinations.failure import one_line
 
 BATCH_ROWS = 128_000
 
@@ -58,7 +59,7 @@ def _parquet(source: Source) -> Iterator[pa.RecordBatch]:
         if not scanned:  # an empty dataset still has a schema
             yield pa.RecordBatch.from_pylist([], schema=dataset.schema)
     except (OSError, pa.ArrowException) as exc:
-        raise PushError(f"cannot read parquet source {source.target}: {exc}") from exc
+        raise source_error(source, exc) from exc
 
 
 def _sql(source: Source) -> Iterator[pa.RecordBatch]:
@@ -82,7 +83,7 @@ def _sql(source: Source) -> Iterator[pa.RecordBatch]:
                 yield pa.RecordBatch.from_pydict({n: pa.array([], pa.null()) for n in names})
         engine.dispose()
     except sa.exc.SQLAlchemyError as exc:
-        raise PushError(f"source query failed: {exc}") from exc
+        raise source_error(source, exc) from exc
 
 
 def _sql_adbc(source: Source) -> Iterator[pa.RecordBatch]:
@@ -96,13 +97,28 @@ def _sql_adbc(source: Source) -> Iterator[pa.RecordBatch]:
             reader = cur.fetch_record_batch()
             yield from reader
     except pg_dbapi.Error as exc:
-        raise PushError(f"source query failed: {exc}") from exc
+        raise source_error(source, exc) from exc
 
 
 def _spark(source: Source) -> Iterator[pa.RecordBatch]:
+    from py4j.protocol import Py4JError
+    from pyspark.errors import PySparkException
     from pyspark.sql import SparkSession
 
-    spark = SparkSession.builder.getOrCreate()
-    target = source.target.strip()
-    df = spark.sql(target) if " " in target else spark.table(target)
-    yield from df.toArrow().to_batches(max_chunksize=BATCH_ROWS)
+    try:
+        spark = SparkSession.builder.getOrCreate()
+        target = source.target.strip()
+        df = spark.sql(target) if " " in target else spark.table(target)
+        table = df.toArrow()
+    except (PySparkException, Py4JError) as exc:  # e.g. AnalysisException: no such table
+        raise source_error(source, exc) from exc
+    yield from table.to_batches(max_chunksize=BATCH_ROWS)
+
+
+def source_error(source: Source, exc: BaseException) -> PushError:
+    """A reader's or driver's exception (pyarrow, SQLAlchemy, ADBC, Spark) as the push's own:
+    one line, the driver's message when SQLAlchemy wraps one (without its SQL and its link)."""
+    orig = getattr(exc, "orig", None)
+    what = f"cannot read {source.kind} source {source.target}"
+    what = "source query failed" if source.kind == "sql" else what
+    return PushError(f"{what}: {one_line(orig or exc)}")

@@ -92,18 +92,16 @@ class StateStore:
             with engine.begin() as conn:
                 migrate(conn)
             return engine
-        except SQLAlchemyError as exc:
-            raise StoreError(f"cannot open the state store: {_short(exc)}") from exc
+        except DRIVER_ERRORS as exc:
+            raise store_error(exc, "cannot open the state store") from exc
 
     @contextmanager
     def begin(self) -> Iterator[Tx]:
         try:
             with self.engine.begin() as conn:
                 yield Tx(conn)
-        except SQLAlchemyError as exc:
-            raise StoreError(f"state store: {_short(exc)}") from exc
-        except (psycopg.Error, sqlite3.Error) as exc:  # statements run on the driver (sql.py)
-            raise StoreError(f"state store: {str(exc).splitlines()[0][:500]}") from exc
+        except DRIVER_ERRORS as exc:  # psycopg and sqlite3 too: statements run on the driver (sql.py)
+            raise store_error(exc) from exc
 
     def close(self) -> None:
         if self._engine is not None:
@@ -117,8 +115,18 @@ class StateStore:
         self.close()
 
 
-def _short(exc: SQLAlchemyError) -> str:
-    return str(getattr(exc, "orig", None) or exc).splitlines()[0][:500]
+# what the store's edge catches: SQLAlchemy's errors and those of the drivers sql.py calls directly
+DRIVER_ERRORS = (SQLAlchemyError, psycopg.Error, sqlite3.Error)
+
+
+def store_error(exc: BaseException, doing: str = "state store") -> StoreError:
+    """A driver or SQLAlchemy exception as the store's own: its first line, the driver's own
+    message when SQLAlchemy wraps one (tests/unit/test_error_mapping.py checks every class)."""
+    return StoreError(f"{doing}: {_short(exc)}")
+
+
+def _short(exc: BaseException) -> str:
+    return (str(getattr(exc, "orig", None) or exc).splitlines() or [type(exc).__name__])[0][:500]
 
 
 class Tx(Runs, Events, Outbox, Views, AlertRecords):

@@ -45,6 +45,7 @@ PSYCOPG_VERDICTS: failure.Verdicts = {
     psycopg.errors.ConnectionTimeout: LOST,
     psycopg.errors.CancellationTimeout: LOST,
     psycopg.errors.PipelineAborted: REFUSED,
+    psycopg.transaction.OutOfOrderTransactionNesting: REFUSED,  # a ProgrammingError of ours
 }
 # ADBC's classes; its libpq failures carry status IO and no SQLSTATE, the server's a SQLSTATE
 ADBC_VERDICTS: failure.Verdicts = {
