@@ -171,6 +171,7 @@ class Service:
             bus_ready=lambda: self._coordinator is not None and self._coordinator.intake.assigned(),
         )
         server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+
         def serve() -> None:
             with contextlib.suppress(SystemExit):  # uvicorn's way to say it could not bind: below
                 server.run()
