@@ -111,8 +111,8 @@ def publish_command(
 ) -> None:
     """Publish a completion event (or one per node a dbt invocation built, with --from-dbt)."""
     from coordinator.bus.factory import open_bus
+    from coordinator.cli.context import cli_settings
     from coordinator.publish import Publisher, build_event
-    from coordinator.settings import Settings
 
     try:
         if from_dbt is not None:
@@ -149,7 +149,7 @@ def publish_command(
             typer.echo(f"nothing published: {len(refused)} of {len(events)} event(s) refused", err=True)
             raise typer.Exit(1)
         if events:
-            settings = Settings()
+            settings = cli_settings()
             with Publisher(open_bus(settings), settings) as publisher:
                 publisher.publish_many(events)
                 publisher.flush()

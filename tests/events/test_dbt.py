@@ -134,22 +134,23 @@ GATED = {
     "tests/assert_stats_small.sql": "select * from {{ ref('customer_stats') }} where id > 2",  # singular
 }
 INVOCATIONS = {  # name → dbt arguments, in the order they run on one project
-    "build": ["build"], "ls": ["ls"], "run": ["run"], "test": ["test"], "compile": ["compile"],
-    "docs": ["docs", "generate"], "seed": ["seed"], "show": ["show", "--select", "orders_report"],
-    "empty": ["run", "--empty"],
+    "build": ["build"], "ls": ["ls"], "retry": ["retry"], "run": ["run"], "test": ["test"],
+    "compile": ["compile"], "docs": ["docs", "generate"], "seed": ["seed"],
+    "show": ["show", "--select", "orders_report"], "empty": ["run", "--empty"],
 }
 
 
 @pytest.fixture(scope="module")
 def targets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """target/ as each real invocation left it: `dbt build` with failing and erroring tests, then
-    ls, run, test alone, compile, docs generate, seed (beside the catalog docs generate wrote),
-    show and run --empty."""
+    ls, retry (of what failed), run, test alone, compile, docs generate, seed (beside the catalog
+    docs generate wrote), show and run --empty."""
     root = write_project(tmp_path_factory.mktemp("gated"), GATED)
     kept = {}
     for name, args in INVOCATIONS.items():
         done = dbt(root, *args)
-        assert done.returncode == (1 if name in ("build", "test") else 0), (name, done.stdout[-3000:])
+        failing = name in ("build", "retry", "test")  # tests fail on purpose
+        assert done.returncode == (1 if failing else 0), (name, done.stdout[-3000:])
         kept[name] = keep_target(root, name)
     return kept
 
@@ -227,6 +228,16 @@ def test_a_catalog_from_another_invocation_is_not_used_for_types(targets: dict[s
     [seed] = read_dbt_run(same).events
     assert [(c.name, c.type) for c in seed.columns] == [("id", "INTEGER"), ("name", "VARCHAR"),
                                                         ("country", "VARCHAR")]
+
+
+def test_a_retry_is_read_as_the_command_it_retries(targets: dict[str, Path]) -> None:
+    run_results = json.loads((targets["retry"] / "run_results.json").read_text())
+    assert run_results["args"]["invocation_command"].startswith("dbt retry")
+    run = read_dbt_run(targets["retry"], hold_on_test_failure=True)
+    assert run.command == "build" and run.events == []  # it re-ran the failed tests and skipped the rest
+    assert [n.split(", which")[0] for n in run.notes] == ["tests failed on model.shop.customer_stats",
+                                                         "tests failed on model.shop.orders"]
+    assert all("which this invocation did not build: nothing held" in n for n in run.notes)
 
 
 def test_a_manifest_a_later_command_rewrote_is_named(targets: dict[str, Path]) -> None:
