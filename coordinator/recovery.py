@@ -20,8 +20,9 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from coordinator.launchers.base import Handle, Launcher
-from coordinator.launchers.process import EXIT_NAME, RESULT_NAME, _proc_start_time
+from coordinator.launchers.process import _proc_start_time
 from coordinator.launchers.result import RESULT_FILE_ENV
+from coordinator.rundirs import EXIT_NAME, RESULT_NAME
 from coordinator.spec.models import PipelineSpec
 from coordinator.store.store import RunRow, StateStore
 

@@ -24,8 +24,8 @@ from pathlib import Path
 from coordinator.errors import LaunchError
 from coordinator.launchers.base import Handle, Launcher, RunContext, RunResult
 from coordinator.launchers.result import RESULT_FILE_ENV, read_results
+from coordinator.rundirs import EXIT_NAME, LOG_NAME, RESULT_NAME  # re-exported: the folder's files
 
-LOG_NAME, EXIT_NAME, RESULT_NAME = "log", "exit_code", "result.jsonl"
 ERROR_HINTS = ("error", "exception", "traceback", "failed", "fatal")
 
 

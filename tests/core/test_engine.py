@@ -264,19 +264,6 @@ jobs:
         assert (stats.events, stats.runs_created) == (2, 0)
 
 
-REFUSING = """
-datasets: {raw.a: {partitioning: daily}}
-jobs:
-  score:
-    kind: command
-    inputs: [raw.a]
-    outputs: [scores]
-    retries: {max_attempts: 3, backoff_s: 0.1}
-    settings: {command: "true"}
-  push: {kind: command, inputs: [scores], outputs: [pushed], settings: {command: "true"}}
-"""
-
-
 def test_a_launcher_that_reports_blocked_is_not_retried_and_keeps_its_details(
     settings: Settings, stub: StubLauncher
 ):
@@ -284,19 +271,19 @@ def test_a_launcher_that_reports_blocked_is_not_retried_and_keeps_its_details(
     same input would be refused again, so retries would only waste the budget."""
     settings.home.mkdir()
     publish(settings, [CompletionEvent(dataset="raw.a", partition="2024-01-01")])
-    stub.script("score", refuse("plan is int64 (model expects string)", mismatched_columns=["plan"]))
-    with coordinator(parse_spec(REFUSING), settings, stub) as coord:
+    stub.script("load", refuse("plan is int64 (model expects string)", mismatched_columns=["plan"]))
+    with coordinator(parse_spec(FLAKY), settings, stub) as coord:  # 3 attempts allowed, 1 used
         stats = coord.run(until_idle=True, timeout_s=60)
         assert (stats.blocked, stats.retried, stats.failed, stats.succeeded) == (1, 0, 0, 0)
         with coord.store.begin() as tx:
-            [run] = tx.list_runs(job="score")
+            [run] = tx.list_runs(job="load")
             assert run.state == "blocked" and run.attempt == 1
             [attempt] = tx.attempts(run.run_id)
             assert attempt["state"] == "blocked"
             assert '"mismatched_columns": ["plan"]' in attempt["details"]
-            assert tx.list_runs(job="push") == []  # downstream waits
+            assert tx.list_runs(job="after") == []  # downstream waits
     [failed] = [e for e in published(settings) if e.status is Status.FAILED]
-    assert failed.dataset == "scores"
+    assert failed.dataset == "mid"
 
 
 def test_a_bus_error_that_retrying_cannot_heal_stops_the_loop_with_its_message(
