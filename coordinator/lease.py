@@ -220,3 +220,21 @@ class LeaseKeeper:
         except StoreError as exc:
             log.warning("lease %s not released (%s); it expires in %g s", self.id, exc, self.ttl_s)
             return None
+
+
+def run_lease(owner: str | None, leases: dict[str, L.LeaseRow], now: float) -> str:
+    """A run owner's lease as the views show it: live, expired, released, ended, or adopted by
+    whom ('' for a run nobody claimed; 'unknown' for an owner without a lease row)."""
+    if not owner:
+        return ""
+    lease = leases.get(owner)
+    if lease is None:
+        return "unknown"
+    state = lease.status(now)
+    return f"adopted by {lease.adopted_by}" if state == "adopted" else state
+
+
+def orphaned(runs: list, leases: dict[str, L.LeaseRow], now: float) -> list:
+    """The starting or running runs whose owner is not alive (expired, released, unknown lease):
+    a live instance adopts them within a few seconds; with none live they wait for one."""
+    return [r for r in runs if r.state in L.ACTIVE and run_lease(r.owner, leases, now) not in ("live", "")]

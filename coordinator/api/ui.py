@@ -9,6 +9,7 @@ internet. Reading needs no token; the actions need the bearer token (settings.ap
     GET  /api/runs?job=&state=&limit=  the latest runs
     GET  /api/runs/{id}                one run: inputs, command, attempts, log tail, outputs, root cause
     POST /api/runs/{id}/retry          a failed or blocked run gets a fresh retry budget   (token)
+    POST /api/runs/{id}/cancel         stop a run's job, mark it cancelled (downstream waits) (token)
     POST /api/jobs/{job}/rerun?partition=P   a new run on the latest inputs                (token)
 """
 
@@ -69,6 +70,7 @@ def _run_json(run: RunRow) -> dict[str, Any]:
         "created_at": run.created_at,
         "started_at": run.started_at,
         "finished_at": run.finished_at,
+        "owner": run.owner,  # the lease (instance#epoch) running it; its state: /api/runs
     }
 
 
@@ -175,10 +177,15 @@ def runs(
     partition: str | None = None,
     limit: int = Query(50, ge=1, le=1000),
 ) -> dict[str, Any]:
+    from coordinator.lease import run_lease
+    from coordinator.store import leases as L
+
     _, _, store = _ctx(request)
     with store.begin() as tx:
         rows = tx.list_runs(job=job, states=[state] if state else None, partition=partition, limit=limit)
-    return {"runs": [_run_json(r) for r in rows]}
+        leases = L.every(tx)
+    now = time.time()
+    return {"runs": [{**_run_json(r), "lease": run_lease(r.owner, leases, now)} for r in rows]}
 
 
 @router.get("/api/runs/{run_id}")
@@ -225,6 +232,23 @@ def retry(request: Request, run_id: str, authorization: str | None = Header(defa
         run = operations.retry(store, run_id)
     except CoordinatorError as exc:
         raise HTTPException(409, detail={"reason": "cannot_retry", "detail": str(exc)}) from None
+    return _run_json(run)
+
+
+@router.post("/api/runs/{run_id}/cancel")
+def cancel(request: Request, run_id: str, authorization: str | None = Header(default=None)) -> dict[str, Any]:
+    import socket
+
+    from coordinator.launchers.registry import build_launcher
+
+    settings, _, store = _ctx(request)
+    _authorize(settings, authorization)
+    try:
+        run = operations.cancel(
+            store, run_id, lambda kind: build_launcher(kind, settings), socket.gethostname()
+        )
+    except CoordinatorError as exc:
+        raise HTTPException(409, detail={"reason": "cannot_cancel", "detail": str(exc)}) from None
     return _run_json(run)
 
 

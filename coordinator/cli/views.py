@@ -50,10 +50,15 @@ def runs(
     limit: Annotated[int, typer.Option("--limit", "-n")] = 50,
 ) -> None:
     """The latest runs, newest first."""
+    from coordinator.lease import run_lease
+    from coordinator.store import leases as L
+
     with state_store(cli_settings()) as store, store.begin() as tx:
         rows = tx.list_runs(job=job, states=[state] if state else None, limit=limit)
+        leases = L.every(tx)
+    now = datetime.now(UTC).timestamp()
     table = Table(title=f"runs ({len(rows)})")
-    for col in ("run", "job", "partition", "state", "attempt", "created", "error"):
+    for col in ("run", "job", "partition", "state", "attempt", "created", "owner", "lease", "age", "error"):
         table.add_column(col, overflow="fold")
     for r in rows:
         table.add_row(
@@ -63,6 +68,9 @@ def runs(
             f"{MARKS.get(r.state, '')} {r.state}",
             f"{r.attempt}/{r.max_attempts}",
             _when(r.created_at),
+            r.owner or "",
+            run_lease(r.owner, leases, now),
+            _age(r.started_at or r.created_at),
             (r.error or "")[:200],
         )
     Console().print(table)
@@ -72,9 +80,13 @@ def status(spec: SpecOpt = "pipeline.yaml", last: Annotated[int, typer.Option("-
     """Datasets × their latest partitions (✓ complete, or the producing run's state), then waits."""
     console = Console()
     loaded = load_or_exit(spec, console)
+    from coordinator.lease import orphaned, run_lease
+    from coordinator.store import leases as L
+
     with state_store(cli_settings()) as store, store.begin() as tx:
         versions = tx.latest_versions()
         recent = tx.list_runs(limit=5000)
+        leases = L.every(tx)
     have = {(v.dataset, v.partition) for v in versions}
     run_state: dict[tuple[str, str | None], str] = {}
     for r in reversed(recent):  # oldest first, so the newest run's state wins
@@ -127,6 +139,13 @@ def status(spec: SpecOpt = "pipeline.yaml", last: Annotated[int, typer.Option("-
         console.print(line, highlight=False)
     if not waits:
         console.print("nothing is waiting on a partial set of inputs")
+    now = datetime.now(UTC).timestamp()
+    for r in orphaned(recent, leases, now):
+        console.print(
+            f"{r.job}[{r.partition}] {r.state} under {r.owner} ({run_lease(r.owner, leases, now)}), "
+            f"started {_age(r.started_at)} ago: its instance is gone, a live instance adopts it",
+            highlight=False,
+        )
 
 
 def register(app: typer.Typer) -> None:

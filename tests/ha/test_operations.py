@@ -149,6 +149,8 @@ def test_cancel_stops_a_command_job_s_process_group_and_downstream_waits(slow_ho
     home.until(lambda: [r.state for r in home.runs()] == ["running"])
     [run] = home.runs()
     assert is_alive(run.handle)
+    listing = home.coord("runs").output
+    assert "coordinator#1" in listing and "live" in listing, listing
     cancel = home.coord("cancel", run.run_id[:10])
     out = cancel.output
     assert cancel.returncode == 0 and "cancelled" in out, out
@@ -170,6 +172,10 @@ def test_sigterm_says_what_it_left_running_and_the_next_start_reattaches_it(tmp_
         out, _ = service.communicate(timeout=30)
         assert service.returncode == 0, out
         assert "1 run(s) left running under lease coordinator#1" in out, out
+        runs = home.coord("runs").output
+        assert "coordinator#1" in runs and "released" in runs, runs
+        status = home.coord("status", "--spec", str(home.spec)).output
+        assert "under coordinator#1 (released)" in status and "its instance is gone" in status, status
         again = home.coord("run", str(home.spec), "--until-idle", timeout=60)
         out = again.output
         assert again.returncode == 0, out
