@@ -37,8 +37,23 @@ from coordinator.bus.base import Bus, Consumer, Delivered, DeliveryFailure, Mess
 from coordinator.errors import BusError
 
 log = logging.getLogger(__name__)
-# librdkafka's own log lines (connection refused, ...) go to Python logging, not stderr.
-_driver_log = logging.getLogger("coordinator.bus.kafka.librdkafka")
+
+
+class _DriverLog:
+    """Where librdkafka's own log lines go (Python logging, not stderr). Its FAIL lines (a
+    connection refused or dropped, repeated at every reconnect while a broker is away) are
+    demoted to INFO: the adapter says it once, plainly — a warning when no broker answers, and
+    one error once that has lasted `unreachable_s`."""
+
+    logger = logging.getLogger("coordinator.bus.kafka.librdkafka")
+
+    def log(self, level: int, msg: str, *args: object) -> None:
+        if level >= logging.WARNING and args and args[0] == "FAIL":
+            level = logging.INFO
+        self.logger.log(level, msg, *args)
+
+
+_driver_log = _DriverLog()
 
 PRODUCER_DEFAULTS: dict[str, Any] = {
     "enable.idempotence": True,
@@ -397,6 +412,9 @@ class KafkaConsumer(Consumer):
             if self._away_since is None:
                 self._away_since = time.monotonic()
             self._last_error = error.str()
+        if error.code() == KafkaError._ALL_BROKERS_DOWN:
+            log.warning("kafka: no broker at %s answers; waiting up to %g s", self.where, self.unreachable_s)
+            return
         log.log(logging.INFO if retriable(error) else logging.WARNING, "kafka consumer: %s", error)
 
     def _on_assign(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
@@ -425,7 +443,7 @@ class KafkaConsumer(Consumer):
         if self._away_since is None or time.monotonic() - self._away_since < self.unreachable_s:
             return
         try:
-            client.list_topics(self.topics[0] if self.topics else None, timeout=5)
+            client.list_topics(self.topics[0] if self.topics else None, timeout=2)
         except (KafkaException, RuntimeError) as exc:
             reason = self._last_error or str(exc)
             raise BusError(

@@ -114,3 +114,86 @@ def test_kafka_lag_of_a_taken_over_partition_counts_from_the_groups_commit(
         assert second.lag() == 0
     finally:
         second.close()
+
+
+# ------------------------------------------------------------------ BusError.retriable
+PASSING = ["_TRANSPORT", "_ALL_BROKERS_DOWN", "_TIMED_OUT", "_MSG_TIMED_OUT", "REQUEST_TIMED_OUT",
+           "NOT_COORDINATOR", "COORDINATOR_NOT_AVAILABLE", "REBALANCE_IN_PROGRESS", "ILLEGAL_GENERATION",
+           "UNKNOWN_MEMBER_ID", "LEADER_NOT_AVAILABLE", "NOT_LEADER_FOR_PARTITION", "NOT_ENOUGH_REPLICAS",
+           "_QUEUE_FULL", "_NO_OFFSET", "_ASSIGNMENT_LOST"]
+LASTING = ["_FATAL", "_INVALID_ARG", "_AUTHENTICATION", "_SSL", "MSG_SIZE_TOO_LARGE", "INVALID_CONFIG",
+           "TOPIC_AUTHORIZATION_FAILED", "FENCED_INSTANCE_ID", "GROUP_AUTHORIZATION_FAILED",
+           "SASL_AUTHENTICATION_FAILED", "_UNKNOWN_TOPIC", "UNSUPPORTED_VERSION", "RECORD_LIST_TOO_LARGE",
+           "PRODUCER_FENCED"]
+
+
+@pytest.mark.parametrize("code", PASSING)
+def test_kafka_errors_that_pass_are_retriable(code: str) -> None:
+    from confluent_kafka import KafkaError, KafkaException
+
+    from coordinator.bus.kafka import _bus_error, retriable
+
+    error = KafkaError(getattr(KafkaError, code))
+    assert retriable(error)
+    assert _bus_error("commit", KafkaException(error)).retriable
+
+
+@pytest.mark.parametrize("code", LASTING)
+def test_kafka_errors_that_fail_again_are_not_retriable(code: str) -> None:
+    from confluent_kafka import KafkaError, KafkaException
+
+    from coordinator.bus.kafka import _bus_error, retriable
+
+    error = KafkaError(getattr(KafkaError, code))
+    assert not retriable(error)
+    assert not _bus_error("consume", KafkaException(error)).retriable
+
+
+def test_kafka_fatal_flag_and_librdkafka_classification_win() -> None:
+    from confluent_kafka import KafkaError
+
+    from coordinator.bus.kafka import retriable
+
+    assert not retriable(KafkaError(KafkaError._TRANSPORT, fatal=True))  # fatal beats a retriable code
+    assert retriable(KafkaError(KafkaError.UNKNOWN, retriable=True))  # librdkafka's own flag counts
+    assert not retriable(KafkaError(KafkaError.UNKNOWN))
+
+
+def test_kafka_configuration_mistakes_and_fenced_members_are_not_retriable() -> None:
+    from confluent_kafka import KafkaError, KafkaException
+
+    from coordinator.bus.kafka import _bus_error
+
+    with pytest.raises(BusError) as bad_config:
+        KafkaBus("127.0.0.1:1", {"no.such.setting": "x"}).producer().produce("t", b"v")
+    assert not bad_config.value.retriable
+    fenced = _bus_error("consume", KafkaException(KafkaError(KafkaError.FENCED_INSTANCE_ID)))
+    assert not fenced.retriable and "COORD_INSTANCE_NAME" in str(fenced)
+
+
+def test_kafka_undelivered_messages_after_the_bound_are_one_clear_error() -> None:
+    port = free_port()
+    bus = KafkaBus(f"127.0.0.1:{port}", unreachable_s=1.5)
+    producer = bus.producer()
+    producer.produce("nowhere", b"value", key=b"k")
+    with pytest.raises(BusError) as raised:
+        producer.flush(10)
+    assert not raised.value.retriable
+    assert f"cannot reach Kafka at 127.0.0.1:{port}" in str(raised.value)
+
+
+def test_local_bus_errors_say_whether_to_retry(tmp_path: Path) -> None:
+    import sqlite3
+
+    from coordinator.bus.local import _bus_error
+
+    assert _bus_error(tmp_path, sqlite3.OperationalError("database is locked")).retriable
+    assert not _bus_error(tmp_path, sqlite3.DatabaseError("file is not a database")).retriable
+    assert not _bus_error(tmp_path, OSError("Permission denied")).retriable
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(BusError) as unopenable:
+        LocalBus(tmp_path / "file" / "bus.db").ensure_topics([TopicSpec("t", 1)])
+    assert not unopenable.value.retriable
+    with pytest.raises(BusError) as not_bytes:
+        LocalBus(tmp_path / "bus.db").producer().produce("t", "text")  # type: ignore[arg-type]
+    assert not not_bytes.value.retriable
