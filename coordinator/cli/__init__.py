@@ -17,6 +17,7 @@ from coordinator.errors import CoordinatorError
 from coordinator.settings import Settings
 
 COMMAND_MODULES = (info, model, publish, run, ops, views, push, demo, trace, serve)
+HELP_ONLY = "coordinator.help_only"  # ctx.meta: a command's --help was asked for
 HELP = "The coordinator of data pipelines: check and serve a spec, publish events, inspect and resume runs."
 
 
@@ -24,6 +25,8 @@ class CoordGroup(TyperGroup):
     """The app's group: a CoordinatorError from the callback or any command is one line, exit 1."""
 
     def invoke(self, ctx):  # noqa: ANN001, ANN201 — click's signature
+        rest = [*getattr(ctx, "_protected_args", ()), *ctx.args]  # what the command will parse
+        ctx.meta[HELP_ONLY] = any(arg in ctx.help_option_names for arg in rest)
         try:
             return super().invoke(ctx)
         except CoordinatorError as exc:
@@ -32,7 +35,10 @@ class CoordGroup(TyperGroup):
 
 
 def _settings(ctx: typer.Context) -> None:
-    """Read the settings (COORD_ variables and .env) once, for every command."""
+    """Read the settings (COORD_ variables and .env) once, for every command — not for a
+    command's --help, which needs none and should answer even when a setting is wrong."""
+    if ctx.resilient_parsing or ctx.meta.get(HELP_ONLY):
+        return
     ctx.obj = Settings()
 
 

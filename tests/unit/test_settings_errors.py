@@ -121,3 +121,9 @@ def test_the_readme_lists_every_setting() -> None:
     names = [f"COORD_{name.upper()}" for name in Settings.model_fields]
     missing = [name for name in names if f"`{name}`" not in table]
     assert not missing, f"add to the README's settings table: {', '.join(missing)}"
+
+
+def test_help_answers_even_when_a_setting_is_wrong(tmp_path: Path) -> None:
+    for args in (["--help"], ["run", "--help"]):
+        done = coord(tmp_path, *args, COORD_BUS="kafak")
+        assert done.returncode == 0 and "Usage: coord" in done.stdout, (args, done.stderr)
