@@ -13,6 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 import pyarrow as pa
 import pytest
+import sqlalchemy as sa
 
 from coordinator.errors import PushError
 from coordinator.push import DestinationSettings, push
@@ -214,3 +215,76 @@ def test_commit_refused_is_rolled_back(postgres_url: str, tmp_path: Path) -> Non
     assert "refused at COMMIT and rolled back" in message and "foreign key" in message
     assert not isinstance(caught.value, PushOutcomeUnknown)
     assert _rows(plain, table) == [(i, i / 4) for i in range(100)]
+
+
+# --------------------------------------------------------------- MariaDB: the connection killed mid-push
+def _kill_when(b: Backend, pattern: str, killed: list[str]) -> threading.Thread:
+    """KILL the connection running a statement LIKE `pattern` (from another connection, as an
+    operator or a failover would), once it sleeps in the trigger."""
+
+    def watch() -> None:
+        deadline = time.monotonic() + 60
+        with b.engine.connect() as conn:
+            while time.monotonic() < deadline and not killed:
+                found = conn.exec_driver_sql(
+                    "SELECT ID, INFO FROM information_schema.PROCESSLIST "
+                    "WHERE INFO LIKE %s AND ID <> CONNECTION_ID()",
+                    (pattern,),
+                ).fetchone()
+                if found:
+                    killed.append(found[1])
+                    conn.exec_driver_sql(f"KILL CONNECTION {int(found[0])}")
+                    break
+                time.sleep(0.05)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize("backend", [pytest.param("mysql", marks=pytest.mark.mysql)], indirect=True)
+def test_mysql_connection_killed_during_the_merge(backend: Backend, table_name: str, state_dir: Path) -> None:
+    t = backend.q(table_name)
+    backend.exec(f"CREATE TABLE {t} (user_id BIGINT PRIMARY KEY, score DOUBLE)")
+    dest = DestinationSettings(url=backend.url, table=table_name)
+    push(scores(), dest, job="j", key=["user_id"], state_dir=state_dir)
+    before = backend.rows(table_name, "user_id")
+    backend.exec(
+        f"CREATE TRIGGER {backend.q('hold_' + table_name)} BEFORE UPDATE ON {t} FOR EACH ROW "
+        "BEGIN IF NEW.user_id = 7 THEN DO SLEEP(60); END IF; END"
+    )
+    changed = frozenset({3, 7, 2000})
+    killed: list[str] = []
+    watcher = _kill_when(backend, "%SLEEP(60)%", killed)  # the merge, inside the trigger
+    with pytest.raises(PushError) as caught:
+        push(scores(N + 2, bump=changed), dest, job="j", key=["user_id"], state_dir=state_dir)
+    watcher.join(60)
+    assert killed, "the push never reached the merge"
+    message = one_line(caught.value)
+    assert "rolled back" in message and "connection was lost before COMMIT" in message
+    assert backend.rows(table_name, "user_id") == before
+
+    backend.exec(f"DROP TRIGGER {backend.q('hold_' + table_name)}")
+    r = push(scores(N + 2, bump=changed), dest, job="j", key=["user_id"], state_dir=state_dir)
+    assert (r.inserted, r.updated, r.full) == (2, len(changed), False)
+    assert backend.rows(table_name, "user_id") == [
+        (i, i / 4 + (100 if i in changed else 0)) for i in range(N + 2)
+    ]
+
+
+@pytest.mark.parametrize("backend", [pytest.param("mysql", marks=pytest.mark.mysql)], indirect=True)
+def test_mysql_first_push_killed_drops_the_table_it_created(
+    backend: Backend, table_name: str, state_dir: Path
+) -> None:
+    dest = DestinationSettings(url=backend.url, table=table_name)
+    killed: list[str] = []
+    # the staging rows go in by executemany: kill the push while it loads them
+    watcher = _kill_when(backend, "INSERT INTO `coord_stage`%", killed)
+    big = scores(400_000)
+    with pytest.raises(PushError) as caught:
+        push(big, dest, job="j", key=["user_id"], create_table=True, state_dir=state_dir)
+    watcher.join(60)
+    assert killed, "the push never loaded its stage"
+    message = one_line(caught.value)
+    assert "connection was lost before COMMIT" in message and "dropped again" in message
+    assert table_name not in set(sa.inspect(backend.engine).get_table_names())
