@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from coordinator import operations
-from coordinator.cli.context import cli_settings
+from coordinator.cli.context import cli_settings, state_store
 from coordinator.cli.run import SpecOpt, load_or_exit
 from coordinator.errors import CoordinatorError
 from coordinator.settings import Settings
@@ -34,7 +34,7 @@ TERMINAL = ("succeeded", "failed", "blocked", "cancelled")
 
 
 def _store(settings: Settings) -> StateStore:
-    return StateStore(settings.resolved_state_url())
+    return state_store(settings)  # nothing run here yet: one clear line
 
 
 def retry(run_id: Annotated[str, typer.Argument(help="Run id (or a unique prefix)")]) -> None:
