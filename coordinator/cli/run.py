@@ -6,6 +6,7 @@ coord run pipeline.yaml [--until-idle] [--max-events N] [--timeout S]
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -35,6 +36,17 @@ def load_or_exit(path: Path, console: Console) -> PipelineSpec:
         raise typer.Exit(1) from None
 
 
+def serving(spec: Path, verbose: bool) -> tuple[Console, PipelineSpec, Callable[[], bool]]:
+    """What `run` and `serve` do before their service starts: the spec checked, logging set up,
+    SIGTERM (and a first Ctrl-C) turned into the loop's `stop`."""
+    from coordinator.service import configure_logging, stop_on_sigterm
+
+    console = Console()
+    loaded = load_or_exit(spec, console)
+    configure_logging(verbose)
+    return console, loaded, stop_on_sigterm()
+
+
 def validate(spec: SpecArg) -> None:
     """Check a spec: unknown datasets, cycles, double producers, mappings, kind settings."""
     console = Console()
@@ -53,12 +65,9 @@ def run(
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Serve the pipeline: take completion events, launch ready jobs, publish their completions."""
-    from coordinator.service import Service, configure_logging, stop_on_sigterm
+    from coordinator.service import Service
 
-    console = Console()
-    loaded = load_or_exit(spec, console)
-    configure_logging(verbose)
-    stop = stop_on_sigterm()
+    console, loaded, stop = serving(spec, verbose)
     settings = cli_settings()
     try:
         with Service(loaded, settings, freeze_gc=True) as service:

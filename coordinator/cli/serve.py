@@ -11,10 +11,9 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from coordinator.cli.context import cli_settings
-from coordinator.cli.run import SpecArg, load_or_exit
+from coordinator.cli.run import SpecArg, serving
 
 
 def serve(
@@ -24,14 +23,11 @@ def serve(
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Serve the pipeline with the web UI, metrics, alerts and lineage."""
-    from coordinator.service import Service, configure_logging, stop_on_sigterm
+    from coordinator.service import Service
 
-    console = Console()
-    loaded = load_or_exit(spec, console)
-    configure_logging(verbose)
+    console, loaded, stop = serving(spec, verbose)
     settings = cli_settings()
     address = (host or settings.api_host, port or settings.api_port)
-    stop = stop_on_sigterm()
     try:
         with Service(loaded, settings, http=address, freeze_gc=True) as service:
             console.print(f"serving on http://{address[0]}:{address[1]}/ui", highlight=False)
