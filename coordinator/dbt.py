@@ -36,8 +36,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from coordinator.errors import EventError
-from coordinator.events import Column, CompletionEvent, Status, parse_time
+from coordinator.events import Column, CompletionEvent, Status, derived_event_id, parse_time
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +102,9 @@ def _completed_at(result: Mapping[str, Any]) -> datetime | None:
 
 def _columns(node: Mapping[str, Any], catalog_node: Mapping[str, Any] | None) -> tuple[Column, ...] | None:
     if catalog_node and catalog_node.get("columns"):
-        ordered = sorted(catalog_node["columns"].values(), key=lambda c: c.get("index", 0))
-        return tuple(Column(name=c["name"], type=str(c.get("type") or "unknown")) for c in ordered)
+        ordered = sorted(catalog_node["columns"].items(), key=lambda item: item[1].get("index", 0))
+        return tuple(Column(name=str(c.get("name") or name), type=str(c.get("type") or "unknown"))
+                     for name, c in ordered)
     declared = node.get("columns") or {}
     if not declared:
         return None
@@ -177,19 +180,22 @@ def _event(result: Mapping[str, Any], node: Mapping[str, Any], run: DbtRun, held
     if materialized:
         attributes["dbt_materialized"] = str(materialized)
     rows = (result.get("adapter_response") or {}).get("rows_affected")
-    return CompletionEvent(
-        event_id=f"dbt:{run.invocation_id}:{unique_id}",
-        dataset=relation_to_dataset(node["relation_name"]),
-        partition=partition,
-        status=status,
-        producer=producer,
-        producer_run_id=run.invocation_id,
-        produced_at=_completed_at(result) or generated_at,
-        row_count=rows if isinstance(rows, int) and rows >= 0 else None,
-        columns=_columns(node, catalog_node),
-        error=error[:20000] if error else None,
-        attributes=attributes,
-    )
+    try:
+        return CompletionEvent(
+            event_id=derived_event_id("dbt", run.invocation_id, unique_id),
+            dataset=relation_to_dataset(str(node["relation_name"])),
+            partition=partition,
+            status=status,
+            producer=producer,
+            producer_run_id=run.invocation_id,
+            produced_at=_completed_at(result) or generated_at,
+            row_count=rows if isinstance(rows, int) and rows >= 0 else None,
+            columns=_columns(node, catalog_node),
+            error=error[:20000] if error else None,
+            attributes=attributes,
+        )
+    except ValidationError as exc:  # a relation name or message no event can carry
+        raise EventError("invalid", f"{unique_id}: {exc}"[:1000]) from None
 
 
 def read_dbt_run(
@@ -203,7 +209,14 @@ def read_dbt_run(
 
     Raises EventError when the artifacts are missing, unreadable or not dbt's.
     """
-    target = Path(target)
+    try:
+        return _read(Path(target), partition, producer, hold_on_test_failure)
+    except (AttributeError, KeyError, TypeError) as exc:  # a field of another shape than dbt writes
+        why = f"{target}: not the artifacts dbt writes ({type(exc).__name__}: {exc})"
+        raise EventError("invalid", why) from None
+
+
+def _read(target: Path, partition: str | None, producer: str, hold_on_test_failure: bool) -> DbtRun:
     results_path = target / "run_results.json"
     run_results = _load(results_path)
     metadata = _part(run_results, "metadata", dict, results_path)

@@ -6,6 +6,7 @@ coordinator itself) and every consumer agrees on; its Avro form lives in topics/
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -32,6 +33,13 @@ class Column(BaseModel):
 
 def _new_event_id() -> str:
     return uuid.uuid4().hex
+
+
+def derived_event_id(*parts: str) -> str:
+    """An event id made from the producer's own identity of the event (a sync, a dbt node of an
+    invocation), so a retried delivery gives the same id; hashed when it would pass the id's limit."""
+    plain = ":".join(parts)
+    return plain if len(plain) <= 200 else f"{parts[0]}:{hashlib.sha256(plain.encode()).hexdigest()}"
 
 
 def _now() -> datetime:

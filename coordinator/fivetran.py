@@ -28,10 +28,10 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from coordinator.errors import EventError
-from coordinator.events import CompletionEvent, Status, parse_time
+from coordinator.events import CompletionEvent, Status, derived_event_id, parse_time
 
 if TYPE_CHECKING:
     from coordinator.spec.models import PipelineSpec
@@ -205,15 +205,18 @@ def completion_events(
             partition=partition,
             status=status,
             producer=PRODUCER,
-            producer_run_id=run,
-            error=error,
+            producer_run_id=run[:500] if run else None,
+            error=error[:20000] if error else None,
             attributes=dict(attributes),
         )
         if run:  # Fivetran retries deliveries: the same sync must give the same event ids
-            fields["event_id"] = f"fivetran:{payload.connector_id}:{run}:{dataset}"
+            fields["event_id"] = derived_event_id(PRODUCER, payload.connector_id, run, dataset)
         if created:
             fields["produced_at"] = created
-        events.append(CompletionEvent(**fields))
+        try:
+            events.append(CompletionEvent(**fields))
+        except ValidationError as exc:
+            raise EventError("invalid", f"{dataset}: {exc}"[:500]) from None
     return events
 
 

@@ -89,4 +89,4 @@ async def fivetran_webhook(request: Request) -> dict[str, Any]:
         events = completion_events(payload, rule, raw)
     except EventError as exc:
         raise _refuse(422, exc.reason, f"connector {payload.connector_id}: {exc.detail}") from None
-    return await _publish_all(request, events) | {"partition": rule.partition_key(raw)}
+    return await _publish_all(request, events) | {"partition": events[0].partition}

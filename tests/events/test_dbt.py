@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from coordinator.cli import build_app
 from coordinator.dbt import events_from_dbt, read_dbt_run, relation_to_dataset
 from coordinator.errors import EventError
-from coordinator.events import Status
+from coordinator.events import Status, derived_event_id
 from coordinator.settings import Settings
 from tests.events.conftest import read_events
 
@@ -325,3 +325,28 @@ def test_cli_refuses_options_that_do_not_go_together(targets: dict[str, Path], s
     hold = CliRunner().invoke(app, ["publish", "shop.main.orders", "--hold-on-test-failure"])
     assert hold.exit_code == 2 and "only with --from-dbt" in hold.output
     assert read_events(settings, 0) == []
+
+
+@pytest.mark.parametrize(("file", "change", "says"), [
+    ("manifest.json", lambda d: next(n for n in d["nodes"].values() if n["name"] == "assert_stats_small")
+     .update(depends_on=["model.shop.customer_stats"]), "not the artifacts dbt writes (AttributeError"),
+    ("manifest.json", lambda d: d["nodes"]["model.shop.orders"].update(relation_name="x" * 600),
+     "model.shop.orders: 1 validation error"),
+    ("run_results.json", lambda d: d["results"][0].update(adapter_response=["rows"]),
+     "not the artifacts dbt writes (AttributeError"),
+])
+def test_artifacts_of_another_shape_are_a_clear_error(targets: dict[str, Path], file: str, change,
+                                                      says: str) -> None:
+    odd = keep_copy(targets["build"], f"shape-{file}-{says[:9]}".replace(" ", "_"))
+    _edit(odd / file, change)
+    with pytest.raises(EventError) as raised:
+        read_dbt_run(odd, hold_on_test_failure=True)
+    assert raised.value.reason == "invalid" and says in str(raised.value), raised.value
+
+
+def test_event_ids_stay_within_their_limit() -> None:
+    assert derived_event_id("dbt", "inv", "model.shop.orders") == "dbt:inv:model.shop.orders"
+    node = "model." + "x" * 300
+    long = derived_event_id("dbt", "inv", node)
+    assert len(long) <= 200 and long.startswith("dbt:") and long == derived_event_id("dbt", "inv", node)
+    assert long != derived_event_id("dbt", "inv2", node)

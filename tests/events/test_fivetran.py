@@ -25,6 +25,7 @@ from coordinator.bus.factory import open_bus
 from coordinator.engine import Coordinator
 from coordinator.errors import SettingsError
 from coordinator.events import Status
+from coordinator.fivetran import ConnectorRule, FivetranPayload, completion_events
 from coordinator.metrics import Metrics
 from coordinator.publish import Publisher
 from coordinator.settings import Settings
@@ -271,3 +272,19 @@ def test_the_readme_example_mapping_is_valid(tmp_path: Path) -> None:
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     example = readme.split("COORD_FIVETRAN_CONNECTORS='", 1)[1].split("'", 1)[0]
     assert Settings(home=tmp_path, fivetran_connectors=json.loads(example)).fivetran_connectors
+
+
+def test_a_long_sync_id_still_gives_stable_event_ids(served: Served) -> None:
+    payload = sync_end() | {"sync_id": "s" * 300}
+    first, retry = served.post(payload), served.post(payload)
+    assert first.status_code == 202, first.text
+    assert first.json() == retry.json()
+    assert all(len(i) <= 200 and i.startswith("fivetran:") for i in first.json()["event_ids"])
+    assert {e.event_id for e in read_events(served.settings, 4)} == set(first.json()["event_ids"])
+
+
+def test_a_reason_longer_than_an_event_holds_is_cut() -> None:
+    payload = sync_end("FAILURE_WITH_TASK", reason="x" * 30000)
+    rule = ConnectorRule.model_validate(CONNECTORS["app_db"])
+    events = completion_events(FivetranPayload.model_validate(payload), rule, payload)
+    assert [len(e.error) for e in events] == [20000, 20000]
