@@ -30,6 +30,24 @@ ACCEPTS: dict[str, frozenset[str]] = {
 ANY = "any"  # SQLite columns without a declared type hold anything
 
 
+def _outside(allowed: str) -> str:
+    """An RE2 class of every character not in `allowed`."""
+    return "[^" + "".join(f"\\x{{{ord(c):x}}}" for c in sorted(set(allowed))) + "]"
+
+
+# MariaDB/MySQL character sets narrower than Unicode, as the characters they cannot hold (a
+# value with one fails the statement in strict mode, or is stored as "?" otherwise): their
+# latin1 is Windows-1252 whose five unassigned bytes keep the C1 code points
+_CP1252 = "".join(bytes([b]).decode("cp1252", errors="ignore") for b in range(256)) + "\x81\x8d\x8f\x90\x9d"
+CHARSET_OUTSIDE = {
+    "latin1": _outside(_CP1252),
+    "ascii": r"[^\x{0}-\x{7f}]",
+    "utf8mb3": r"[^\x{0}-\x{ffff}]",
+    "utf8": r"[^\x{0}-\x{ffff}]",
+    "ucs2": r"[^\x{0}-\x{ffff}]",
+}
+
+
 @dataclass(frozen=True)
 class DestColumn:
     name: str
@@ -42,6 +60,7 @@ class DestColumn:
     max_length: int | None = None
     precision: int | None = None
     scale: int | None = None
+    charset: str | None = None  # MariaDB/MySQL: a string column's character set
 
 
 @dataclass(frozen=True)
@@ -151,6 +170,12 @@ def value_problems(
                 )
             if not nul_ok:
                 yield f"NUL character in {name}", pc.match_substring(arr, "\x00")
+            outside = CHARSET_OUTSIDE.get((col.charset or "").lower())
+            if outside is not None:
+                yield (
+                    f"characters the character set {col.charset} of {name} cannot hold",
+                    pc.match_substring_regex(arr, outside),
+                )
         if col.family == "decimal" and col.precision is not None and fam in ("int", "float", "decimal"):
             limit = 10 ** (col.precision - (col.scale or 0))
             as_float = pc.cast(arr, pa.float64())

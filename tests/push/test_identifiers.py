@@ -201,3 +201,33 @@ def test_failed_first_push_drops_the_table_it_created(latin1_mysql: Backend, sta
     assert table not in _tables(b)
     r = push(data.slice(0, 1), settings, job="j", key=["key"], create_table=True, state_dir=state_dir)
     assert r.inserted == 1 and b.rows(table, "key") == [("ok", 1)]
+
+
+@pytest.mark.mysql
+def test_values_a_narrow_column_cannot_hold_are_rejected(latin1_mysql: Backend, state_dir: Path) -> None:
+    b, table = latin1_mysql, unique("t")
+    b.exec(
+        f"CREATE TABLE `{table}` (id BIGINT PRIMARY KEY, l VARCHAR(20) CHARACTER SET latin1, "
+        "m VARCHAR(20) CHARACTER SET utf8mb3, a VARCHAR(20) CHARACTER SET ascii)"
+    )
+    values = ["plain", "é €", "表", "😀"]
+    data = pa.table(
+        {
+            "id": [0, 1, 2, 3, 4, 5],
+            "l": [*values, "x", "x"],
+            "m": ["x"] * 3 + ["😀", "表", "x"],
+            "a": ["x"] * 5 + ["é"],
+        }
+    )
+    r = push(
+        data,
+        DestinationSettings(url=b.url, table=table),
+        job="j",
+        key=["id"],
+        max_rejected_fraction=1.0,
+        state_dir=state_dir,
+    )
+    reasons = {k.split(" of ")[1]: n for k, n in r.reject_reasons.items()}
+    assert (r.inserted, r.rejected) == (3, 3)  # rows 2, 3 (latin1) and 5 (ascii); row 4 fits utf8mb3
+    assert reasons == {"l cannot hold": 2, "a cannot hold": 1}
+    assert b.rows(table, "id") == [(0, "plain", "x", "x"), (1, "é €", "x", "x"), (4, "x", "表", "x")]

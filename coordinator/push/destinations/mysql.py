@@ -165,7 +165,8 @@ class MySQLDestination(Destination):
         try:
             info = self._query(
                 "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, COLUMN_DEFAULT, EXTRA, "
-                "CHARACTER_MAXIMUM_LENGTH, NUMERIC_PRECISION, NUMERIC_SCALE FROM information_schema.COLUMNS "
+                "CHARACTER_MAXIMUM_LENGTH, NUMERIC_PRECISION, NUMERIC_SCALE, CHARACTER_SET_NAME "
+                "FROM information_schema.COLUMNS "
                 "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION",
                 (self.table,),
             )
@@ -173,7 +174,7 @@ class MySQLDestination(Destination):
                 self._connect().commit()
                 return None
             columns = {}
-            for name, dtype, ctype, nullable, default, extra, max_len, prec, scale in info:
+            for name, dtype, ctype, nullable, default, extra, max_len, prec, scale, charset in info:
                 dtype = dtype.lower()
                 columns[name] = DestColumn(
                     name,
@@ -188,6 +189,7 @@ class MySQLDestination(Destination):
                     max_length=max_len if dtype in ("char", "varchar") else None,
                     precision=prec if dtype in ("decimal", "numeric") else None,
                     scale=scale,
+                    charset=charset,
                 )
             index_rows = self._query(
                 "SELECT INDEX_NAME, COLUMN_NAME FROM information_schema.STATISTICS "
