@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable
 
 from coordinator.errors import CoordinatorError, SettingsError, StoreError
+from coordinator.launchers.process import _proc_start_time as process_start
 from coordinator.settings import Settings
 from coordinator.store import StateStore, Tx
 from coordinator.store import leases as L
@@ -51,15 +52,6 @@ class LeaseLost(CoordinatorError):
 
 class LeaseConflict(CoordinatorError):
     """Another live process holds this instance name."""
-
-
-def process_start(pid: int) -> str | None:
-    """A process's start time (clock ticks since boot), which tells a reused PID apart."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
-            return f.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
 
 
 def process_alive(pid: int, start: str | None) -> bool:
