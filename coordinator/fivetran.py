@@ -234,11 +234,11 @@ def problems_against_spec(connectors: Mapping[str, ConnectorRule], spec: Pipelin
             if problem is None:
                 continue
             if problem.reason == UNKNOWN_DATASET:
-                problems.append(f"fivetran_connectors.{connector}.datasets: {dataset!r} is not in the spec")
+                problems.append(f"{connector}.datasets: {dataset!r} is not in the spec")
             else:
                 declared = P.describe(spec.partitioning(dataset))
                 problems.append(
-                    f"fivetran_connectors.{connector}.partition: {rule.partition} does not fit "
+                    f"{connector}.partition: {rule.partition} does not fit "
                     f"{dataset!r}, which the spec partitions {declared}"
                 )
     return problems

@@ -48,10 +48,11 @@ def signature_ok(secret: str, body: bytes, header: str | None) -> bool:
 
 
 def check_mapping(settings: Settings, spec: PipelineSpec) -> None:
-    """At start: SettingsError naming each connector and field whose rule cannot feed `spec`."""
+    """At start: SettingsError naming each connector and field whose rule cannot feed `spec`
+    (a line each)."""
     problems = problems_against_spec(settings.fivetran_connectors, spec)
     if problems:
-        raise SettingsError("COORD_FIVETRAN_CONNECTORS does not fit the spec: " + "; ".join(problems))
+        raise SettingsError("\n".join(f"COORD_FIVETRAN_CONNECTORS: {p}" for p in problems))
 
 
 def _ignored(request: Request, reason: str, detail: str) -> dict[str, Any]:

@@ -8,7 +8,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -254,10 +257,10 @@ def test_a_bad_rule_is_an_error_at_start_naming_connector_and_field(
 
 @pytest.mark.parametrize(("rule", "says"), [
     ({"datasets": ["fivetran.app.userz"], "partition": "daily"},
-     "fivetran_connectors.app_db.datasets: 'fivetran.app.userz' is not in the spec"),
+     "COORD_FIVETRAN_CONNECTORS: app_db.datasets: 'fivetran.app.userz' is not in the spec"),
     ({"datasets": ["fivetran.app.users"], "partition": "hourly"},
-     "fivetran_connectors.app_db.partition: hourly does not fit 'fivetran.app.users', which the spec "
-     "partitions daily"),
+     "COORD_FIVETRAN_CONNECTORS: app_db.partition: hourly does not fit 'fivetran.app.users', which the "
+     "spec partitions daily"),
     (["fivetran.app.users"], "partition: none does not fit"),
 ])
 def test_a_rule_that_cannot_feed_the_spec_stops_the_start(settings: Settings, rule, says: str) -> None:
@@ -288,3 +291,20 @@ def test_a_reason_longer_than_an_event_holds_is_cut() -> None:
     rule = ConnectorRule.model_validate(CONNECTORS["app_db"])
     events = completion_events(FivetranPayload.model_validate(payload), rule, payload)
     assert [len(e.error) for e in events] == [20000, 20000]
+
+
+def test_coord_serve_refuses_a_mapping_that_does_not_fit_in_one_line_each(tmp_path: Path) -> None:
+    spec = tmp_path / "pipeline.yaml"
+    spec.write_text(SPEC.replace("LOG", str(tmp_path / "ran.log")))
+    mapping = {"app_db": {"datasets": ["fivetran.app.userz"], "partition": "daily"},
+               "clicks": {"datasets": ["fivetran.web.clicks"], "partition": "daily"}}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COORD_")}
+    env |= {"COORD_HOME": str(tmp_path / "home"), "COORD_API_PORT": str(_free_port()),
+            "COORD_WEBHOOK_SECRET": SECRET, "COORD_FIVETRAN_CONNECTORS": json.dumps(mapping)}
+    done = subprocess.run([str(Path(sys.executable).parent / "coord"), "serve", str(spec)], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stderr.splitlines() == [
+        "settings: COORD_FIVETRAN_CONNECTORS: app_db.datasets: 'fivetran.app.userz' is not in the spec",
+        "settings: COORD_FIVETRAN_CONNECTORS: clicks.partition: daily does not fit 'fivetran.web.clicks', "
+        "which the spec partitions hourly"]
