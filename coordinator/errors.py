@@ -16,7 +16,9 @@
     │   └── SignatureMismatch      the input table does not fit the model's signature (columns)
     └── PushError                  a reverse-ETL push failed; the destination is unchanged
         ├── DestinationMismatch    destination columns/types do not match (per-column problems)
-        └── TooManyRejects         more rejected rows than the job allows (counts per reason)
+        ├── TooManyRejects         more rejected rows than the job allows (counts per reason)
+        └── PushOutcomeUnknown     COMMIT was sent, its answer lost: the destination may hold the
+                                   push; the next push reconciles by its marker (push id)
 
 Driver exceptions (confluent-kafka, SQLAlchemy, psycopg, pymysql, py4j) never cross an
 adapter's edge: each adapter maps them into one of these.
@@ -132,4 +134,18 @@ class TooManyRejects(PushError):
         detail = ", ".join(f"{reason}: {n}" for reason, n in sorted(reasons.items()))
         super().__init__(
             f"{rejected} of {total} rows rejected (more than {allowed_fraction:.2%} allowed): {detail}"
+        )
+
+
+class PushOutcomeUnknown(PushError):
+    """COMMIT was sent and its answer never came: the destination may hold this push or not.
+
+    Carries the destination, the push id whose marker tells (the next push reads it) and why;
+    see coordinator/push/destinations/failure.py for how the next push reconciles."""
+
+    def __init__(self, destination: str, push_id: str, detail: str, next_push: str = "") -> None:
+        self.destination, self.push_id, self.detail = destination, push_id, detail
+        super().__init__(
+            f"push {push_id} into {destination}: COMMIT was sent but its answer was lost ({detail}); "
+            f"outcome unknown; {next_push or 'the next push reconciles by its marker'}"
         )

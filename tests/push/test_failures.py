@@ -15,9 +15,8 @@ import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
-from coordinator.errors import PushError
+from coordinator.errors import PushError, PushOutcomeUnknown
 from coordinator.push import DestinationSettings, push
-from coordinator.push.destinations.failure import PushOutcomeUnknown
 from tests.conftest import missing, unique
 from tests.push.conftest import Backend
 from tests.push.faults import CommitAckLost, PrivatePostgres

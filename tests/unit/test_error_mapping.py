@@ -43,7 +43,7 @@ import sqlalchemy.exc
 from confluent_kafka import KafkaError, KafkaException
 
 from coordinator.bus.kafka import _bus_error
-from coordinator.errors import BusError, PushError, StoreError
+from coordinator.errors import BusError, PushError, PushOutcomeUnknown, StoreError
 from coordinator.push.destinations import failure
 from coordinator.push.destinations.kafka import KAFKA_VERDICTS, commit_outcome
 from coordinator.push.destinations.mysql import PYMYSQL_VERDICTS, pymysql_lost
@@ -151,7 +151,7 @@ def test_adbc(cls: type[adbc_driver_manager.Error], status: adbc_driver_manager.
     if ADBC_VERDICTS[cls] == failure.BY_STATE:
         assert lost == (exc.status_code in (status.IO, status.TIMEOUT, status.CANCELLED))
     one_line(failure.commit_failed("t", exc, lost, "push1"))
-    assert isinstance(failure.commit_failed("t", exc, lost, "push1"), failure.PushOutcomeUnknown) == lost
+    assert isinstance(failure.commit_failed("t", exc, lost, "push1"), PushOutcomeUnknown) == lost
     one_line(source_error(Source("sql", "SELECT 1"), exc))
     server = _adbc_instance(cls, "duplicate key", status, sqlstate="23505")  # the server answered
     assert not adbc_lost(server)

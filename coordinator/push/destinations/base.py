@@ -1,8 +1,10 @@
 """The destination interface: describe the table, read the push marker, apply a plan atomically.
 
 Failure contract: every method raises PushError (DestinationMismatch where it is about the
-table's shape); driver exceptions never cross this edge. `apply` either commits everything —
-rows, deletes and the marker — or nothing: on any error the destination is as it was.
+table's shape); driver exceptions never cross this edge (failure.py translates them, one line
+each). `apply` either commits everything — rows, deletes and the marker — or nothing: on any
+error the destination is as it was, except PushOutcomeUnknown (COMMIT sent, its answer lost),
+after which it holds all of the push or none of it and the next push's marker tells which.
 """
 
 from __future__ import annotations

@@ -36,23 +36,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from coordinator.errors import PushError
+from coordinator.errors import PushError, PushOutcomeUnknown
 
 REFUSED, LOST, BY_STATE = "refused", "lost", "by state"
 Verdicts = Mapping[type, str]
-
-
-class PushOutcomeUnknown(PushError):
-    """COMMIT was sent and its answer never came: the destination may hold this push or not.
-
-    Carries the destination, the push id whose marker tells (the next push reads it) and why."""
-
-    def __init__(self, destination: str, push_id: str, detail: str, next_push: str = "") -> None:
-        self.destination, self.push_id, self.detail = destination, push_id, detail
-        super().__init__(
-            f"push {push_id} into {destination}: COMMIT was sent but its answer was lost ({detail}); "
-            f"outcome unknown; {next_push or 'the next push reconciles by its marker'}"
-        )
 
 
 def one_line(exc: BaseException) -> str:

@@ -23,7 +23,7 @@ import fastavro
 import pyarrow as pa
 from confluent_kafka import KafkaException, Producer
 
-from coordinator.errors import PushError
+from coordinator.errors import PushError, PushOutcomeUnknown
 from coordinator.identifiers import kafka_topic
 from coordinator.push.config import DestinationSettings
 from coordinator.push.destinations import failure
@@ -190,7 +190,7 @@ class KafkaDestination(Destination):
                         f"{failure.one_line(exc)}"
                     ) from exc
                 self._producer = None  # a fatal producer is of no further use
-                raise failure.PushOutcomeUnknown(
+                raise PushOutcomeUnknown(
                     f"topic {self.topic}", push_id, failure.one_line(exc), AGAIN
                 ) from exc
 
