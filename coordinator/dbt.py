@@ -4,7 +4,7 @@ Only an invocation that builds — `dbt run`, `build`, `seed`, `snapshot` (and `
 one: run_results' `args.which` names the command retried) — announces anything. `compile`,
 `docs generate`, `show`, `test`, `run-operation`... write a run_results.json whose nodes all say
 "success" although nothing was built: those give no events and a `nothing_built` line saying
-why, and so does `run --empty` (schema only, no rows).
+why, and so do `run --empty` (schema only, no rows) and `run --sample` (some of the rows).
 
 One event per model, seed or snapshot built: succeeded for status "success", failed (with dbt's
 message) for "error" or "partial success". Skipped nodes were not built and tests are not
@@ -233,6 +233,9 @@ def _read(target: Path, partition: str | None, producer: str, hold_on_test_failu
         return DbtRun(command, invocation, nothing_built=why)
     if run_results["args"].get("empty"):
         why = f"dbt `{command} --empty` artifacts in {target}: schema only, no rows"
+        return DbtRun(command, invocation, nothing_built=why)
+    if run_results["args"].get("sample"):
+        why = f"dbt `{command} --sample` artifacts in {target}: a sample of the data, not all of it"
         return DbtRun(command, invocation, nothing_built=why)
 
     run = DbtRun(command, invocation)

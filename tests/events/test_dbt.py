@@ -137,6 +137,7 @@ INVOCATIONS = {  # name → dbt arguments, in the order they run on one project
     "build": ["build"], "ls": ["ls"], "retry": ["retry"], "run": ["run"], "test": ["test"],
     "compile": ["compile"], "docs": ["docs", "generate"], "seed": ["seed"],
     "show": ["show", "--select", "orders_report"], "empty": ["run", "--empty"],
+    "sample": ["run", "--sample", "1 day"],
 }
 
 
@@ -144,7 +145,7 @@ INVOCATIONS = {  # name → dbt arguments, in the order they run on one project
 def targets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """target/ as each real invocation left it: `dbt build` with failing and erroring tests, then
     ls, retry (of what failed), run, test alone, compile, docs generate, seed (beside the catalog
-    docs generate wrote), show and run --empty."""
+    docs generate wrote), show, run --empty and run --sample."""
     root = write_project(tmp_path_factory.mktemp("gated"), GATED)
     kept = {}
     for name, args in INVOCATIONS.items():
@@ -194,9 +195,11 @@ def test_invocations_that_build_nothing_announce_nothing_and_say_why(targets: di
     assert events_from_dbt(targets[name]) == []
 
 
-def test_a_schema_only_run_announces_nothing(targets: dict[str, Path]) -> None:
+def test_schema_only_and_sampled_runs_announce_nothing(targets: dict[str, Path]) -> None:
     run = read_dbt_run(targets["empty"])
     assert run.events == [] and "`run --empty`" in run.nothing_built and "schema only" in run.nothing_built
+    sampled = read_dbt_run(targets["sample"])
+    assert sampled.events == [] and "`run --sample`" in sampled.nothing_built
 
 
 def test_run_and_seed_announce_what_they_built(targets: dict[str, Path]) -> None:
@@ -350,3 +353,20 @@ def test_event_ids_stay_within_their_limit() -> None:
     long = derived_event_id("dbt", "inv", node)
     assert len(long) <= 200 and long.startswith("dbt:") and long == derived_event_id("dbt", "inv", node)
     assert long != derived_event_id("dbt", "inv2", node)
+
+
+def test_cli_checks_dbt_events_against_the_spec(targets: dict[str, Path], settings: Settings,
+                                                tmp_path: Path) -> None:
+    spec = tmp_path / "pipeline.yaml"
+    spec.write_text("datasets:\n  shop.main.customers: {partitioning: daily}\n"
+                    "  shop.main.orders: {partitioning: daily}\n")
+    args = ["publish", "--from-dbt", str(targets["build"]), "--spec", str(spec)]
+    unpartitioned = CliRunner().invoke(build_app(), args)
+    assert unpartitioned.exit_code == 1
+    assert "bad_partition: shop.main.customers: a daily dataset needs a partition key" in unpartitioned.output
+    assert "unknown_dataset: no dataset 'shop.main.customer_stats'" in unpartitioned.output
+    assert "nothing published: 3 of 3 event(s) refused" in unpartitioned.output
+    assert read_events(settings, 0) == []
+    partial = CliRunner().invoke(build_app(), [*args, "-p", "2024-06-01"])  # one still unknown: none sent
+    assert partial.exit_code == 1 and "nothing published: 1 of 3 event(s) refused" in partial.output
+    assert read_events(settings, 0) == []
