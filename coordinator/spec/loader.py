@@ -22,6 +22,7 @@ from coordinator.errors import SpecError, SpecProblem
 from coordinator.spec.models import Path, PipelineSpec
 from coordinator.spec.parts import assemble
 
+MAX_VALUES = 1_000_000  # values a spec may expand to; a large pipeline has tens of thousands
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -46,8 +47,9 @@ def parse_spec(text: str, file: str = "<spec>", env: Mapping[str, str] | None = 
             [SpecProblem(file, line, f"not valid YAML: {getattr(exc, 'problem', exc)}")]
         ) from None
     problems: list[SpecProblem] = []
-    lines: dict[Path, int] = {}
-    data = _build(node, (), lines, problems, file, env) if node is not None else {}
+    reader = _Reader(file, env, problems)
+    lines = reader.lines
+    data = reader.read(node, ()) if node is not None else {}
     if not isinstance(data, dict):
         raise SpecError([SpecProblem(file, 1, "a spec is a mapping with datasets, jobs and pools")])
 
@@ -80,49 +82,75 @@ def _known_prefix(loc: Path, lines: dict[Path, int]) -> Path:
     return loc[:1]
 
 
-def _build(
-    node: yaml.Node,
-    path: Path,
-    lines: dict[Path, int],
-    problems: list[SpecProblem],
-    file: str,
-    env: Mapping[str, str],
-) -> Any:
-    lines[path] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
+class _Reader:
+    """Turns the composed YAML into plain data, noting each path's line and every problem:
+    duplicate keys, unset ${VARS}, values no safe loader can read (an unknown or malformed
+    tag), keys that are lists or mappings, and an alias that contains itself."""
+
+    def __init__(self, file: str, env: Mapping[str, str], problems: list[SpecProblem]) -> None:
+        self.file, self.env, self.problems = file, env, problems
+        self.lines: dict[Path, int] = {}
+        self._open: set[int] = set()  # the nodes being read (an alias into one of them loops)
+        self._left = MAX_VALUES  # aliases can make a small file expand without bound
+
+
+    def problem(self, node: yaml.Node, message: str) -> None:
+        self.problems.append(SpecProblem(self.file, node.start_mark.line + 1, message))
+
+    def read(self, node: yaml.Node, path: Path) -> Any:
+        self.lines[path] = node.start_mark.line + 1
+        self._left -= 1
+        if self._left < 0:
+            too_many = f"more than {MAX_VALUES:,} values (aliases?)"
+            raise SpecError([SpecProblem(self.file, self.lines[path], too_many)])
+        if id(node) in self._open:
+            self.problem(node, "an alias that contains itself")
+            return None
+        self._open.add(id(node))
+        try:
+            if isinstance(node, yaml.MappingNode):
+                return self._mapping(node, path)
+            if isinstance(node, yaml.SequenceNode):
+                return [self.read(v, path + (i,)) for i, v in enumerate(node.value)]
+            return self._value(node)
+        finally:
+            self._open.discard(id(node))
+
+    def _mapping(self, node: yaml.MappingNode, path: Path) -> dict[Any, Any]:
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
-            key = _scalar(key_node)
+            if not isinstance(key_node, yaml.ScalarNode):
+                self.problem(key_node, "a key is a plain value, not a list or a mapping")
+                continue
+            key = self._scalar(key_node)
             if key in out:
-                problems.append(SpecProblem(file, key_node.start_mark.line + 1, f"duplicate key {key!r}"))
-            out[key] = _build(value_node, path + (key,), lines, problems, file, env)
-            lines[path + (key,)] = key_node.start_mark.line + 1
+                self.problem(key_node, f"duplicate key {key!r}")
+            out[key] = self.read(value_node, path + (key,))
+            self.lines[path + (key,)] = key_node.start_mark.line + 1
         return out
-    if isinstance(node, yaml.SequenceNode):
-        return [_build(v, path + (i,), lines, problems, file, env) for i, v in enumerate(node.value)]
-    value = _scalar(node)
-    if isinstance(value, str) and "${" in value:
 
-        def substitute(m: re.Match[str]) -> str:
-            name, default = m.group(1), m.group(2)
-            if name in env:
-                return env[name]
-            if default is not None:
-                return default
-            problems.append(
-                SpecProblem(file, node.start_mark.line + 1, f"environment variable {name} is not set")
-            )
-            return ""
+    def _value(self, node: yaml.Node) -> Any:
+        value = self._scalar(node)
+        if isinstance(value, str) and "${" in value:
 
-        value = _ENV.sub(substitute, value)
-    return value
+            def substitute(m: re.Match[str]) -> str:
+                name, default = m.group(1), m.group(2)
+                if name in self.env:
+                    return self.env[name]
+                if default is not None:
+                    return default
+                self.problem(node, f"environment variable {name} is not set")
+                return ""
 
+            value = _ENV.sub(substitute, value)
+        return value
 
-def _scalar(node: yaml.Node) -> Any:
-    if not isinstance(node, yaml.ScalarNode):
-        return str(node.value)  # complex keys are not part of the format
-    loader = yaml.SafeLoader("")
-    try:
-        return loader.construct_object(node)
-    finally:
-        loader.dispose()
+    def _scalar(self, node: yaml.Node) -> Any:
+        loader = yaml.SafeLoader("")
+        try:
+            return loader.construct_object(node)
+        except (yaml.YAMLError, ValueError, TypeError, AttributeError) as exc:
+            self.problem(node, f"cannot read {node.value!r} as {node.tag}: {getattr(exc, 'problem', exc)}")
+            return None
+        finally:
+            loader.dispose()

@@ -41,7 +41,11 @@ def assemble(data: dict[Any, Any]) -> tuple[PipelineSpec, list[Problem], Doubt]:
         job = _job(name, value, problems, doubt)
         if job is not None:
             jobs[name] = job
-    spec = PipelineSpec.model_validate({**top, "datasets": datasets, "jobs": jobs})
+    try:
+        spec = PipelineSpec.model_validate({**top, "datasets": datasets, "jobs": jobs})
+    except ValidationError:  # what the top level kept still does not fit (it is reported)
+        spec = PipelineSpec.model_validate({"datasets": datasets, "jobs": jobs})
+        doubt.pools = True
     return spec, problems, doubt
 
 
@@ -55,8 +59,10 @@ def _top_level(top: dict[Any, Any], problems: list[Problem], doubt: Doubt) -> di
     kept = dict(top)
     for err in errors:
         loc = err["loc"]
-        if loc[:1] == ("pools",) and len(loc) > 1 and isinstance(kept.get("pools"), dict):
+        if loc[:1] == ("pools",) and len(loc) == 2 and isinstance(kept.get("pools"), dict):
             kept["pools"] = {**kept["pools"], loc[1]: 1}  # still declared: its jobs are not "unknown pool"
+        elif loc[:1] == ("pools",) and len(loc) > 2 and isinstance(kept.get("pools"), dict):
+            kept["pools"] = {k: v for k, v in kept["pools"].items() if k != loc[1]}  # a name that is no name
         elif loc[:1] == ("pools",):
             kept.pop("pools", None)
             doubt.pools = True
@@ -126,14 +132,17 @@ def _salvaged(
         return None, bad
 
 
-def _mapping(data: dict[Any, Any], key: str, problems: list[Problem]) -> dict[Any, Any]:
+def _mapping(data: dict[Any, Any], key: str, problems: list[Problem]) -> dict[str, Any]:
     value = data.get(key)
     if value is None:
         return {}
     if not isinstance(value, dict):
         problems.append(((key,), "should be a mapping of names to definitions"))
         return {}
-    return value
+    for name in value:
+        if not isinstance(name, str):
+            problems.append(((key, name), f"a name is text, not {name!r}"))
+    return {name: v for name, v in value.items() if isinstance(name, str)}
 
 
 def _listed(value: Any) -> list[Any]:

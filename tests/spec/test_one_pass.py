@@ -7,11 +7,15 @@ that did not validate does not make the cross checks invent problems of their ow
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import random
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from coordinator.errors import SpecError
 from coordinator.spec import parse_spec
@@ -200,3 +204,68 @@ def test_a_typo_names_the_key_it_resembles_at_every_depth() -> None:
         "p.yaml:8: job 'j', settings: command is required",
         "p.yaml:8: job 'j', settings comand: Extra inputs are not permitted (did you mean 'command'?)",
     ]
+
+
+# ten values, ten of those, ... seven times over: ten million values from eight short lines
+ALIAS_BOMB = "a: &a [x,x,x,x,x,x,x,x,x,x]\n" + "".join(
+    f"{c}: &{c} [{','.join(['*' + p] * 10)}]\n" for p, c in zip("abcdefg", "bcdefgh", strict=True)
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ("a: !!python/name:os.system\n", "p.yaml:1: cannot read '' as tag:yaml.org,2002:python/name:"),
+        ("jobs: !!binary abc\n", "p.yaml:1: cannot read 'abc' as tag:yaml.org,2002:binary: failed to decode"),
+        ("jobs: !!timestamp nope\n", "p.yaml:1: cannot read 'nope' as tag:yaml.org,2002:timestamp"),
+        ("jobs: &a [*a]\n", "p.yaml:1: an alias that contains itself"),
+        ("datasets: {? [a, b] : 1}\n", "p.yaml:1: a key is a plain value, not a list or a mapping"),
+        ("datasets: {1: {partitioning: daily}}\n", "p.yaml:1: datasets.1: a name is text, not 1"),
+        ("pools: {1: 2}\n", "p.yaml:1: pools.1: Input should be a valid string"),
+        (ALIAS_BOMB, "p.yaml:1: more than 1,000,000 values (aliases?)"),
+    ],
+)
+def test_yaml_a_safe_loader_cannot_read_is_a_problem_not_a_crash(text: str, said: str) -> None:
+    with pytest.raises(SpecError) as info:
+        parse_spec(text, "p.yaml", env={})
+    assert any(str(p).startswith(said) for p in info.value.problems), [str(p) for p in info.value.problems]
+
+
+def test_any_value_anywhere_is_a_problem_never_a_crash() -> None:
+    """Values of every shape put at random places of two specs (fixed seed): a SpecError each time."""
+    from tests.spec.test_loader import GOOD
+
+    rng = random.Random(7)
+    shapes = [None, 5, -1, 0, "x", "", [], {}, [1], {"a": 1}, True, 1.5, "daily", "${NOPE}", {1: 2}, [None]]
+    for base in (GOOD, MISTAKES):
+        data = yaml.safe_load(base)
+        places = [p for p in _places(data) if p]
+        for _ in range(200):
+            mutated = copy.deepcopy(data)
+            for _ in range(rng.randint(1, 3)):
+                _put(mutated, rng.choice(places), rng.choice(shapes))
+            if rng.random() < 0.2:
+                mutated[rng.choice([1, None, True, "jobs", "datasets", "pools"])] = rng.choice(shapes)
+            text = yaml.safe_dump(mutated)
+            with contextlib.suppress(SpecError):  # anything else fails the test
+                parse_spec(text, "p.yaml", env={"SECRET_TOKEN": "t"})
+
+
+def _places(node: object, path: tuple = ()) -> list[tuple]:
+    found = [path]
+    if isinstance(node, dict):
+        for key, value in node.items():
+            found += _places(value, path + (key,))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            found += _places(value, path + (i,))
+    return found
+
+
+def _put(node: object, path: tuple, value: object) -> None:
+    try:
+        for step in path[:-1]:
+            node = node[step]  # type: ignore[index]
+        node[path[-1]] = value  # type: ignore[index]
+    except (KeyError, IndexError, TypeError):
+        pass  # an earlier change removed the place
