@@ -98,11 +98,8 @@ class Coordinator:
         self.every_turn, self.freeze_gc = list(every_turn), freeze_gc
         self._intake: EventIntake | None = None
         self._publisher: Publisher | None = None
-        self._pool_sizes = {p: spec.pool_size(p) for p in {job.pool for job in spec.jobs.values()}}
-        self._job_pools = {name: job.pool for name, job in spec.jobs.items()}
-        self._budgets = {name: job.retries.max_attempts for name, job in spec.jobs.items()}
         self.workers = Workers(
-            min(256, sum(self._pool_sizes.values()) or 1), self.context, self._launcher_of, self.hooks
+            min(256, sum(spec.pool_sizes.values()) or 1), self.context, self._launcher_of, self.hooks
         )
         self.outbox = Outbox(self.store, lambda: self.publisher)
         self.own = OwnEvents()
@@ -346,9 +343,12 @@ class Coordinator:
         before = dict(snap.latest)
         candidates = readiness.step(self.spec, snap, fresh)
         tx.save_versions([v for k, v in snap.latest.items() if before.get(k) != v], now)
-        pools = {self._job_pools[c.job] for c in candidates if c.violation is None}
-        room = {pool: tx.pool_room(pool, self._pool_sizes[pool], now) for pool in pools}
-        created = tx.insert_runs(candidates, self._job_pools, self._budgets, now, room=room, owner=self.owner)
+        spec = self.spec
+        pools = {spec.job_pools[c.job] for c in candidates if c.violation is None}
+        room = {pool: tx.pool_room(pool, spec.pool_sizes[pool], now) for pool in pools}
+        created = tx.insert_runs(
+            candidates, spec.job_pools, spec.attempt_budgets, now, room=room, owner=self.owner
+        )
         for run in created:
             if run.state == "blocked":
                 self._blocked(step, run, run.error or "blocked")
@@ -367,7 +367,7 @@ class Coordinator:
         if self.ha.draining:
             return step
         found = contended = False
-        for pool, size in self._pool_sizes.items():
+        for pool, size in self.spec.pool_sizes.items():
             claimed = tx.claim(pool, size, self.owner, now, wait=False)
             if claimed is None:  # another instance is claiming from this pool: next turn
                 contended = True

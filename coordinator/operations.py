@@ -79,13 +79,6 @@ def cancel(store: StateStore, run_id: str, launcher: Callable[[str], Launcher], 
         return tx.get_run(run.run_id)  # type: ignore[return-value]
 
 
-def _pools(spec: PipelineSpec) -> tuple[dict[str, str], dict[str, int]]:
-    return (
-        {n: j.pool for n, j in spec.jobs.items()},
-        {n: j.retries.max_attempts for n, j in spec.jobs.items()},
-    )
-
-
 def missing_inputs(
     spec: PipelineSpec, snap: readiness.Snapshot, job: str, partition: str | None
 ) -> list[str]:
@@ -100,7 +93,7 @@ def backfill(store: StateStore, spec: PipelineSpec, job: str, partitions: list[s
     """Runs of `job` for every partition whose inputs are complete (even if it ran before)."""
     if job not in spec.jobs:
         raise KeyError(f"unknown job {job!r}")
-    pools, budgets = _pools(spec)
+    pools, budgets = spec.job_pools, spec.attempt_budgets
     keys = [(job, p) for p in partitions]
     with store.begin() as tx:
         snap = tx.load_snapshot(spec, [], extra_jobs=keys)

@@ -181,6 +181,21 @@ class PipelineSpec(_Model):
         return {k: tuple(v) for k, v in out.items()}
 
     @cached_property
+    def job_pools(self) -> dict[str, str]:
+        """Each job's pool (what a run is created and claimed in)."""
+        return {name: job.pool for name, job in self.jobs.items()}
+
+    @cached_property
+    def attempt_budgets(self) -> dict[str, int]:
+        """Each job's number of attempts (what a run is created with)."""
+        return {name: job.retries.max_attempts for name, job in self.jobs.items()}
+
+    @cached_property
+    def pool_sizes(self) -> dict[str, int]:
+        """The size of every pool a job uses."""
+        return {pool: self.pool_size(pool) for pool in dict.fromkeys(self.job_pools.values())}
+
+    @cached_property
     def memo(self) -> dict[str, dict]:
         """Scratch space for views other modules derive from this spec (readiness keeps its
         per-dataset lookups here); a spec is not changed once built, so they stay true."""
