@@ -136,16 +136,10 @@ class Coordinator:
     def context(self, run: RunRow) -> RunContext:
         job = self.spec.jobs[run.job]
         return RunContext(
-            run_id=run.run_id,
-            job=run.job,
-            partition=run.partition,
-            attempt=run.attempt,
-            settings=job.settings,
-            inputs=run.inputs,
-            outputs=job.outputs,
-            workdir=self._workdir(run),
-            timeout_s=job.timeout_s,
-        )
+            run.run_id, run.job, run.partition, run.attempt,
+            settings=job.settings, inputs=run.inputs, outputs=job.outputs,
+            workdir=self._workdir(run), timeout_s=job.timeout_s,
+        )  # fmt: skip
 
     def _workdir(self, run: RunRow) -> Path:
         return attempt_dir(self._runs_dir, run.run_id, run.attempt)
