@@ -529,15 +529,26 @@ class KafkaConsumer(Consumer):
 
     def caught_up(self) -> bool:
         """Assigned (a rebalance under way is not idle) and nothing after this consumer's position
-        in any assigned partition, the end offsets read now. A bus that does not answer the
-        question is not caught up (poll reports it as unreachable in time)."""
+        in any assigned partition, the end offsets read now; or none of its topics exists yet. A
+        bus that does not answer is not caught up (poll reports it as unreachable in time)."""
         if not self.assigned():
-            return False
+            return self._consumer is not None and not self._topics_exist()
         try:
             return self.lag() == 0
         except BusError as exc:
             log.info("kafka: cannot tell whether the consumer is caught up: %s", exc)
             return False
+
+    def _topics_exist(self) -> bool:
+        """Whether any subscribed topic exists: a group never assigns a topic that does not (nothing
+        has been published yet), and that is nothing to wait for. Unknown (no answer): True."""
+        assert self._consumer is not None
+        try:
+            known = self._consumer.list_topics(timeout=2).topics
+        except (KafkaException, RuntimeError) as exc:
+            log.info("kafka: cannot list topics: %s", exc)
+            return True
+        return any(name in known and known[name].error is None for name in self.topics)
 
     def lag(self) -> int | None:
         """Messages after this consumer's position in its assigned partitions. A partition it has

@@ -188,3 +188,25 @@ def test_kafka_unreachable_is_one_clear_error_and_a_non_zero_exit(tmp_path: Path
     assert "cannot reach Kafka at 127.0.0.1:" in output, output
     assert "Traceback" not in output, output
     assert len(output.splitlines()) <= 6, output  # no line per reconnect attempt
+
+
+@pytest.mark.kafka
+def test_a_topic_that_does_not_exist_yet_is_nothing_to_wait_for(kafka_bootstrap: str, tmp_path: Path) -> None:
+    """The group never assigns a topic that does not exist (nothing was published yet): that is
+    idle, not "waiting for the assignment" forever."""
+    settings = _settings(kafka_bootstrap, tmp_path / "home")
+    settings.home.mkdir(parents=True)
+    spec = tmp_path / "pipeline.yaml"
+    spec.write_text("datasets:\n  raw.a: {partitioning: daily}\n")
+    started = time.monotonic()
+    done = subprocess.run(
+        [COORD, "run", str(spec), "--until-idle", "--timeout", "60"],
+        env=_env(settings),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "events 0 " in done.stdout
+    assert time.monotonic() - started < 30
