@@ -6,16 +6,19 @@ good events up no longer than settings.dead_letter_timeout_s."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 
+from coordinator.alerts import Alerts
 from coordinator.bus.base import TopicSpec
 from coordinator.bus.factory import open_bus
 from coordinator.bus.kafka import KafkaBus
@@ -28,6 +31,7 @@ from coordinator.store.deadletters import UNWRITABLE, WRITTEN, DeadLetterBook
 from coordinator.store.store import StateStore
 from tests.bus.poison import GOOD, OVER_DEAD_LETTER_LIMIT, PRODUCER_ROOM, SPEC_YAML, poison, produce_all, spec
 from tests.conftest import unique
+from tests.observe.receiver import Receiver
 
 pytestmark = pytest.mark.kafka
 
@@ -153,6 +157,7 @@ def test_a_dead_letter_topic_that_refuses_writes_holds_good_events_up_no_longer_
             TopicSpec(settings.topic_dead_letter, 1, config={"max.message.bytes": "200"}),
         ]
     )
+    stack = ExitStack()
     try:
         bad = poison()
         with bus.producer(max_message_bytes=PRODUCER_ROOM) as producer:
@@ -160,9 +165,12 @@ def test_a_dead_letter_topic_that_refuses_writes_holds_good_events_up_no_longer_
         metrics = Metrics()
         settings.home.mkdir(parents=True)
         store = StateStore(settings.resolved_state_url())
+        receiver = stack.enter_context(Receiver())
+        alerts = Alerts(settings.model_copy(update={"alert_webhooks": [receiver.url]}), spec(), store)
+        hooks = Hooks([metrics, alerts])
         started = time.monotonic()
-        with EventIntake(bus, settings, spec=spec(), store=store, hooks=Hooks([metrics])) as intake:
-            taken, dead, events = _drain(intake, len(bad) + 1)
+        with EventIntake(bus, settings, spec=spec(), store=store, hooks=hooks) as intake:
+            taken, dead, events = _drain(intake, len(bad) + 1, commit=False)
         took = time.monotonic() - started
         assert [e.event_id for e in events] == [GOOD.event_id]
         assert dead == len(bad)
@@ -178,16 +186,22 @@ def test_a_dead_letter_topic_that_refuses_writes_holds_good_events_up_no_longer_
             for reason in {p.reason for p in bad}
         )
         assert total == len(bad)
+        [alert] = receiver.bodies  # one incident per dead-letter topic and hour, however many messages
+        assert "could not be written to the dead-letter topic" in json.dumps(alert)
 
-        # replayed (a new group member from the committed start): booked already, not tried again
-        with EventIntake(
-            bus, settings, group_id=settings.consumer_group + "-replay", spec=spec(), store=store
-        ) as other_group:
-            _, dead_again, _ = _drain(other_group, len(bad) + 1)
-        assert dead_again == len(bad)  # another group decides for itself
+        # replayed (nothing was committed): booked already, so neither tried nor counted again
+        with EventIntake(bus, settings, spec=spec(), store=store, hooks=hooks) as again:
+            _, dead_again, events = _drain(again, len(bad) + 1)
+        assert dead_again == len(bad) and [e.event_id for e in events] == [GOOD.event_id]
         assert DeadLetterBook(store).count(settings.consumer_group) == len(bad)
+        assert sum(
+            metrics.registry.get_sample_value("coord_dead_letters_unwritable_total", {"reason": reason}) or 0
+            for reason in {p.reason for p in bad}
+        ) == len(bad)
+        alerts.close()
         store.close()
     finally:
+        stack.close()
         _delete(kafka_bootstrap, settings.topic_events, settings.topic_dead_letter)
 
 
