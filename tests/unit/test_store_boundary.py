@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "coordinator"
 STORE = PACKAGE / "store"
 SCHEMA = "coordinator.store.schema"
-PRIVATE = {"conn", "sql"}  # a Tx's connection and statement runner: the store's own
+PRIVATE = {"conn", "sql", "pg"}  # a Tx's connection, statement runner and dialect: the store's own
 
 
 def _transaction_names(tree: ast.AST) -> set[str]:
@@ -87,6 +87,8 @@ def rows(store, t: "Tx"):
         txn.conn.execute(None)
     t.sql.execute("k", None, {})
     tx.conn.execute(None)
+    if tx.pg:
+        pass
 """
     found = violations(source, "example.py")
     assert [line.split(": ", 1)[1] for line in found] == [
@@ -96,6 +98,7 @@ def rows(store, t: "Tx"):
         "uses txn.conn of a transaction",
         "uses t.sql of a transaction",
         "uses tx.conn of a transaction",
+        "uses tx.pg of a transaction",
     ]
 
 
