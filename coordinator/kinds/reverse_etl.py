@@ -44,6 +44,15 @@ class SourceSettings(BaseModel):
         return self
 
 
+# the destination settings only some destinations read
+READ_BY = {
+    "db_schema": ("postgresql",),
+    "table": ("postgresql", "mysql", "sqlite"),
+    "format": ("kafka",),
+    "bootstrap_servers": ("kafka",),
+}
+
+
 class DestinationSettings(BaseModel):
     """`url`: postgresql://…, mysql://… (or mariadb://), sqlite:///file.db, kafka://topic
     (or kafka://host:port/topic). `password` overrides the URL's password (keep it in the
@@ -66,6 +75,15 @@ class DestinationSettings(BaseModel):
     def _table_for_sql(self) -> DestinationSettings:
         if self.scheme != "kafka" and not self.table:
             raise ValueError("a database destination needs `table`")
+        dialect = dialect_of(self.url)  # "" for a scheme no destination has: PushSettings says so
+        for field, readers in READ_BY.items():  # a value set for nobody: else accepted and ignored
+            if (
+                dialect
+                and dialect not in readers
+                and getattr(self, field) != type(self).model_fields[field].default
+            ):
+                shown = "schema" if field == "db_schema" else field
+                raise ValueError(f"`{shown}` has no meaning for a {dialect} destination")
         names = destination_names(self.url, self.table, self.db_schema)
         problems = name_problems(dialect_of(self.url), names)
         if problems:  # as the database will keep them (coordinator/identifiers.py)
@@ -88,6 +106,11 @@ class PushSettings(BaseModel):
     def _column_names_fit(self) -> PushSettings:
         """The mapped column names (or, unmapped, the key's) as the destination will keep them
         (coordinator/identifiers.py); names that come from the source are checked at push time."""
+        if not dialect_of(self.destination.url):
+            raise ValueError(
+                f"unsupported destination URL scheme {self.destination.scheme!r} "
+                "(postgresql, mysql, mariadb, sqlite, kafka)"
+            )
         columns = self.columns or {}
         targets = list(columns.values()) or list(self.key)
         doubled = sorted({c for c in targets if targets.count(c) > 1})

@@ -102,40 +102,48 @@ jobs:
     outputs: [product]
     settings:
       source: {input: scores}
-      destination: {url: "URL", table: "TABLE"}
+      destination: DEST
       key: [id]
       columns: COLUMNS
 """
 
 
+def spec(url: str, table: str | None, columns: str = "{id: id}", extra: str = "") -> str:
+    table_part = "" if table is None else ', table: "' + table.replace('"', '\\"') + '"'
+    dest = '{url: "' + url + '"' + table_part + extra + "}"
+    return SPEC.replace("DEST", dest).replace("COLUMNS", columns)
+
+
 @pytest.mark.parametrize(
-    ("url", "table", "columns", "expect"),
+    ("url", "table", "columns", "extra", "expect"),
     [
-        ("postgresql://h/db", "x" * 64, "{id: id}", "64 bytes in UTF-8; PostgreSQL keeps 63"),
-        ("postgresql://h/db", "t", '{id: id, v: "' + "é" * 32 + '"}', "64 bytes in UTF-8"),
-        ("mysql://h/db", "x" * 65, "{id: id}", "65 characters; MariaDB/MySQL allow 64"),
-        ("mysql://h/db", "t", '{id: id, v: "a😀"}', "up to U+FFFF only"),
-        ("mariadb://h/db", "t ", "{id: id}", "ends with a space"),
-        ("mysql+pymysql://h/db", "t", "{id: id, v: id}", "several source columns to 'id'"),
-        ("kafka://bad topic", "t", "{id: id}", "not a Kafka topic name"),
+        ("postgresql://h/db", "x" * 64, "{id: id}", "", "64 bytes in UTF-8; PostgreSQL keeps 63"),
+        ("postgresql://h/db", "t", '{id: id, v: "' + "é" * 32 + '"}', "", "64 bytes in UTF-8"),
+        ("postgresql://h/db", "t", "{id: id}", ", schema: " + "s" * 64, "schema name"),
+        ("mysql://h/db", "x" * 65, "{id: id}", "", "65 characters; MariaDB/MySQL allow 64"),
+        ("mysql://h/db", "t", '{id: id, v: "a😀"}', "", "up to U+FFFF only"),
+        ("mariadb://h/db", "t ", "{id: id}", "", "ends with a space"),
+        ("mysql+pymysql://h/db", "t", "{id: id, v: id}", "", "several source columns to 'id'"),
+        ("mysql://h/db", "t", "{id: id}", ", schema: s", "`schema` has no meaning for a mysql destination"),
+        ("sqlite:///x.db", "t", "{id: id}", ", format: avro", "`format` has no meaning for a sqlite"),
+        ("kafka://topic", "t", "{id: id}", "", "`table` has no meaning for a kafka destination"),
+        ("kafka://bad topic", None, "{id: id}", "", "not a Kafka topic name"),
+        ("oracle://h/db", "t", "{id: id}", "", "unsupported destination URL scheme 'oracle'"),
     ],
 )
-def test_spec_load_names_the_job_and_the_name(url: str, table: str, columns: str, expect: str) -> None:
-    text = SPEC.replace("URL", url).replace("TABLE", table).replace("COLUMNS", columns)
+def test_spec_load_names_the_job_and_the_name(
+    url: str, table: str | None, columns: str, extra: str, expect: str
+) -> None:
     with pytest.raises(SpecError) as caught:
-        parse_spec(text, "pipeline.yaml")
+        parse_spec(spec(url, table, columns, extra), "pipeline.yaml")
     message = str(caught.value)
     assert "push_scores" in message and expect in message and message.startswith("pipeline.yaml:")
 
 
 def test_names_at_the_limits_load() -> None:
     for url, table in (("postgresql://h/db", PG_63), ("mysql://h/db", MY_64), ("sqlite:///x.db", EMOJI)):
-        text = (
-            SPEC.replace("URL", url)
-            .replace("TABLE", table.replace('"', '\\"'))
-            .replace("COLUMNS", "{id: id}")
-        )
-        assert parse_spec(text, "pipeline.yaml").jobs["push_scores"]
+        assert parse_spec(spec(url, table), "pipeline.yaml").jobs["push_scores"]
+    assert parse_spec(spec("kafka://h:9092/scores.v1", None, extra=", format: avro"), "p.yaml")
     assert name_problems("postgresql", [("column", PG_63)]) == []
     assert name_problems("mysql", [("column", MY_64), ("table", "表")]) == []
 
