@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings import SettingsError as SourceError
 
@@ -27,7 +27,11 @@ from coordinator.settings_problems import describe, dotenv_names, unknown_names
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="COORD_", env_file=".env", frozen=True, extra="ignore")
+    # an empty variable counts as unset (COORD_STATE_URL= in a compose file means "the default");
+    # unknown names are refused by __init__, where .env's other tools' variables stay allowed
+    model_config = SettingsConfigDict(
+        env_prefix="COORD_", env_file=".env", env_ignore_empty=True, frozen=True, extra="ignore"
+    )
 
     home: Path = Field(default=Path(".coord"), description="Folder for the embedded defaults' files")
 

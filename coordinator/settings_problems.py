@@ -23,6 +23,8 @@ from typing import Any
 
 from pydantic import BaseModel, SecretStr, ValidationError
 
+from coordinator.validation import error_message, message
+
 PREFIX = "COORD_"
 # COORD_ variables that are not settings: the CLI's --spec default, what a launched job is told
 # about its run (launchers/command.py run_env, the result protocol, the push child's settings),
@@ -92,7 +94,7 @@ def describe(
         lines = []
         for err in exc.errors():
             loc = tuple(str(p) for p in err["loc"])
-            msg = err["msg"].removeprefix("Value error, ")
+            msg = error_message(err) if err["type"] == "missing" else message(err, model)
             if not loc:  # a rule over several settings names its variables itself
                 lines.append(msg)
                 continue

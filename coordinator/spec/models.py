@@ -24,8 +24,8 @@ from coordinator.errors import SpecError, SpecProblem
 from coordinator.events import Column
 from coordinator.kinds import KINDS, settings_model
 from coordinator.spec import partitions as P
-from coordinator.spec.messages import message
 from coordinator.spec.partitions import Mapping, Partitioning
+from coordinator.validation import message
 
 Path = tuple[str | int, ...]
 DEFAULT_POOL, DEFAULT_POOL_SIZE = "default", 8

@@ -16,8 +16,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from coordinator.spec.messages import message
 from coordinator.spec.models import DatasetSpec, Doubt, JobSpec, Path, PipelineSpec
+from coordinator.validation import message
 
 Problem = tuple[Path, str]  # (where in the spec's data, message)
 # the job fields whose loss can change a partitioning the cross checks compare

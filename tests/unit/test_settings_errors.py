@@ -127,3 +127,21 @@ def test_help_answers_even_when_a_setting_is_wrong(tmp_path: Path) -> None:
     for args in (["--help"], ["run", "--help"]):
         done = coord(tmp_path, *args, COORD_BUS="kafak")
         assert done.returncode == 0 and "Usage: coord" in done.stdout, (args, done.stderr)
+
+
+def test_an_empty_variable_counts_as_unset(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("COORD_HOME", "")  # not the working folder
+    monkeypatch.setenv("COORD_STATE_URL", "")
+    settings = Settings()
+    assert settings.home == Path(".coord") and settings.state_url is None
+
+
+def test_a_typo_inside_a_json_setting_names_the_key_it_resembles(monkeypatch: pytest.MonkeyPatch) -> None:
+    rule = '{"app": {"datasets": ["a"], "partition": "daily", "ofset": "-1d"}}'
+    monkeypatch.setenv("COORD_FIVETRAN_CONNECTORS", rule)
+    with pytest.raises(SettingsError) as raised:
+        Settings()
+    assert str(raised.value) == (
+        f"COORD_FIVETRAN_CONNECTORS={rule!r}: "
+        "app.ofset: Extra inputs are not permitted (did you mean 'offset'?)"
+    )

@@ -1,5 +1,6 @@
-"""pydantic's errors, said for a spec's author: a missing key named, a typo'd key with the key it
-resembles, a validator's own message without pydantic's "Value error, " before it."""
+"""pydantic's validation errors, said for the person who wrote the value (a spec, a setting): a
+missing key named, a typo'd key with the key it resembles, a validator's own message without
+pydantic's "Value error, " before it."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ def error_message(err: Any) -> str:
 
 
 def message(err: Any, model: type[BaseModel]) -> str:
-    """One pydantic error of validating `model`, said for a spec's author."""
+    """One pydantic error of validating `model`, said for the person who wrote the value."""
     loc = tuple(err["loc"])
     if err["type"] == "missing" and loc:  # the missing key has no line: say its name
         return f"{loc[-1]} is required"
