@@ -53,8 +53,6 @@ import uuid
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import select
-
 from coordinator.bus.factory import open_bus
 from coordinator.engine import Coordinator
 from coordinator.events import CompletionEvent
@@ -64,7 +62,6 @@ from coordinator.launchers.stub import StubLauncher
 from coordinator.publish import Publisher
 from coordinator.settings import Settings
 from coordinator.spec.models import DatasetSpec, JobSpec, PipelineSpec
-from coordinator.store.schema import events as events_table
 from coordinator.store.store import StateStore
 
 JOBS = 1000
@@ -208,12 +205,7 @@ def other_event(n: int) -> CompletionEvent:
 def produced_at(store: StateStore) -> dict[str, float]:
     """When each measured event was produced, as recorded by the coordinator."""
     with store.begin() as tx:
-        rows = tx.conn.execute(
-            select(events_table.c.event_id, events_table.c.produced_at).where(
-                events_table.c.dataset.like("src.%")
-            )
-        )
-        return dict(rows.all())
+        return tx.produced_times("src.")
 
 
 def warm_up(settings: Settings, launcher: StubLauncher) -> None:

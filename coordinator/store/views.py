@@ -49,6 +49,14 @@ class Views:
         body = self.conn.execute(q.order_by(e.c.recorded_at.desc()).limit(1)).scalar()
         return CompletionEvent.model_validate_json(body) if body else None
 
+    def produced_times(self, dataset_prefix: str) -> dict[str, float]:
+        """When each recorded event of the datasets whose names start with `dataset_prefix` was
+        produced, by event id."""
+        e = S.events
+        named = e.c.dataset.startswith(dataset_prefix, autoescape=True)
+        q = select(e.c.event_id, e.c.produced_at).where(named)
+        return dict(self.conn.execute(q).all())
+
     def version_event_id(self, dataset: str, partition: str | None) -> str | None:
         """The event id of the recorded latest complete version of a dataset partition."""
         p = S.partitions

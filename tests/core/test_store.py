@@ -249,6 +249,12 @@ def test_the_views_read_what_the_loop_wrote(store):
         assert tx.version_event_id("raw.a", "2024-01-02") is None  # a failure is no version
         assert {v.dataset for v in tx.versions_at(["2024-01-01", None])} == {"raw.a", "raw.b"}
         assert tx.partition_keys() == {"2024-01-01"}
+        assert tx.produced_times("raw.") == {
+            "raw.a/2024-01-01/0": T0.timestamp(),
+            "raw.b/2024-01-01/0": T0.timestamp(),
+            "raw.a/2024-01-02/5": T0.timestamp() + 5,
+        }
+        assert tx.produced_times("raw_") == {}  # a prefix, not a LIKE pattern
         assert [r.run_id for r in tx.runs_reading(["join"], "raw.b/2024-01-01/0")] == [run.run_id]
         assert [r.run_id for r in tx.runs_at(["2024-01-01"])] == [run.run_id]
         assert tx.run_counts() == [("join", "ready", 1)]
