@@ -22,6 +22,8 @@ the connector and the field), and against the spec at start (`problems_against_s
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections.abc import Mapping
 from datetime import timedelta
@@ -180,6 +182,9 @@ def completion_events(
     partition = rule.partition_key(raw)
     created = parse_time(payload.created)
     run = payload.sync_id or payload.created
+    # Fivetran retries deliveries: the same sync must give the same event ids, even from a payload
+    # with neither a sync id nor a time (the same delivery is the same body)
+    identity = run or "body-" + hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest()[:24]
     attributes = {
         k: v
         for k, v in {
@@ -209,8 +214,7 @@ def completion_events(
             error=error[:20000] if error else None,
             attributes=dict(attributes),
         )
-        if run:  # Fivetran retries deliveries: the same sync must give the same event ids
-            fields["event_id"] = derived_event_id(PRODUCER, payload.connector_id, run, dataset)
+        fields["event_id"] = derived_event_id(PRODUCER, payload.connector_id, identity, dataset)
         if created:
             fields["produced_at"] = created
         try:

@@ -308,3 +308,11 @@ def test_coord_serve_refuses_a_mapping_that_does_not_fit_in_one_line_each(tmp_pa
         "settings: COORD_FIVETRAN_CONNECTORS: app_db.datasets: 'fivetran.app.userz' is not in the spec",
         "settings: COORD_FIVETRAN_CONNECTORS: clicks.partition: daily does not fit 'fivetran.web.clicks', "
         "which the spec partitions hourly"]
+
+
+def test_a_payload_without_sync_id_or_time_gives_the_same_ids_when_retried(served: Served) -> None:
+    payload = {"event": "sync_end", "connector_id": "countries", "data": {"status": "SUCCESSFUL"}}
+    first, retry = served.post(payload), served.post(payload)
+    assert first.status_code == 202 and first.json() == retry.json()
+    other = served.post(payload | {"connector_name": "ref"})
+    assert other.json()["event_ids"] != first.json()["event_ids"]
