@@ -14,7 +14,7 @@ Mappings (how one input of a job relates to the job's partition):
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -134,3 +134,19 @@ def key_range(p: Partitioning, first: str, last: str) -> list[str]:
         hours = int((t1 - t0).total_seconds() // 3600)
         return [(t0 + timedelta(hours=n)).strftime(HOURLY_FORMAT) for n in range(hours + 1)]
     raise ValueError("an unpartitioned job has no partition range")
+
+
+def window(key: str | None) -> tuple[datetime, datetime] | None:
+    """The time a daily ("YYYY-MM-DD") or hourly ("YYYY-MM-DDTHH") key stands for, as the UTC
+    half-open interval [start, end) — what a job loading or transforming that partition selects.
+    None for a static key or no partition (they stand for no time)."""
+    if key is None:
+        return None
+    for fmt, length in ((DAILY_FORMAT, timedelta(days=1)), (HOURLY_FORMAT, timedelta(hours=1))):
+        try:
+            start = datetime.strptime(key, fmt).replace(tzinfo=UTC)
+        except ValueError:
+            continue
+        if start.strftime(fmt) == key:
+            return start, start + length
+    return None
