@@ -122,24 +122,52 @@ class PipelineSpec(_Model):
                 out.setdefault(ds, name)
         return out
 
-    def job_partitioning(self, job: str, _seen: frozenset[str] = frozenset()) -> Partitioning:
-        spec = self.jobs[job]
-        if spec.partitioning is not None:
-            return spec.partitioning
-        source = self._partitioning_source(job)
-        if source is None or job in _seen:  # a cycle of undeclared datasets: nothing to take it from
-            return "none"
-        dataset, mapping = source
-        if mapping is None:
-            return self.datasets[dataset].partitioning
-        return P.job_partitioning_from(self.partitioning(dataset, _seen | {job}), mapping)
+    def job_partitioning(self, job: str) -> Partitioning:
+        return self._job_partitionings[job]
 
-    def partitioning(self, dataset: str, _seen: frozenset[str] = frozenset()) -> Partitioning:
+    def partitioning(self, dataset: str) -> Partitioning:
         """Declared partitioning, or — for an undeclared job output — that of its job."""
         if dataset in self.datasets:
             return self.datasets[dataset].partitioning
         producer = self.producers.get(dataset)
-        return self.job_partitioning(producer, _seen) if producer else "none"
+        return self.job_partitioning(producer) if producer else "none"
+
+    @cached_property
+    def _job_partitionings(self) -> dict[str, Partitioning]:
+        """Every job's partitioning: declared, else its first declared output's, else what its
+        first known input suggests through that input's mapping. Resolved once, walking a chain
+        of undeclared datasets without recursion (it may be thousands of jobs deep); a cycle of
+        them gives the job it comes back to "none"."""
+        out: dict[str, Partitioning] = {}
+        for start in self.jobs:
+            chain: list[tuple[str, Mapping]] = []  # jobs whose partitioning is their source's, mapped
+            job, value = start, None
+            while value is None:
+                if job in out:
+                    value = out[job]
+                    break
+                spec = self.jobs[job]
+                source = self._partitioning_source(job)
+                if spec.partitioning is not None:
+                    value = spec.partitioning
+                elif source is None:
+                    value = "none"
+                elif source[1] is None:
+                    value = self.datasets[source[0]].partitioning
+                elif source[0] in self.datasets:
+                    value = P.job_partitioning_from(self.datasets[source[0]].partitioning, source[1])
+                else:
+                    chain.append((job, source[1]))
+                    job = self.producers[source[0]]
+                    if any(job == j for j, _ in chain):
+                        value = "none"  # back on this chain: a cycle, reported by problems()
+                        break
+                    continue
+                out[job] = value
+            for earlier, mapping in reversed(chain):
+                value = P.job_partitioning_from(value, mapping)
+                out[earlier] = value
+        return out
 
     def _partitioning_source(self, job: str) -> tuple[str, Mapping | None] | None:
         """Where a job without a declared partitioning takes it from: its first declared output
@@ -153,24 +181,32 @@ class PipelineSpec(_Model):
                 return inp.dataset, inp.mapping
         return None
 
-    def _unsure_job(self, job: str, doubt: Doubt, _seen: frozenset[str] = frozenset()) -> bool:
-        """Whether the job's partitioning rests on a part that did not validate."""
-        if self.jobs[job].partitioning is not None:
+    def _unsure_job(self, job: str, doubt: Doubt) -> bool:
+        """Whether the job's partitioning rests on a part that did not validate (spec/parts.py)."""
+        if not (doubt.jobs or doubt.datasets or doubt.produced):
             return False
-        if job in doubt.jobs:
-            return True
-        source = self._partitioning_source(job)
-        if source is None or job in _seen:
-            return False
-        return self._unsure_dataset(source[0], doubt, _seen | {job})
+        seen: set[str] = set()
+        while job not in seen:
+            seen.add(job)
+            if self.jobs[job].partitioning is not None:
+                return False
+            if job in doubt.jobs:
+                return True
+            source = self._partitioning_source(job)
+            if source is None:
+                return False
+            if source[0] in self.datasets or source[0] not in self.producers:
+                return self._unsure_dataset(source[0], doubt)
+            job = self.producers[source[0]]
+        return False
 
-    def _unsure_dataset(self, dataset: str, doubt: Doubt, _seen: frozenset[str] = frozenset()) -> bool:
+    def _unsure_dataset(self, dataset: str, doubt: Doubt) -> bool:
         if dataset in self.datasets:
             return dataset in doubt.datasets
         producer = self.producers.get(dataset)
         if producer is None:  # claimed by a job that did not validate, or unknown (reported as such)
             return dataset in doubt.produced
-        return self._unsure_job(producer, doubt, _seen)
+        return self._unsure_job(producer, doubt)
 
     @cached_property
     def consumers(self) -> dict[str, tuple[tuple[str, InputSpec], ...]]:
@@ -324,22 +360,23 @@ def _cycles(spec: PipelineSpec) -> list[list[str]]:
         name: sorted({c for ds in job.outputs for c, _ in spec.consumers.get(ds, ())})
         for name, job in spec.jobs.items()
     }
-    color: dict[str, int] = {}
-    stack: list[str] = []
+    color: dict[str, int] = {}  # 1: on the current path, 2: done
     cycles: list[list[str]] = []
-
-    def visit(node: str) -> None:
-        color[node] = 1
-        stack.append(node)
-        for nxt in edges.get(node, ()):
-            if color.get(nxt) == 1:
-                cycles.append(stack[stack.index(nxt) :])
+    for root in sorted(edges):
+        if root in color:
+            continue
+        path: list[str] = [root]  # depth-first without recursion: a chain may be thousands deep
+        todo = [iter(edges[root])]
+        color[root] = 1
+        while todo:
+            nxt = next(todo[-1], None)
+            if nxt is None:
+                color[path.pop()] = 2
+                todo.pop()
+            elif color.get(nxt) == 1:
+                cycles.append(path[path.index(nxt) :])
             elif nxt not in color:
-                visit(nxt)
-        stack.pop()
-        color[node] = 2
-
-    for node in sorted(edges):
-        if node not in color:
-            visit(node)
+                color[nxt] = 1
+                path.append(nxt)
+                todo.append(iter(edges.get(nxt, ())))
     return cycles

@@ -269,3 +269,16 @@ def _put(node: object, path: tuple, value: object) -> None:
         node[path[-1]] = value  # type: ignore[index]
     except (KeyError, IndexError, TypeError):
         pass  # an earlier change removed the place
+
+
+def test_a_chain_thousands_of_jobs_deep_loads_and_a_cycle_in_it_is_found() -> None:
+    n = 2500  # deeper than Python's recursion limit: the checks walk it without recursing
+    jobs = "".join(
+        f"  j{i}: {{kind: command, inputs: [d{i}], outputs: [d{i + 1}], settings: {{command: x}}}}\n"
+        for i in range(n)
+    )
+    spec = parse_spec(f"datasets: {{d0: {{partitioning: hourly}}}}\njobs:\n{jobs}", "p.yaml", env={})
+    assert spec.job_partitioning(f"j{n - 1}") == "hourly" and spec.partitioning(f"d{n}") == "hourly"
+    looped = jobs.replace("inputs: [d0]", f"inputs: [d{n}]")
+    with pytest.raises(SpecError, match=r"cycle: j0 → j1 → .* → j2499 → j0"):
+        parse_spec(f"jobs:\n{looped}", "p.yaml", env={})
