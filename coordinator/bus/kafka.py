@@ -476,7 +476,10 @@ class KafkaConsumer(Consumer):
                     log.debug("kafka consumer: %s", error)
                     continue
                 raise BusError(f"kafka consume failed: {error}", retriable=False)
-            headers = m.headers()
+            try:
+                headers = m.headers()
+            except UnicodeDecodeError:  # a header name that is not UTF-8 (another client wrote it)
+                headers = [("undecodable-header-names", b"")]
             append(
                 Message(
                     m.topic(),
