@@ -1,5 +1,7 @@
-"""Crash safety: SIGKILL the coordinator at random moments while events stream in, restart it,
-and check that every expected run happened exactly once (embedded bus + SQLite)."""
+"""Crash safety: SIGKILL the coordinator at random moments while events stream in (with
+duplicates, shuffled), restart it, and check from the jobs' own ledger that every expected run
+happened exactly once per (job, partition, input set), and that no run is left stranded — on
+the embedded defaults (local bus + SQLite) and on Kafka + PostgreSQL."""
 
 from __future__ import annotations
 
@@ -10,20 +12,28 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
-from coordinator.bus.local import LocalBus
+import pytest
+
+from coordinator.bus.factory import open_bus
 from coordinator.events import CompletionEvent
 from coordinator.publish import Publisher
 from coordinator.settings import Settings
 from coordinator.store import StateStore
+from coordinator.store import leases as L
+from tests.conftest import unique
 
 GROUPS, WIDTH, DAYS = 2, 10, 100  # 2 jobs joining 10 sources each, over 100 days: 2,000 events
 DAY_KEYS = [f"2024-{1 + d // 28:02d}-{1 + d % 28:02d}" for d in range(DAYS)]
+KILLS = 10
 
 
 def spec_text(log: Path) -> str:
-    cmd = f"[sh, -c, 'echo {{job}} {{partition}} {{run_id}} >> {log}']"
+    # the ledger line: job, partition, run id and a digest of the exact input versions it got
+    digest = '$(printf %s "$COORD_INPUTS" | md5sum | cut -c1-16)'
+    cmd = f"[sh, -c, 'echo {{job}} {{partition}} {{run_id}} {digest} >> {log}']"
     lines = ["datasets:"]
     lines += [f"  raw.g{g}.s{s}: {{partitioning: daily}}" for g in range(GROUPS) for s in range(WIDTH)]
     lines += ["jobs:"]
@@ -51,6 +61,42 @@ with Coordinator(load_spec(sys.argv[1]), Settings()) as coord:
 """
 
 
+@dataclass
+class Backend:
+    """Where the coordinator keeps its state and reads its events, as settings and as env."""
+
+    settings: Settings
+    env: dict[str, str]
+
+
+def embedded(home: Path) -> Backend:
+    return Backend(Settings(home=home, bus="local"), {"COORD_BUS": "local"})
+
+
+def kafka_postgres(home: Path, request: pytest.FixtureRequest) -> Backend:
+    bootstrap = request.getfixturevalue("kafka_bootstrap")
+    topic, state_url = request.getfixturevalue("kafka_topic"), request.getfixturevalue("postgres_url")
+    group = unique("crash")
+    env = {
+        "COORD_BUS": "kafka",
+        "COORD_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "COORD_TOPIC_EVENTS": topic,
+        "COORD_TOPIC_DEAD_LETTER": topic + "-dlq",
+        "COORD_CONSUMER_GROUP": group,
+        "COORD_STATE_URL": state_url,
+    }
+    settings = Settings(
+        home=home,
+        bus="kafka",
+        kafka_bootstrap_servers=bootstrap,
+        topic_events=topic,
+        topic_dead_letter=topic + "-dlq",
+        consumer_group=group,
+        state_url=state_url,
+    )
+    return Backend(settings, env)
+
+
 def start(spec: Path, env: dict[str, str], mode: str = "serve", timeout_s: float = 600) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-c", SERVE, str(spec), mode, str(timeout_s)],
@@ -64,15 +110,22 @@ def lines(path: Path) -> int:
     return len(path.read_text().splitlines()) if path.exists() else 0
 
 
-def test_sigkill_at_random_moments_loses_nothing_and_launches_nothing_twice(tmp_path: Path):
+@pytest.mark.parametrize(
+    "backend",
+    ["embedded", pytest.param("kafka+postgres", marks=[pytest.mark.kafka, pytest.mark.postgres])],
+)
+def test_sigkill_at_random_moments_loses_nothing_and_launches_nothing_twice(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest
+):
     home = tmp_path / "home"
     home.mkdir()
     log = tmp_path / "ran.log"
     spec = tmp_path / "pipeline.yaml"
     spec.write_text(spec_text(log))
-    env = {**os.environ, "COORD_HOME": str(home), "COORD_BUS": "local", "COORD_BATCH_MAX_EVENTS": "200"}
-    env.pop("COORD_STATE_URL", None)
-    settings = Settings(home=home, bus="local")
+    where = embedded(home) if backend == "embedded" else kafka_postgres(home, request)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COORD_")}
+    env |= {"COORD_HOME": str(home), "COORD_BATCH_MAX_EVENTS": "200", **where.env}
+    settings = where.settings
 
     rnd = random.Random(20241125)
     events = [
@@ -83,11 +136,10 @@ def test_sigkill_at_random_moments_loses_nothing_and_launches_nothing_twice(tmp_
     ]
     stream = events + rnd.sample(events, 400)  # duplicates
     rnd.shuffle(stream)
-    kills, chunks = 10, 10
-    size = -(-len(stream) // chunks)
-    bus = LocalBus(home / "bus.db")
-    with Publisher(bus, settings) as publisher:
-        for i in range(kills):
+    size = -(-len(stream) // KILLS)
+    launching = 0  # kills that came while the coordinator was launching jobs
+    with Publisher(open_bus(settings), settings) as publisher:
+        for i in range(KILLS):
             proc = start(spec, env)
             publisher.publish_many(stream[i * size : (i + 1) * size])
             publisher.flush()
@@ -95,6 +147,7 @@ def test_sigkill_at_random_moments_loses_nothing_and_launches_nothing_twice(tmp_
                 before, deadline = lines(log), time.monotonic() + 15
                 while lines(log) == before and time.monotonic() < deadline:
                     time.sleep(0.05)
+                launching += lines(log) > before
                 time.sleep(rnd.uniform(0, 0.3))
             else:  # ... or anywhere: starting up, ingesting, recovering
                 time.sleep(rnd.uniform(0.2, 2.0))
@@ -105,17 +158,29 @@ def test_sigkill_at_random_moments_loses_nothing_and_launches_nothing_twice(tmp_
     final = start(spec, env, "until-idle", 120)
     _, err = final.communicate(timeout=150)
     assert final.returncode == 0, err.decode()[-3000:]
-    assert launched_before_last > 0, "the kills never hit a coordinator that was launching jobs"
+    assert launching >= 2, f"only {launching} kill(s) hit a coordinator that was launching jobs"
 
-    ran = Counter(tuple(line.split()[:2]) for line in log.read_text().splitlines())
+    ledger = [tuple(line.split()) for line in log.read_text().splitlines()]
+    ran = Counter((job, partition) for job, partition, _, _ in ledger)
     expected = {(f"join{g}", d) for g in range(GROUPS) for d in DAY_KEYS} | {("final", d) for d in DAY_KEYS}
     assert set(ran) == expected, (
         f"missing {sorted(expected - set(ran))[:5]}, extra {sorted(set(ran) - expected)[:5]}"
     )
     twice = {k: n for k, n in ran.items() if n > 1}
     assert not twice, f"launched more than once: {twice}"
+    inputs = Counter((job, partition, digest) for job, partition, _, digest in ledger)
+    assert set(inputs.values()) == {1} and len(inputs) == len(expected)  # one input set each
     with StateStore(settings.resolved_state_url()) as store, store.begin() as tx:
         runs = tx.list_runs(limit=None)
         assert len(runs) == len(expected) and {r.state for r in runs} == {"succeeded"}
+        assert {r.run_id for r in runs} == {run_id for _, _, run_id, _ in ledger}
         assert tx.count_events() == len(events) + len(expected)  # inputs + the jobs' own outputs
         assert tx.outbox_count() == 0
+        # nothing stranded: each killed instance's lease was adopted, the last one ended cleanly
+        states = Counter(lease.state for lease in L.every(tx).values())
+        assert set(states) == {"adopted", "ended"} and states["ended"] == 1, states
+        assert not L.live(tx, time.time())
+    print(
+        f"\n{backend}: {KILLS} kills ({launching} while launching), {len(stream)} events, "
+        f"{launched_before_last} of {len(expected)} jobs ran before the last start"
+    )
