@@ -10,7 +10,9 @@ that come from the source itself). Pure: no driver is imported.
                     (U+0001-U+FFFF: an emoji is refused by the server, whose data dictionary
                     is utf8mb3); no space at the end of a table or column name; no NUL
     SQLite          no NUL
-    Kafka           a topic: at most 249 of ASCII letters, digits, '.', '_', '-'; not "." or ".."
+    Kafka           a topic: at most 249 of ASCII letters, digits, '.', '_', '-'; not "." or "..";
+                    with Avro values, each field [A-Za-z_][A-Za-z0-9_]* (the Avro spec's names:
+                    fastavro writes others, and Java or other readers then refuse the schema)
 
 Every other character (quotes, backticks, `%`, spaces, semicolons, non-Latin letters) is
 allowed and kept exactly: the adapters quote every name and never pass one through a
@@ -27,6 +29,7 @@ PG_MAX_BYTES = 63
 MYSQL_MAX_CHARS = 64
 KAFKA_MAX_CHARS = 249
 _KAFKA_TOPIC = re.compile(r"[A-Za-z0-9._-]+")
+_AVRO_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 DIALECTS = {
     "postgresql": "postgresql",
@@ -63,7 +66,7 @@ def _problems(dialect: str, what: str, name: str) -> Iterable[str]:
     if not name:
         yield f"the {what} name is empty"
         return
-    if "\x00" in name and dialect != "kafka":
+    if "\x00" in name and dialect in ("postgresql", "mysql", "sqlite"):
         yield f"{what} name {shown} holds a NUL character, which no SQL database allows in a name"
     if dialect == "postgresql":
         size = len(name.encode("utf-8"))
@@ -83,6 +86,8 @@ def _problems(dialect: str, what: str, name: str) -> Iterable[str]:
             )
         if what in ("table", "column", "schema") and name != name.rstrip(" "):
             yield f"{what} name {shown} ends with a space, which MariaDB/MySQL do not allow"
+    elif dialect == "avro" and not _AVRO_NAME.fullmatch(name):
+        yield f"{what} name {shown} is not an Avro name (a letter or _, then letters, digits or _)"
     elif dialect == "kafka" and (
         len(name) > KAFKA_MAX_CHARS or not _KAFKA_TOPIC.fullmatch(name) or name in (".", "..")
     ):

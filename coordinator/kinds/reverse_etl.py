@@ -116,9 +116,12 @@ class PushSettings(BaseModel):
         doubled = sorted({c for c in targets if targets.count(c) > 1})
         if columns and doubled:
             raise ValueError(f"columns maps several source columns to {', '.join(map(repr, doubled))}")
-        if dialect_of(self.destination.url) == "kafka":  # record fields, not SQL names
-            return self
-        problems = name_problems(dialect_of(self.destination.url), [("column", c) for c in targets])
+        dialect = dialect_of(self.destination.url)
+        if dialect == "kafka":  # record fields: JSON takes any name, Avro its own
+            if self.destination.format != "avro":
+                return self
+            dialect = "avro"
+        problems = name_problems(dialect, [("column", c) for c in targets])
         if problems:
             raise ValueError("; ".join(problems))
         return self

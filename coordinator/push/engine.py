@@ -26,7 +26,7 @@ from coordinator.push.destinations import Destination, Marker, open_destination
 from coordinator.push.diff import KEY_HASH, ROW_HASH, PushState, StateFile, fingerprint, match, row_hashes
 from coordinator.push.plan import Plan, render
 from coordinator.push.rejects import Rejects
-from coordinator.push.schema import check_columns, normalize, value_problems
+from coordinator.push.schema import check_columns, normalize, record_problems, value_problems
 from coordinator.push.sources import Source, read_table
 
 Progress = Callable[[str, int, int], None]  # (step, done, total)
@@ -102,7 +102,7 @@ def push(
         else open_destination(destination, kafka_bootstrap)
     )
     with dest:
-        if dest.keeps_marker:  # a topic's records name their fields freely
+        if dest.dialect:  # JSON records name their fields freely
             problems = name_problems(dest.dialect, [("column", c) for c in table.column_names])
             if problems:
                 raise PushError("; ".join(problems))
@@ -185,9 +185,13 @@ def _push(
     dups = duplicated(kh)
     if dups is not None:
         rejects.add("duplicate key in the source", dups)
-    if desc is not None:
-        for reason, mask in value_problems(table, desc, nan_ok=dest.nan_ok, nul_ok=dest.nul_ok):
-            rejects.add(reason, mask)
+    problems = (
+        value_problems(table, desc, nan_ok=dest.nan_ok, nul_ok=dest.nul_ok)
+        if desc is not None
+        else record_problems(table, nan_ok=dest.nan_ok, nul_ok=dest.nul_ok)
+    )
+    for reason, mask in problems:
+        rejects.add(reason, mask)
     rejected = rejects.count
     if rejected and rejects_path is not None:
         try:

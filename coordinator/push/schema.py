@@ -169,7 +169,7 @@ def value_problems(
                     pc.greater(pc.utf8_length(arr), col.max_length),
                 )
             if not nul_ok:
-                yield f"NUL character in {name}", pc.match_substring(arr, "\x00")
+                yield f"NUL character in {name}", pc.match_substring(arr, "\x00")  # as record_problems
             outside = CHARSET_OUTSIDE.get((col.charset or "").lower())
             if outside is not None:
                 yield (
@@ -184,7 +184,22 @@ def value_problems(
                 _or(pc.greater_equal(pc.abs(as_float), limit), pc.invert(pc.is_finite(as_float))),
             )
         elif fam == "float" and not nan_ok:
-            yield f"NaN or infinity in {name}", pc.invert(pc.is_finite(arr))
+            yield non_finite(name, arr)
+
+
+def non_finite(name: str, arr: pa.ChunkedArray) -> tuple[str, pa.Array]:
+    return f"NaN or infinity in {name}", pc.invert(pc.is_finite(arr))
+
+
+def record_problems(table: pa.Table, nan_ok: bool, nul_ok: bool) -> Iterator[tuple[str, pa.Array]]:
+    """With no table to describe (a topic, a table the push creates): the values the destination
+    cannot hold whatever the column's type."""
+    for name in table.column_names:
+        arr, fam = table.column(name), arrow_family(table.column(name).type)
+        if fam == "float" and not nan_ok:
+            yield non_finite(name, arr)
+        if fam == "string" and not nul_ok:
+            yield f"NUL character in {name}", pc.match_substring(arr, "\x00")
 
 
 def _or(a: pa.Array, b: pa.Array) -> pa.Array:

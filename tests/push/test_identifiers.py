@@ -239,3 +239,25 @@ def test_values_a_narrow_column_cannot_hold_are_rejected(latin1_mysql: Backend, 
     assert (r.inserted, r.rejected) == (3, 3)  # rows 2, 3 (latin1) and 5 (ascii); row 4 fits utf8mb3
     assert reasons == {"l cannot hold": 2, "a cannot hold": 1}
     assert b.rows(table, "id") == [(0, "plain", "x", "x"), (1, "é €", "x", "x"), (4, "x", "表", "x")]
+
+
+def test_a_created_table_rejects_what_its_database_cannot_hold(backend: Backend, state_dir: Path) -> None:
+    """NaN (SQLite, MariaDB) and NUL (PostgreSQL) failed the first push's statement after the
+    table was made; they are rejected per row like those of an existing table."""
+    table = unique("t")
+    data = pa.table({"id": [1, 2, 3], "x": [1.0, float("nan"), 3.0], "s": ["a", "b", "nul\x00"]})
+    r = push(
+        data,
+        DestinationSettings(url=backend.url, table=table),
+        job="j",
+        key=["id"],
+        create_table=True,
+        max_rejected_fraction=0.5,
+        state_dir=state_dir,
+    )
+    expected = {
+        "sqlite": {"NaN or infinity in x"},
+        "mysql": {"NaN or infinity in x"},
+        "postgres": {"NUL character in s"},
+    }[backend.name]
+    assert set(r.reject_reasons) == expected and r.inserted == 3 - len(expected)

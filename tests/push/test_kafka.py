@@ -104,3 +104,18 @@ def test_failed_push_is_aborted_then_redone(kafka_bootstrap: str, kafka_topic: s
     assert (r.inserted, r.full) == (20, True)
     records = consume_all(kafka_bootstrap, kafka_topic, 20)
     assert sorted(int(k) for k, _ in records) == list(range(20))
+
+
+def test_values_json_cannot_hold_are_rejected_and_encoder_errors_abort(
+    kafka_bootstrap: str, kafka_topic: str, tmp_path: Path
+) -> None:
+    kw = dict(job="njob", key=["id"], state_dir=tmp_path, kafka_bootstrap=kafka_bootstrap)
+    data = table(4).set_column(1, "score", pa.array([0.0, float("nan"), float("inf"), 3.0]))
+    r = push(data, DestinationSettings(url=f"kafka://{kafka_topic}"), max_rejected_fraction=0.5, **kw)
+    assert (r.inserted, r.rejected) == (2, 2) and "NaN or infinity in score" in r.reject_reasons
+    assert sorted(int(k) for k, _ in consume_all(kafka_bootstrap, kafka_topic, 2)) == [0, 3]
+
+    # Avro field names are [A-Za-z_][A-Za-z0-9_]*: other readers refuse a schema with "user id"
+    avro = DestinationSettings(url=f"kafka://{kafka_bootstrap}/{kafka_topic}", format="avro")
+    with pytest.raises(PushError, match="not an Avro name"):
+        push(table(2).rename_columns(["id", "the score", "label"]), avro, **{**kw, "job": "ajob"})

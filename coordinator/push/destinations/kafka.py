@@ -101,6 +101,8 @@ class KafkaDestination(Destination):
         if not self.topic or not self.bootstrap:
             raise PushError(f"kafka destination needs a topic and bootstrap servers (url {config.url!r})")
         self.format = config.format
+        self.nan_ok = self.format == "avro"  # JSON has no NaN or infinity: such rows are rejected
+        self.dialect = "avro" if self.format == "avro" else ""  # field names: Avro's rules, JSON's none
         self.identity = f"kafka://{self.bootstrap}/{self.topic}"
         self._producer: Producer | None = None
 
@@ -154,7 +156,8 @@ class KafkaDestination(Destination):
             producer.flush(COMMIT_SECONDS)
             if errors:
                 raise PushError(f"{len(errors)} records failed: {errors[0]}")
-        except (KafkaException, PushError) as exc:
+        except (KafkaException, PushError, ValueError, TypeError, OverflowError) as exc:
+            # ValueError/TypeError/OverflowError: a value the encoder cannot write (fastavro, json)
             self._abort(producer)
             raise PushError(
                 f"push into topic {self.topic} failed and was aborted: {failure.one_line(exc)}"
