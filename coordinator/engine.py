@@ -43,7 +43,7 @@ from coordinator.errors import BusError
 from coordinator.events import CompletionEvent
 from coordinator.hooks import Hook, Hooks
 from coordinator.intake import EventIntake, IntakeBatch
-from coordinator.launchers.base import Launcher, RunContext
+from coordinator.launchers.base import Launcher, RunContext, RunResult
 from coordinator.launchers.registry import build_launcher
 from coordinator.outbox import Outbox
 from coordinator.outcome import output_event_id
@@ -404,13 +404,13 @@ class Coordinator:
                 step.stats.succeeded += 1
                 outputs += outcome.output_events(self.spec, run, result, now)
             elif plan.state == "blocked":
-                self._blocked(step, run, result.error or "blocked")
+                self._blocked(step, run, result.error or "blocked", result, now)
             elif plan.retry_at is not None:
                 self.claims.retry_scheduled(plan.retry_at)
                 step.stats.retried += 1
                 self.hooks.emit("after_retry_scheduled", run, plan.retry_at - now, result.error)
             else:
-                step.publish += outcome.failed_events(self.spec, run, result.error or "failed")
+                step.publish += outcome.failed_events(self.spec, run, result.error or "failed", result, now)
                 step.stats.failed += 1
                 self.hooks.emit("after_failed", run, result.error)
         step.publish += outputs
@@ -418,9 +418,12 @@ class Coordinator:
             self.claims.slots_freed()
         return step, outputs
 
-    def _blocked(self, step: Step, run: RunRow, reason: str) -> None:
-        """A run blocked (nothing launched): a failed event on each output, downstream held."""
-        step.publish += outcome.failed_events(self.spec, run, reason)
+    def _blocked(
+        self, step: Step, run: RunRow, reason: str, result: RunResult | None = None, now: float = 0.0
+    ) -> None:
+        """A run blocked: a failed event on each output (but those its result says ended otherwise),
+        downstream held."""
+        step.publish += outcome.failed_events(self.spec, run, reason, result, now)
         step.stats.blocked += 1
         self.hooks.emit("after_blocked", run, reason)
 

@@ -5,7 +5,9 @@
 - `output_events`: a succeeded run's completion events, one per output dataset, carrying what
   the job reported (rows, location, columns);
 - `failed_events`: a run that failed for good or was blocked announces it on each output, so
-  downstream consumers know the partition will not come;
+  downstream consumers know the partition will not come — except the outputs its result says
+  ended otherwise (a dbt invocation: a model built beside one that failed is announced built, a
+  skipped one not at all);
 - `output_event_id`: deterministic, so a result recorded twice (after a crash) is one event;
 - `unlaunchable`: checked again at launch, as the spec or the data may have changed since the
   run was created.
@@ -18,7 +20,7 @@ from datetime import UTC, datetime
 
 from coordinator import readiness
 from coordinator.events import CompletionEvent, Status
-from coordinator.launchers.base import Handle, RunResult
+from coordinator.launchers.base import Handle, OutputReport, RunResult
 from coordinator.spec.models import JobSpec, PipelineSpec
 from coordinator.store.store import Finish, RunRow
 
@@ -50,44 +52,54 @@ def plan(
     return Finish(run.run_id, run.attempt, "failed", result.error, result.log_path, retry_at, details, handle)
 
 
+def _succeeded(run: RunRow, ds: str, o: OutputReport | None, produced_at: datetime) -> CompletionEvent:
+    return CompletionEvent(
+        event_id=output_event_id(run.run_id, run.attempt, ds, "succeeded"),
+        dataset=ds,
+        partition=run.partition,
+        producer=PRODUCER,
+        producer_run_id=run.run_id,
+        produced_at=produced_at,
+        row_count=o.row_count if o else None,
+        location=o.location if o else None,
+        columns=o.columns if o else None,
+        attributes={"job": run.job, **(dict(o.attributes) if o else {})},
+    )
+
+
 def output_events(spec: PipelineSpec, run: RunRow, result: RunResult, now: float) -> list[CompletionEvent]:
     reports = {o.dataset: o for o in result.outputs}
     produced_at = datetime.fromtimestamp(now, UTC)
+    return [_succeeded(run, ds, reports.get(ds), produced_at) for ds in spec.jobs[run.job].outputs]
+
+
+def failed_events(
+    spec: PipelineSpec, run: RunRow, error: str, result: RunResult | None = None, now: float = 0.0
+) -> list[CompletionEvent]:
+    job = spec.jobs.get(run.job)
+    reports = {o.dataset: o for o in result.outputs if o.status} if result else {}
     events = []
-    for ds in spec.jobs[run.job].outputs:
+    for ds in job.outputs if job else ():
         o = reports.get(ds)
+        if o is not None and o.status == "skipped":
+            continue
+        if o is not None and o.status == "succeeded":
+            events.append(_succeeded(run, ds, o, datetime.fromtimestamp(now, UTC)))
+            continue
+        why = o.error if o is not None and o.error else error
         events.append(
             CompletionEvent(
-                event_id=output_event_id(run.run_id, run.attempt, ds, "succeeded"),
+                event_id=output_event_id(run.run_id, run.attempt, ds, "failed"),
                 dataset=ds,
                 partition=run.partition,
+                status=Status.FAILED,
                 producer=PRODUCER,
                 producer_run_id=run.run_id,
-                produced_at=produced_at,
-                row_count=o.row_count if o else None,
-                location=o.location if o else None,
-                columns=o.columns if o else None,
-                attributes={"job": run.job, **(dict(o.attributes) if o else {})},
+                error=why[:20000],
+                attributes={"job": run.job},
             )
         )
     return events
-
-
-def failed_events(spec: PipelineSpec, run: RunRow, error: str) -> list[CompletionEvent]:
-    job = spec.jobs.get(run.job)
-    return [
-        CompletionEvent(
-            event_id=output_event_id(run.run_id, run.attempt, ds, "failed"),
-            dataset=ds,
-            partition=run.partition,
-            status=Status.FAILED,
-            producer=PRODUCER,
-            producer_run_id=run.run_id,
-            error=error[:20000],
-            attributes={"job": run.job},
-        )
-        for ds in (job.outputs if job else ())
-    ]
 
 
 def unlaunchable(spec: PipelineSpec, run: RunRow) -> str | None:

@@ -15,7 +15,7 @@ import abc
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
@@ -65,6 +65,10 @@ class OutputReport:
     row_count: int | None = None
     columns: tuple[Column, ...] | None = None
     attributes: Mapping[str, str] = field(default_factory=dict)
+    # None: as the run ends. A job that builds several outputs in one go (a dbt invocation) says
+    # how each ended: "succeeded", "failed" (with its own `error`) or "skipped" (no event at all)
+    status: Literal["succeeded", "failed", "skipped"] | None = None
+    error: str | None = None
 
 
 @dataclass(frozen=True)

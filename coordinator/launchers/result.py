@@ -4,8 +4,10 @@ The launcher sets COORD_RESULT_FILE in the job's environment; the job (through
 `report_output`, or by writing the JSON itself) appends one line per output:
     {"dataset": ..., "location": ..., "row_count": ..., "columns": [{"name", "type", "nullable"}],
      "attributes": {...}}
-and optionally {"details": {...}} lines (model version, push counts). The launcher reads the
-file when the job ends; the engine puts the outputs into the output completion events.
+(with "status" — succeeded, failed, skipped — and "error" where one job's outputs end apart:
+some built, one failed) and optionally {"details": {...}} lines (model version, push counts).
+The launcher reads the file when the job ends; the engine puts the outputs into the output
+completion events.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from coordinator.events import Column
 from coordinator.launchers.base import OutputReport
 
 RESULT_FILE_ENV = "COORD_RESULT_FILE"
+OUTPUT_STATUSES = ("succeeded", "failed", "skipped")
 
 
 def _column_dict(c: Column | Mapping[str, object] | tuple[str, str]) -> dict[str, object]:
@@ -37,8 +40,11 @@ def report_output(
     columns: Iterable[Column | Mapping[str, object] | tuple[str, str]] | None = None,
     attributes: Mapping[str, str] | None = None,
     result_file: str | None = None,
+    status: str | None = None,
+    error: str | None = None,
 ) -> None:
-    """Tell the coordinator what this job wrote for `dataset`. A no-op outside a coordinator run."""
+    """Tell the coordinator what this job wrote for `dataset`. A no-op outside a coordinator run.
+    `status` (succeeded, failed with `error`, skipped) only where one job's outputs end apart."""
     path = result_file or os.environ.get(RESULT_FILE_ENV)
     if not path:
         return
@@ -49,6 +55,8 @@ def report_output(
         "columns": None if columns is None else [_column_dict(c) for c in columns],
         "attributes": dict(attributes or {}),
     }
+    if status is not None:
+        line.update(status=status, error=error)
     with open(path, "a", encoding="utf-8") as f:
         f.write(json.dumps(line) + "\n")
 
@@ -58,6 +66,15 @@ def report_details(details: Mapping[str, object], result_file: str | None = None
     if path:
         with open(path, "a", encoding="utf-8") as f:
             f.write(json.dumps({"details": dict(details)}) + "\n")
+
+
+def _status(item: Mapping[str, object]) -> dict[str, object]:
+    """An output's own status and error; a status no launcher knows makes it failed, saying so."""
+    status, error = item.get("status"), item.get("error")
+    if status is None or status in OUTPUT_STATUSES:
+        return {"status": status, "error": None if error is None else str(error)}
+    return {"status": "failed", "error": f"the job reported output status {status!r} (not one of "
+            f"{', '.join(OUTPUT_STATUSES)})"}
 
 
 def read_results(path: Path) -> tuple[tuple[OutputReport, ...], dict[str, object]]:
@@ -81,6 +98,7 @@ def read_results(path: Path) -> tuple[tuple[OutputReport, ...], dict[str, object
                 row_count=item.get("row_count"),
                 columns=None if cols is None else tuple(Column(**c) for c in cols),
                 attributes=item.get("attributes") or {},
+                **_status(item),
             )
         )
     return tuple(outputs), details
