@@ -6,9 +6,10 @@ coord run pipeline.yaml [--until-idle] [--max-events N] [--timeout S]
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -17,6 +18,10 @@ from coordinator.cli.context import cli_settings
 from coordinator.errors import SpecError
 from coordinator.spec import load_spec
 from coordinator.spec.models import PipelineSpec
+
+if TYPE_CHECKING:
+    from coordinator.service import Service
+    from coordinator.turn import RunStats
 
 SpecArg = Annotated[Path, typer.Argument(help="The pipeline spec (YAML)")]
 SpecOpt = Annotated[Path, typer.Option("--spec", "-s", envvar="COORD_SPEC", help="The pipeline spec (YAML)")]
@@ -47,6 +52,29 @@ def serving(spec: Path, verbose: bool) -> tuple[Console, PipelineSpec, Callable[
     return console, loaded, stop_on_sigterm()
 
 
+def until_stopped(service: Service, stop: Callable[[], bool], **bounds: Any) -> RunStats:
+    """The service's loop; once `stop` says so (SIGTERM or Ctrl-C), running jobs get the
+    grace (COORD_SHUTDOWN_GRACE_S), the rest is left for adoption when the lease is released
+    (the service's `coordinator.ha.farewell()` says how many, under which lease)."""
+    stats = service.run(stop=stop, **bounds)
+    if stop():
+        stats.add(service.coordinator.drain(service.settings.shutdown_grace_s))
+    return stats
+
+
+@contextmanager
+def interrupted(console: Console) -> Iterator[None]:
+    """A second Ctrl-C (a KeyboardInterrupt, see stop_on_sigterm): say what it leaves behind."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        console.print(
+            "interrupted during the grace: the jobs still running are left for adoption "
+            "(at once if the lease was released, else once it expires)"
+        )
+        raise typer.Exit(130) from None
+
+
 def validate(spec: SpecArg) -> None:
     """Check a spec: unknown datasets, cycles, double producers, mappings, kind settings."""
     console = Console()
@@ -69,15 +97,11 @@ def run(
 
     console, loaded, stop = serving(spec, verbose)
     settings = cli_settings()
-    try:
-        with Service(loaded, settings, freeze_gc=True) as service:
-            stats = service.run(until_idle=until_idle, max_events=max_events, timeout_s=timeout, stop=stop)
-            if stop():  # SIGTERM or Ctrl-C: running jobs get the grace, the rest is left for adoption
-                stats.add(service.coordinator.drain(settings.shutdown_grace_s))
-            ha = service.coordinator.ha
-    except KeyboardInterrupt:  # a second Ctrl-C: the lease expires and a live instance adopts
-        console.print("interrupted: the lease was not released; its runs are adopted once it expires")
-        raise typer.Exit(130) from None
+    with interrupted(console), Service(loaded, settings, freeze_gc=True) as service:
+        stats = until_stopped(
+            service, stop, until_idle=until_idle, max_events=max_events, timeout_s=timeout
+        )
+        ha = service.coordinator.ha
     console.print(ha.farewell(), highlight=False)
     console.print(
         f"events {stats.events} (dead-lettered {stats.dead_lettered}), runs created {stats.runs_created}, "

@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from coordinator.cli.context import cli_settings
-from coordinator.cli.run import SpecArg, serving
+from coordinator.cli.run import SpecArg, interrupted, serving, until_stopped
 
 
 def serve(
@@ -28,12 +28,11 @@ def serve(
     console, loaded, stop = serving(spec, verbose)
     settings = cli_settings()
     address = (host or settings.api_host, port or settings.api_port)
-    try:
-        with Service(loaded, settings, http=address, freeze_gc=True) as service:
-            console.print(f"serving on http://{address[0]}:{address[1]}/ui", highlight=False)
-            service.run(stop=stop)
-    except KeyboardInterrupt:
-        console.print("stopped")
+    with interrupted(console), Service(loaded, settings, http=address, freeze_gc=True) as service:
+        console.print(f"serving on http://{address[0]}:{address[1]}/ui", highlight=False)
+        until_stopped(service, stop)  # SIGTERM: stop taking events, the grace, then release
+        ha = service.coordinator.ha
+    console.print(ha.farewell(), highlight=False)
 
 
 def register(app: typer.Typer) -> None:

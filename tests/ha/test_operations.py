@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -23,6 +24,13 @@ from coordinator.store import leases as L
 from tests.ha.harness import CLI
 
 DAYS = ["2024-06-01", "2024-06-02", "2024-06-03"]
+SERVICES = ["run", "serve"]  # `coord run`, and `coord serve` with its HTTP side
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def spec_text(log: Path, sleep: float) -> str:
@@ -62,8 +70,10 @@ class Home:
             proc.output = proc.communicate(timeout=timeout)[0]  # type: ignore[attr-defined]
         return proc
 
-    def serve(self) -> subprocess.Popen:
-        proc = self.coord("run", str(self.spec), wait=False)
+    def serve(self, command: str = "run") -> subprocess.Popen:
+        """`coord run`, or `coord serve` (with its HTTP side on a free port), until it holds its lease."""
+        extra = ["--port", str(free_port())] if command == "serve" else []
+        proc = self.coord(command, str(self.spec), *extra, wait=False)
         deadline = time.monotonic() + 30
         while not self.live():
             assert time.monotonic() < deadline and proc.poll() is None, (
@@ -127,8 +137,9 @@ def test_a_second_coord_run_on_one_home_is_refused_with_the_first_ones_pid(home:
     assert first.poll() is None  # the first one serves on
 
 
-def test_backfill_beside_a_running_service_queues_for_it_and_strands_nothing(home: Home):
-    service = home.serve()
+@pytest.mark.parametrize("command", SERVICES)
+def test_backfill_beside_a_running_service_queues_for_it_and_strands_nothing(home: Home, command: str):
+    service = home.serve(command)
     home.publish(DAYS)
     home.until(lambda: len([r for r in home.runs() if r.state == "succeeded"]) == 6)
     backfill = home.coord("backfill", "work", "--from", DAYS[0], "--to", DAYS[-1], "--spec", str(home.spec))
@@ -162,16 +173,20 @@ def test_cancel_stops_a_command_job_s_process_group_and_downstream_waits(slow_ho
     assert again.returncode == 1 and "only ready, starting or running" in again.output
 
 
-def test_sigterm_says_what_it_left_running_and_the_next_start_reattaches_it(tmp_path: Path):
+@pytest.mark.parametrize("command", SERVICES)
+def test_sigterm_says_what_it_left_running_and_the_next_start_reattaches_it(tmp_path: Path, command: str):
     home = Home(tmp_path, sleep=4)
     try:
-        service = home.serve()
+        service = home.serve(command)
         home.publish(DAYS[:1])
         home.until(lambda: [r.state for r in home.runs()] == ["running"])
         service.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        home.publish(DAYS[1:2])  # after SIGTERM: not taken any more
         out, _ = service.communicate(timeout=30)
         assert service.returncode == 0, out
-        assert "1 run(s) left running under lease coordinator#1" in out, out
+        assert "1 run(s) left running under lease coordinator#1, now released" in out, out
+        assert [r.partition for r in home.runs()] == DAYS[:1]  # the grace took no new event
         runs = home.coord("runs").output
         assert "coordinator#1" in runs and "released" in runs, runs
         status = home.coord("status", "--spec", str(home.spec)).output
