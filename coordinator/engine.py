@@ -24,7 +24,8 @@ never waits on the bus (bench/latency.py).
 
 Its rooms: turn.py (what a turn carries: `Step`, `RunStats`, the `ClaimSchedule`),
 outcome.py (results → state and events, pure), workers.py (threads that run jobs),
-outbox.py (publishing, acknowledgements, the relay), own_events.py, recovery.py.
+outbox.py (publishing, acknowledgements, the relay), own_events.py, recovery.py; and
+availability.py (the lease, adoption, the watchdog) through the turn's periodic hook.
 """
 
 from __future__ import annotations

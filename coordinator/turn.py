@@ -107,7 +107,7 @@ def unless_fatal(exc: BusError, then: str) -> None:
     (what was not committed or confirmed comes back later); raised — ending the loop with its
     message — when it will fail the same way each time (bad configuration, authentication, a
     fatal producer)."""
-    if not getattr(exc, "retriable", True):
+    if not exc.retriable:
         log.error("bus: %s; this does not heal by retrying, the coordinator stops", exc)
         raise exc
     log.warning("bus: %s; %s", exc, then)
