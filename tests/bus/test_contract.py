@@ -221,3 +221,28 @@ def test_skip_by_event_id_header_leaves_messages_undecoded(case: BusCase) -> Non
     assert sorted(asked) == sorted(e.event_id.encode() for e in events)
     assert skipped == len(mine) == 10
     assert [e.event_id for e in got] == [e.event_id for e in events[1::2]]
+
+
+def test_a_replayed_bad_message_is_not_dead_lettered_twice(case: BusCase) -> None:
+    """Taken, dead-lettered, not committed (a crash before the offsets moved): the next member of
+    the group gets it again, counts it as dead-lettered, and writes no second dead letter."""
+    bad = bad_values(case.settings.max_event_bytes)
+    topic = case.settings.topic_events
+    with case.publisher() as publisher:
+        for value in bad.values():
+            publisher.producer.produce(topic, value, key=b"bad")
+        publisher.publish(_event(1))
+    for _ in range(2):
+        with case.intake(codec=registry_codec(case.settings.max_event_bytes)) as intake:
+            batch = drain(intake, len(bad) + 1, commit=False)
+        assert (len(batch.events), batch.dead_lettered) == (1, len(bad))
+    # every dead letter is durable before poll returns: read them all, then make sure no more come
+    dlq = [case.settings.topic_dead_letter]
+    with case.bus.consumer(case.settings.consumer_group + "-dlq", dlq) as reader:
+        taken: list = []
+        for _ in range(120):
+            taken += reader.poll(500, 0.5)
+            if len(taken) >= len(bad):
+                break
+        taken += reader.poll(500, 2.0)
+    assert sorted(decode_dead_letter(m.value)["reason"] for m in taken) == sorted(bad)

@@ -199,3 +199,28 @@ def test_any_bytes_like_value_decodes() -> None:
     with pytest.raises(EventError) as refused:
         decode("not bytes")  # type: ignore[arg-type]
     assert refused.value.reason == "undecodable"
+
+
+def test_a_tombstone_and_an_empty_value_are_refused_by_name() -> None:
+    with pytest.raises(EventError) as tombstone:
+        decode(None)  # type: ignore[arg-type]  # what Kafka hands over for a null value
+    assert tombstone.value.reason == "tombstone"
+    with pytest.raises(EventError) as empty:
+        decode(b"")
+    assert (empty.value.reason, empty.value.detail) == ("undecodable", "an empty value")
+
+
+def test_dead_letter_records_of_both_versions_read_as_the_newest() -> None:
+    from coordinator import codec
+
+    base = {"source_topic": "t", "source_partition": 1, "source_offset": 7, "key": b"k",
+            "reason": "undecodable", "detail": "x", "consumer_group": "g", "dead_lettered_at": codec.utcnow()}
+    buffer = BytesIO()
+    buffer.write(bytes((codec.DEAD_LETTER_MAGIC, 1)))
+    fastavro.schemaless_writer(buffer, codec.load_schema("dead_letter", 1), {**base, "value": b"old"})
+    old = codec.decode_dead_letter(buffer.getvalue())
+    assert (old["value"], old["headers"], old["truncated"], old["value_sha256"]) == (b"old", [], [], None)
+    v2 = {**base, "value": None, "headers": [{"name": "h", "value": None}], "value_size": 0,
+          "value_sha256": None, "key_size": 1, "truncated": []}
+    new = codec.decode_dead_letter(codec.encode_dead_letter(v2))
+    assert new["value"] is None and new["headers"] == [{"name": "h", "value": None}]
