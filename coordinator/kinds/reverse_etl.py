@@ -13,6 +13,7 @@ them for its own modules.
 from __future__ import annotations
 
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
@@ -75,6 +76,12 @@ class DestinationSettings(BaseModel):
     def _table_for_sql(self) -> DestinationSettings:
         if self.scheme != "kafka" and not self.table:
             raise ValueError("a database destination needs `table`")
+        try:
+            urlsplit(self.url).port  # noqa: B018 - parsing it is the check
+        except ValueError as exc:
+            raise ValueError(f"the destination URL's port is not a port number ({exc})") from None
+        if self.scheme == "sqlite" and urlsplit(self.url).path in ("", "/", "/:memory:"):
+            raise ValueError("an in-memory SQLite destination keeps nothing: give a file (sqlite:///path.db)")
         dialect = dialect_of(self.url)  # "" for a scheme no destination has: PushSettings says so
         for field, readers in READ_BY.items():  # a value set for nobody: else accepted and ignored
             if (

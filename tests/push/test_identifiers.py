@@ -129,6 +129,10 @@ def spec(url: str, table: str | None, columns: str = "{id: id}", extra: str = ""
         ("kafka://topic", "t", "{id: id}", "", "`table` has no meaning for a kafka destination"),
         ("kafka://bad topic", None, "{id: id}", "", "not a Kafka topic name"),
         ("oracle://h/db", "t", "{id: id}", "", "unsupported destination URL scheme 'oracle'"),
+        ("postgresql://h:5x/db", "t", "{id: id}", "", "port is not a port number"),
+        ("mysql://h:70000/db", "t", "{id: id}", "", "port is not a port number"),
+        ("sqlite://", "t", "{id: id}", "", "in-memory SQLite destination keeps nothing"),
+        ("kafka://", None, "{id: id}", "", "the topic name is empty"),
     ],
 )
 def test_spec_load_names_the_job_and_the_name(

@@ -8,6 +8,13 @@ from coordinator.push.destinations.base import Applied, Destination, Marker
 
 
 def open_destination(config: DestinationSettings, kafka_bootstrap: str | None = None) -> Destination:
+    try:
+        return _open(config, kafka_bootstrap)
+    except ValueError as exc:  # sqlalchemy's make_url: a port that is no number, a bad query string
+        raise PushError(f"invalid destination URL: {' '.join(str(exc).split())}") from exc
+
+
+def _open(config: DestinationSettings, kafka_bootstrap: str | None) -> Destination:
     scheme = config.scheme
     if scheme in ("postgresql", "postgres"):
         from coordinator.push.destinations.postgres import PostgresDestination
