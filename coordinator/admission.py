@@ -6,7 +6,8 @@ fit the dataset's partitioning. Recording such an event would launch runs for a 
 cannot exist ("2025-13-45") or silently feed nothing; so intake dead-letters it, POST /events
 answers 422 and `coord publish --spec` refuses it, all with the same reason from here:
 
-- `unknown_dataset` — neither declared under `datasets:` nor the output of a job. Allowed when
+- `unknown_dataset` — neither declared under `datasets:` nor the output of a job (nor the ticks
+  of one of its schedules, `schedule.<name>`). Allowed when
   the spec says `accept_unknown_datasets: true` (a bus shared with other pipelines); such an
   event is then checked no further (its partitioning is not known).
 - `bad_partition` — the key does not fit the partitioning: a valid date `YYYY-MM-DD` for daily,
@@ -29,13 +30,20 @@ BAD_PARTITION = "bad_partition"
 def admission_problem(spec: PipelineSpec, dataset: str, partition: str | None) -> EventError | None:
     """Why an event of `dataset`, partition `partition`, does not belong to `spec` (None: it does)."""
     if dataset not in spec.datasets and dataset not in spec.producers:
-        if spec.accept_unknown_datasets:
+        if spec.accept_unknown_datasets or _scheduled(spec, dataset):
             return None
         return EventError(UNKNOWN_DATASET, f"no dataset {dataset!r} in the pipeline spec")
     problem = P.key_problem(spec.partitioning(dataset), partition)
     if problem is not None:
         return EventError(BAD_PARTITION, f"{dataset}: {problem}")
     return None
+
+
+def _scheduled(spec: PipelineSpec, dataset: str) -> bool:
+    """A schedule's ticks (`schedule.<name>`, coordinator/schedules.py) belong to the spec that
+    declares the schedule, whether or not it also lists the dataset under `datasets:`."""
+    schedules = getattr(spec, "schedules", None) or {}
+    return dataset.startswith("schedule.") and dataset[len("schedule.") :] in schedules
 
 
 def admit(spec: PipelineSpec, event: CompletionEvent) -> None:
