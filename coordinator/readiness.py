@@ -10,16 +10,21 @@ Rules:
 - Versions: a succeeded event is the new version of its dataset partition when it is newer by
   (produced_at, event_id) than the recorded one — so out-of-order arrival changes nothing and a
   newer completion replaces an older one. Failed events never become versions: downstream waits.
-- A job partition is ready when every input partition it needs has a version and the trigger
-  holds against the last live (not failed, not blocked) run of that partition:
-  `all` — every input has a new version since that run; `any` — at least one has.
-  A job partition that never ran is ready as soon as all inputs are present.
+- A job partition that never ran is ready as soon as every input partition it needs has a
+  version. One that ran re-runs by its `rerun_on` rule, judged against what its last live (not
+  failed, not blocked) run consumed: `any_new` (the default) — at least one input has a newer
+  version; `all_new` — every input has (the older `trigger: any` is `any_new`). Because a
+  partition's version only moves forward by (produced_at, event_id), "not what the last run
+  consumed" is "newer than it": a stale version that arrives after a newer one is no version
+  and re-runs nothing, and a newer one that arrives after a stale one always re-runs — so
+  under `any_new` the last run of a partition consumes the newest version of every input,
+  whatever order the events came in (downstream is never left built on superseded data).
 - A `latest` input of a partitioned job gates (it must be present) and does not re-run
   partitions that already ran; a new version of it makes ready the partitions that never ran
   and were waiting only for it. That keeps the runs independent of the order of events.
 - Opt-in, `on_change: rerun_latest` on such an input (a model whose alias moved): a new version
   of it also re-runs the job's newest partition that has a live run, with the new version and
-  the other inputs' current versions — whatever the trigger rule says. Which partition that is
+  the other inputs' current versions — whatever the re-run rule says. Which partition that is
   depends on what ran before the new version arrived, so only for these inputs do runs depend
   on event order; replays and duplicates still create nothing (the version is not new).
 - Contracts are checked on the versions a candidate would consume; a violation makes the
@@ -141,7 +146,7 @@ class _JobPlan:
     """What `evaluate` asks of the spec about one job, for every partition it looks at."""
 
     inputs: tuple[tuple[InputSpec, P.Partitioning, bool], ...]  # (input, its partitioning, triggers)
-    trigger_all: bool
+    all_new: bool  # a re-run needs every triggering input new (rerun_on: all_new)
     contracted: bool  # some input has a column contract
 
 
@@ -153,7 +158,7 @@ def _plan_job(spec: PipelineSpec, job: str) -> _JobPlan:
     job_spec = spec.jobs[job]
     return _JobPlan(
         tuple((inp, spec.partitioning(inp.dataset), _triggers(spec, job, inp)) for inp in job_spec.inputs),
-        job_spec.trigger == "all",
+        job_spec.trigger == "all" and job_spec.rerun_on == "all_new",
         any(spec.contract(job, inp.dataset) for inp in job_spec.inputs),
     )
 
@@ -195,7 +200,7 @@ def evaluate(
 ) -> Candidate | None:
     """The run (job, partition) should get now, or None while it waits (or has nothing new).
 
-    `force` skips the trigger rule (rerun, backfill) but never the presence of inputs.
+    `force` skips the re-run rule (rerun, backfill) but never the presence of inputs.
     `refresh` replaces it: fire when an `on_change: rerun_latest` input has a new version.
     """
     plan = _job_plan(spec, job)
@@ -215,7 +220,7 @@ def evaluate(
         changed = [
             any(v.event_id not in previous for v in versions) for _, triggers, versions in groups if triggers
         ]
-        fires = all(changed) if plan.trigger_all else any(changed)
+        fires = all(changed) if plan.all_new else any(changed)
         if not changed or not fires:
             return None
     if len(groups) == 1 and len(groups[0][2]) == 1:

@@ -18,11 +18,20 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from coordinator.errors import SpecError, SpecProblem
 from coordinator.events import Column
 from coordinator.kinds import KINDS, settings_model
+from coordinator.schedules import ScheduleSpec, implied_datasets, schedule_of
 from coordinator.spec import partitions as P
 from coordinator.spec.partitions import Mapping, Partitioning
 from coordinator.validation import message
@@ -66,6 +75,9 @@ class JobSpec(_Model):
     outputs: tuple[str, ...] = ()
     partitioning: Partitioning | None = None
     trigger: Literal["all", "any"] = "all"
+    # when a partition that ran runs again: an input newer than its last run consumed (any_new),
+    # or every input newer (all_new, which may leave it built on superseded data; README)
+    rerun_on: Literal["any_new", "all_new"] = "any_new"
     retries: RetrySpec = RetrySpec()
     timeout_s: float | None = Field(default=None, gt=0)
     pool: str = DEFAULT_POOL
@@ -109,8 +121,20 @@ class PipelineSpec(_Model):
     datasets: dict[str, DatasetSpec] = Field(default_factory=dict)
     jobs: dict[str, JobSpec] = Field(default_factory=dict)
     pools: dict[str, PoolSize] = Field(default_factory=dict)
+    # cron schedules whose ticks are the datasets `schedule.<name>` (coordinator/schedules.py)
+    schedules: dict[str, ScheduleSpec] = Field(default_factory=dict)
     # events of datasets this spec does not name are recorded, not dead-lettered (a shared bus)
     accept_unknown_datasets: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _schedule_datasets(cls, data: Any) -> Any:
+        """Each schedule declares its dataset, unless `datasets:` does (problems() compares them)."""
+        if isinstance(data, dict) and isinstance(data.get("datasets", {}), dict):
+            implied = implied_datasets(data.get("schedules"))
+            if implied:
+                data = {**data, "datasets": {**implied, **(data.get("datasets") or {})}}
+        return data
 
     # ------------------------------------------------------------------ resolved views
     @cached_property
@@ -264,6 +288,9 @@ class PipelineSpec(_Model):
                 found.append(
                     (base + ("pool",), f"job {name!r}: unknown pool {job.pool!r} (declare it in pools)")
                 )
+            if job.trigger == "any" and job.rerun_on == "all_new":
+                problem = f"job {name!r}: trigger any and rerun_on all_new contradict each other (drop one)"
+                found.append((base + ("rerun_on",), problem))
             if job.deadline and job_p not in ("daily", "hourly") and not unsure:
                 problem = f"job {name!r}: a deadline needs a daily or hourly job, not {P.describe(job_p)}"
                 found.append((base + ("deadline",), problem))
@@ -293,6 +320,7 @@ class PipelineSpec(_Model):
                     )
             if check_kinds and name not in doubt.kinds:
                 found.extend(_kind_problems(name, job))
+        found.extend(self._schedule_problems(doubt))
         for cycle in _cycles(self):
             found.append((("jobs", cycle[0]), "cycle: " + " → ".join(cycle + [cycle[0]])))
         return found
@@ -301,6 +329,9 @@ class PipelineSpec(_Model):
         self, name: str, where: Path, inp: InputSpec, job_p: Partitioning, known: set[str], doubt: Doubt
     ) -> list[tuple[Path, str]]:
         if inp.dataset not in known:
+            schedule = schedule_of(inp.dataset)
+            if schedule is not None:
+                return [(where, f"job {name!r}: unknown schedule {schedule!r} (declare it in schedules)")]
             return [
                 (
                     where,
@@ -323,6 +354,33 @@ class PipelineSpec(_Model):
                 )
             ]
         return []
+
+    def _schedule_problems(self, doubt: Doubt) -> list[tuple[Path, str]]:
+        """A `schedule.` dataset no schedule declares, one declared unlike its schedule, one a job
+        claims to produce (ticks are the coordinator's own). An unknown one as an input is named
+        by _input_problems."""
+        found: list[tuple[Path, str]] = []
+        unknown = "unknown schedule {!r} (declare it in schedules)"
+        for name, dataset in self.datasets.items():
+            schedule = schedule_of(name)
+            if schedule is None or name in doubt.produced:
+                continue
+            if schedule not in self.schedules:
+                found.append((("datasets", name), f"dataset {name!r}: " + unknown.format(schedule)))
+            elif dataset.partitioning != self.schedules[schedule].partitioning:
+                ticks = self.schedules[schedule].partitioning
+                problem = (
+                    f"dataset {name!r} is {P.describe(dataset.partitioning)}; its schedule ticks {ticks}"
+                )
+                found.append((("datasets", name, "partitioning"), problem))
+        for job_name, job in self.jobs.items():
+            for i, ds in enumerate(job.outputs):
+                if schedule_of(ds) is not None:
+                    problem = (
+                        f"job {job_name!r}: {ds!r} is a schedule's ticks, which only the coordinator makes"
+                    )
+                    found.append((("jobs", job_name, "outputs", i), problem))
+        return found
 
     def checked(self) -> PipelineSpec:
         """This spec, or SpecError listing every problem (for specs built in Python)."""

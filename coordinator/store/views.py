@@ -14,7 +14,7 @@ from sqlalchemy import Connection, func, select
 from coordinator.events import CompletionEvent
 from coordinator.readiness import Version
 from coordinator.store import schema as S
-from coordinator.store.rows import RunRow, pkey, unkey
+from coordinator.store.rows import DEAD, RunRow, in_states, loads, pkey, unkey, version_of
 
 
 class Views:
@@ -79,7 +79,42 @@ class Views:
         found |= set(self.conn.execute(select(r.c.partition_key).distinct()).scalars())
         return {k for k in found if k}
 
+    def newest_produced(self, datasets: Sequence[str]) -> dict[str, float]:
+        """The latest `produced_at` recorded of each of `datasets` (a schedule's last tick)."""
+        e = S.events
+        q = (
+            select(e.c.dataset, func.max(e.c.produced_at))
+            .where(e.c.dataset.in_(datasets))
+            .group_by(e.c.dataset)
+        )
+        return {dataset: at for dataset, at in self.conn.execute(q) if at is not None}
+
+    def version_history(self, dataset: str, partition: str | None) -> list[tuple[float, str]]:
+        """(produced_at, event_id) of every succeeded event of a dataset partition, oldest first:
+        its versions, numbered 1, 2, ... by the views."""
+        e = S.events
+        q = (
+            select(e.c.produced_at, e.c.event_id)
+            .where(e.c.dataset == dataset, e.c.partition_key == pkey(partition), e.c.status == "succeeded")
+            .order_by(e.c.produced_at, e.c.event_id)
+        )
+        return [(at, eid) for at, eid in self.conn.execute(q)]
+
     # ------------------------------------------------------------------ runs
+    def consumed_inputs(self) -> dict[tuple[str, str | None], tuple[Version, ...]]:
+        """The input versions of the last live (not failed, blocked or cancelled) run of every
+        job partition — what it is built on."""
+        r = S.runs
+        q = (
+            select(r.c.job, r.c.partition_key, r.c.inputs)
+            .where(in_states(DEAD, negate=True))
+            .order_by(r.c.created_at, r.c.run_id)
+        )
+        return {
+            (job, unkey(key)): tuple(version_of(d) for d in loads(inputs))
+            for job, key, inputs in self.conn.execute(q)
+        }
+
     def runs_reading(self, jobs: Sequence[str], event_id: str) -> list[RunRow]:
         """Runs of `jobs` whose stored inputs mention `event_id` (a text match: the caller checks
         the decoded inputs), oldest first."""

@@ -21,7 +21,7 @@ datasets:
   raw.h: {partitioning: hourly}
   model: {partitioning: none}
 jobs:
-  join:   {kind: command, inputs: [raw.a, raw.b], outputs: [mid], settings: {command: x}}
+  join:   {kind: command, inputs: [raw.a, raw.b], outputs: [mid], settings: {command: x}, rerun_on: all_new}
   anyjob: {kind: command, inputs: [mid, raw.c], outputs: [side], trigger: any, settings: {command: x}}
   window: {kind: command, inputs: [{dataset: raw.h, mapping: {window: hourly}}], outputs: [daily_h],
            settings: {command: x}}
@@ -72,7 +72,7 @@ def test_duplicates_and_older_versions_change_nothing():
     assert snap.latest[("raw.a", "d")].event_id == "raw.a/d/5"
 
 
-def test_trigger_all_needs_every_input_new_and_any_needs_one():
+def test_rerun_on_all_new_needs_every_input_new_and_any_needs_one():
     snap = Snapshot()
     assert len(runs([ev("raw.a", "d"), ev("raw.b", "d")], snap)) == 1
     assert runs([ev("raw.a", "d", 1)], snap) == []  # all: b is not new yet
@@ -189,7 +189,7 @@ datasets:
   model: {partitioning: none}
 jobs:
   score: {kind: command, inputs: [raw.a, raw.b, {dataset: model, mapping: latest, on_change: rerun_latest}],
-          outputs: [scores], settings: {command: x}}
+          outputs: [scores], settings: {command: x}, rerun_on: all_new}
   push:  {kind: command, inputs: [scores], outputs: [pushed], settings: {command: x}}
 """)
 
@@ -211,7 +211,7 @@ def test_rerun_latest_rescores_only_the_newest_partition_that_ran():
     assert rerun_runs([ev("model", None, 5), ev("model", None, 3)], snap) == []
     # downstream follows through the output event, as for any new version
     assert rerun_runs([ev("scores", DAYS[1], 6)], snap) == [("push", DAYS[1], (f"scores/{DAYS[1]}/6",))]
-    # the trigger rule still holds for the others: a new raw.a alone re-runs nothing (trigger all)
+    # the re-run rule still holds for the others: a new raw.a alone re-runs nothing (all_new)
     assert rerun_runs([ev("raw.a", DAYS[0], 7)], snap) == []
     # once DAYS[2] ran, it is the one a later model re-scores
     assert [p for _, p, _ in rerun_runs([ev("raw.b", DAYS[2], 8)], snap)] == [DAYS[2]]
@@ -250,3 +250,110 @@ def test_rerun_latest_replays_and_duplicates_create_no_extra_runs(events, rnd, b
     again = list(events) + rnd.sample(events, k=len(events) // 2)
     rnd.shuffle(again)
     assert rerun_runs(again, snap) == []
+
+
+# ------------------------------------------------------------------ re-runs on superseded data
+STALE = parse_spec("""
+datasets:
+  raw.a: {partitioning: daily}
+  raw.b: {partitioning: daily}
+  raw.h: {partitioning: hourly}
+jobs:
+  join:    {kind: command, inputs: [raw.a, raw.b], outputs: [mid], trigger: all, settings: {command: x}}
+  down:    {kind: command, inputs: [mid], outputs: [out], settings: {command: x}}
+  waiting: {kind: command, inputs: [raw.a, raw.b], outputs: [mid2], rerun_on: all_new,
+            settings: {command: x}}
+  window:  {kind: command, inputs: [{dataset: raw.h, mapping: {window: hourly}}, raw.b], outputs: [w],
+            settings: {command: x}}
+""")
+
+
+def stale_runs(events, snap: Snapshot, job: str | None = None):
+    found = [(c.job, c.partition, tuple(v.event_id for v in c.inputs)) for c in step(STALE, snap, events)]
+    return [r for r in found if job is None or r[0] == job]
+
+
+def test_a_newer_version_after_a_stale_one_reruns_the_join_by_default():
+    """The storm's case: a re-sync's stale version of raw.a arrives first, the newer one later,
+    raw.b unchanged. `trigger: all` used to wait for raw.b forever; now the join re-runs."""
+    snap = Snapshot()
+    assert stale_runs([ev("raw.a", "d", 1, eid="a-stale"), ev("raw.b", "d", 1)], snap, "join") == [
+        ("join", "d", ("a-stale", "raw.b/d/1"))
+    ]
+    assert stale_runs([ev("raw.a", "d", 5, eid="a-new")], snap, "join") == [
+        ("join", "d", ("a-new", "raw.b/d/1"))
+    ]
+    # the join's new output re-runs what reads it, as for any new version
+    assert stale_runs([ev("mid", "d", 6)], snap) == [("down", "d", ("mid/d/6",))]
+
+
+def test_newer_means_produced_later_not_arrived_later():
+    snap = Snapshot()
+    stale_runs([ev("raw.a", "d", 5, eid="a-new"), ev("raw.b", "d", 1)], snap)
+    # an older version arriving late (a replayed re-sync) is no version: nothing re-runs
+    assert stale_runs([ev("raw.a", "d", 1, eid="a-stale")], snap) == []
+    # the same produced_at: the event id breaks the tie, the same way on every instance
+    assert stale_runs([ev("raw.a", "d", 5, eid="a-mew")], snap, "join") == []  # "a-mew" < "a-new"
+    assert stale_runs([ev("raw.a", "d", 5, eid="a-nex")], snap, "join") == [
+        ("join", "d", ("a-nex", "raw.b/d/1"))
+    ]
+
+
+def test_rerun_on_all_new_waits_for_every_input():
+    snap = Snapshot()
+    assert len(stale_runs([ev("raw.a", "d", 1), ev("raw.b", "d", 1)], snap, "waiting")) == 1
+    assert stale_runs([ev("raw.a", "d", 5)], snap, "waiting") == []  # built on raw.a v1; v5 exists
+    assert stale_runs([ev("raw.b", "d", 6)], snap, "waiting") == [
+        ("waiting", "d", ("raw.a/d/5", "raw.b/d/6"))
+    ]
+
+
+def test_one_new_hour_of_a_window_reruns_the_day():
+    snap = Snapshot()
+    hours = [ev("raw.h", f"2024-01-01T{h:02d}", 1) for h in range(24)]
+    assert len(stale_runs([*hours, ev("raw.b", "2024-01-01", 1)], snap, "window")) == 1
+    [again] = stale_runs([ev("raw.h", "2024-01-01T07", 9)], snap, "window")
+    assert "raw.h/2024-01-01T07/9" in again[2] and "raw.h/2024-01-01T07/1" not in again[2]
+
+
+def test_trigger_any_with_rerun_on_all_new_is_a_spec_error():
+    import pytest
+
+    from coordinator.errors import SpecError
+
+    with pytest.raises(SpecError, match=r"<spec>:4: job .j.: trigger any and rerun_on all_new contradict"):
+        parse_spec(
+            "datasets: {a: {partitioning: daily}}\njobs:\n  j: {kind: command, inputs: [a], outputs: [o],"
+            " trigger: any,\n      rerun_on: all_new, settings: {command: x}}\n"
+        )
+
+
+MULTI_VERSION = [ev(d, p, n) for d in ("raw.a", "raw.b", "mid") for p in DAYS[:2] for n in (1, 4, 7)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.sampled_from(MULTI_VERSION), min_size=1, max_size=40),
+    st.randoms(use_true_random=False),
+    st.lists(st.integers(1, 6), max_size=5),
+)
+def test_by_default_the_last_run_consumes_the_newest_versions_in_any_order(events, rnd, batches):
+    """Whatever order versions arrive in, duplicated or not, in whatever batches: the last run of
+    each join partition is built on the newest version of both inputs — never on superseded data."""
+    shuffled = list(events) + rnd.sample(events, k=len(events) // 2)
+    rnd.shuffle(shuffled)
+    snap, out, start = Snapshot(), [], 0
+    for size in batches + [len(shuffled)]:
+        out += stale_runs(shuffled[start : start + size], snap, "join")
+        start += size
+    assert len(out) == len(set(out))  # never the same run twice
+    for day in DAYS[:2]:
+        newest = {}
+        for e in events:
+            if e.partition == day and e.dataset in ("raw.a", "raw.b"):
+                newest[e.dataset] = max(newest.get(e.dataset, -1), int(e.event_id.rsplit("/", 1)[1]))
+        mine = [r for r in out if r[1] == day]
+        if len(newest) == 2:
+            assert mine[-1][2] == (f"raw.a/{day}/{newest['raw.a']}", f"raw.b/{day}/{newest['raw.b']}")
+        else:
+            assert mine == []
