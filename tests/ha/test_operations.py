@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -57,10 +58,13 @@ class Home:
         self.store = StateStore(self.settings.resolved_state_url())
         self.procs: list[subprocess.Popen] = []
 
-    def coord(self, *args: str, wait: bool = True, timeout: float = 60) -> subprocess.Popen:
+    def coord(
+        self, *args: str, wait: bool = True, timeout: float = 60, name: str | None = None
+    ) -> subprocess.Popen:
+        """A `coord` command (under instance name `name`, else the default one)."""
         proc = subprocess.Popen(
             [sys.executable, "-c", CLI, *args],
-            env=self.env,
+            env=self.env | ({"COORD_INSTANCE_NAME": name} if name else {}),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -70,12 +74,12 @@ class Home:
             proc.output = proc.communicate(timeout=timeout)[0]  # type: ignore[attr-defined]
         return proc
 
-    def serve(self, command: str = "run") -> subprocess.Popen:
+    def serve(self, command: str = "run", name: str = "coordinator") -> subprocess.Popen:
         """`coord run`, or `coord serve` (with its HTTP side on a free port), until it holds its lease."""
         extra = ["--port", str(free_port())] if command == "serve" else []
-        proc = self.coord(command, str(self.spec), *extra, wait=False)
+        proc = self.coord(command, str(self.spec), *extra, wait=False, name=name)
         deadline = time.monotonic() + 30
-        while not self.live():
+        while not any(lease.startswith(name + "#") for lease in self.live()):
             assert time.monotonic() < deadline and proc.poll() is None, (
                 proc.output
             )
@@ -202,5 +206,37 @@ def test_sigterm_says_what_it_left_running_and_the_next_start_reattaches_it(tmp_
         assert (
             home.log.read_text().split("\n").count(f"work {DAYS[0]} 1") == 1
         )  # re-attached, not re-launched
+    finally:
+        home.close()
+
+
+def test_a_second_coord_run_under_another_name_on_one_home_joins_as_a_second_instance(tmp_path: Path):
+    """Both read every event of the embedded bus; the store decides: each run is created once
+    and claimed by one of them, so nothing is launched twice. The second is a real instance:
+    when the one running the jobs is SIGKILLed, it adopts them (re-attached, not re-launched)."""
+    home = Home(tmp_path, sleep=1.5)
+    try:
+        procs = {"a": home.serve(name="a"), "b": home.serve(name="b")}
+        days = [f"2024-07-{d:02d}" for d in range(1, 11)]
+        home.publish(days)
+        home.until(lambda: any(r.state == "running" for r in home.runs()))
+        busy = next(r.owner for r in home.runs() if r.state == "running")
+        dead, survivor = busy.split("#")[0], ({"a", "b"} - {busy.split("#")[0]}).pop()
+        procs[dead].send_signal(signal.SIGKILL)  # its jobs run on
+        procs[dead].wait()
+        home.until(
+            lambda: len(home.runs()) == 2 * len(days) and {r.state for r in home.runs()} == {"succeeded"},
+            timeout=60,
+        )
+        launched = Counter(tuple(line.split()[:2]) for line in home.log.read_text().splitlines())
+        assert set(launched) == {("work", d) for d in days} and set(launched.values()) == {1}, launched
+        with home.store.begin() as tx:
+            lease = L.every(tx)[f"{dead}#1"]
+        assert (lease.state, lease.adopted_by) == ("adopted", f"{survivor}#1")
+        assert {r.attempt for r in home.runs()} == {1}
+        assert f"{survivor}#1" in {r.owner for r in home.runs()}
+        procs[survivor].send_signal(signal.SIGTERM)
+        out, _ = procs[survivor].communicate(timeout=30)
+        assert procs[survivor].returncode == 0 and "no run left running" in out, out
     finally:
         home.close()
