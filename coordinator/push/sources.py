@@ -90,13 +90,13 @@ def _sql_adbc(source: Source) -> Iterator[pa.RecordBatch]:
     import adbc_driver_postgresql.dbapi as pg_dbapi
     from sqlalchemy.engine import make_url
 
-    url = make_url(source.url).set(drivername="postgresql").render_as_string(hide_password=False)
     try:
+        url = make_url(source.url).set(drivername="postgresql").render_as_string(hide_password=False)
         with pg_dbapi.connect(url) as conn, conn.cursor() as cur:
             cur.execute(source.target)
             reader = cur.fetch_record_batch()
             yield from reader
-    except pg_dbapi.Error as exc:
+    except (pg_dbapi.Error, ValueError) as exc:  # ValueError: make_url's, for a bad port
         raise source_error(source, exc) from exc
 
 
@@ -118,6 +118,8 @@ def _spark(source: Source) -> Iterator[pa.RecordBatch]:
 def source_error(source: Source, exc: BaseException) -> PushError:
     """A reader's or driver's exception (pyarrow, SQLAlchemy, ADBC, Spark) as the push's own:
     one line, the driver's message when SQLAlchemy wraps one (without its SQL and its link)."""
+    if isinstance(exc, FileNotFoundError):  # its message is the bare path
+        return PushError(f"cannot read {source.kind} source {source.target}: no such file or folder")
     orig = getattr(exc, "orig", None)
     what = f"cannot read {source.kind} source {source.target}"
     what = "source query failed" if source.kind == "sql" else what
