@@ -184,7 +184,7 @@ def test_latin1_database_takes_any_value_and_name(latin1_mysql: Backend, state_d
     b, table = latin1_mysql, "表 scores"
     data = pa.table({"key": VALUES, "välue": [v * 2 for v in VALUES]})
     settings = DestinationSettings(url=b.url, table=table)
-    r = push(data, settings, job="jöb ☃", key=["key"], create_table=True, state_dir=state_dir)
+    r = push(data, settings, job="jöb ☃ 😀", key=["key"], create_table=True, state_dir=state_dir)
     assert r.inserted == len(VALUES)
     with b.engine.connect() as conn:
         got = dict(conn.exec_driver_sql(f"SELECT `key`, `välue` FROM `{table}`").fetchall())
@@ -197,7 +197,7 @@ def test_latin1_database_takes_any_value_and_name(latin1_mysql: Backend, state_d
         table: "utf8mb4_nopad_bin",
         "_coord_push_state": "utf8mb4_nopad_bin",
     }
-    r = push(data, settings, job="jöb ☃", key=["key"], state_dir=state_dir)
+    r = push(data, settings, job="jöb ☃ 😀", key=["key"], state_dir=state_dir)
     assert (r.unchanged, r.full) == (len(VALUES), False)  # the marker's job and table names read back
 
 
