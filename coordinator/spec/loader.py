@@ -33,10 +33,17 @@ def load_spec(path: str | FsPath, env: Mapping[str, str] | None = None) -> Pipel
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise SpecError([SpecProblem(str(path), 0, f"cannot read the spec: {exc.strerror or exc}")]) from None
-    return parse_spec(text, str(path), env)
+    return parse_spec(text, str(path), env, base_dir=path.parent)
 
 
-def parse_spec(text: str, file: str = "<spec>", env: Mapping[str, str] | None = None) -> PipelineSpec:
+def parse_spec(
+    text: str,
+    file: str = "<spec>",
+    env: Mapping[str, str] | None = None,
+    base_dir: str | FsPath | None = None,
+) -> PipelineSpec:
+    """Validate spec `text` (from `file`, for the messages). `base_dir` is what relative paths in
+    the kinds' settings resolve against (load_spec: the spec file's folder); else the working one."""
     env = os.environ if env is None else env
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -59,7 +66,7 @@ def parse_spec(text: str, file: str = "<spec>", env: Mapping[str, str] | None = 
                 return lines[path[:n]]
         return 1
 
-    spec, schema, doubt = assemble(data)
+    spec, schema, doubt = assemble(data, base_dir)
     seen: set[tuple[int, str]] = set()
     for loc, message in schema:
         located = _known_prefix(loc, lines)

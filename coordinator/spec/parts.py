@@ -12,10 +12,12 @@ wrong (a partitioning that did not validate, a job whose inputs were cut): `Doub
 
 from __future__ import annotations
 
+from pathlib import Path as FsPath
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from coordinator.kinds import KINDS, settings_model
 from coordinator.spec.models import DatasetSpec, Doubt, JobSpec, Path, PipelineSpec
 from coordinator.validation import message
 
@@ -24,8 +26,12 @@ Problem = tuple[Path, str]  # (where in the spec's data, message)
 _SHAPING = {"partitioning", "inputs", "outputs"}
 
 
-def assemble(data: dict[Any, Any]) -> tuple[PipelineSpec, list[Problem], Doubt]:
-    """The spec made of the parts that validate, every schema problem, and what to doubt."""
+def assemble(
+    data: dict[Any, Any], base_dir: str | FsPath | None = None
+) -> tuple[PipelineSpec, list[Problem], Doubt]:
+    """The spec made of the parts that validate, every schema problem, and what to doubt.
+    With `base_dir`, the settings of kinds with paths get it as their `base_dir` (unless they
+    give one), so relative paths mean the spec's folder at load and at every launch alike."""
     problems: list[Problem] = []
     doubt = Doubt()
     top = {k: v for k, v in data.items() if k not in ("datasets", "jobs")}
@@ -38,7 +44,7 @@ def assemble(data: dict[Any, Any]) -> tuple[PipelineSpec, list[Problem], Doubt]:
         datasets[name] = kept if kept is not None else DatasetSpec()
     jobs: dict[str, JobSpec] = {}
     for name, value in _mapping(data, "jobs", problems).items():
-        job = _job(name, value, problems, doubt)
+        job = _job(name, _with_base_dir(value, base_dir), problems, doubt)
         if job is not None:
             jobs[name] = job
     try:
@@ -47,6 +53,17 @@ def assemble(data: dict[Any, Any]) -> tuple[PipelineSpec, list[Problem], Doubt]:
         spec = PipelineSpec.model_validate({"datasets": datasets, "jobs": jobs})
         doubt.pools = True
     return spec, problems, doubt
+
+
+def _with_base_dir(value: Any, base_dir: str | FsPath | None) -> Any:
+    if base_dir is None or not isinstance(value, dict) or not isinstance(value.get("settings"), dict):
+        return value
+    kind, settings = value.get("kind"), value["settings"]
+    if not isinstance(kind, str) or kind not in KINDS or "base_dir" in settings:
+        return value
+    if "base_dir" not in settings_model(kind).model_fields:  # a kind without paths
+        return value
+    return {**value, "settings": {**settings, "base_dir": str(FsPath(base_dir).resolve())}}
 
 
 def _top_level(top: dict[Any, Any], problems: list[Problem], doubt: Doubt) -> dict[Any, Any]:

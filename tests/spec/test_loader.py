@@ -173,3 +173,28 @@ def test_rerun_latest_needs_a_latest_input_of_a_daily_or_hourly_job():
         " settings: {command: x}}\n"
     )
     assert "on_change" in typo[3]
+
+
+def test_relative_paths_in_kind_settings_mean_the_spec_s_folder(tmp_path: Path, monkeypatch) -> None:
+    """As the kinds' settings say: wherever the coordinator was started, at load and at launch."""
+    from coordinator.kinds.spark import SparkSettings
+
+    (tmp_path / "specs" / "apps").mkdir(parents=True)
+    (tmp_path / "specs" / "apps" / "mine.py").write_text("print('hello')\n")
+    path = tmp_path / "specs" / "pipeline.yaml"
+    path.write_text(
+        "datasets: {a: {partitioning: daily}}\njobs:\n"
+        "  s: {kind: spark, inputs: [a], outputs: [b], settings: {application: apps/mine.py,"
+        " output: 'out/{partition}'}}\n"
+        "  c: {kind: command, inputs: [a], outputs: [x], settings: {command: 'true'}}\n"
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    spec = load_spec(path)  # the application is found beside the spec, not in the working folder
+    launched = SparkSettings.model_validate(spec.jobs["s"].settings)  # what a launcher validates
+    beside = (tmp_path / "specs").resolve()
+    assert launched.output_location("b", "s", "2024-01-01") == str(beside / "out" / "2024-01-01")
+    assert spec.jobs["c"].settings == {"command": "true"}  # a kind without paths gets nothing
+    with pytest.raises(SpecError, match="application 'apps/mine.py' not found"):
+        parse_spec(path.read_text(), str(path), env={})  # text alone: the working folder

