@@ -327,13 +327,34 @@ class Coordinator:
             return tx.count_runs(OPEN) == 0 and tx.outbox_count() == 0
 
     # ------------------------------------------------------------------ the steps of a turn
-    def _record(self, tx: Tx, events: Sequence[CompletionEvent], now: float) -> Step:
+    def record_own(self, events: Sequence[CompletionEvent]) -> int:
+        """Record events the coordinator makes itself besides run outputs (schedule ticks) in a
+        transaction of their own, as a bus batch is, and publish through the outbox those new to
+        the store: one another instance or an earlier life recorded is neither run on nor sent
+        again (the event id is the store's unique key). How many were new."""
+        if self.ha.draining:
+            return 0
+        now = self.clock()
+        step = self._transact(now, lambda tx: self._record(tx, events, now, publish_new=True))
+        ids = {e.event_id for e in events}
+        new = [e for e in step.publish if e.event_id in ids]
+        self.own.remember(new)  # they come back off the bus: skipped, as run outputs are
+        self._start(step.start)
+        self.outbox.publish(step.publish)
+        return len(new)
+
+    def _record(
+        self, tx: Tx, events: Sequence[CompletionEvent], now: float, publish_new: bool = False
+    ) -> Step:
         """Record events and create the runs they make ready (claimed at once where their pool
-        has room); part of the caller's transaction."""
+        has room); part of the caller's transaction. `publish_new`: the events new to the store
+        go into the outbox too."""
         step = Step()
         fresh = tx.insert_events(events, now)
         if not fresh:
             return step
+        if publish_new:
+            step.publish += fresh
         snap = tx.load_snapshot(self.spec, fresh)
         before = dict(snap.latest)
         candidates = readiness.step(self.spec, snap, fresh)

@@ -100,6 +100,9 @@ class Service:
                     freeze_gc=self.freeze_gc,
                 )
             )
+            from coordinator.ticker import attach
+
+            attach(self._coordinator)  # the spec's schedules, fired from the periodic hook
         return self._coordinator
 
     def __enter__(self) -> Service:
