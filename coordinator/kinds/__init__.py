@@ -4,6 +4,8 @@
     spark.py        SparkSettings        spark-submit of an application
     score.py        ScoreSettings        an MLflow model over a table
     reverse_etl.py  PushSettings         rows into a product database or a topic
+    el.py           ElSettings           a dlt source of the project loaded into a destination
+    dbt.py          DbtSettings          dbt build of a selection of a dbt project
 
 Why a package of its own: validating a spec needs each kind's settings model, and reaching it
 through the launchers imported every adapter (Spark, scoring, the push engine and their
@@ -34,6 +36,8 @@ KINDS: dict[str, Kind] = {
     "reverse_etl": Kind(
         "coordinator.kinds.reverse_etl:PushSettings", "coordinator.launchers.reverse_etl:ReverseEtlLauncher"
     ),
+    "el": Kind("coordinator.kinds.el:ElSettings", "coordinator.launchers.el:ElLauncher"),
+    "dbt": Kind("coordinator.kinds.dbt:DbtSettings", "coordinator.launchers.dbt:DbtLauncher"),
 }
 
 
