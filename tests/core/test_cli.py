@@ -86,3 +86,18 @@ def test_run_fail_retry_rerun_backfill(env):
     assert invoke("run", str(spec), "--until-idle", "--timeout", "60").exit_code == 0
     runs = invoke("runs", "--job", "after", "--state", "succeeded").output
     assert "2024-01-01" in runs and "2024-01-02" in runs
+
+
+def test_a_coordinator_error_is_one_line_and_exit_1(env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """No traceback from any command: the app turns a CoordinatorError into one line."""
+    monkeypatch.setenv("COORD_HOME", str(tmp_path / "never-made"))
+    for args in (["runs"], ["status"], ["show", "abc"], ["lineage", "raw.a"]):
+        out = invoke(*args)
+        assert out.exit_code == 1, (args, out.output)
+        assert out.output.strip().splitlines()[-1].startswith("error: no coordinator home at "), out.output
+        assert "Traceback" not in out.output
+    monkeypatch.setenv("COORD_HOME", str(tmp_path))
+    monkeypatch.setenv("COORD_STATE_URL", "postgresql+psycopg://nobody@127.0.0.1:1/none")
+    out = invoke("runs")
+    assert out.exit_code == 1 and out.output.startswith("error: "), out.output
+    assert len(out.output.splitlines()) == 1, out.output
