@@ -5,7 +5,7 @@ internet. Reading needs no token; the actions need the bearer token (settings.ap
     GET  /ui, /ui/runs/{id}            the page (one HTML file, app.js, style.css)
     GET  /api/partitions               partition keys seen, newest first
     GET  /api/graph?partition=P        {"svg": ..., "jobs": {job: {state, run_id}}}
-    GET  /api/grid?last=N              datasets × partitions: state and freshness
+    GET  /api/grid?last=N              datasets × partitions: state, freshness, staleness
     GET  /api/runs?job=&state=&limit=  the latest runs
     GET  /api/runs/{id}                one run: inputs, command, attempts, log tail, outputs, root cause
     POST /api/runs/{id}/retry          a failed or blocked run gets a fresh retry budget   (token)
@@ -29,6 +29,7 @@ from coordinator.api.graph import JobState, render_svg
 from coordinator.errors import CoordinatorError
 from coordinator.settings import Settings
 from coordinator.spec.models import PipelineSpec
+from coordinator.staleness import stale_partitions
 from coordinator.store.store import RunRow, StateStore
 
 STATIC = Path(__file__).parent / "static"
@@ -135,6 +136,10 @@ def grid(request: Request, last: int = Query(7, ge=1, le=200)) -> dict[str, Any]
         wanted = [*keys, None]
         versions = tx.versions_at(wanted)
         recent = tx.runs_at(wanted)
+        stale = stale_partitions(tx, spec.jobs)  # built on a superseded version (staleness.py)
+    stale_at: dict[tuple[str, str | None], list[str]] = {}
+    for s in stale:
+        stale_at.setdefault((s.job, s.partition), []).append(s.describe())
     run_state: dict[tuple[str, str | None], RunRow] = {}
     for r in recent:  # oldest first: the newest run wins
         run_state[(r.job, r.partition)] = r
@@ -154,6 +159,7 @@ def grid(request: Request, last: int = Query(7, ge=1, le=200)) -> dict[str, Any]
                     "run_id": run.run_id if run else None,
                     "event_id": v.event_id if v else None,
                     "age_s": round(now - v.produced_at) if v else None,
+                    "stale": "; ".join(stale_at.get((producer, key), ())) or None,
                 }
             )
         newest = max((v.produced_at for (d, _), v in by_key.items() if d == ds), default=None)
@@ -166,7 +172,7 @@ def grid(request: Request, last: int = Query(7, ge=1, le=200)) -> dict[str, Any]
                 "cells": cells,
             }
         )
-    return {"partitions": keys, "rows": rows}
+    return {"partitions": keys, "rows": rows, "stale": [s.as_json() for s in stale]}
 
 
 @router.get("/api/runs")

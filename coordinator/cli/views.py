@@ -25,6 +25,7 @@ MARKS = {
     "running": "[cyan]▶[/cyan]",
     "failed": "[red]✗[/red]",
     "blocked": "[red]⊘[/red]",
+    "stale": "[magenta]↻[/magenta]",  # built on a version since superseded (staleness.py)
 }
 
 
@@ -81,12 +82,15 @@ def status(spec: SpecOpt = "pipeline.yaml", last: Annotated[int, typer.Option("-
     console = Console()
     loaded = load_or_exit(spec, console)
     from coordinator.lease import orphaned, run_lease
+    from coordinator.staleness import stale_partitions
     from coordinator.store import leases as L
 
     with state_store(cli_settings()) as store, store.begin() as tx:
         versions = tx.latest_versions()
         recent = tx.list_runs(limit=5000)
         leases = L.every(tx)
+        stale = stale_partitions(tx, loaded.jobs)
+    stale_at = {(s.job, s.partition) for s in stale}
     have = {(v.dataset, v.partition) for v in versions}
     run_state: dict[tuple[str, str | None], str] = {}
     for r in reversed(recent):  # oldest first, so the newest run's state wins
@@ -96,7 +100,7 @@ def status(spec: SpecOpt = "pipeline.yaml", last: Annotated[int, typer.Option("-
     )
     parts = parts[-last:]
     datasets = sorted(set(loaded.datasets) | set(loaded.producers) | {v.dataset for v in versions})
-    table = Table(title="datasets × partitions  (✓ complete ✗ failed ⊘ blocked ▶ running … ready)")
+    table = Table(title="datasets × partitions  (✓ complete ↻ stale ✗ failed ⊘ blocked ▶ running … ready)")
     table.add_column("dataset")
     table.add_column("fresh")  # age of the dataset's newest complete version
     newest: dict[str, float] = {}
@@ -112,6 +116,8 @@ def status(spec: SpecOpt = "pipeline.yaml", last: Annotated[int, typer.Option("-
             state = run_state.get((producer, p)) if producer else None
             if state and state != "succeeded":
                 cells.append(MARKS.get(state, state))
+            elif (producer, p) in stale_at:
+                cells.append(MARKS["stale"])
             else:
                 cells.append(MARKS["succeeded"] if (ds, p) in have else "")
         table.add_row(ds, _age(newest.get(ds)), *cells)
@@ -137,6 +143,8 @@ def status(spec: SpecOpt = "pipeline.yaml", last: Annotated[int, typer.Option("-
                 )
     for line in waits:
         console.print(line, highlight=False)
+    for s in stale:
+        console.print(f"{s.job}[{s.partition}] is stale: {s.describe()}", highlight=False)
     if not waits:
         console.print("nothing is waiting on a partial set of inputs")
     now = datetime.now(UTC).timestamp()
