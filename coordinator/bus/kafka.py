@@ -18,7 +18,7 @@ longer is one clear BusError that is not retriable ("cannot reach Kafka at ... f
 Every confluent-kafka exception (KafkaException, KafkaError values, BufferError on a full
 queue) is mapped to BusError here and never crosses this module; `BusError.retriable` comes
 from `retriable(error)`: librdkafka's own classification (`KafkaError.retriable()`,
-`fatal()`) completed by the codes below.
+`fatal()`) completed by the codes in bus/kafka_errors.py.
 """
 
 from __future__ import annotations
@@ -34,26 +34,12 @@ from confluent_kafka import Producer as _KProducer
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
 
 from coordinator.bus.base import Bus, Consumer, Delivered, DeliveryFailure, Message, Producer, TopicSpec
+from coordinator.bus.kafka_errors import IGNORED, UNREACHABLE, DriverLog, error_of, retriable
+from coordinator.bus.kafka_errors import bus_error as _bus_error
 from coordinator.errors import BusError
 
 log = logging.getLogger(__name__)
-
-
-class _DriverLog:
-    """Where librdkafka's own log lines go (Python logging, not stderr). Its FAIL lines (a
-    connection refused or dropped, repeated at every reconnect while a broker is away) are
-    demoted to INFO: the adapter says it once, plainly — a warning when no broker answers, and
-    one error once that has lasted `unreachable_s`."""
-
-    logger = logging.getLogger("coordinator.bus.kafka.librdkafka")
-
-    def log(self, level: int, msg: str, *args: object) -> None:
-        if level >= logging.WARNING and args and args[0] == "FAIL":
-            level = logging.INFO
-        self.logger.log(level, msg, *args)
-
-
-_driver_log = _DriverLog()
+_driver_log = DriverLog()  # librdkafka's own lines, its reconnect FAILs demoted (kafka_errors.py)
 
 PRODUCER_DEFAULTS: dict[str, Any] = {
     "enable.idempotence": True,
@@ -73,111 +59,6 @@ CONSUMER_DEFAULTS: dict[str, Any] = {
 # What a broker's own default max.message.bytes lets through, when a topic cannot be described
 # (not created yet): librdkafka's default message.max.bytes, a little under the broker's 1048588
 DEFAULT_MESSAGE_LIMIT = 1_000_000
-
-# Errors that only say "not now" (a broker away or slow, a group rebalancing, a leader moving):
-# the operation is retried, and fails for good only once the bus has been away too long.
-RETRIABLE_CODES = frozenset({
-    KafkaError._TRANSPORT,
-    KafkaError._ALL_BROKERS_DOWN,
-    KafkaError._RESOLVE,
-    KafkaError._TIMED_OUT,
-    KafkaError._TIMED_OUT_QUEUE,
-    KafkaError._MSG_TIMED_OUT,
-    KafkaError._QUEUE_FULL,
-    KafkaError._WAIT_COORD,
-    KafkaError._IN_PROGRESS,
-    KafkaError._PREV_IN_PROGRESS,
-    KafkaError._NO_OFFSET,
-    KafkaError._STATE,
-    KafkaError._ASSIGNMENT_LOST,
-    KafkaError._UNKNOWN_PARTITION,
-    KafkaError._NODE_UPDATE,
-    KafkaError._RETRY,
-    KafkaError.COORDINATOR_NOT_AVAILABLE,
-    KafkaError.NOT_COORDINATOR,
-    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
-    KafkaError.REQUEST_TIMED_OUT,
-    KafkaError.NETWORK_EXCEPTION,
-    KafkaError.REBALANCE_IN_PROGRESS,
-    KafkaError.ILLEGAL_GENERATION,
-    KafkaError.UNKNOWN_MEMBER_ID,
-    KafkaError.NOT_LEADER_FOR_PARTITION,
-    KafkaError.LEADER_NOT_AVAILABLE,
-    KafkaError.OFFSET_NOT_AVAILABLE,
-    KafkaError.FENCED_LEADER_EPOCH,
-    KafkaError.UNKNOWN_LEADER_EPOCH,
-    KafkaError.NOT_ENOUGH_REPLICAS,
-    KafkaError.NOT_ENOUGH_REPLICAS_AFTER_APPEND,
-    KafkaError.KAFKA_STORAGE_ERROR,
-    KafkaError.UNSTABLE_OFFSET_COMMIT,
-    KafkaError.UNKNOWN_TOPIC_OR_PART,  # a topic being created (auto-creation, ensure_topics elsewhere)
-})
-# Errors that fail the same way every time, whatever librdkafka's retriable flag says: the
-# configuration, the credentials, a message the broker will never take, a fenced member.
-FATAL_CODES = frozenset({
-    KafkaError._FATAL,
-    KafkaError._INVALID_ARG,
-    KafkaError._AUTHENTICATION,
-    KafkaError._SSL,
-    KafkaError._DESTROY,
-    KafkaError._UNKNOWN_TOPIC,
-    KafkaError._NOT_IMPLEMENTED,
-    KafkaError._UNSUPPORTED_FEATURE,
-    KafkaError._CRIT_SYS_RESOURCE,
-    KafkaError._FS,
-    KafkaError._INCONSISTENT,
-    KafkaError._MAX_POLL_EXCEEDED,
-    KafkaError._KEY_SERIALIZATION,
-    KafkaError._VALUE_SERIALIZATION,
-    KafkaError._BAD_MSG,
-    KafkaError._BAD_COMPRESSION,
-    KafkaError.MSG_SIZE_TOO_LARGE,
-    KafkaError.RECORD_LIST_TOO_LARGE,
-    KafkaError.INVALID_RECORD,
-    KafkaError.INVALID_CONFIG,
-    KafkaError.INVALID_REQUIRED_ACKS,
-    KafkaError.TOPIC_EXCEPTION,
-    KafkaError.TOPIC_AUTHORIZATION_FAILED,
-    KafkaError.GROUP_AUTHORIZATION_FAILED,
-    KafkaError.CLUSTER_AUTHORIZATION_FAILED,
-    KafkaError.SASL_AUTHENTICATION_FAILED,
-    KafkaError.UNSUPPORTED_VERSION,
-    KafkaError.FENCED_INSTANCE_ID,
-    KafkaError.PRODUCER_FENCED,
-    KafkaError.INVALID_PRODUCER_EPOCH,
-    KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER,
-    KafkaError.UNKNOWN_PRODUCER_ID,
-})
-# Message-level errors a consumer passes over: end of partition, a topic not created yet.
-_IGNORED = {KafkaError._PARTITION_EOF, KafkaError.UNKNOWN_TOPIC_OR_PART}
-# What error_cb reports when no broker answers
-_UNREACHABLE = {KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, KafkaError._RESOLVE}
-
-
-def retriable(error: KafkaError) -> bool:
-    """Whether the operation that failed with `error` may succeed if tried again."""
-    if error.fatal() or error.code() in FATAL_CODES:
-        return False
-    return error.code() in RETRIABLE_CODES or error.retriable()
-
-
-def _error_of(exc: BaseException) -> KafkaError | None:
-    arg = exc.args[0] if isinstance(exc, KafkaException) and exc.args else None
-    return arg if isinstance(arg, KafkaError) else None
-
-
-def _bus_error(action: str, exc: BaseException) -> BusError:
-    """A driver exception as BusError; configuration mistakes (ValueError, TypeError) never pass."""
-    error = _error_of(exc)
-    ok = retriable(error) if error is not None else isinstance(exc, KafkaException | RuntimeError)
-    if error is not None and error.code() == KafkaError.FENCED_INSTANCE_ID:
-        return BusError(
-            f"kafka {action} failed: another live consumer of this group has the same instance name "
-            f"(COORD_INSTANCE_NAME must differ per instance): {exc}",
-            retriable=False,
-        )
-    return BusError(f"kafka {action} failed: {exc}", retriable=ok)
-
 
 class KafkaBus(Bus):
     """A Kafka cluster at `bootstrap_servers`; `config` adds librdkafka settings (security, tuning)
@@ -408,7 +289,7 @@ class KafkaConsumer(Consumer):
 
     def _on_error(self, error: KafkaError) -> None:
         # A broker away (transport errors, all brokers down) is expected and ridden out, for a while.
-        if error.code() in _UNREACHABLE:
+        if error.code() in UNREACHABLE:
             if self._away_since is None:
                 self._away_since = time.monotonic()
             self._last_error = error.str()
@@ -472,7 +353,7 @@ class KafkaConsumer(Consumer):
         for m in raw:
             error = m.error()
             if error is not None:
-                if error.code() in _IGNORED or retriable(error):
+                if error.code() in IGNORED or retriable(error):
                     log.debug("kafka consumer: %s", error)
                     continue
                 raise BusError(f"kafka consume failed: {error}", retriable=False)
@@ -518,7 +399,7 @@ class KafkaConsumer(Consumer):
                 consumer.commit(offsets=offsets, asynchronous=False)
                 return
             except KafkaException as exc:
-                error = _error_of(exc)
+                error = error_of(exc)
                 if error is None or not retriable(error) or time.monotonic() > deadline:
                     raise _bus_error("commit", exc) from exc
                 log.info("kafka commit will be retried: %s", error)
