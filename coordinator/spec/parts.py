@@ -83,6 +83,10 @@ def _top_level(top: dict[Any, Any], problems: list[Problem], doubt: Doubt) -> di
         elif loc[:1] == ("pools",):
             kept.pop("pools", None)
             doubt.pools = True
+        elif loc[:1] == ("schedules",) and len(loc) > 1 and isinstance(kept.get("schedules"), dict):
+            # the other schedules stay; the jobs that take this one's ticks do not call it unknown
+            kept["schedules"] = {k: v for k, v in kept["schedules"].items() if k != loc[1]}
+            doubt.produced.add(f"schedule.{loc[1]}")
         elif loc:
             kept.pop(loc[0], None)
     return kept
