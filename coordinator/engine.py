@@ -22,10 +22,11 @@ running are re-attached on start-up (recovery.py). An event's run starts after o
 commit — that of its own batch, not also of the results that came in with it — and the loop
 never waits on the bus (bench/latency.py).
 
-Its rooms: turn.py (what a turn carries: `Step`, `RunStats`, the `ClaimSchedule`),
-outcome.py (results → state and events, pure), workers.py (threads that run jobs),
-outbox.py (publishing, acknowledgements, the relay), own_events.py, recovery.py; and
-availability.py (the lease, adoption, the watchdog) through the turn's periodic hook.
+Its rooms: turn.py (what a turn carries: `Step`, `RunStats`, the `ClaimSchedule`), steps.py
+(what a turn writes in its transactions: record, claim, write results), outcome.py (results →
+state and events, pure), workers.py (threads that run jobs), outbox.py (publishing,
+acknowledgements, the relay), own_events.py, recovery.py; and availability.py (the lease,
+adoption, the watchdog) through the turn's periodic hook.
 """
 
 from __future__ import annotations
@@ -37,14 +38,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 
-from coordinator import outcome, readiness
 from coordinator.availability import Availability
 from coordinator.bus.base import Bus
 from coordinator.errors import BusError
 from coordinator.events import CompletionEvent
 from coordinator.hooks import Hook, Hooks
 from coordinator.intake import EventIntake, IntakeBatch
-from coordinator.launchers.base import Launcher, RunContext, RunResult
+from coordinator.launchers.base import Launcher, RunContext
 from coordinator.launchers.registry import build_launcher
 from coordinator.outbox import Outbox
 from coordinator.outcome import output_event_id
@@ -54,9 +54,10 @@ from coordinator.recovery import recover
 from coordinator.rundirs import attempt_dir, runs_root
 from coordinator.settings import Settings
 from coordinator.spec.models import PipelineSpec
+from coordinator.steps import TurnSteps
 from coordinator.store.store import OPEN, RunRow, StateStore, Tx
 from coordinator.turn import ClaimSchedule, RunStats, Step, unless_fatal
-from coordinator.workers import Done, Report, Started, Workers
+from coordinator.workers import Workers
 
 log = logging.getLogger("coordinator.engine")
 
@@ -105,6 +106,7 @@ class Coordinator:
         self.outbox = Outbox(self.store, lambda: self.publisher)
         self.own = OwnEvents()
         self.claims = ClaimSchedule()
+        self.steps = TurnSteps(spec, self.hooks, self.claims)
         self._recovered = False
         self._runs_dir = runs_root(settings.home).resolve()  # once: resolving walks the path
         self.ha = Availability(self)  # the lease, adoption and the run watchdog
@@ -247,8 +249,10 @@ class Coordinator:
         if events or self.claims.due(now):
 
             def record_and_claim(tx: Tx) -> Step:
-                step = self._record(tx, events, now) if events else Step()
-                return (step + self._claim(tx, now)) if self.claims.due(self.clock()) else step
+                step = self.steps.record(tx, events, now, self.owner) if events else Step()
+                if self.ha.draining or not self.claims.due(self.clock()):
+                    return step
+                return step + self.steps.claim(tx, now, self.owner)
 
             first = self._transact(now, record_and_claim)
         # 3. after its commit: start the claimed runs, then move the offsets
@@ -268,9 +272,9 @@ class Coordinator:
             def finish(tx: Tx) -> Step:
                 if sent:
                     tx.outbox_mark_sent_events(sent)
-                step, outputs = self._write_results(tx, reports, now)
+                step, outputs = self.steps.write_results(tx, reports, now)
                 if outputs:
-                    step += self._record(tx, outputs, now)
+                    step += self.steps.record(tx, outputs, now, self.owner)
                     self.own.remember(outputs)
                 return step
 
@@ -326,7 +330,6 @@ class Coordinator:
         with self.store.begin() as tx:
             return tx.count_runs(OPEN) == 0 and tx.outbox_count() == 0
 
-    # ------------------------------------------------------------------ the steps of a turn
     def record_own(self, events: Sequence[CompletionEvent]) -> int:
         """Record events the coordinator makes itself besides run outputs (schedule ticks) in a
         transaction of their own, as a bus batch is, and publish through the outbox those new to
@@ -335,119 +338,14 @@ class Coordinator:
         if self.ha.draining:
             return 0
         now = self.clock()
-        step = self._transact(now, lambda tx: self._record(tx, events, now, publish_new=True))
+        record = self.steps.record
+        step = self._transact(now, lambda tx: record(tx, events, now, self.owner, publish_new=True))
         ids = {e.event_id for e in events}
         new = [e for e in step.publish if e.event_id in ids]
         self.own.remember(new)  # they come back off the bus: skipped, as run outputs are
         self._start(step.start)
         self.outbox.publish(step.publish)
         return len(new)
-
-    def _record(
-        self, tx: Tx, events: Sequence[CompletionEvent], now: float, publish_new: bool = False
-    ) -> Step:
-        """Record events and create the runs they make ready (claimed at once where their pool
-        has room); part of the caller's transaction. `publish_new`: the events new to the store
-        go into the outbox too."""
-        step = Step()
-        fresh = tx.insert_events(events, now)
-        if not fresh:
-            return step
-        if publish_new:
-            step.publish += fresh
-        snap = tx.load_snapshot(self.spec, fresh)
-        before = dict(snap.latest)
-        candidates = readiness.step(self.spec, snap, fresh)
-        tx.save_versions([v for k, v in snap.latest.items() if before.get(k) != v], now)
-        spec = self.spec
-        pools = {spec.job_pools[c.job] for c in candidates if c.violation is None}
-        room = {pool: tx.pool_room(pool, spec.pool_sizes[pool], now) for pool in pools}
-        created = tx.insert_runs(
-            candidates, spec.job_pools, spec.attempt_budgets, now, room=room, owner=self.owner
-        )
-        for run in created:
-            if run.state == "blocked":
-                self._blocked(step, run, run.error or "blocked")
-            elif run.state == "starting":  # created claimed: its pool had room
-                step.start.append(run)
-            else:
-                self.claims.ready_created()
-        step.stats.runs_created += len(created)
-        self.hooks.emit("after_ingest", fresh, created)
-        return step
-
-    def _claim(self, tx: Tx, now: float) -> Step:
-        """Claim due ready runs within their pools (see ClaimSchedule for when); a claimed run
-        that may not start (its job left the spec, its inputs break the contract) is blocked."""
-        step = Step()
-        if self.ha.draining:
-            return step
-        found = contended = False
-        for pool, size in self.spec.pool_sizes.items():
-            claimed = tx.claim(pool, size, self.owner, now, wait=False)
-            if claimed is None:  # another instance is claiming from this pool: next turn
-                contended = True
-                continue
-            found = found or bool(claimed)
-            for run in claimed:
-                reason = outcome.unlaunchable(self.spec, run)
-                if reason:
-                    tx.finish(run.run_id, run.attempt, "blocked", now, error=reason)
-                    self._blocked(step, run, reason)
-                else:
-                    step.start.append(run)
-        self.claims.looked(now, found, contended)
-        return step
-
-    def _write_results(
-        self, tx: Tx, reports: Sequence[Report], now: float
-    ) -> tuple[Step, list[CompletionEvent]]:
-        """Store started handles and finished attempts (outcome.plan); the step, and the output
-        events of the runs that succeeded (in the step's outbox events; the caller records them)."""
-        step = Step()
-        dones = [r for r in reports if isinstance(r, Done)]
-        handles = {(r.run.run_id, r.run.attempt): r.handle for r in reports if isinstance(r, Started)}
-        plans = []
-        for done in dones:
-            run, result = done.run, done.result
-            self.hooks.emit("after_finish", run, result)
-            # an attempt that started and finished within one turn is written once, with its handle
-            handle = handles.pop((run.run_id, run.attempt), None)
-            plans.append((done, outcome.plan(self.spec.jobs.get(run.job), run, result, now, handle)))
-        if handles:
-            tx.set_running_many([(i, a, h) for (i, a), h in handles.items()], now)
-        finished = tx.finish_many([f for _, f in plans], now) if plans else set()
-        outputs: list[CompletionEvent] = []
-        for done, plan in plans:
-            run, result = done.run, done.result
-            if run.run_id not in finished:  # a stale attempt: changed nothing
-                continue
-            if result.succeeded:
-                step.stats.succeeded += 1
-                outputs += outcome.output_events(self.spec, run, result, now)
-            elif plan.state == "blocked":
-                self._blocked(step, run, result.error or "blocked", result, now)
-            elif plan.retry_at is not None:
-                self.claims.retry_scheduled(plan.retry_at)
-                step.stats.retried += 1
-                self.hooks.emit("after_retry_scheduled", run, plan.retry_at - now, result.error)
-            else:
-                step.publish += outcome.failed_events(self.spec, run, result.error or "failed", result, now)
-                step.stats.failed += 1
-                self.hooks.emit("after_failed", run, result.error)
-        step.publish += outputs
-        if dones:
-            self.claims.slots_freed()
-        return step, outputs
-
-    def _blocked(
-        self, step: Step, run: RunRow, reason: str, result: RunResult | None = None, now: float = 0.0
-    ) -> None:
-        """A run blocked: a failed event on each output (but those its result says ended otherwise),
-        downstream held."""
-        step.publish += outcome.failed_events(self.spec, run, reason, result, now)
-        step.stats.blocked += 1
-        self.hooks.emit("after_blocked", run, reason)
 
     # ------------------------------------------------------------------ restart
     def _recover(self) -> int:
