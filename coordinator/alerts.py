@@ -194,9 +194,16 @@ class Alerts(Hook):
     # ------------------------------------------------------------------ watcher
     def dead_letter_unwritable(self, row: DeadLetterRow) -> None:
         hour = datetime.fromtimestamp(self.clock(), UTC).strftime("%Y-%m-%dT%H")
-        facts = {"reason": row.reason, "error": row.error, "source_topic": row.topic,
-                 "source_partition": row.partition, "source_offset": row.offset, "size": row.size,
-                 "sha256": row.sha256, "link": self.link()}
+        facts = {
+            "reason": row.reason,
+            "error": row.error,
+            "source_topic": row.topic,
+            "source_partition": row.partition,
+            "source_offset": row.offset,
+            "size": row.size,
+            "sha256": row.sha256,
+            "link": self.link(),
+        }
         self.raise_incident(
             f"dead-letter-unwritable:{row.topic}:{hour}",
             "dead-letter",

@@ -265,8 +265,17 @@ def test_the_views_read_what_the_loop_wrote(store):
 
 
 def test_alert_records_are_kept_once(store):
-    row = {"incident": "run-failed:x", "url": "http://127.0.0.1/h", "kind": "run-failed", "body": "{}",
-           "created_at": 1.0, "sent_at": None, "attempts": 0, "next_at": 1.0, "last_error": None}
+    row = {
+        "incident": "run-failed:x",
+        "url": "http://127.0.0.1/h",
+        "kind": "run-failed",
+        "body": "{}",
+        "created_at": 1.0,
+        "sent_at": None,
+        "attempts": 0,
+        "next_at": 1.0,
+        "last_error": None,
+    }
     with store.begin() as tx:
         tx.alerts_setup()
         assert tx.alerts_add([row, {**row, "url": "http://127.0.0.1/other"}]) == 2
