@@ -148,7 +148,8 @@ def skipped_lines(results: list[dict[str, Any]], nodes: Mapping[str, Any], held:
 def catalog_columns(inv: Invocation, nodes: Mapping[str, Any]) -> dict[str, Any]:
     """Unique id → the warehouse's columns, from a `docs generate` of the same selection."""
     folder = inv.workdir / "catalog"
-    inv.invoke("docs", "generate", *inv.selection(), "--quiet", target_path=folder)
+    folder.mkdir(parents=True, exist_ok=True)  # --no-compile writes into it without making it
+    inv.invoke("docs", "generate", "--no-compile", *inv.selection(), "--quiet", target_path=folder)
     catalog = json.loads((folder / "catalog.json").read_text()).get("nodes") or {}
     return {uid: _columns(nodes[uid], catalog[uid]) for uid in catalog if uid in nodes}
 
@@ -196,6 +197,9 @@ def report(
             error=event.error,
         )
         print(f"{uid} ({dataset}): {'built' if ok else one_line(event.error or 'failed')}")
+    for dataset in sorted(set(by_dataset) - set(outputs)):
+        uid = by_dataset[dataset].attributes["dbt_unique_id"]
+        print(f"note: {uid} ({dataset}) built, not an output of the job: no event")
     return not_built
 
 

@@ -77,8 +77,9 @@ class DbtSettings(SpecRelative):
         relation = node.get("relation_name")
         return relation_to_dataset(str(relation)) if relation else None
 
-    def output_problems(self, outputs: Iterable[str]) -> list[str]:
-        """Outputs that are no node of the project's last manifest (none when dbt left no manifest)."""
+    def output_problems(self, outputs: Iterable[str]) -> list[tuple[int, str]]:
+        """(index, why) of the outputs that are no node of the project's last manifest (none when
+        dbt left no manifest there). Called by the spec's checks with the job's outputs."""
         path = self.project() / "target" / "manifest.json"
         try:
             nodes = json.loads(path.read_text()).get("nodes") or {}
@@ -86,8 +87,11 @@ class DbtSettings(SpecRelative):
             return []
         known = {self.dataset_of(n) for n in nodes.values() if n.get("resource_type") in BUILT_TYPES}
         return [
-            f"output {o!r} is no model, seed or snapshot of the dbt project ({path}); "
-            "map a node to it in `datasets`"
-            for o in outputs
+            (
+                i,
+                f"output {o!r} is no model, seed or snapshot of the dbt project ({path}); "
+                "map a node to it in `datasets`",
+            )
+            for i, o in enumerate(outputs)
             if o not in known
         ]

@@ -403,13 +403,17 @@ def _kind_problems(name: str, job: JobSpec) -> Iterable[tuple[Path, str]]:
         yield base + ("kind",), f"job {name!r}: unknown kind {job.kind!r} (known: {known})"
         return
     try:
-        model.model_validate(job.settings)
+        settings = model.model_validate(job.settings)
     except ValidationError as exc:
         for err in exc.errors():
             loc = tuple(err["loc"])
             shown = loc[:-1] if err["type"] == "missing" else loc  # a missing key is named in the message
             what = f"settings {'.'.join(map(str, shown))}" if shown else "settings"
             yield base + ("settings",) + loc, f"job {name!r}, {what}: {message(err, model)}"
+        return
+    # a kind whose settings can tell outputs it will never produce (dbt: no node of its manifest)
+    for i, problem in getattr(settings, "output_problems", lambda _: [])(job.outputs):
+        yield base + ("outputs", i), f"job {name!r}: {problem}"
 
 
 def _cycles(spec: PipelineSpec) -> list[list[str]]:

@@ -10,6 +10,7 @@ import pytest
 from coordinator.bus.local import LocalBus
 from coordinator.events import CompletionEvent
 from coordinator.intake import EventIntake
+from coordinator.launchers.base import Launcher, RunContext, RunResult
 from coordinator.publish import Publisher
 from coordinator.settings import Settings
 
@@ -58,6 +59,22 @@ def settings(tmp_path: Path) -> Settings:
     settings = Settings(home=tmp_path / "home", bus="local")
     settings.home.mkdir()
     return settings
+
+
+def run_once(launcher: Launcher, workdir: Path, job: dict, partition: str, outputs: list[str]) -> RunResult:
+    """One run of a kind's launcher to its end, as the engine would start and wait for it."""
+    ctx = RunContext(
+        run_id=f"r-{partition}",
+        job=f"{launcher.kind}_job",
+        partition=partition,
+        attempt=1,
+        settings=job,
+        inputs=(),
+        outputs=tuple(outputs),
+        workdir=workdir,
+        timeout_s=300,
+    )
+    return launcher.wait(launcher.start(ctx), ctx)
 
 
 def publish(settings: Settings, events: list[CompletionEvent]) -> None:

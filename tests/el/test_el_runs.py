@@ -11,28 +11,15 @@ import pytest
 
 from coordinator.errors import SpecError
 from coordinator.kinds.el import ElSettings
-from coordinator.launchers.base import RunContext, RunResult
+from coordinator.launchers.base import RunResult
 from coordinator.launchers.el import ElLauncher
 from coordinator.settings import Settings
 from coordinator.spec import parse_spec
+from tests.el.conftest import run_once
 
 
-def run_el(
-    settings: Settings, tmp_path: Path, job_settings: dict, partition: str, outputs: list[str]
-) -> RunResult:
-    launcher = ElLauncher(settings)
-    ctx = RunContext(
-        run_id=f"r-{partition}",
-        job="load_shop",
-        partition=partition,
-        attempt=1,
-        settings=job_settings,
-        inputs=(),
-        outputs=tuple(outputs),
-        workdir=tmp_path / "runs" / partition,
-        timeout_s=300,
-    )
-    return launcher.wait(launcher.start(ctx), ctx)
+def run_el(settings: Settings, tmp_path: Path, job: dict, partition: str, outputs: list[str]) -> RunResult:
+    return run_once(ElLauncher(settings), tmp_path / "runs" / partition, job, partition, outputs)
 
 
 def duckdb_job(source: str, project: Path, path: str) -> dict:
@@ -66,7 +53,7 @@ def test_parquet_files_by_partition_and_their_location(project: Path, settings: 
     assert pq.read_table(lake / "raw" / "orders" / "date=2026-01-01")["id"].to_pylist() == [1, 2]
     assert result.details["row_counts"] == {"orders": 1, "customers": 2}
     log = (tmp_path / "runs" / "2026-01-03" / "log").read_text()
-    assert "table customers (2 row(s)) is not an output of job load_shop: no event" in log
+    assert "table customers (2 row(s)) is not an output of job el_job: no event" in log
 
 
 def test_an_extraction_failure_is_one_line_naming_the_cause(
