@@ -344,7 +344,8 @@ class Coordinator:
         new = [e for e in step.publish if e.event_id in ids]
         self.own.remember(new)  # they come back off the bus: skipped, as run outputs are
         self._start(step.start)
-        self.outbox.publish(step.publish)
+        if not self.outbox.dirty:  # else the turn's relay publishes them, with what it finds unsent
+            self.outbox.publish(step.publish)
         return len(new)
 
     # ------------------------------------------------------------------ restart
