@@ -35,6 +35,19 @@ PROJECT = {
 }
 
 
+# the same project on PostgreSQL (dbt-postgres), where the harness has it: `target: pg`
+PG_TARGET = """    pg:
+      type: postgres
+      schema: public
+      threads: 1
+      host: "{{ env_var('PGHOST', 'localhost') }}"
+      port: "{{ env_var('PGPORT', '5432') | as_number }}"
+      user: "{{ env_var('PGUSER', 'none') }}"
+      password: "{{ env_var('PGPASSWORD', '') }}"
+      dbname: "{{ env_var('PGDATABASE', 'none') }}"
+"""
+
+
 @pytest.fixture(scope="session")
 def dbt_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("dbt_shop")
@@ -43,7 +56,7 @@ def dbt_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
         (root / name).write_text(text)
     (root / "profiles.yml").write_text(
         "shop:\n  target: dev\n  outputs:\n    dev:\n      type: duckdb\n"
-        f"      path: '{root / 'shop.duckdb'}'\n      threads: 1\n"
+        f"      path: '{root / 'shop.duckdb'}'\n      threads: 1\n" + PG_TARGET
     )
     dbt = Path(sys.executable).parent / "dbt"
     done = subprocess.run(

@@ -61,7 +61,9 @@ def settings(tmp_path: Path) -> Settings:
     return settings
 
 
-def run_once(launcher: Launcher, workdir: Path, job: dict, partition: str, outputs: list[str]) -> RunResult:
+def run_once(
+    launcher: Launcher, workdir: Path, job: dict, partition: str, outputs: list[str], env: dict | None = None
+) -> RunResult:
     """One run of a kind's launcher to its end, as the engine would start and wait for it."""
     ctx = RunContext(
         run_id=f"r-{partition}",
@@ -73,6 +75,7 @@ def run_once(launcher: Launcher, workdir: Path, job: dict, partition: str, outpu
         outputs=tuple(outputs),
         workdir=workdir,
         timeout_s=300,
+        env=env or {},
     )
     return launcher.wait(launcher.start(ctx), ctx)
 
