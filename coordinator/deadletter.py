@@ -7,19 +7,23 @@ the topic's `max.message.bytes` (and the message the coordinator refused may be 
 its own topic allows), so what does not fit is cut and `truncated` names what was cut. The
 reason also travels as a message header, to filter without decoding.
 
-The policy when a dead letter cannot be written (the order intake follows, per batch):
-1. Look the batch's refused messages up in the state store (store/deadletters.py): one already
-   there was handled before a crash or rebalance and is not written again.
-2. Write the others, each tried for `timeout_s` (settings.dead_letter_timeout_s, 10 s by default;
-   the producer retries what is retriable in that time, a refusal such as "too large" ends it
-   at once). So good events behind a bad one wait at most that long (plus a second of margin).
-3. Record every one in the state store: `written`, or `unwritable` with the topic's error and the
-   message's coordinates, reason, size and hash, so nothing is dropped without a trace. Each
-   unwritable one is logged as an error and given to the hooks (`dead_letter_unwritable`: the
-   metric coord_dead_letters_unwritable_total and an alert), and the loop moves on.
+The order intake follows, per batch, and the policy when a dead letter cannot be written:
+1. Look the batch's refused messages up in the state store (store/deadletters.py): one booked
+   written or unwritable was handled before a crash or rebalance and is not written again; one
+   booked pending was being written when a process died: it is looked for among the last
+   `TAIL` records of the dead-letter topic, settled written if there, written if not.
+2. Book the new ones pending, then write them, each tried for `timeout_s`
+   (settings.dead_letter_timeout_s, 10 s by default; the producer retries what is retriable in
+   that time, a refusal such as "too large" ends it at once). So good events behind a bad one
+   wait at most that long (plus a second of margin).
+3. Settle each: `written`, or `unwritable` with the topic's error beside the message's
+   coordinates, reason, size and hash, so nothing is dropped without a trace. Each unwritable one
+   is logged as an error and given to the hooks (`dead_letter_unwritable`: the metric
+   coord_dead_letters_unwritable_total and an alert), and the loop moves on.
 4. Only then are the batch's offsets committed (intake's caller does that).
-A crash between 2 and 3 can write a dead letter again on restart (the topic took it, the store
-had not recorded it yet); readers can tell by the source coordinates, which repeat exactly.
+So a crash anywhere writes each dead letter once. What can still repeat one: a dead-letter topic
+that cannot be read back after a crash (written again rather than lost), or more than `TAIL`
+dead letters written by others between the crash and the restart.
 """
 
 from __future__ import annotations
@@ -34,7 +38,14 @@ from typing import Any
 from coordinator.bus.base import Bus, Message, Producer
 from coordinator.codec import decode_dead_letter, encode_dead_letter, utcnow
 from coordinator.errors import BusError, EventError
-from coordinator.store.deadletters import UNWRITABLE, WRITTEN, DeadLetterBook, DeadLetterRow
+from coordinator.store.deadletters import (
+    PENDING,
+    UNWRITABLE,
+    WRITTEN,
+    Coordinates,
+    DeadLetterBook,
+    DeadLetterRow,
+)
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +54,7 @@ REASON_HEADER = "coord-reason"
 # costs beyond its value, with room to spare (the broker counts the batch against the limit)
 _FRAMING = 1024
 _LENGTH_SLACK = 16  # an Avro length prefix that grows by a few bytes is still inside the room
+TAIL = 10_000  # how far back, per partition, a dead letter a crash left unbooked is looked for
 
 
 @dataclass(slots=True)
@@ -134,42 +146,69 @@ class DeadLetters:
         """Dead-letter each refused message once; returns how many were new (not booked before).
         Raises StoreError when the state store fails (nothing is then committed: the batch comes
         back, and the store decides again). Never raises for the dead-letter topic."""
-        seen = self.book.known(self.group_id, ((r.message.topic, r.message.partition, r.message.offset)
-                                               for r in refused))
+        states = self.book.states(self.group_id, (_coordinates(r.message) for r in refused))
         fresh: list[Refused] = []
-        booked = set(seen)
+        interrupted: list[Refused] = []
+        taken: set[Coordinates] = set()
         for item in refused:
-            coordinates = (item.message.topic, item.message.partition, item.message.offset)
-            if coordinates in booked:
-                log.info("bus message %s:%d@%d was dead-lettered before; not again", *coordinates)
+            coordinates = _coordinates(item.message)
+            if coordinates in taken:  # the same message twice in one batch (a redelivery) counts once
                 continue
-            booked.add(coordinates)  # the same message twice in one batch (a redelivery) counts once
-            fresh.append(item)
-        if not fresh:
+            taken.add(coordinates)
+            state = states.get(coordinates)
+            if state is None:
+                fresh.append(item)
+            elif state == PENDING:
+                interrupted.append(item)
+            else:
+                log.info("bus message %s:%d@%d was dead-lettered before; not again", *coordinates)
+        again = self._not_on_the_topic(interrupted) if interrupted else []
+        if fresh:  # the intent first: a crash from here on leaves them pending, not unknown
+            self.book.record(self.group_id, [_row(item, PENDING) for item in fresh], self.clock())
+        writing = fresh + again
+        if not writing:
             return 0
-        outcomes = self._write(fresh)
-        rows = []
-        for item, error in zip(fresh, outcomes, strict=True):
-            m = item.message
-            rows.append(
-                DeadLetterRow(
-                    m.topic, m.partition, m.offset, item.error.reason, item.error.detail,
-                    0 if m.value is None else len(m.value),
-                    None if m.value is None else hashlib.sha256(m.value).hexdigest(),
-                    WRITTEN if error is None else UNWRITABLE, error,
-                )
+        outcomes = self._write(writing)
+        self.book.settle(
+            self.group_id,
+            [(_coordinates(item.message), WRITTEN if error is None else UNWRITABLE, error)
+             for item, error in zip(writing, outcomes, strict=True)],
+        )
+        for item, error in zip(writing, outcomes, strict=True):
+            if error is None:
+                continue
+            row = _row(item, UNWRITABLE, error)
+            log.error(
+                "bus message %s:%d@%d (%s, %d bytes) could not be written to the dead-letter topic %s: "
+                "%s; kept in the state store's coord_dead_letters and skipped",
+                row.topic, row.partition, row.offset, row.reason, row.size, self.topic, row.error,
             )
-        self.book.record(self.group_id, rows, self.clock())
-        for row in rows:
-            if row.state == UNWRITABLE:
-                log.error(
-                    "bus message %s:%d@%d (%s, %d bytes) could not be written to the dead-letter topic %s: "
-                    "%s; kept in the state store's coord_dead_letters and skipped",
-                    row.topic, row.partition, row.offset, row.reason, row.size, self.topic, row.error,
-                )
-                if self.hooks is not None:
-                    self.hooks.emit("dead_letter_unwritable", row)
+            if self.hooks is not None:
+                self.hooks.emit("dead_letter_unwritable", row)
         return len(fresh)
+
+    def _not_on_the_topic(self, interrupted: Sequence[Refused]) -> list[Refused]:
+        """Of messages a crash left booked pending, those whose dead letter is not among the last
+        ones on the topic (those that are there are settled written). When the topic cannot be
+        read, all of them: written twice rather than not at all."""
+        wanted = {_coordinates(item.message) for item in interrupted}
+        found: set[Coordinates] = set()
+        try:
+            for message in self.bus.read_tail(self.topic, TAIL):
+                try:
+                    record = decode_dead_letter(message.value)
+                except EventError:
+                    continue
+                if record.get("consumer_group") == self.group_id:
+                    found.add((record["source_topic"], record["source_partition"], record["source_offset"]))
+        except BusError as exc:
+            log.warning("dead-letter topic %s not readable (%s): interrupted dead letters are written again",
+                        self.topic, exc)
+        found &= wanted
+        if found:
+            log.info("%d dead letters a crash left unbooked were written already", len(found))
+            self.book.settle(self.group_id, [(c, WRITTEN, None) for c in sorted(found)])
+        return [item for item in interrupted if _coordinates(item.message) not in found]
 
     def _write(self, refused: Sequence[Refused]) -> list[str | None]:
         """Produce every record and wait for the topic; per record None (written) or why not."""
@@ -220,6 +259,20 @@ class DeadLetters:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _coordinates(message: Message) -> Coordinates:
+    return message.topic, message.partition, message.offset
+
+
+def _row(item: Refused, state: str, error: str | None = None) -> DeadLetterRow:
+    m = item.message
+    return DeadLetterRow(
+        m.topic, m.partition, m.offset, item.error.reason, item.error.detail,
+        0 if m.value is None else len(m.value),
+        None if m.value is None else hashlib.sha256(m.value).hexdigest(),
+        state, error,
+    )
 
 
 def read_dead_letter(message: Message) -> dict[str, Any]:

@@ -145,5 +145,10 @@ class Bus(abc.ABC):
         return None
 
     @abc.abstractmethod
+    def read_tail(self, topic: str, last: int) -> list[Message]:
+        """The last `last` messages of each partition of `topic` (as it ends now), in no group:
+        to look for what a crash may have left written. Raises BusError when it cannot tell."""
+
+    @abc.abstractmethod
     def ensure_topics(self, topics: Sequence[TopicSpec]) -> None:
         """Create the topics that do not exist yet; existing ones are left alone."""

@@ -31,8 +31,8 @@ from typing import Any
 from confluent_kafka import Consumer as _KConsumer
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from confluent_kafka import Producer as _KProducer
-from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
 
+from coordinator.bus import kafka_topics
 from coordinator.bus.base import Bus, Consumer, Delivered, DeliveryFailure, Message, Producer, TopicSpec
 from coordinator.bus.kafka_errors import IGNORED, UNREACHABLE, DriverLog, error_of, retriable
 from coordinator.bus.kafka_errors import bus_error as _bus_error
@@ -56,9 +56,6 @@ CONSUMER_DEFAULTS: dict[str, Any] = {
     "heartbeat.interval.ms": 2000,
     "fetch.wait.max.ms": 100,
 }
-# What a broker's own default max.message.bytes lets through, when a topic cannot be described
-# (not created yet): librdkafka's default message.max.bytes, a little under the broker's 1048588
-DEFAULT_MESSAGE_LIMIT = 1_000_000
 
 class KafkaBus(Bus):
     """A Kafka cluster at `bootstrap_servers`; `config` adds librdkafka settings (security, tuning)
@@ -105,61 +102,17 @@ class KafkaBus(Bus):
             config["group.instance.id"] = instance_id
         return KafkaConsumer(config, topics, unreachable_s=self.unreachable_s, where=self.bootstrap_servers)
 
-    def _admin(self) -> AdminClient:
-        try:
-            return AdminClient({**self.config, "logger": _driver_log})
-        except (KafkaException, ValueError, TypeError) as exc:
-            raise _bus_error("creating an admin client", exc) from exc
-
     def max_message_bytes(self, topic: str) -> int | None:
-        """The topic's max.message.bytes (asked once); a topic that cannot be described yet is
-        taken to have the broker's default."""
-        if topic not in self._limits:
-            resource = ConfigResource(ResourceType.TOPIC, topic)
-            try:
-                admin = self._admin()  # kept while its futures are awaited: a dropped client cancels them
-                future = admin.describe_configs([resource], request_timeout=10)[resource]
-                entry = future.result(15).get("max.message.bytes")
-                limit = int(entry.value) if entry is not None and entry.value else DEFAULT_MESSAGE_LIMIT
-            except (KafkaException, TimeoutError, ValueError) as exc:
-                log.info("kafka: cannot read max.message.bytes of %s (%s); assuming %d", topic, exc,
-                         DEFAULT_MESSAGE_LIMIT)
-                return DEFAULT_MESSAGE_LIMIT
-            self._limits[topic] = limit
+        if topic not in self._limits:  # asked once per topic
+            self._limits[topic] = kafka_topics.max_message_bytes(self.config, topic)
         return self._limits[topic]
 
+    def read_tail(self, topic: str, last: int) -> list[Message]:
+        return kafka_topics.read_tail(self.config, topic, last)
+
     def ensure_topics(self, topics: Sequence[TopicSpec], timeout: float | None = None) -> None:
-        if not topics:
-            return
-        timeout = timeout if timeout is not None else self.unreachable_s
-        try:
-            admin = self._admin()  # kept while its futures are awaited: a dropped client cancels them
-            futures = admin.create_topics(
-                [
-                    NewTopic(
-                        t.name,
-                        num_partitions=t.partitions,
-                        replication_factor=-1,
-                        config={"retention.ms": str(t.retention_ms), **t.config},
-                    )
-                    for t in topics
-                ],
-                request_timeout=timeout,
-            )
-            for name, future in futures.items():
-                try:
-                    future.result(timeout)
-                except KafkaException as exc:
-                    if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                        raise _bus_error(f"creating topic {name}", exc) from exc
-                except TimeoutError as exc:
-                    raise BusError(
-                        f"kafka: cannot reach Kafka at {self.bootstrap_servers}: "
-                        f"no answer creating topic {name} in {timeout:g} s",
-                        retriable=False,
-                    ) from exc
-        except (KafkaException, ValueError, TypeError) as exc:
-            raise _bus_error("creating topics", exc) from exc
+        wait = timeout if timeout is not None else self.unreachable_s
+        kafka_topics.ensure_topics(self.config, topics, wait, self.bootstrap_servers)
 
 
 class KafkaProducer(Producer):

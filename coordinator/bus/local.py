@@ -112,6 +112,21 @@ class LocalBus(Bus):
     ) -> LocalConsumer:
         return LocalConsumer(self, group_id, topics)  # no rebalances: every member reads everything
 
+    def read_tail(self, topic: str, last: int) -> list[Message]:
+        conn = self.connect()
+        try:
+            rows = conn.execute(
+                "SELECT m.partition, m.offset, m.key, m.value, m.headers, m.timestamp_ms"
+                " FROM messages m JOIN partitions p ON p.topic = m.topic AND p.partition = m.partition"
+                " WHERE m.topic = ? AND m.offset >= p.next_offset - ? ORDER BY m.partition, m.offset",
+                (topic, last),
+            ).fetchall()
+        except sqlite3.Error as exc:
+            raise _bus_error(self.path, exc) from exc
+        finally:
+            conn.close()
+        return [Message(topic, p, o, k, v, _headers_in(h), ts) for p, o, k, v, h, ts in rows]
+
     def ensure_topics(self, topics: Sequence[TopicSpec]) -> None:
         conn = self.connect()
         try:

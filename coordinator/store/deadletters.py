@@ -1,10 +1,12 @@
 """The state store's record of refused bus messages (table coord_dead_letters), one row per offset.
 
-Two jobs. The dedupe: intake looks here before writing a dead letter, so a message that comes
-back (a crash before the offsets were committed, a rebalance) is not dead-lettered again. And
-the book of what the dead-letter topic would not take: after intake's bounded retries, the
-message's coordinates, reason, size and hash are kept here (`state` 'unwritable', with the
-topic's error) and the loop moves on; nothing is lost without a trace, and nothing blocks.
+Two jobs. The dedupe: intake books a refused message here ('pending') before writing its dead
+letter and settles it after ('written'), so a message that comes back (a crash before the
+offsets were committed, a rebalance) is not dead-lettered again; one left 'pending' by a crash
+in between is looked for on the dead-letter topic before it is written again. And the book of
+what the dead-letter topic would not take: after intake's bounded wait, the message's
+coordinates, reason, size and hash are kept here (`state` 'unwritable', with the topic's error)
+and the loop moves on; nothing is lost without a trace, and nothing blocks.
 
 Rows are keyed by (consumer group, topic, partition, offset): another group reading the same
 topic decides for itself. Each call is its own short transaction, made before the batch's
@@ -16,14 +18,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import func, select, tuple_
+from sqlalchemy import bindparam, func, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
 from coordinator.errors import StoreError
 from coordinator.store.schema import dead_letters
 
-WRITTEN, UNWRITABLE = "written", "unwritable"
+PENDING, WRITTEN, UNWRITABLE = "pending", "written", "unwritable"
 Coordinates = tuple[str, int, int]  # topic, partition, offset
 _CHUNK = 500
 
@@ -37,7 +39,7 @@ class DeadLetterRow:
     detail: str
     size: int
     sha256: str | None
-    state: str  # WRITTEN or UNWRITABLE
+    state: str  # PENDING, WRITTEN or UNWRITABLE
     error: str | None = None
 
 
@@ -47,26 +49,45 @@ class DeadLetterBook:
     def __init__(self, store) -> None:  # a StateStore: not imported, the store package imports this
         self.store = store
 
-    def known(self, group: str, coordinates: Iterable[Coordinates]) -> set[Coordinates]:
-        """Which of these messages the group has dead-lettered (or found unwritable) already."""
+    def states(self, group: str, coordinates: Iterable[Coordinates]) -> dict[Coordinates, str]:
+        """The state of those of these messages the group has booked already."""
         wanted = list(dict.fromkeys(coordinates))
-        found: set[Coordinates] = set()
+        found: dict[Coordinates, str] = {}
         if not wanted:
             return found
-        key = tuple_(dead_letters.c.topic, dead_letters.c.partition, dead_letters.c.offset)
+        d = dead_letters.c
+        key = tuple_(d.topic, d.partition, d.offset)
         try:
             with self.store.engine.begin() as conn:
                 for start in range(0, len(wanted), _CHUNK):
                     rows = conn.execute(
-                        select(dead_letters.c.topic, dead_letters.c.partition, dead_letters.c.offset).where(
-                            dead_letters.c.consumer_group == group,
-                            key.in_(wanted[start : start + _CHUNK]),
+                        select(d.topic, d.partition, d.offset, d.state).where(
+                            d.consumer_group == group, key.in_(wanted[start : start + _CHUNK])
                         )
                     )
-                    found.update((t, p, o) for t, p, o in rows)
+                    found.update(((t, p, o), state) for t, p, o, state in rows)
         except SQLAlchemyError as exc:
             raise StoreError(f"state store: dead letters: {_short(exc)}") from exc
         return found
+
+    def settle(self, group: str, outcomes: Sequence[tuple[Coordinates, str, str | None]]) -> None:
+        """Set the state (and error) of booked messages: ((topic, partition, offset), state, error)."""
+        if not outcomes:
+            return
+        d = dead_letters.c
+        statement = (
+            update(dead_letters)
+            .where(d.consumer_group == group, d.topic == bindparam("t"), d.partition == bindparam("p"),
+                   d.offset == bindparam("o"))
+            .values(state=bindparam("s"), error=bindparam("e"))
+        )
+        params = [{"t": t, "p": p, "o": o, "s": state, "e": None if error is None else error[:2000]}
+                  for (t, p, o), state, error in outcomes]
+        try:
+            with self.store.engine.begin() as conn:
+                conn.execute(statement, params)
+        except SQLAlchemyError as exc:
+            raise StoreError(f"state store: dead letters: {_short(exc)}") from exc
 
     def record(self, group: str, rows: Sequence[DeadLetterRow], now: float) -> None:
         """Keep these; a row already there (same group and coordinates) stays as it was."""

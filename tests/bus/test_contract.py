@@ -246,3 +246,49 @@ def test_a_replayed_bad_message_is_not_dead_lettered_twice(case: BusCase) -> Non
                 break
         taken += reader.poll(500, 2.0)
     assert sorted(decode_dead_letter(m.value)["reason"] for m in taken) == sorted(bad)
+
+
+def test_a_dead_letter_interrupted_by_a_crash_is_written_once(case: BusCase) -> None:
+    """A process died with two refused messages booked pending: the first one's dead letter had
+    reached the topic (killed before it was settled), the second one's had not (killed before it
+    was sent). The next member of the group writes only the second, and settles both."""
+    from coordinator.deadletter import REASON_HEADER, dead_letter_record
+    from coordinator.errors import EventError
+    from coordinator.store.deadletters import PENDING, WRITTEN, DeadLetterBook, DeadLetterRow
+    from coordinator.store.store import StateStore
+
+    topic, group = case.settings.topic_events, case.settings.consumer_group
+    with case.publisher() as publisher:
+        publisher.producer.produce(topic, b"\x17first", key=b"bad")
+        publisher.producer.produce(topic, b"\x17second", key=b"bad")
+    with case.bus.consumer(group + "-peek", [topic]) as peek:
+        messages = _dead_letter_messages_of(peek, 2)
+    case.settings.home.mkdir(parents=True, exist_ok=True)
+    with StateStore(case.settings.resolved_state_url()) as store:
+        book = DeadLetterBook(store)
+        pending = [DeadLetterRow(m.topic, m.partition, m.offset, "undecodable", "", 1, None, PENDING)
+                   for m in messages]
+        book.record(group, pending, 0.0)
+        first = next(m for m in messages if m.value == b"\x17first")
+        _, data = dead_letter_record(first, EventError("undecodable", "before the crash"), group, None)
+        with case.bus.producer() as producer:  # what the killed process had sent
+            producer.produce(case.settings.topic_dead_letter, data, key=topic.encode(),
+                             headers=[(REASON_HEADER, b"undecodable")])
+        with case.intake() as intake:
+            batch = drain(intake, 2)
+        assert batch.dead_lettered == 2
+        assert {r["state"] for r in book.rows(group)} == {WRITTEN}
+    dlq = [case.settings.topic_dead_letter]
+    with case.bus.consumer(group + "-dlq", dlq) as reader:
+        records = [decode_dead_letter(m.value) for m in _dead_letter_messages_of(reader, 2)]
+        records += [decode_dead_letter(m.value) for m in reader.poll(500, 2.0)]
+    assert sorted(r["value"] for r in records) == [b"\x17first", b"\x17second"]
+
+
+def _dead_letter_messages_of(consumer, expected: int) -> list:
+    taken: list = []
+    for _ in range(120):
+        taken += consumer.poll(500, 0.5)
+        if len(taken) >= expected:
+            break
+    return taken
