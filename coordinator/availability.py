@@ -26,6 +26,7 @@ from coordinator.adoption import Lost, Reattach
 from coordinator.launchers.base import RunResult
 from coordinator.lease import LeaseKeeper
 from coordinator.store import RunRow, Tx
+from coordinator.store import leases as L
 from coordinator.watchdog import Watchdog, timeout_error
 
 if TYPE_CHECKING:
@@ -53,6 +54,8 @@ class Availability:
         self.left_running: int | None = None  # set by end()
         self._relay_wanted = False  # an adopted lease may have left events unsent in the outbox
         self._begun = False
+        self._unfenced = False  # bench/leases.py's comparison only (see unfenced_for_benchmark)
+        coord.outbox.others = self._peers_events  # the relay leaves a live peer's events to it
 
     @property
     def lease(self) -> str | None:
@@ -102,7 +105,20 @@ class Availability:
 
     # ------------------------------------------------------------------ fencing
     def hold(self, tx: Tx) -> None:
-        self.keeper.hold(tx)
+        if not self._unfenced:
+            self.keeper.hold(tx)
+
+    def _peers_events(self, tx: Tx, events) -> set[str]:
+        if not self._begun:
+            return set()
+        return L.peers_events(tx, self.keeper.id, events, self.coord.clock())
+
+    def unfenced_for_benchmark(self) -> None:
+        """Turn the loop's lease work off — the fence in each write transaction, the adoption
+        look and the watchdog — so that bench/leases.py can measure, in one run, what they cost.
+        A benchmark's knob, not a way to serve: an unfenced instance may write for runs another
+        has adopted. No setting or command reaches it."""
+        self._unfenced = True
 
     def may_launch(self) -> bool:
         """A worker asks before it launches: waits while the lease is stale but not lost."""
@@ -113,7 +129,7 @@ class Availability:
 
     # ------------------------------------------------------------------ periodic work
     def tick(self, now: float) -> None:
-        if not self._begun:
+        if not self._begun or self._unfenced:
             return
         if self.keeper.lost is not None:
             raise self.keeper.lost

@@ -10,7 +10,10 @@ counts as sent only once the bus has it.
 What is left unsent — a crash between commit and acknowledgement, a bus outage, an event the
 bus refused — stays in the outbox and is published again by `relay` (`OutboxRelay.drain`:
 publish, flush, then mark sent). A re-published event has the same event id, which every
-consumer, this coordinator included, de-duplicates: nothing lost, nothing doubled.
+consumer, this coordinator included, de-duplicates: nothing lost, nothing doubled. Only what
+this instance owns is relayed, and what dead ones left: the events of runs a live peer instance
+owns are its own to publish (they are in flight to it), so an instance that adopts a dead lease
+beside two or more live ones does not put the peers' events on the bus a second time.
 """
 
 from __future__ import annotations
@@ -21,30 +24,39 @@ from collections.abc import Callable, Sequence
 from coordinator.errors import BusError, StoreError
 from coordinator.events import CompletionEvent
 from coordinator.publish import Publisher
-from coordinator.store.store import StateStore
+from coordinator.store.store import StateStore, Tx
 from coordinator.turn import unless_fatal
 
 log = logging.getLogger("coordinator.engine")
 NOT_YET = "outbox not published yet, it stays for the relay"
 
 
+Others = Callable[[Tx, Sequence[CompletionEvent]], set[str]]
+
+
 class OutboxRelay:
-    def __init__(self, store: StateStore, publisher: Publisher) -> None:
-        self.store, self.publisher = store, publisher
+    """`others(tx, events)`: the ids among them that a live peer instance is publishing itself
+    (left to it: store/leases.py `peers_events`)."""
+
+    def __init__(self, store: StateStore, publisher: Publisher, others: Others | None = None) -> None:
+        self.store, self.publisher, self.others = store, publisher, others
 
     def drain(self, batch: int = 5000) -> int:
-        """Publish every pending event; returns how many. Raises BusError/StoreError (retry later)."""
+        """Publish every pending event (not a live peer's); returns how many. Raises
+        BusError/StoreError (retry later)."""
         sent = 0
         while True:
             with self.store.begin() as tx:
                 pending = tx.outbox_pending(batch)
                 if not pending:
                     return sent
-                self.publisher.publish_many(e for _, e in pending)
+                theirs = self.others(tx, [e for _, e in pending]) if self.others else set()
+                mine = [(i, e) for i, e in pending if e.event_id not in theirs]
+                self.publisher.publish_many(e for _, e in mine)
                 self.publisher.flush()  # durable on the bus before it counts as sent
-                tx.outbox_mark_sent([i for i, _ in pending])
-            sent += len(pending)
-            if len(pending) < batch:
+                tx.outbox_mark_sent([i for i, _ in mine])
+            sent += len(mine)
+            if len(pending) < batch or not mine:
                 return sent
 
 
@@ -57,6 +69,7 @@ class Outbox:
         self.publishing = 0  # events handed to the bus, delivery not yet confirmed
         self._acked: list[str] = []  # ids of events the bus confirmed, not yet marked sent
         self.may_publish: Callable[[], bool] = lambda: True  # the lease's gate (availability.py)
+        self.others: Others | None = None  # a live peer's events, which the relay leaves to it
 
     def publish(self, events: Sequence[CompletionEvent]) -> None:
         """Hand committed outbox events to the bus without waiting."""
@@ -109,7 +122,7 @@ class Outbox:
             return 0
         self.dirty = False
         try:
-            return OutboxRelay(self.store, self._publisher()).drain()
+            return OutboxRelay(self.store, self._publisher(), self.others).drain()
         except BusError as exc:
             self.dirty = True
             unless_fatal(exc, NOT_YET)

@@ -19,10 +19,12 @@ nothing. SQLite transactions are serialised whole, which gives the same order.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import exists, func, select, text, update
 
+from coordinator.events import CompletionEvent
 from coordinator.store import RunRow, Tx
 from coordinator.store import schema as S
 
@@ -242,6 +244,24 @@ def live(tx: Tx, now: float) -> list[LeaseRow]:
     t = S.leases
     q = select(t).where(t.c.state == "live", t.c.expires_at >= now).order_by(t.c.lease_id)
     return [LeaseRow.of(r) for r in tx.conn.execute(q)]
+
+
+def peers_events(tx: Tx, me: str, events: Sequence[CompletionEvent], now: float) -> set[str]:
+    """The ids of those outbox events whose run is owned by another live instance: that peer
+    published them itself a moment ago (their acknowledgement is on its way to it), so a relay
+    here would put them on the bus twice. A dead or released lease's runs are their adopter's
+    (and a finished run of a dead lease stays with that lease, not live): those are relayed."""
+    runs = {e.producer_run_id for e in events if e.producer_run_id}
+    if not runs:
+        return set()
+    r, t = S.runs, S.leases
+    q = (
+        select(r.c.run_id)
+        .join(t, t.c.lease_id == r.c.owner)
+        .where(r.c.run_id.in_(runs), t.c.lease_id != me, t.c.state == "live", t.c.expires_at >= now)
+    )
+    theirs = set(tx.conn.execute(q).scalars())
+    return {e.event_id for e in events if e.producer_run_id in theirs}
 
 
 def cancel_run(tx: Tx, run_id: str, attempt: int, now: float, reason: str) -> bool:

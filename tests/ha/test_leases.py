@@ -19,20 +19,6 @@ from coordinator.store.schema import metadata
 SETTINGS = dict(lease_ttl_s=2.0, lease_renew_s=0.5)
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def store(request, tmp_path: Path):
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'state.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    with StateStore(url) as store:
-        with store.begin() as tx:
-            for table in reversed(metadata.sorted_tables):
-                if table.name != "coord_schema_version":
-                    tx.conn.execute(table.delete())
-        yield store
-
-
 def keeper(store: StateStore, name: str, **kw) -> LeaseKeeper:
     return LeaseKeeper(store, Settings(**SETTINGS), name=name, **kw)
 
