@@ -263,7 +263,8 @@ def test_poison_stream_through_coord_run_with_a_sigkill_in_the_middle(
                 assert first.poll() is None, first.stderr.read().decode()[-3000:]
                 time.sleep(0.02)
         finally:
-            os.kill(first.pid, signal.SIGKILL)
+            if first.poll() is None:
+                os.kill(first.pid, signal.SIGKILL)
             first.wait(30)
         assert _dead_letter_rows(url, settings.consumer_group) == half
         produce_all(producer, settings.topic_events, bad[half:])
