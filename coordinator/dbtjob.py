@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from coordinator.launchers.result import report_details, report_output
 from coordinator.spec.partitions import window
 
 SETTINGS_ENV = "COORD_DBT_SETTINGS"
+PARTIAL_PARSE = "partial_parse.msgpack"
 BUILDS = {"build": BUILT_TYPES, "run": ("model",), "seed": ("seed",), "snapshot": ("snapshot",)}
 
 
@@ -43,11 +45,11 @@ class Invocation:
     def __init__(self, settings: DbtSettings, workdir: Path) -> None:
         self.settings = settings
         self.workdir = workdir
+        profiles = settings.profiles()
         self.common = [
             "--project-dir",
             str(settings.project()),
-            "--profiles-dir",
-            str(settings.profiles()),
+            *(["--profiles-dir", str(profiles)] if profiles else []),
             "--log-path",
             str(workdir / "logs"),
             "--no-send-anonymous-usage-stats",
@@ -78,6 +80,12 @@ class Invocation:
         return out
 
     def parse(self, target: Path) -> dict[str, Any]:
+        """Parse the project, from dbt's partial-parse state in its target/ when there is one (dbt
+        checks it still fits — files, profile, vars — and parses in full when it does not)."""
+        state = self.settings.project() / "target" / PARTIAL_PARSE
+        if state.is_file():
+            target.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(state, target / PARTIAL_PARSE)
         done = self.invoke("parse", target_path=target)
         if not done.success:
             raise Refused("dbt parse failed (see the log above)")

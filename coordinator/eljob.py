@@ -31,6 +31,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from coordinator.events import Column
 from coordinator.kinds.el import ElSettings, source_parts
@@ -131,7 +132,7 @@ def destination(settings: ElSettings, partition: str | None) -> tuple[Any, str]:
         scheme, rest = url.split("://", 1)
         auth, host = rest.rsplit("@", 1) if "@" in rest else ("", rest)
         user = auth.split(":", 1)[0]
-        url = f"{scheme}://{user}:{dest.password.get_secret_value()}@{host}"
+        url = f"{scheme}://{user}:{quote(dest.password.get_secret_value(), safe='')}@{host}"
     shown = url.split("://", 1)[0] + "://" + url.rsplit("@", 1)[-1]
     return dlt.destinations.postgres(credentials=url), f"{shown}#"
 

@@ -2,7 +2,8 @@
 
     settings:
       project_dir: dbt/shop                # holds dbt_project.yml; relative to the spec's folder
-      profiles_dir: null                   # default: the project folder
+      profiles_dir: null                   # default: the project folder when it has profiles.yml,
+                                           # else dbt's own (DBT_PROFILES_DIR, ~/.dbt)
       target: null                         # the profile's target (default: the profile's own)
       command: build                       # build | run | seed | snapshot
       select: ["+reporting.orders"]        # --select, a list or one space-separated string
@@ -37,7 +38,7 @@ class DbtSettings(SpecRelative):
     """The `settings:` block of a `kind: dbt` job."""
 
     project_dir: str = Field(description="the dbt project's folder (holds dbt_project.yml)")
-    profiles_dir: str | None = Field(default=None, description="default: the project folder")
+    profiles_dir: str | None = Field(default=None, description="default: the project's, else dbt's own")
     target: str | None = None
     command: Literal["build", "run", "seed", "snapshot"] = "build"
     select: tuple[str, ...] = ()
@@ -66,8 +67,12 @@ class DbtSettings(SpecRelative):
     def project(self) -> Path:
         return (self.folder() / self.project_dir).resolve()
 
-    def profiles(self) -> Path:
-        return (self.folder() / self.profiles_dir).resolve() if self.profiles_dir else self.project()
+    def profiles(self) -> Path | None:
+        """--profiles-dir: the one given, else the project folder when it has profiles.yml, else
+        None (dbt's own default: DBT_PROFILES_DIR, then ~/.dbt)."""
+        if self.profiles_dir:
+            return (self.folder() / self.profiles_dir).resolve()
+        return self.project() if (self.project() / "profiles.yml").is_file() else None
 
     def dataset_of(self, node: Mapping[str, Any]) -> str | None:
         """The dataset a node's completion event is for (None for a node that builds no relation)."""
