@@ -468,7 +468,7 @@ def encode_dead_letter(record: Mapping[str, Any]) -> bytes:
 
 def decode_dead_letter(data: bytes) -> dict[str, Any]:
     """The dead-letter record in `data`; raises EventError when it is not one."""
-    if len(data) < 2 or data[0] != DEAD_LETTER_MAGIC:
+    if not isinstance(data, bytes) or len(data) < 2 or data[0] != DEAD_LETTER_MAGIC:  # None: a tombstone
         raise EventError("undecodable", "not a dead-letter record")
     schema = load_schema(_DEAD_LETTER_SCHEMA, data[1])
     newest = None if data[1] == DEAD_LETTER_VERSION else load_schema(_DEAD_LETTER_SCHEMA, DEAD_LETTER_VERSION)

@@ -224,3 +224,11 @@ def test_dead_letter_records_of_both_versions_read_as_the_newest() -> None:
           "value_sha256": None, "key_size": 1, "truncated": []}
     new = codec.decode_dead_letter(codec.encode_dead_letter(v2))
     assert new["value"] is None and new["headers"] == [{"name": "h", "value": None}]
+
+
+@pytest.mark.parametrize("data", [None, b"", b"\xde", b"\xce\x02", b"\xde\x02\xff\xff"])
+def test_what_is_not_a_dead_letter_record_is_refused(data) -> None:
+    from coordinator.codec import decode_dead_letter
+
+    with pytest.raises(EventError):
+        decode_dead_letter(data)
