@@ -22,8 +22,9 @@ The order intake follows, per batch, and the policy when a dead letter cannot be
    coord_dead_letters_unwritable_total and an alert), and the loop moves on.
 4. Only then are the batch's offsets committed (intake's caller does that).
 So a crash anywhere writes each dead letter once. What can still repeat one: a dead-letter topic
-that cannot be read back after a crash (written again rather than lost), or more than `TAIL`
-dead letters written by others between the crash and the restart.
+that cannot be read back after a crash (written again rather than lost), more than `TAIL` dead
+letters written by others between the crash and the restart, or a rebalance that hands the
+partition to another instance while this one is still writing (each finds it pending).
 """
 
 from __future__ import annotations
