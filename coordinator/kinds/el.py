@@ -87,6 +87,9 @@ class ElSettings(SpecRelative):
     @model_validator(mode="after")
     def _source_found(self) -> ElSettings:
         module, _ = source_parts(self.source)
+        taken = sorted(set(self.args) & {"partition", "window_start", "window_end"})
+        if taken:
+            raise ValueError(f"args {', '.join(taken)} are given by the coordinator for each run")
         if module_file(module, self.project()) is None and not _installed(module):
             raise ValueError(f"source module {module!r} is neither in {self.project()} nor installed")
         dest = self.destination

@@ -127,6 +127,11 @@ jobs:
         ),
         ("shop_source:shop", "{type: postgres, url: 'mysql://x/y'}", "url starts with postgresql://"),
         ("shop_source:shop", "{type: s3, path: x}", "settings destination.type: Input should be 'duckdb'"),
+        (
+            "shop_source:shop\n      args: {partition: x}",
+            "{type: duckdb, path: a.duckdb}",
+            "args partition are given by the coordinator for each run",
+        ),
     ],
 )
 def test_settings_are_checked_when_the_spec_loads(project: Path, source: str, destination: str, message: str):
