@@ -171,8 +171,10 @@ class EventIntake:
         return self._consumer_().caught_up()
 
     def assigned(self) -> bool:
-        """Whether the consumer has joined its group and been given its share (for /readyz)."""
-        return self._consumer is not None and self._consumer.assigned()
+        """Whether the consumer has joined its group and been given its share, for /readyz (an
+        empty share while none of its topics exists yet: nothing was published, nothing waits)."""
+        consumer = self._consumer
+        return consumer is not None and (consumer.assigned() or consumer.caught_up())
 
     def close(self) -> None:
         """Leave the group (uncommitted messages are redelivered)."""

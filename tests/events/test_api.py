@@ -164,3 +164,22 @@ def test_readyz_waits_for_the_consumers_assignment_on_kafka(kafka_bootstrap: str
         after = client.get("/readyz")
         assert after.status_code == 200, after.text
         assert after.json() == {"ready": True, "bus": "assigned", "store": "not checked"}
+
+
+@pytest.mark.kafka
+def test_readyz_is_ready_while_the_events_topic_does_not_exist_yet(kafka_bootstrap: str, tmp_path) -> None:
+    """Nothing was published yet, so nothing is assigned and nothing waits: ready, or a probe
+    would keep the instance out of service until someone publishes through it."""
+    from coordinator.intake import EventIntake
+    from tests.conftest import unique
+
+    configured = Settings(home=tmp_path / "home", bus="kafka", kafka_bootstrap_servers=kafka_bootstrap,
+                          topic_events=unique("never").replace("_", "-"), consumer_group=unique("g"),
+                          instance_name=unique("i"))
+    bus = open_bus(configured)
+    with Publisher(bus, configured) as publisher, EventIntake(bus, configured) as intake, \
+            TestClient(create_app(configured, publisher, bus_ready=intake.assigned)) as client:
+        assert client.get("/readyz").status_code == 503  # not even polled yet
+        intake.poll(10, 1.0)
+        ready = client.get("/readyz")
+        assert ready.status_code == 200, ready.text
