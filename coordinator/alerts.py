@@ -32,6 +32,7 @@ import httpx
 from coordinator import history, readiness
 from coordinator.hooks import Hook
 from coordinator.operations import missing_inputs
+from coordinator.secrets import Masker, reveal
 from coordinator.settings import Settings
 from coordinator.spec import partitions as P
 from coordinator.spec.models import PipelineSpec
@@ -81,7 +82,8 @@ class Alerts(Hook):
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings, self.spec, self.store, self.clock = settings, spec, store, clock
-        self.urls = list(settings.alert_webhooks)
+        self.urls = [reveal(url) or "" for url in settings.alert_webhooks]
+        self.masker = Masker.of(settings, spec)  # payloads and log lines carry no secret
         self.client = client or httpx.Client(timeout=5.0)
         self._lock = threading.Lock()
         self.wake: Callable[[], None] | None = None  # set to the watcher's `wake` by whoever wires both
@@ -100,6 +102,7 @@ class Alerts(Hook):
         """Record the incident (once) and post it; False when it was known already."""
         if not self.urls:
             return False
+        text, facts = self.masker.text(text) or "", self.masker.value(facts)
         body = _message(incident, kind, text, facts)
         now = self.clock()
         rows = [
@@ -140,7 +143,9 @@ class Alerts(Hook):
                 else:
                     values["last_error"] = error
                     values["next_at"] = self.clock() + min(MAX_BACKOFF_S, 5.0 * 2 ** m["attempts"])
-                    log.warning("alert %s to %s not delivered: %s", m["incident"], m["url"], error)
+                    log.warning(
+                        "alert %s to %s not delivered: %s", m["incident"], self.masker.text(m["url"]), error
+                    )
                 with self.store.begin() as tx:
                     tx.alert_tried(m["incident"], m["url"], **values)
         return sent
@@ -149,7 +154,7 @@ class Alerts(Hook):
         try:
             response = self.client.post(url, content=body, headers={"Content-Type": "application/json"})
         except httpx.HTTPError as exc:
-            return f"{type(exc).__name__}: {exc}"
+            return self.masker.text(f"{type(exc).__name__}: {exc}")  # it may quote the URL
         return None if response.is_success else f"HTTP {response.status_code}"
 
     # ------------------------------------------------------------------ engine hooks

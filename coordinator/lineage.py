@@ -37,6 +37,7 @@ from openlineage.client.transport.http import HttpConfig, HttpTransport
 from coordinator import __version__
 from coordinator.hooks import Hook
 from coordinator.launchers.base import RunResult
+from coordinator.secrets import Masker, reveal
 from coordinator.settings import Settings
 from coordinator.spec import partitions as P
 from coordinator.spec.models import PipelineSpec
@@ -64,6 +65,7 @@ class Lineage(Hook):
     ) -> None:
         self.settings, self.spec = settings, spec
         self.namespace = settings.lineage_namespace
+        self.masker = Masker.of(settings, spec)  # an error message may quote a secret
         if emit is None:
             emit = self._client(settings).emit
         self._emit = emit
@@ -73,9 +75,10 @@ class Lineage(Hook):
 
     @staticmethod
     def _client(settings: Settings) -> OpenLineageClient:
-        if not settings.lineage_url:
+        url = reveal(settings.lineage_url)
+        if not url:
             raise ValueError("settings.lineage_url is not set")
-        base, _, path = settings.lineage_url.partition("://")
+        base, _, path = url.partition("://")
         host, _, endpoint = path.partition("/")
         config = HttpConfig(url=f"{base}://{host}", endpoint=endpoint or "api/v1/lineage", timeout=5.0)
         return OpenLineageClient(transport=HttpTransport(config))
@@ -119,7 +122,7 @@ class Lineage(Hook):
             run_facets["nominalTime"] = nominal
         if result is not None and not result.succeeded:
             run_facets["errorMessage"] = error_message_run.ErrorMessageRunFacet(
-                message=(result.error or "failed")[:10000], programmingLanguage="shell"
+                message=(self.masker.text(result.error) or "failed")[:10000], programmingLanguage="shell"
             )
         job = self.spec.jobs.get(run.job)
         job_facets = {

@@ -211,7 +211,7 @@ def group_lag(settings: Settings) -> Callable[[], int | None]:
 
         conf = {
             "bootstrap.servers": settings.kafka_bootstrap_servers,
-            **settings.kafka_security,
+            **settings.kafka_security_config(),
             "group.id": settings.consumer_group,
             "enable.auto.commit": False,
         }

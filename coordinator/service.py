@@ -27,6 +27,7 @@ from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
 from coordinator.errors import SettingsError
+from coordinator.secrets import Masker, mask_logging
 from coordinator.settings import Settings
 from coordinator.spec.models import PipelineSpec
 
@@ -59,6 +60,7 @@ class Service:
         store: StateStore | None = None,
     ) -> None:
         self.spec, self.settings = spec, settings
+        mask_logging(Masker.of(settings, spec))  # the log lines name no secret of these settings
         self.observe, self.http, self.freeze_gc = observe or http is not None, http, freeze_gc
         self._extra_hooks, self._log_runs = list(hooks), log_runs
         self._bus, self._store = bus, store
@@ -172,6 +174,7 @@ class Service:
         app = create_app(
             self.settings, metrics=self.metrics, spec=self.spec, store=self.store,
             bus_ready=lambda: self._coordinator is not None and self._coordinator.intake.assigned(),
+            bound_host=host,  # anonymous reads are for a loopback bind only (coordinator/auth.py)
         )
         server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
 
@@ -199,6 +202,7 @@ def configure_logging(verbose: bool) -> None:
         level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    mask_logging()
 
 
 def stop_on_sigterm() -> Callable[[], bool]:

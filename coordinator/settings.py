@@ -24,6 +24,7 @@ from pydantic_settings import SettingsError as SourceError
 from coordinator.errors import SettingsError
 from coordinator.fivetran import ConnectorRule
 from coordinator.settings_problems import describe, dotenv_names, unknown_names
+from coordinator.tokens import TokenEntry
 
 
 class Settings(BaseSettings):
@@ -38,7 +39,8 @@ class Settings(BaseSettings):
     # Event bus
     bus: Literal["local", "kafka"] = "local"
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
-    kafka_security: dict[str, str] = Field(default_factory=dict, description="extra librdkafka settings")
+    # extra librdkafka settings (SASL user and password...): secrets, read with kafka_security_config()
+    kafka_security: dict[str, SecretStr] = Field(default_factory=dict)
     topic_events: str = "coord.completions"
     topic_dead_letter: str = "coord.dead-letter"
     consumer_group: str = "coordinator"
@@ -51,7 +53,7 @@ class Settings(BaseSettings):
     bus_unreachable_s: float = Field(default=30.0, gt=0)
 
     # State store (SQLAlchemy URL); default is a SQLite file under `home`
-    state_url: str | None = None
+    state_url: SecretStr | None = None  # a URL may carry a password: read it with resolved_state_url()
 
     # Engine: this instance's name (owner of the runs it launches; distinct per instance when several
     # share one PostgreSQL store) and the largest batch of events taken off the bus at once
@@ -73,12 +75,19 @@ class Settings(BaseSettings):
     mlflow_tracking_uri: str | None = None
 
     # Product database the reverse-ETL pushes write to (SQLAlchemy URL); default: SQLite under `home`
-    product_db_url: str | None = None
+    product_db_url: SecretStr | None = None
 
     # HTTP side
     api_host: str = "127.0.0.1"
     api_port: int = 8765
-    api_token: SecretStr | None = None
+    api_token: SecretStr | None = None  # the legacy shared token: one admin token named "api"
+    # Scoped tokens (coordinator/auth.py): `coord token create` prints the {name, hash, scopes}
+    # entry to put here (a JSON list) or as a line of the tokens file
+    tokens: list[TokenEntry] = Field(default_factory=list)
+    tokens_file: Path | None = None
+    # Reads (UI, /api, /metrics) without a token, honoured only when the server binds a loopback
+    # address; `coord demo` turns it on
+    anonymous_reads: bool = False
     webhook_secret: SecretStr | None = None
     # Fivetran webhooks: connector id -> the datasets a sync of that connector completes and the
     # partition its data belongs to (coordinator/fivetran.py; COORD_FIVETRAN_CONNECTORS='{"app_db":
@@ -87,9 +96,9 @@ class Settings(BaseSettings):
     # Observe: Slack-compatible webhook URLs that get alerts (COORD_ALERT_WEBHOOKS=https://hooks/1,
     # a comma-separated list or a JSON list),
     # the UI's address for links in them, and an OpenLineage endpoint for run events (none: off)
-    alert_webhooks: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    alert_webhooks: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     public_url: str | None = None
-    lineage_url: str | None = None
+    lineage_url: SecretStr | None = None
     lineage_namespace: str = "coordinator"
 
     def __init__(self, **values: Any) -> None:
@@ -118,11 +127,15 @@ class Settings(BaseSettings):
 
     @field_validator("alert_webhooks")
     @classmethod
-    def _webhook_urls(cls, value: list[str]) -> list[str]:
-        bad = [url for url in value if not url.startswith(("http://", "https://"))]
+    def _webhook_urls(cls, value: list[SecretStr]) -> list[SecretStr]:
+        from coordinator.secrets import mask_url
+
+        urls = [url.get_secret_value() for url in value]
+        bad = [url for url in urls if not url.startswith(("http://", "https://"))]
         if bad:
             raise ValueError(
-                f"{bad[0]!r} is not an http(s) URL; give a URL, URLs separated by commas, or a JSON list"
+                f"{mask_url(bad[0])!r} is not an http(s) URL; "
+                "give a URL, URLs separated by commas, or a JSON list"
             )
         return value
 
@@ -130,10 +143,21 @@ class Settings(BaseSettings):
         return (self.public_url or f"http://{self.api_host}:{self.api_port}").rstrip("/")
 
     def resolved_state_url(self) -> str:
-        return self.state_url or f"sqlite:///{(self.home / 'state.db').resolve()}"
+        if self.state_url is not None:
+            return self.state_url.get_secret_value()
+        return f"sqlite:///{(self.home / 'state.db').resolve()}"
 
     def resolved_mlflow_uri(self) -> str:
         return self.mlflow_tracking_uri or f"sqlite:///{(self.home / 'mlflow.db').resolve()}"
 
     def resolved_product_db_url(self) -> str:
-        return self.product_db_url or f"sqlite:///{(self.home / 'product.db').resolve()}"
+        if self.product_db_url is not None:
+            return self.product_db_url.get_secret_value()
+        return f"sqlite:///{(self.home / 'product.db').resolve()}"
+
+    def kafka_security_config(self) -> dict[str, str]:
+        """The extra librdkafka settings in clear, for the clients that need them."""
+        return {key: value.get_secret_value() for key, value in self.kafka_security.items()}
+
+    def alert_webhook_urls(self) -> list[str]:
+        return [url.get_secret_value() for url in self.alert_webhooks]

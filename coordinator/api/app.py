@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from coordinator import __version__
 from coordinator.api import events, fivetran, health
 from coordinator.api import metrics as metrics_api
+from coordinator.auth import Authenticator
 from coordinator.metrics import Metrics
 from coordinator.publish import Publisher
 from coordinator.settings import Settings
@@ -28,12 +29,15 @@ def create_app(
     spec: PipelineSpec | None = None,
     store: StateStore | None = None,
     bus_ready: Callable[[], bool] | None = None,
+    bound_host: str | None = None,
 ) -> FastAPI:
     """The app. A publisher given is the caller's to close; one made here is closed at shutdown.
     With `metrics`, GET /metrics exposes them; with `spec` and `store`, the UI is served (api/ui.py);
     with `spec`, POST /events admits events against it (422 unknown_dataset / bad_partition).
     GET /healthz and /readyz (api/health.py): `bus_ready` says whether the engine's consumer has
-    its partitions, `store` is asked whether it answers."""
+    its partitions, `store` is asked whether it answers. Who may do what: coordinator/auth.py, whose
+    anonymous reads need `bound_host` (the address served; default settings.api_host) on loopback."""
+    auth = Authenticator.from_settings(settings, bound_host)  # a bad tokens file fails here, at start
     if spec is not None:
         fivetran.check_mapping(settings, spec)
     owned = publisher is None
@@ -49,7 +53,7 @@ def create_app(
             publisher.close()
 
     app = FastAPI(title="coordinator", version=__version__, lifespan=lifespan)
-    app.state.settings = settings
+    app.state.settings, app.state.auth = settings, auth
     app.state.publisher = publisher
     app.state.metrics = metrics
     app.state.spec, app.state.store, app.state.bus_ready = spec, store, bus_ready

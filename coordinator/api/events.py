@@ -1,6 +1,8 @@
-"""POST /events (a completion event as JSON, behind a bearer token); its helpers serve api/fivetran.py.
+"""POST /events (a completion event as JSON, behind a `publish` token); its helpers serve api/fivetran.py.
 
-Every refusal has a clear status and a `reason`: 401 unauthenticated / bad_signature, 413
+Every refusal has a clear status and a `reason`: 401 unauthenticated / bad_signature, 403
+forbidden (the token lacks `publish`, or may not publish that dataset or as that producer:
+coordinator/auth.py), 413
 oversized, 422 undecodable / missing_field / wrong_type / invalid, and — when the app has the
 spec — unknown_dataset / bad_partition (coordinator/admission.py, the intake's own check), 503
 when the endpoint is not configured or the bus cannot take the event. A 202 means the events
@@ -9,13 +11,13 @@ are durable on the bus.
 
 from __future__ import annotations
 
-import hmac
 from typing import Any
 
-from fastapi import APIRouter, Header, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 
 from coordinator.admission import admission_problem
+from coordinator.auth import Principal, require
 from coordinator.codec import event_from_json
 from coordinator.errors import BusError, EventError
 from coordinator.events import CompletionEvent
@@ -52,27 +54,30 @@ async def _publish_all(request: Request, events: list[CompletionEvent]) -> dict[
 
 
 @router.post("/events", status_code=202)
-async def post_event(request: Request, authorization: str | None = Header(default=None)) -> dict[str, Any]:
+async def post_event(request: Request, principal: Principal = Depends(require("publish"))) -> dict[str, Any]:
     """Publish one completion event given as JSON (the CompletionEvent fields)."""
     settings: Settings = request.app.state.settings
-    if settings.api_token is None:
-        raise _refuse(503, "not_configured", "set COORD_API_TOKEN to accept events over HTTP")
-    scheme, _, token = (authorization or "").partition(" ")
-    expected = settings.api_token.get_secret_value()
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected.encode()):
-        raise HTTPException(
-            401,
-            detail={"reason": "unauthenticated", "detail": "bearer token required"},
-            headers={"WWW-Authenticate": "Bearer"},
-        )
     body = await _body(request, settings)
     try:
         event = event_from_json(body)
     except EventError as exc:
         raise _refuse(422, exc.reason, exc.detail) from None
+    refused = principal.may_publish(event.dataset, event.producer)
+    if refused is not None:
+        raise _refuse(403, "forbidden", refused)
     spec = getattr(request.app.state, "spec", None)
     if spec is not None:
         problem = admission_problem(spec, event.dataset, event.partition)
         if problem is not None:
             raise _refuse(422, problem.reason, problem.detail)
-    return await _publish_all(request, [event])
+    published = await _publish_all(request, [event])
+    store = getattr(request.app.state, "store", None)
+    if store is not None:  # the audit lives in the state store; an events-only app has none
+        from coordinator.store import audit
+
+        detail = f"event {event.event_id} ({event.status.value}) as {event.producer}"
+        await run_in_threadpool(
+            audit.record, store, principal.name, "publish",
+            job=event.dataset, partition=event.partition, detail=detail,
+        )
+    return published

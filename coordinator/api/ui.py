@@ -1,44 +1,59 @@
 """The web UI: the pipeline graph with live job states, the partition grid, runs with their logs,
 and retry/rerun buttons. Everything is served from this package (static/), nothing from the
-internet. Reading needs no token; the actions need the bearer token (settings.api_token).
+internet. Reads need a token with scope `read` (or anonymous reads on loopback), the actions
+`operate` (coordinator/auth.py); each action is audited with the token's name (store/audit.py).
+Everything shown is masked (coordinator/secrets.py): command lines, errors, details, the log.
 
     GET  /ui, /ui/runs/{id}            the page (one HTML file, app.js, style.css)
     GET  /api/partitions               partition keys seen, newest first
     GET  /api/graph?partition=P        {"svg": ..., "jobs": {job: {state, run_id}}}
     GET  /api/grid?last=N              datasets × partitions: state, freshness, staleness
-    GET  /api/runs?job=&state=&limit=  the latest runs
-    GET  /api/runs/{id}                one run: inputs, command, attempts, log tail, outputs, root cause
-    POST /api/runs/{id}/retry          a failed or blocked run gets a fresh retry budget   (token)
-    POST /api/runs/{id}/cancel         stop a run's job, mark it cancelled (downstream waits) (token)
-    POST /api/jobs/{job}/rerun?partition=P   a new run on the latest inputs                (token)
+    GET  /api/runs?job=&state=&partition=&partition_from=&partition_to=&since=&until=&offset=&limit=
+                                       a page of runs, newest first, with `total`; each with its
+                                       start, duration, attempt of its budget and superseded_by
+    GET  /api/runs/{id}                one run: inputs (their versions, producing runs, columns and
+                                       what changed), command, attempts, log tail, outputs (their
+                                       consumers), root cause, the next command, and the audit of
+                                       operator actions on it
+    /api/why, /api/timeline, /api/datasets/{name}: api/inspect.py
+    GET  /api/audit?limit=N            every operator action, newest first                  (admin)
+    POST /api/runs/{id}/retry          a failed or blocked run gets a fresh retry budget    (operate)
+    POST /api/runs/{id}/cancel         stop a run's job, mark it cancelled (downstream waits) (operate)
+    POST /api/jobs/{job}/rerun?partition=P   a new run on the latest inputs                 (operate)
 """
 
 from __future__ import annotations
 
-import hmac
 import time
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Header, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
-from coordinator import history, operations, readiness
+from coordinator import history, operations, readiness, runview
+from coordinator.api import inspect
 from coordinator.api.graph import JobState, render_svg
+from coordinator.auth import Principal, require
 from coordinator.errors import CoordinatorError
+from coordinator.secrets import Masker
 from coordinator.settings import Settings
 from coordinator.spec.models import PipelineSpec
 from coordinator.staleness import stale_partitions
+from coordinator.store import audit
 from coordinator.store.store import RunRow, StateStore
 
 STATIC = Path(__file__).parent / "static"
 router = APIRouter(tags=["ui"])
+READ = [Depends(require("read"))]
 
 
 def mount(app: FastAPI, spec: PipelineSpec, store: StateStore) -> None:
     app.state.spec, app.state.store = spec, store
+    app.state.masker = Masker.of(app.state.settings, spec)
     app.include_router(router)
+    app.include_router(inspect.router)
     app.mount("/ui/static", StaticFiles(directory=STATIC), name="ui-static")
 
 
@@ -46,33 +61,14 @@ def _ctx(request: Request) -> tuple[Settings, PipelineSpec, StateStore]:
     return request.app.state.settings, request.app.state.spec, request.app.state.store
 
 
-def _authorize(settings: Settings, authorization: str | None) -> None:
-    if settings.api_token is None:
-        raise HTTPException(503, detail={"reason": "not_configured", "detail": "set COORD_API_TOKEN"})
-    scheme, _, token = (authorization or "").partition(" ")
-    expected = settings.api_token.get_secret_value()
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected.encode()):
-        raise HTTPException(
-            401,
-            detail={"reason": "unauthenticated", "detail": "bearer token required"},
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+def _masker(request: Request) -> Masker:
+    return request.app.state.masker
 
 
-def _run_json(run: RunRow) -> dict[str, Any]:
-    return {
-        "run_id": run.run_id,
-        "job": run.job,
-        "partition": run.partition,
-        "state": run.state,
-        "attempt": run.attempt,
-        "max_attempts": run.max_attempts,
-        "error": run.error,
-        "created_at": run.created_at,
-        "started_at": run.started_at,
-        "finished_at": run.finished_at,
-        "owner": run.owner,  # the lease (instance#epoch) running it; its state: /api/runs
-    }
+def _run_json(run: RunRow, masker: Masker, superseded_by: str | None = None) -> dict[str, Any]:
+    """A run's fields (runview.basic: start, duration, attempt of its budget), error masked;
+    `owner` is the lease (instance#epoch) running it, its state is in /api/runs."""
+    return {**runview.basic(run, superseded_by), "error": masker.text(run.error)}
 
 
 # ---------------------------------------------------------------------- pages
@@ -88,7 +84,7 @@ def page(run_id: str | None = None) -> FileResponse:
 
 
 # ---------------------------------------------------------------------- reads
-@router.get("/api/partitions")
+@router.get("/api/partitions", dependencies=READ)
 def partitions(request: Request, limit: int = 60) -> dict[str, Any]:
     _, _, store = _ctx(request)
     with store.begin() as tx:
@@ -96,7 +92,7 @@ def partitions(request: Request, limit: int = 60) -> dict[str, Any]:
     return {"partitions": sorted(keys, reverse=True)[:limit]}
 
 
-@router.get("/api/graph")
+@router.get("/api/graph", dependencies=READ)
 def graph(request: Request, partition: str | None = None) -> dict[str, Any]:
     _, spec, store = _ctx(request)
     jobs: dict[str, JobState] = {}
@@ -127,7 +123,7 @@ def graph(request: Request, partition: str | None = None) -> dict[str, Any]:
     }
 
 
-@router.get("/api/grid")
+@router.get("/api/grid", dependencies=READ)
 def grid(request: Request, last: int = Query(7, ge=1, le=200)) -> dict[str, Any]:
     _, spec, store = _ctx(request)
     now = time.time()
@@ -175,26 +171,69 @@ def grid(request: Request, last: int = Query(7, ge=1, le=200)) -> dict[str, Any]
     return {"partitions": keys, "rows": rows, "stale": [s.as_json() for s in stale]}
 
 
-@router.get("/api/runs")
+@router.get("/api/runs", dependencies=READ)
 def runs(
     request: Request,
     job: str | None = None,
-    state: str | None = None,
+    state: list[str] | None = Query(None, description="one or more run states"),
     partition: str | None = None,
+    partition_from: str | None = None,
+    partition_to: str | None = None,
+    since: float | None = Query(None, description="created at or after (unix seconds)"),
+    until: float | None = Query(None, description="created before (unix seconds)"),
+    offset: int = Query(0, ge=0),
     limit: int = Query(50, ge=1, le=1000),
 ) -> dict[str, Any]:
     from coordinator.lease import run_lease
     from coordinator.store import leases as L
 
-    _, _, store = _ctx(request)
+    _, spec, store = _ctx(request)
+    states = [s for s in state or [] if s]
+    unknown = [s for s in states if s not in runview.RUN_STATES]
+    if unknown:
+        detail = f"{unknown[0]!r}: one of {', '.join(runview.RUN_STATES)}"
+        raise HTTPException(422, detail={"reason": "unknown_state", "detail": detail})
+    if job and job not in spec.jobs:
+        raise HTTPException(404, detail={"reason": "unknown_job", "detail": job})
+    if partition is not None:
+        partition_from = partition_to = partition
     with store.begin() as tx:
-        rows = tx.list_runs(job=job, states=[state] if state else None, partition=partition, limit=limit)
+        rows, total = tx.runs_page(
+            job=job,
+            states=states,
+            partition_from=partition_from,
+            partition_to=partition_to,
+            since=since,
+            until=until,
+            offset=offset,
+            limit=limit,
+        )
+        superseded = tx.superseding(rows)
         leases = L.every(tx)
     now = time.time()
-    return {"runs": [{**_run_json(r), "lease": run_lease(r.owner, leases, now)} for r in rows]}
+    masker = _masker(request)
+    return {
+        "total": total,
+        "offset": offset,
+        "limit": limit,
+        "runs": [
+            {**_run_json(r, masker, superseded.get(r.run_id)), "lease": run_lease(r.owner, leases, now)}
+            for r in rows
+        ],
+    }
 
 
-@router.get("/api/runs/{run_id}")
+@router.get("/api/audit")
+def audit_log(
+    request: Request, limit: int = Query(200, ge=1, le=5000), _: Principal = Depends(require("admin"))
+) -> dict[str, Any]:
+    _, _, store = _ctx(request)
+    with store.begin() as tx:
+        rows = audit.recent(tx, limit)
+    return {"audit": [r.as_json() for r in rows]}
+
+
+@router.get("/api/runs/{run_id}", dependencies=READ)
 def run_detail(request: Request, run_id: str, lines: int = Query(60, ge=1, le=2000)) -> dict[str, Any]:
     settings, spec, store = _ctx(request)
     with store.begin() as tx:
@@ -202,72 +241,68 @@ def run_detail(request: Request, run_id: str, lines: int = Query(60, ge=1, le=20
         if run is None:
             raise HTTPException(404, detail={"reason": "unknown_run", "detail": run_id})
         attempts = tx.attempts(run_id)
-        outputs = history.run_outputs(tx, spec, run)
+        outputs = runview.outputs_json(tx, spec, run)
+        inputs = runview.inputs_json(tx, run)
+        superseded_by = tx.superseding([run]).get(run.run_id)
+        step = runview.next_step(tx, run, superseded_by)
         cause = history.root_cause(tx, spec, run.job, run.partition) if run.state != "succeeded" else None
+        actions = audit.for_run(tx, run.run_id, run.job, run.partition)
     log_path = history.attempt_log(run, attempts[-1], settings.home) if attempts else None
+    masker = _masker(request)
     return {
-        **_run_json(run),
-        "command": history.launched_command(run),
-        "inputs": [
-            {"dataset": v.dataset, "partition": v.partition, "event_id": v.event_id, "row_count": v.row_count}
-            for v in run.inputs
-        ],
-        "attempts": attempts,
-        "outputs": [
-            {
-                "dataset": e.dataset,
-                "partition": e.partition,
-                "status": e.status.value,
-                "event_id": e.event_id,
-                "row_count": e.row_count,
-                "error": e.error,
-            }
-            for e in outputs
-        ],
-        "root_cause": _run_json(cause) if cause else None,
-        "log": history.log_tail(log_path, lines) if log_path else "",
+        **_run_json(run, masker, superseded_by),
+        "command": masker.argv(history.launched_command(run)),
+        "inputs": inputs,
+        "attempts": [masker.value(a) for a in attempts],
+        "outputs": [{**o, "error": masker.text(o["error"])} for o in outputs],
+        "next": step,
+        "root_cause": _run_json(cause, masker) if cause else None,
+        "log": masker.text(history.log_tail(log_path, lines)) if log_path else "",
+        "audit": [r.as_json() for r in actions],
     }
 
 
 # ---------------------------------------------------------------------- actions
 @router.post("/api/runs/{run_id}/retry")
-def retry(request: Request, run_id: str, authorization: str | None = Header(default=None)) -> dict[str, Any]:
-    settings, _, store = _ctx(request)
-    _authorize(settings, authorization)
+def retry(request: Request, run_id: str, who: Principal = Depends(require("operate"))) -> dict[str, Any]:
+    _, _, store = _ctx(request)
     try:
         run = operations.retry(store, run_id)
     except CoordinatorError as exc:
         raise HTTPException(409, detail={"reason": "cannot_retry", "detail": str(exc)}) from None
-    return _run_json(run)
+    audit.record(store, who.name, "retry", run_id=run.run_id, job=run.job, partition=run.partition)
+    return _run_json(run, _masker(request))
 
 
 @router.post("/api/runs/{run_id}/cancel")
-def cancel(request: Request, run_id: str, authorization: str | None = Header(default=None)) -> dict[str, Any]:
+def cancel(request: Request, run_id: str, who: Principal = Depends(require("operate"))) -> dict[str, Any]:
     import socket
 
     from coordinator.launchers.registry import build_launcher
 
     settings, _, store = _ctx(request)
-    _authorize(settings, authorization)
     try:
         run = operations.cancel(
             store, run_id, lambda kind: build_launcher(kind, settings), socket.gethostname()
         )
     except CoordinatorError as exc:
         raise HTTPException(409, detail={"reason": "cannot_cancel", "detail": str(exc)}) from None
-    return _run_json(run)
+    audit.record(store, who.name, "cancel", run_id=run.run_id, job=run.job, partition=run.partition)
+    return _run_json(run, _masker(request))
 
 
 @router.post("/api/jobs/{job}/rerun")
 def rerun(
-    request: Request, job: str, partition: str | None = None, authorization: str | None = Header(default=None)
+    request: Request, job: str, partition: str | None = None, who: Principal = Depends(require("operate"))
 ) -> dict[str, Any]:
-    settings, spec, store = _ctx(request)
-    _authorize(settings, authorization)
+    _, spec, store = _ctx(request)
     if job not in spec.jobs:
         raise HTTPException(404, detail={"reason": "unknown_job", "detail": job})
     result = operations.rerun(store, spec, job, partition)
     if result.waiting:
         _, missing = result.waiting[0]
         raise HTTPException(409, detail={"reason": "waiting", "detail": f"waiting for {', '.join(missing)}"})
-    return {"created": [_run_json(r) for r in result.created]}
+    for r in result.created:
+        audit.record(store, who.name, "rerun", run_id=r.run_id, job=job, partition=r.partition)
+    masker = _masker(request)
+    return {"created": [_run_json(r, masker) for r in result.created]}

@@ -28,7 +28,7 @@ def open_bus(settings: Settings) -> Bus:
 
         return KafkaBus(
             settings.kafka_bootstrap_servers,
-            dict(settings.kafka_security),
+            settings.kafka_security_config(),
             unreachable_s=settings.bus_unreachable_s,
         )
     raise SettingsError(f"unknown bus {settings.bus!r}: expected 'local' or 'kafka'")

@@ -8,6 +8,7 @@ from rich.table import Table
 
 from coordinator import __version__
 from coordinator.cli.context import cli_settings
+from coordinator.secrets import mask_url, mask_value
 
 
 def info() -> None:
@@ -17,8 +18,10 @@ def info() -> None:
     table.add_column("setting")
     table.add_column("value")
     for name, value in settings.model_dump().items():
-        table.add_row(name, str(value))
-    table.add_row("state store", settings.resolved_state_url())
+        if name == "tokens":  # their names and scopes; a hash is nothing to show
+            value = [f"{t['name']}: {', '.join(t['scopes'])}" for t in value]
+        table.add_row(name, str(mask_value(name, value)))
+    table.add_row("state store", mask_url(settings.resolved_state_url()))
     Console().print(table)
 
 

@@ -28,6 +28,7 @@ from coordinator.cli.context import cli_settings, state_store
 from coordinator.cli.run import SpecOpt, load_or_exit
 from coordinator.errors import CoordinatorError
 from coordinator.settings import Settings
+from coordinator.store import audit
 from coordinator.store.store import StateStore
 
 TERMINAL = ("succeeded", "failed", "blocked", "cancelled")
@@ -37,12 +38,20 @@ def _store(settings: Settings) -> StateStore:
     return state_store(settings)  # nothing run here yet: one clear line
 
 
+def _actor() -> str:
+    """Who acts from the command line, for the audit (store/audit.py)."""
+    import getpass
+
+    return f"cli:{getpass.getuser()}"
+
+
 def retry(run_id: Annotated[str, typer.Argument(help="Run id (or a unique prefix)")]) -> None:
     """Retry a failed or blocked run; downstream continues once it succeeds."""
     console = Console()
     try:
         with _store(cli_settings()) as store:
             run = operations.retry(store, run_id)
+            audit.record(store, _actor(), "retry", run_id=run.run_id, job=run.job, partition=run.partition)
     except CoordinatorError as exc:
         console.print(f"[red]error[/red]: {exc}")
         raise typer.Exit(1) from None
@@ -65,6 +74,8 @@ def rerun(
         raise typer.Exit(1)
     with _store(cli_settings()) as store:
         result = operations.rerun(store, loaded, job, partition)
+        for run in result.created:
+            audit.record(store, _actor(), "rerun", run_id=run.run_id, job=job, partition=run.partition)
     for p, missing in result.waiting:
         console.print(f"{job}[{p}] cannot run: waiting for {', '.join(missing)}")
         raise typer.Exit(1)
@@ -95,6 +106,8 @@ def backfill(
     with Service(loaded, cli_settings(), log_runs=False) as service:
         store = service.store
         result = operations.backfill(store, loaded, job, keys)
+        for run in result.created:
+            audit.record(store, _actor(), "backfill", run_id=run.run_id, job=job, partition=run.partition)
         for p, missing in result.waiting:
             console.print(
                 f"skipped {job}[{p}]: waiting for {', '.join(missing)}", highlight=False, soft_wrap=True
@@ -154,6 +167,7 @@ def cancel(run_id: Annotated[str, typer.Argument(help="Run id (or a unique prefi
             run = operations.cancel(
                 store, run_id, lambda kind: build_launcher(kind, settings), socket.gethostname()
             )
+            audit.record(store, _actor(), "cancel", run_id=run.run_id, job=run.job, partition=run.partition)
     except CoordinatorError as exc:
         console.print(f"[red]error[/red]: {exc}")
         raise typer.Exit(1) from None

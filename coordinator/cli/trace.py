@@ -20,6 +20,7 @@ from coordinator import history
 from coordinator.cli.context import cli_settings, state_store
 from coordinator.cli.run import SpecOpt, load_or_exit
 from coordinator.events import CompletionEvent
+from coordinator.secrets import Masker
 from coordinator.store.store import RunRow
 
 
@@ -55,6 +56,7 @@ def show(
         attempts = tx.attempts(run.run_id)
         outputs = history.run_outputs(tx, loaded, run)
         cause = history.root_cause(tx, loaded, run.job, run.partition) if run.state != "succeeded" else None
+    masker = Masker.of(settings, loaded)  # nothing shown carries a secret (coordinator/secrets.py)
     out = console.print
     out(f"[bold]run {run.run_id}[/bold]  {run.job}[{run.partition or ''}]  {run.state}", highlight=False)
     out(
@@ -63,7 +65,7 @@ def show(
         f"finished {_when(run.finished_at)}  took {_took(run.started_at, run.finished_at)}",
         highlight=False,
     )
-    argv = history.launched_command(run)
+    argv = masker.argv(history.launched_command(run))
     out(f"command: {shlex.join(argv) if argv else '-'}", highlight=False)
     table = Table(title="inputs (exact versions consumed)")
     for col in ("dataset", "partition", "event id", "rows", "location"):
@@ -87,26 +89,26 @@ def show(
             _when(a["started_at"]),
             _when(a["finished_at"]),
             _took(a["started_at"], a["finished_at"]),
-            (a["error"] or "")[:300],
-            (a.get("details") or "")[:300],
+            (masker.text(a["error"]) or "")[:300],
+            (masker.text(a.get("details")) or "")[:300],
         )
     out(table)
     if run.error:
-        out(f"[red]error[/red]: {run.error}", highlight=False)
+        out(f"[red]error[/red]: {masker.text(run.error)}", highlight=False)
     if cause is not None and cause.run_id != run.run_id:
         out(
             f"root cause: run {cause.run_id} {cause.job}[{cause.partition or ''}] {cause.state}: "
-            f"{cause.error}",
+            f"{masker.text(cause.error)}",
             highlight=False,
         )
     if attempts:
         path = history.attempt_log(run, attempts[-1], settings.home)
-        tail = history.log_tail(path, lines)
+        tail = masker.text(history.log_tail(path, lines))
         out(f"[bold]log[/bold] {path} (last {lines} lines)", highlight=False)
         out(tail or "(empty)", highlight=False, markup=False)
     out("outputs:" if outputs else "outputs: none", highlight=False)
     for ev in outputs:
-        extra = f" error: {ev.error}" if ev.error else ""
+        extra = f" error: {masker.text(ev.error)}" if ev.error else ""
         out(f"  {_version(ev)}{extra}", highlight=False, markup=False)
 
 

@@ -52,9 +52,12 @@ def runs(
 ) -> None:
     """The latest runs, newest first."""
     from coordinator.lease import run_lease
+    from coordinator.secrets import Masker
     from coordinator.store import leases as L
 
-    with state_store(cli_settings()) as store, store.begin() as tx:
+    settings = cli_settings()
+    masker = Masker.of(settings)  # an error may quote a secret of the settings
+    with state_store(settings) as store, store.begin() as tx:
         rows = tx.list_runs(job=job, states=[state] if state else None, limit=limit)
         leases = L.every(tx)
     now = datetime.now(UTC).timestamp()
@@ -72,7 +75,7 @@ def runs(
             r.owner or "",
             run_lease(r.owner, leases, now),
             _age(r.started_at or r.created_at),
-            (r.error or "")[:200],
+            (masker.text(r.error) or "")[:200],
         )
     Console().print(table)
 

@@ -81,6 +81,11 @@ def _v6(conn: Connection) -> None:
     schema.metadata.create_all(conn, tables=[schema.dead_letters])
 
 
+def _v8(conn: Connection) -> None:
+    # The audit of operator actions: who retried, re-ran, cancelled, backfilled or published, when.
+    schema.metadata.create_all(conn, tables=[schema.audit])
+
+
 MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (1, _v1),
     (2, _v2),
@@ -89,6 +94,7 @@ MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (5, _v5),
     (6, _v6),
     (7, _v7),
+    (8, _v8),
 ]
 LATEST = max(version for version, _ in MIGRATIONS)  # steps 6 and 7 were written side by side
 

@@ -9,6 +9,8 @@
     coord_dead_letters one row per bus message refused, by (group, topic, partition, offset):
                       written to the dead-letter topic, or not writable there (and why)
     coord_leases      one row per coordinator process: its claim to be alive (see store/leases.py)
+    coord_audit       one row per operator action (retry, rerun, cancel, backfill, API publish):
+                      who (a token's name, or cli:<user>), when, on what (see store/audit.py)
 
 Partition keys are stored as '' for "unpartitioned" so that they can sit in unique keys.
 """
@@ -153,4 +155,18 @@ dead_letters = Table(
     Column("state", String(20), nullable=False),  # written | unwritable
     Column("error", Text),  # why the dead-letter topic did not take it
     Column("recorded_at", Float, nullable=False),
+)
+
+audit = Table(
+    "coord_audit",
+    metadata,
+    Column("audit_id", _ID, primary_key=True, autoincrement=True),
+    Column("at", Float, nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("action", String(40), nullable=False),  # retry | rerun | cancel | backfill | publish
+    Column("run_id", String(40)),
+    Column("job", String(500)),  # the job, or for a publish the dataset
+    Column("partition_key", String(200)),
+    Column("detail", Text),
+    Index("ix_coord_audit_run", "run_id"),
 )

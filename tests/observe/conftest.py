@@ -19,6 +19,7 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("COORD_HOME", str(home))
     monkeypatch.setenv("COORD_BUS", "local")
     monkeypatch.setenv("COLUMNS", "250")
+    monkeypatch.setenv("COORD_ANONYMOUS_READS", "true")  # the UI's reads on loopback, as coord demo
     spec = tmp_path / "pipeline.yaml"
     spec.write_text(spec_text(tmp_path / "marker"))
     monkeypatch.setenv("COORD_SPEC", str(spec))

@@ -22,7 +22,7 @@ def test_layers_put_each_node_after_its_inputs(tmp_path):
 def test_reads_are_open_and_actions_need_the_token(env):
     tmp_path, _, base = env
     spec = spec_for(tmp_path / "marker")
-    settings = Settings(home=base.home, bus="local", api_token=TOKEN)
+    settings = Settings(home=base.home, bus="local", api_token=TOKEN, anonymous_reads=True)
     publish(settings, raw_events())
     run_engine(spec, settings)
     auth = {"Authorization": f"Bearer {TOKEN}"}

@@ -40,7 +40,7 @@ def test_ui_shows_the_failure_and_a_retry_makes_it_succeed(env, chromium, tmp_pa
     tmp, _, base = env
     marker = tmp / "marker"
     spec = spec_for(marker)
-    settings = Settings(home=base.home, bus="local", api_token=TOKEN)
+    settings = Settings(home=base.home, bus="local", api_token=TOKEN, anonymous_reads=True)
     publish(settings, raw_events())
     assert run_engine(spec, settings).failed == 1
 

@@ -56,7 +56,7 @@ def publish(settings: Settings, events: list[CompletionEvent]) -> None:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    s = Settings(home=tmp_path / "home", bus="local")
+    s = Settings(home=tmp_path / "home", bus="local", anonymous_reads=True)
     s.home.mkdir()
     return s
 

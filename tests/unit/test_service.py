@@ -28,7 +28,7 @@ jobs:
 def settings(tmp_path: Path) -> Settings:
     home = tmp_path / "home"
     home.mkdir()
-    return Settings(home=home, bus="local")
+    return Settings(home=home, bus="local", anonymous_reads=True)
 
 
 def test_one_service_runs_the_engine_with_its_http_side_and_closes_it(settings: Settings) -> None:

@@ -39,7 +39,7 @@ def coord(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess
         ({"COORD_BUSS": "local"}, "settings: COORD_BUSS is not a setting (did you mean COORD_BUS?)"),
         (
             {"COORD_ALERT_WEBHOOKS": "hooks.example/x"},
-            "settings: COORD_ALERT_WEBHOOKS='hooks.example/x': 'hooks.example/x' is not an http(s) URL",
+            "settings: COORD_ALERT_WEBHOOKS=(hidden): 'hooks.example/x' is not an http(s) URL",  # a secret
         ),
         ({"COORD_API_TOKEN": "x" * 3, "COORD_API_PORT": "-"}, "settings: COORD_API_PORT='-'"),
         # a password in a URL is never printed
@@ -85,9 +85,9 @@ def test_the_alert_webhooks_take_a_url_a_comma_list_or_json(monkeypatch: pytest.
         ("", []),
     ]:
         monkeypatch.setenv("COORD_ALERT_WEBHOOKS", value)
-        assert Settings().alert_webhooks == urls
+        assert Settings().alert_webhook_urls() == urls
     monkeypatch.setenv("COORD_ALERT_WEBHOOKS", '["https://a", ')
-    with pytest.raises(SettingsError, match=r"^COORD_ALERT_WEBHOOKS='\[\"https://a\", ': not a JSON list"):
+    with pytest.raises(SettingsError, match=r"^COORD_ALERT_WEBHOOKS=\(hidden\): not a JSON list"):  # a secret
         Settings()
 
 

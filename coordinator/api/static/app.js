@@ -25,16 +25,20 @@ function ago(seconds) {
   return `${Math.round(seconds / 86400)}d ago`;
 }
 
-async function getJSON(url) {
-  const response = await fetch(url, { cache: "no-store" });
+function authHeaders() {
+  const token = $("#token").value.trim();
+  return token ? { Authorization: `Bearer ${token}` } : {};
+}
+
+async function getJSON(url) {  // reads send the token too: they need scope read unless anonymous on loopback
+  const response = await fetch(url, { cache: "no-store", headers: authHeaders() });
   if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
   return response.json();
 }
 
 async function act(url) {
-  const token = $("#token").value.trim();
-  localStorage.setItem("coord-token", token);
-  const response = await fetch(url, { method: "POST", headers: token ? { Authorization: `Bearer ${token}` } : {} });
+  localStorage.setItem("coord-token", $("#token").value.trim());
+  const response = await fetch(url, { method: "POST", headers: authHeaders() });
   const body = await response.json().catch(() => ({}));
   if (!response.ok) {
     const detail = body.detail || {};
@@ -129,6 +133,9 @@ async function loadRun() {
     <table><tr><th>output</th><th>status</th><th>event id</th></tr>
       ${r.outputs.map((o) => `<tr><td>${esc(o.dataset)}</td><td class="state-${esc(o.status)}">${esc(o.status)}</td><td><code>${esc(o.event_id)}</code></td></tr>`).join("")}
     </table>
+    <table id="audit"><tr><th>when</th><th>who</th><th>action</th><th>detail</th></tr>
+      ${(r.audit || []).map((a) => `<tr class="audit-row"><td>${esc(new Date(a.at * 1000).toISOString())}</td><td>${esc(a.actor)}</td><td>${esc(a.action)}</td><td>${esc(a.detail || a.run_id || "")}</td></tr>`).join("")}
+    </table>
     <h3>log</h3><pre class="log" id="log">${esc(r.log || "(empty)")}</pre>`;
   $("#detail a[data-open]")?.addEventListener("click", (e) => openRun(e.target.dataset.open));
   $("#retry").addEventListener("click", () => act(`/api/runs/${encodeURIComponent(r.run_id)}/retry`)
@@ -152,6 +159,7 @@ async function refresh() {
 
 $("#partition").addEventListener("change", (e) => { state.partition = e.target.value; refresh(); });
 $("#token").value = localStorage.getItem("coord-token") || "";
+$("#token").addEventListener("change", () => { localStorage.setItem("coord-token", $("#token").value.trim()); refresh(); });
 const match = location.pathname.match(/^\/ui\/runs\/([^/]+)/);
 if (match) state.run = decodeURIComponent(match[1]);
 refresh();
