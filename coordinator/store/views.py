@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, and_, case, exists, func, select
 
 from coordinator.events import CompletionEvent
 from coordinator.readiness import Version
 from coordinator.store import schema as S
-from coordinator.store.rows import DEAD, RunRow, in_states, loads, pkey, unkey, version_of
+from coordinator.store.rows import ACTIVE, DEAD, RunRow, in_states, loads, pkey, unkey, version_of
 
 
 class Views:
@@ -140,7 +140,85 @@ class Views:
         return [RunRow.of(row) for row in self.conn.execute(q)]
 
     def run_counts(self) -> list[tuple[str, str, int]]:
-        """(job, state, runs) for every job and state that has runs."""
+        """(job, state, runs) for every job and state that has runs; a failed, blocked or
+        cancelled run that a newer succeeded run of its job partition superseded counts as
+        `superseded`, so a gauge of blocked runs falls back once the partition is fixed."""
         r = S.runs
-        q = select(r.c.job, r.c.state, func.count()).group_by(r.c.job, r.c.state)
+        shown = case((and_(in_states(DEAD), _newer_succeeded(r)), "superseded"), else_=r.c.state)
+        q = select(r.c.job, shown, func.count()).group_by(r.c.job, shown)
         return [(job, state, n) for job, state, n in self.conn.execute(q)]
+
+    def runs_page(
+        self,
+        *,
+        job: str | None = None,
+        states: Sequence[str] | None = None,
+        partition_from: str | None = None,
+        partition_to: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        offset: int = 0,
+        limit: int = 50,
+    ) -> tuple[list[RunRow], int]:
+        """One page of the runs list, newest created first, and how many runs match in all.
+        Partitions compare as text (ISO keys sort by time), `since`/`until` bound created_at."""
+        r = S.runs
+        where = []
+        if job:
+            where.append(r.c.job == job)
+        if states:
+            where.append(r.c.state.in_(states))
+        if partition_from is not None:
+            where.append(r.c.partition_key >= partition_from)
+        if partition_to is not None:
+            where.append(r.c.partition_key <= partition_to)
+        if since is not None:
+            where.append(r.c.created_at >= since)
+        if until is not None:
+            where.append(r.c.created_at < until)
+        total = self.conn.execute(select(func.count()).select_from(r).where(*where)).scalar() or 0
+        q = select(r).where(*where).order_by(r.c.created_at.desc(), r.c.run_id).offset(offset).limit(limit)
+        return [RunRow.of(row) for row in self.conn.execute(q)], int(total)
+
+    def superseding(self, runs: Sequence[RunRow]) -> dict[str, str]:
+        """For each failed, blocked or cancelled run among `runs`, the id of the newest succeeded
+        run of its job partition created after it (the run that superseded it)."""
+        dead = [run for run in runs if run.state in DEAD]
+        if not dead:
+            return {}
+        r = S.runs
+        q = (
+            select(r.c.run_id, r.c.job, r.c.partition_key, r.c.created_at)
+            .where(
+                r.c.state == "succeeded",
+                r.c.job.in_(sorted({run.job for run in dead})),
+                r.c.partition_key.in_(sorted({pkey(run.partition) for run in dead})),
+            )
+            .order_by(r.c.created_at)
+        )
+        newest: dict[tuple[str, str], tuple[float, str]] = {}
+        for run_id, job, key, created in self.conn.execute(q):
+            newest[(job, key)] = (created, run_id)
+        out = {}
+        for run in dead:
+            found = newest.get((run.job, pkey(run.partition)))
+            if found and found[0] > run.created_at:
+                out[run.run_id] = found[1]
+        return out
+
+    def pool_usage(self) -> dict[str, int]:
+        """Starting or running runs by pool (the slots each pool has in use)."""
+        r = S.runs
+        q = select(r.c.pool, func.count()).where(in_states(ACTIVE)).group_by(r.c.pool)
+        return {pool: n for pool, n in self.conn.execute(q)}
+
+
+def _newer_succeeded(r):
+    """EXISTS a succeeded run of r's job partition created after r."""
+    newer = S.runs.alias("newer")
+    return exists().where(
+        newer.c.job == r.c.job,
+        newer.c.partition_key == r.c.partition_key,
+        newer.c.state == "succeeded",
+        newer.c.created_at > r.c.created_at,
+    )
