@@ -8,9 +8,14 @@ Everything shown is masked (coordinator/secrets.py): command lines, errors, deta
     GET  /api/partitions               partition keys seen, newest first
     GET  /api/graph?partition=P        {"svg": ..., "jobs": {job: {state, run_id}}}
     GET  /api/grid?last=N              datasets × partitions: state, freshness, staleness
-    GET  /api/runs?job=&state=&limit=  the latest runs
-    GET  /api/runs/{id}                one run: inputs, command, attempts, log tail, outputs, root
-                                       cause, and the audit of operator actions on it
+    GET  /api/runs?job=&state=&partition=&partition_from=&partition_to=&since=&until=&offset=&limit=
+                                       a page of runs, newest first, with `total`; each with its
+                                       start, duration, attempt of its budget and superseded_by
+    GET  /api/runs/{id}                one run: inputs (their versions, producing runs, columns and
+                                       what changed), command, attempts, log tail, outputs (their
+                                       consumers), root cause, the next command, and the audit of
+                                       operator actions on it
+    /api/why, /api/timeline, /api/datasets/{name}: api/inspect.py
     GET  /api/audit?limit=N            every operator action, newest first                  (admin)
     POST /api/runs/{id}/retry          a failed or blocked run gets a fresh retry budget    (operate)
     POST /api/runs/{id}/cancel         stop a run's job, mark it cancelled (downstream waits) (operate)
@@ -27,7 +32,8 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
-from coordinator import history, operations, readiness
+from coordinator import history, operations, readiness, runview
+from coordinator.api import inspect
 from coordinator.api.graph import JobState, render_svg
 from coordinator.auth import Principal, require
 from coordinator.errors import CoordinatorError
@@ -47,6 +53,7 @@ def mount(app: FastAPI, spec: PipelineSpec, store: StateStore) -> None:
     app.state.spec, app.state.store = spec, store
     app.state.masker = Masker.of(app.state.settings, spec)
     app.include_router(router)
+    app.include_router(inspect.router)
     app.mount("/ui/static", StaticFiles(directory=STATIC), name="ui-static")
 
 
@@ -58,20 +65,10 @@ def _masker(request: Request) -> Masker:
     return request.app.state.masker
 
 
-def _run_json(run: RunRow, masker: Masker) -> dict[str, Any]:
-    return {
-        "run_id": run.run_id,
-        "job": run.job,
-        "partition": run.partition,
-        "state": run.state,
-        "attempt": run.attempt,
-        "max_attempts": run.max_attempts,
-        "error": masker.text(run.error),
-        "created_at": run.created_at,
-        "started_at": run.started_at,
-        "finished_at": run.finished_at,
-        "owner": run.owner,  # the lease (instance#epoch) running it; its state: /api/runs
-    }
+def _run_json(run: RunRow, masker: Masker, superseded_by: str | None = None) -> dict[str, Any]:
+    """A run's fields (runview.basic: start, duration, attempt of its budget), error masked;
+    `owner` is the lease (instance#epoch) running it, its state is in /api/runs."""
+    return {**runview.basic(run, superseded_by), "error": masker.text(run.error)}
 
 
 # ---------------------------------------------------------------------- pages
@@ -178,20 +175,52 @@ def grid(request: Request, last: int = Query(7, ge=1, le=200)) -> dict[str, Any]
 def runs(
     request: Request,
     job: str | None = None,
-    state: str | None = None,
+    state: list[str] | None = Query(None, description="one or more run states"),
     partition: str | None = None,
+    partition_from: str | None = None,
+    partition_to: str | None = None,
+    since: float | None = Query(None, description="created at or after (unix seconds)"),
+    until: float | None = Query(None, description="created before (unix seconds)"),
+    offset: int = Query(0, ge=0),
     limit: int = Query(50, ge=1, le=1000),
 ) -> dict[str, Any]:
     from coordinator.lease import run_lease
     from coordinator.store import leases as L
 
-    _, _, store = _ctx(request)
+    _, spec, store = _ctx(request)
+    states = [s for s in state or [] if s]
+    unknown = [s for s in states if s not in runview.RUN_STATES]
+    if unknown:
+        detail = f"{unknown[0]!r}: one of {', '.join(runview.RUN_STATES)}"
+        raise HTTPException(422, detail={"reason": "unknown_state", "detail": detail})
+    if job and job not in spec.jobs:
+        raise HTTPException(404, detail={"reason": "unknown_job", "detail": job})
+    if partition is not None:
+        partition_from = partition_to = partition
     with store.begin() as tx:
-        rows = tx.list_runs(job=job, states=[state] if state else None, partition=partition, limit=limit)
+        rows, total = tx.runs_page(
+            job=job,
+            states=states,
+            partition_from=partition_from,
+            partition_to=partition_to,
+            since=since,
+            until=until,
+            offset=offset,
+            limit=limit,
+        )
+        superseded = tx.superseding(rows)
         leases = L.every(tx)
     now = time.time()
     masker = _masker(request)
-    return {"runs": [{**_run_json(r, masker), "lease": run_lease(r.owner, leases, now)} for r in rows]}
+    return {
+        "total": total,
+        "offset": offset,
+        "limit": limit,
+        "runs": [
+            {**_run_json(r, masker, superseded.get(r.run_id)), "lease": run_lease(r.owner, leases, now)}
+            for r in rows
+        ],
+    }
 
 
 @router.get("/api/audit")
@@ -212,30 +241,21 @@ def run_detail(request: Request, run_id: str, lines: int = Query(60, ge=1, le=20
         if run is None:
             raise HTTPException(404, detail={"reason": "unknown_run", "detail": run_id})
         attempts = tx.attempts(run_id)
-        outputs = history.run_outputs(tx, spec, run)
+        outputs = runview.outputs_json(tx, spec, run)
+        inputs = runview.inputs_json(tx, run)
+        superseded_by = tx.superseding([run]).get(run.run_id)
+        step = runview.next_step(tx, run, superseded_by)
         cause = history.root_cause(tx, spec, run.job, run.partition) if run.state != "succeeded" else None
         actions = audit.for_run(tx, run.run_id, run.job, run.partition)
     log_path = history.attempt_log(run, attempts[-1], settings.home) if attempts else None
     masker = _masker(request)
     return {
-        **_run_json(run, masker),
+        **_run_json(run, masker, superseded_by),
         "command": masker.argv(history.launched_command(run)),
-        "inputs": [
-            {"dataset": v.dataset, "partition": v.partition, "event_id": v.event_id, "row_count": v.row_count}
-            for v in run.inputs
-        ],
+        "inputs": inputs,
         "attempts": [masker.value(a) for a in attempts],
-        "outputs": [
-            {
-                "dataset": e.dataset,
-                "partition": e.partition,
-                "status": e.status.value,
-                "event_id": e.event_id,
-                "row_count": e.row_count,
-                "error": masker.text(e.error),
-            }
-            for e in outputs
-        ],
+        "outputs": [{**o, "error": masker.text(o["error"])} for o in outputs],
+        "next": step,
         "root_cause": _run_json(cause, masker) if cause else None,
         "log": masker.text(history.log_tail(log_path, lines)) if log_path else "",
         "audit": [r.as_json() for r in actions],
