@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from coordinator.errors import ContractViolation
 from coordinator.events import Column, CompletionEvent
@@ -79,6 +79,7 @@ class Candidate:
     partition: str | None
     inputs: tuple[Version, ...]
     violation: ContractViolation | None = None
+    rerun: bool = False  # the job partition has a live run already (which may still be running)
 
     @property
     def input_key(self) -> str:
@@ -229,7 +230,8 @@ def evaluate(
         inputs = tuple(
             sorted((v for _, _, vs in groups for v in vs), key=lambda v: (v.dataset, v.partition or ""))
         )
-    return Candidate(job, partition, inputs, check_contract(spec, job, inputs) if plan.contracted else None)
+    violation = check_contract(spec, job, inputs) if plan.contracted else None
+    return Candidate(job, partition, inputs, violation, previous is not None)
 
 
 def check_contract(spec: PipelineSpec, job: str, inputs: Iterable[Version]) -> ContractViolation | None:
@@ -253,8 +255,13 @@ def check_contract(spec: PipelineSpec, job: str, inputs: Iterable[Version]) -> C
 
 
 def step(spec: PipelineSpec, snap: Snapshot, events: Iterable[CompletionEvent]) -> list[Candidate]:
-    """Apply events in order and return the candidates they make ready (updating `snap.consumed`)."""
-    out: list[Candidate] = []
+    """Apply events in order and return the candidates they make ready (updating `snap.consumed`).
+
+    One candidate per job partition: when a later event of the batch makes a newer one (a stale
+    version and the newer one in the same batch), it replaces the earlier, which would only run
+    on superseded data — beside the newer run, and possibly finishing after it."""
+    out: dict[Key, Candidate] = {}
+    held: dict[Key, frozenset[str] | None] = {}  # what each job partition consumed before the batch
     for event in events:
         if not snap.apply(event):
             continue
@@ -265,14 +272,24 @@ def step(spec: PipelineSpec, snap: Snapshot, events: Iterable[CompletionEvent]) 
         keys = dict.fromkeys(found, False)
         if plan.rerun:
             keys.update(dict.fromkeys(_refreshed(spec, snap, event), True))
-        for (job, partition), refresh in keys.items():
-            cand = evaluate(spec, snap, job, partition, refresh=refresh)
+        for key, refresh in keys.items():
+            cand = evaluate(spec, snap, *key, refresh=refresh)
             if cand is None:
                 continue
-            out.append(cand)
+            if key not in held:
+                held[key] = snap.consumed.get(key)
+            before = held[key]
+            if before is None and cand.rerun:  # it replaces this batch's own, not a run stored
+                cand = replace(cand, rerun=False)
+            out.pop(key, None)
+            out[key] = cand
             if cand.violation is None:
-                snap.consumed[(job, partition)] = frozenset(v.event_id for v in cand.inputs)
-    return out
+                snap.consumed[key] = frozenset(v.event_id for v in cand.inputs)
+            elif before is None:  # a blocked candidate consumes nothing; the one it replaced is gone
+                snap.consumed.pop(key, None)
+            else:
+                snap.consumed[key] = before
+    return list(out.values())
 
 
 def _gated(spec: PipelineSpec, dataset: str) -> tuple[tuple[str, InputSpec], ...]:

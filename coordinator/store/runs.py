@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from sqlalchemy import Connection, bindparam, exists, func, select, update
+from sqlalchemy import Connection, bindparam, exists, func, select, text, tuple_, update
 
 from coordinator.errors import StoreError
 from coordinator.handles import Handle
@@ -23,6 +23,7 @@ from coordinator.store import schema as S
 from coordinator.store.rows import (
     ACTIVE,
     DEAD,
+    OPEN,
     Finish,
     RunRow,
     dumps,
@@ -62,6 +63,7 @@ class Runs:
         """
         room = dict(room or {})
         rows: dict[str, dict[str, object]] = {}
+        busy = self._open_partitions([c for c in cands if c.rerun and not c.violation]) if room else set()
         for c in cands:
             generation = 0
             if rerun:
@@ -78,7 +80,9 @@ class Runs:
                 continue
             state = "blocked" if c.violation else "ready"
             pool = pools[c.job]
-            start = state == "ready" and room.get(pool, 0) > 0
+            # a re-run waits (ready) while an earlier run of its job partition is open: started
+            # beside it, the earlier one could finish last and leave the partition on older data
+            start = state == "ready" and room.get(pool, 0) > 0 and (c.job, pkey(c.partition)) not in busy
             if start:
                 room[pool] -= 1
             row = {
@@ -107,6 +111,15 @@ class Runs:
             return []
         inserted = self.sql.insert_new(S.runs, "run_id", rows)
         return [RunRow.from_dict(r, self._inputs[run_id]) for run_id, r in rows.items() if run_id in inserted]
+
+    def _open_partitions(self, cands: Sequence[Candidate]) -> set[tuple[str, str]]:
+        """(job, partition key) of these candidates that have a ready, starting or running run."""
+        if not cands:
+            return set()
+        r = S.runs
+        q = select(r.c.job, r.c.partition_key).where(in_states(OPEN))
+        pairs = sorted({(c.job, pkey(c.partition)) for c in cands})
+        return {(job, key) for job, key in self.sql.pairs("open", q, r.c.job, r.c.partition_key, pairs)}
 
     def get_run(self, run_id: str) -> RunRow | None:
         row = self.conn.execute(select(S.runs).where(S.runs.c.run_id == run_id)).first()
@@ -364,9 +377,17 @@ def _claim_statement(limited: bool):
     free = greatest(0, bindparam("size", type_=r.c.attempt.type) - active.scalar_subquery())
     if limited:
         free = least(free, bindparam("limit", type_=r.c.attempt.type))
+    # one run of a job partition at a time, the oldest first: a re-run never runs beside (and
+    # never finishes before) the run it supersedes
+    other = S.runs.alias("other")
+    same = (other.c.job == r.c.job, other.c.partition_key == r.c.partition_key)
+    active = ", ".join(f"'{state}'" for state in ACTIVE)  # literals: the statement compiles once
+    busy = exists().where(*same, text(f"other.state IN ({active})"))
+    earlier = tuple_(other.c.created_at, other.c.run_id) < tuple_(r.c.created_at, r.c.run_id)
+    older = exists().where(*same, text("other.state = 'ready'"), earlier)
     pick = (
         select(r.c.run_id)
-        .where(in_states(["ready"]), r.c.pool == pool, r.c.not_before <= now)
+        .where(in_states(["ready"]), r.c.pool == pool, r.c.not_before <= now, ~busy, ~older)
         .order_by(r.c.not_before, r.c.created_at)
         .limit(free)
         .cte("pick")

@@ -299,6 +299,30 @@ def test_newer_means_produced_later_not_arrived_later():
     ]
 
 
+def test_a_stale_and_a_newer_version_in_one_batch_make_one_run_on_the_newer():
+    snap = Snapshot()
+    batch = [ev("raw.a", "d", 1, eid="a-stale"), ev("raw.b", "d", 1), ev("raw.a", "d", 5, eid="a-new")]
+    [cand] = [c for c in step(STALE, snap, batch) if c.job == "join"]
+    assert [v.event_id for v in cand.inputs] == ["a-new", "raw.b/d/1"] and not cand.rerun
+    # a later batch's candidate says the partition ran already (the store holds it back while that
+    # run is open, so the newer never runs beside the older)
+    [again] = [c for c in step(STALE, snap, [ev("raw.b", "d", 7)]) if c.job == "join"]
+    assert again.rerun
+
+
+def test_a_replacing_candidate_that_is_blocked_consumes_nothing():
+    spec = parse_spec(
+        "datasets: {a: {partitioning: daily, columns: [{name: id, type: long}]}, b: {partitioning: daily}}\n"
+        "jobs: {j: {kind: command, inputs: [a, b], outputs: [o], settings: {command: x}}}\n"
+    )
+    snap = Snapshot()
+    good, bad = [("id", "long")], [("id", "string")]
+    [cand] = step(spec, snap, [ev("a", "d", 1, columns=good), ev("b", "d", 1), ev("a", "d", 2, columns=bad)])
+    assert cand.violation is not None and ("j", "d") not in snap.consumed
+    [fixed] = step(spec, snap, [ev("a", "d", 3, columns=good)])
+    assert fixed.violation is None and [v.event_id for v in fixed.inputs] == ["a/d/3", "b/d/1"]
+
+
 def test_rerun_on_all_new_waits_for_every_input():
     snap = Snapshot()
     assert len(stale_runs([ev("raw.a", "d", 1), ev("raw.b", "d", 1)], snap, "waiting")) == 1
@@ -344,7 +368,9 @@ def test_by_default_the_last_run_consumes_the_newest_versions_in_any_order(event
     rnd.shuffle(shuffled)
     snap, out, start = Snapshot(), [], 0
     for size in batches + [len(shuffled)]:
-        out += stale_runs(shuffled[start : start + size], snap, "join")
+        got = stale_runs(shuffled[start : start + size], snap, "join")
+        assert len({(j, p) for j, p, _ in got}) == len(got)  # one run per job partition per batch
+        out += got
         start += size
     assert len(out) == len(set(out))  # never the same run twice
     for day in DAYS[:2]:

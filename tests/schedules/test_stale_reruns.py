@@ -121,3 +121,88 @@ def test_a_newer_version_after_a_stale_one_reruns_the_join_and_downstream(
     with StateStore(settings.resolved_state_url()) as store, store.begin() as tx:
         assert stale_partitions(tx, spec.jobs) == []
     assert len(consumed(stub, "strict")) == 2 and len(consumed(stub, "report2")) == 2
+
+
+def test_a_storm_of_resyncs_leaves_no_join_on_superseded_data(settings: Settings):
+    """90 days; raw.a comes twice per day (a stale re-sync and the newer version), raw.b once, in a
+    shuffled order and in chunks with the engine running between them. By default no join
+    partition ends on superseded data; under all_new those whose stale raw.a came first do."""
+    import random
+
+    spec = parse_spec(SPEC_TEXT)
+    stub = StubLauncher(kind="command")
+    rnd = random.Random(17)
+    days = [(datetime(2024, 1, 1) + timedelta(days=i)).date().isoformat() for i in range(90)]
+    events = []
+    for i, day in enumerate(days):
+        for dataset, eid, at in (("raw.a", "old", 10), ("raw.a", "new", 30), ("raw.b", "b", 20)):
+            produced = T0 + timedelta(days=i, seconds=at)
+            events.append(
+                CompletionEvent(
+                    event_id=f"{dataset}-{eid}-{day}", dataset=dataset, partition=day, produced_at=produced
+                )
+            )
+    rnd.shuffle(events)
+    for start in range(0, len(events), 30):
+        publish(settings, events[start : start + 30])
+        run(spec, settings, stub)
+    with StateStore(settings.resolved_state_url()) as store, store.begin() as tx:
+        stale = stale_partitions(tx, spec.jobs)
+        joins = tx.list_runs("join", limit=None)
+    by_job = {job: sum(s.job == job for s in stale) for job in spec.jobs}
+    first_stale = sum(
+        events.index(next(e for e in events if e.event_id == f"raw.a-old-{d}"))
+        < events.index(next(e for e in events if e.event_id == f"raw.a-new-{d}"))
+        for d in days
+    )
+    print(by_job, [(s.job, s.partition, s.describe()) for s in stale if s.job != "strict"])
+    assert by_job["join"] == 0 and by_job["report"] == 0
+    assert {r.partition for r in joins} == set(days) and len(joins) <= 2 * len(days)
+    assert by_job["strict"] > 0 and by_job["strict"] <= first_stale
+    print(f"storm: {len(joins)} join runs, {by_job['strict']} of 90 all_new partitions stale")
+
+
+def test_a_superseded_run_still_running_never_finishes_after_its_successor(settings: Settings):
+    """The join starts on the stale raw.a and takes long; the newer raw.a arrives meanwhile. The
+    re-run waits for the first run to end instead of running beside it: otherwise the first could
+    finish last, overwrite the partition with stale data and be the version the report reads."""
+    import threading
+    import time
+
+    spec = parse_spec(
+        SPEC_TEXT.replace("{command: x}", '{command: "true"}').replace(
+            "join:   {kind: command, inputs: [raw.a, raw.b], outputs: [mid], trigger: all, "
+            'settings: {command: "true"}}',
+            "join:   {kind: command, inputs: [raw.a, raw.b], outputs: [mid], settings: {command: "
+            "[sh, -c, 'case \"$COORD_INPUTS\" in *stale*) sleep 3;; esac']}}",
+        )
+    )
+    coord = Coordinator(spec, settings)  # the command kind: real processes
+    publish(settings, [event("raw.a", "a-stale", 10), event("raw.b", "b-1", 20)])
+    loop = threading.Thread(target=coord.run, kwargs={"timeout_s": 12})
+    loop.start()
+    deadline = time.monotonic() + 10
+    with StateStore(settings.resolved_state_url()) as store:
+        while time.monotonic() < deadline:  # the first join is running
+            with store.begin() as tx:
+                if any(r.state == "running" for r in tx.list_runs("join", limit=None)):
+                    break
+            time.sleep(0.05)
+        publish(settings, [event("raw.a", "a-new", 30)])
+        loop.join(20)
+        coord.close()
+        with store.begin() as tx:
+            joins = sorted(tx.list_runs("join", limit=None), key=lambda r: r.created_at)
+            mid = tx.latest_versions("mid")
+            reports = sorted(tx.list_runs("report", limit=None), key=lambda r: r.created_at)
+    assert [sorted(v.event_id for v in r.inputs) for r in joins] == [["a-stale", "b-1"], ["a-new", "b-1"]]
+    assert all(r.state == "succeeded" for r in joins)
+    first, second = joins
+    assert second.started_at >= first.finished_at  # never beside it
+    [newest_mid] = mid
+    last_report = reports[-1]
+    [read] = last_report.inputs
+    assert read.event_id == newest_mid.event_id
+    with StateStore(settings.resolved_state_url()) as store, store.begin() as tx:
+        event_of_mid = tx.get_event(newest_mid.event_id)
+    assert event_of_mid is not None and event_of_mid.producer_run_id == second.run_id
