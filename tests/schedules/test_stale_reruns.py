@@ -155,7 +155,6 @@ def test_a_storm_of_resyncs_leaves_no_join_on_superseded_data(settings: Settings
         < events.index(next(e for e in events if e.event_id == f"raw.a-new-{d}"))
         for d in days
     )
-    print(by_job, [(s.job, s.partition, s.describe()) for s in stale if s.job != "strict"])
     assert by_job["join"] == 0 and by_job["report"] == 0
     assert {r.partition for r in joins} == set(days) and len(joins) <= 2 * len(days)
     assert by_job["strict"] > 0 and by_job["strict"] <= first_stale
