@@ -126,8 +126,17 @@ def secret_values(value: Any, key: str = "") -> set[str]:
         for k, v in value.items():
             found |= secret_values(v, str(k))
     elif isinstance(value, (list, tuple, set, frozenset)):
-        for v in value:
+        items = list(value)
+        for i, v in enumerate(items):
             found |= secret_values(v, key)
+            if isinstance(v, str) and v.startswith("-") and i + 1 < len(items):  # argv: --password X
+                flag, eq, inline = v.lstrip("-").partition("=")
+                if looks_secret(flag) and not eq and isinstance(items[i + 1], str):
+                    found.add(items[i + 1])
+            if isinstance(v, str) and "=" in v:  # argv or conf: KEY=VALUE, --password=VALUE
+                name, _, inline = v.lstrip("-").partition("=")
+                if looks_secret(name):
+                    found.add(inline)
     elif isinstance(value, str):
         if looks_secret(key):
             found.add(value)
