@@ -47,6 +47,7 @@ PREFIX = "schedule."
 PRODUCER = "coordinator.schedule"
 # how far a wall time can be from its instant's naive local time: the widest DST shift is 2 h
 _MARGIN = timedelta(hours=3)
+_NONE, _SECOND = timedelta(0), timedelta(seconds=1)
 MAX_PER_LOOK = 500  # `catch_up: all` after a long outage fires this many per look, the rest next
 _OFFSET = re.compile(r"^([+-]?\d{1,4})([dh])$")
 
@@ -207,10 +208,23 @@ def _instant(wall: datetime, zone: ZoneInfo) -> datetime:
     return wall.replace(tzinfo=zone, fold=0).astimezone(UTC)
 
 
+def _margin(zone: ZoneInfo, t: datetime) -> timedelta:
+    """How far from instant `t` the walk must reach to see every wall time that maps near it: the
+    widest DST shift when the offset changes within it, nothing elsewhere (so a cron with seconds
+    walks only what it needs)."""
+    return (
+        _MARGIN
+        if (t - _MARGIN).astimezone(zone).utcoffset() != (t + _MARGIN).astimezone(zone).utcoffset()
+        else _NONE
+    )
+
+
 def _walls(spec: ScheduleSpec, start: datetime, backward: bool = False) -> Iterator[datetime]:
-    """Naive local wall times of the cron expression, from the wall time of instant `start`."""
+    """Naive local wall times of the cron expression, from the wall time of instant `start`
+    (forward: after it; backward: at or before it), widened by the margin there."""
     zone = spec.zone
-    origin = start.astimezone(zone).replace(tzinfo=None) + (_MARGIN if backward else -_MARGIN)
+    margin = _margin(zone, start)
+    origin = _wall(start, zone) + (margin + _SECOND if backward else -margin)
     it = croniter(spec.cron, origin)
     step = it.get_prev if backward else it.get_next
     while True:
@@ -220,10 +234,14 @@ def _walls(spec: ScheduleSpec, start: datetime, backward: bool = False) -> Itera
 def _forward(spec: ScheduleSpec, after: datetime, now: datetime, limit: int) -> Iterator[datetime]:
     """Scheduled instants in (after, now], oldest first, at most `limit` of them."""
     zone, found = spec.zone, set()
-    end = now.astimezone(zone).replace(tzinfo=None) + _MARGIN
+    end = _wall(now, zone) + _margin(zone, now)
     for wall in _walls(spec, after):
-        if wall > end or (len(found) >= limit and wall > _wall(max(found), zone) + _MARGIN):
+        if wall > end:
             break
+        if len(found) >= limit:
+            last = max(found)
+            if wall > _wall(last, zone) + _margin(zone, last):
+                break
         t = _instant(wall, zone)
         if after < t <= now:
             found.add(t)
@@ -233,9 +251,9 @@ def _forward(spec: ScheduleSpec, after: datetime, now: datetime, limit: int) -> 
 def _newest(spec: ScheduleSpec, after: datetime, now: datetime) -> datetime | None:
     """The newest scheduled instant in (after, now], walking back from `now`."""
     zone, best = spec.zone, None
-    floor = after.astimezone(zone).replace(tzinfo=None) - _MARGIN
+    floor = _wall(after, zone) - _margin(zone, after)
     for wall in _walls(spec, now, backward=True):
-        if wall < floor or (best is not None and wall < _wall(best, zone) - _MARGIN):
+        if wall < floor or (best is not None and wall < _wall(best, zone) - _margin(zone, best)):
             break
         t = _instant(wall, zone)
         if after < t <= now and (best is None or t > best):
