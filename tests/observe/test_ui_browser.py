@@ -1,5 +1,8 @@
 """The web UI in a real headless Chromium (Debian's package, driven by Playwright): see the failed
-run in the graph, fail to retry without the token, retry with it, see the journey succeed."""
+run in the graph, fail to retry without the token, retry with it, see the journey succeed; and
+the failure-to-recovery walk: a blocked run, its cause traced to the upstream version whose
+column type changed (the dataset's versions and their diff), the fix, downstream succeeding and
+the blocked run dimmed as superseded, on a 1,024 px window the page fits."""
 
 from __future__ import annotations
 
@@ -15,6 +18,8 @@ from coordinator.settings import Settings
 from coordinator.store import StateStore
 from tests.conftest import missing
 from tests.observe.journey import DAY, publish, raw_events, run_engine, spec_for
+from tests.observe.recovery import DAY as PLAN_DAY
+from tests.observe.recovery import plans, recovery_spec
 from tests.observe.server import engine_running, serving
 
 CHROMIUM = "/usr/bin/chromium"
@@ -57,15 +62,17 @@ def test_ui_shows_the_failure_and_a_retry_makes_it_succeed(env, chromium, tmp_pa
 
         context = chromium.launch_persistent_context(
             str(tmp_path / "profile"), executable_path=CHROMIUM, args=ARGS, headless=True,
-            viewport={"width": 1400, "height": 1000})
+            viewport={"width": 1024, "height": 1000})  # the graph is 1,400 px wide: scaled to fit
         try:
             page = context.new_page()
             page.on("request", lambda r: requests.append(r.url))
+            page.on("dialog", lambda d: d.accept())  # every action asks first
             page.goto(f"{url}/ui")
             page.wait_for_selector("#partition option", state="attached")
             page.select_option("#partition", DAY)
             failed = page.locator('#graph .job[data-job="load"][data-state="failed"]')
             failed.wait_for()
+            _fits(page, 1024)
             assert page.get_attribute('#graph .job[data-job="prep"]', "data-state") == "succeeded"
             assert page.get_attribute('#graph .job[data-job="after"]', "data-state") == "idle"
             failed.click()
@@ -89,3 +96,64 @@ def test_ui_shows_the_failure_and_a_retry_makes_it_succeed(env, chromium, tmp_pa
         finally:
             context.close()
     assert requests and all(u.startswith(url) for u in requests), "the page fetched something elsewhere"
+
+
+def _fits(page, width: int) -> None:
+    """Nothing of the page lies beyond the window's width: no horizontal scroll of the page, and
+    the graph (scaled to its box) ends inside the window."""
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    right = page.evaluate("document.querySelector('#graph svg').getBoundingClientRect().right")
+    assert 0 < right <= width
+
+
+def test_ui_traces_a_blocked_run_to_the_changed_column_and_shows_the_recovery(env, chromium, tmp_path: Path):
+    tmp, _, base = env
+    spec = recovery_spec()
+    settings = Settings(home=base.home, bus="local", api_token=TOKEN, anonymous_reads=True)
+    publish(settings, [plans(1, "string")])
+    run_engine(spec, settings)
+    publish(settings, [plans(2, "int64")])
+    assert run_engine(spec, settings).blocked == 1
+    width = 1024
+    with (
+        StateStore(settings.resolved_state_url()) as store,
+        serving(create_app(settings, spec=spec, store=store)) as url,
+        engine_running(Coordinator(spec, settings)),
+    ):
+        context = chromium.launch_persistent_context(
+            str(tmp_path / "profile"), executable_path=CHROMIUM, args=ARGS, headless=True,
+            viewport={"width": width, "height": 900})
+        try:
+            page = context.new_page()
+            page.on("dialog", lambda d: d.accept())
+            page.goto(f"{url}/ui")
+            blocked = page.locator('#graph .job[data-job="model"][data-state="blocked"]')
+            blocked.wait_for()
+            _fits(page, width)
+            blocked.click()
+            page.wait_for_selector("#run-state.state-blocked")
+            assert "column plan is int64, the contract says string" in page.inner_text("#run-error")
+            assert f"coord rerun model -p {PLAN_DAY}" in page.inner_text("#next")
+            inputs = page.inner_text("#inputs")
+            assert "v2 of 2" in inputs and "plan: string → int64" in inputs
+            page.click('#inputs a[data-dataset="raw.plans"]')
+            page.wait_for_selector('#versions tr[data-event="plans-v2"]')
+            assert "plan: string → int64" in page.inner_text('#versions tr[data-event="plans-v2"] td.changed')
+            assert "id int64, plan string" in page.inner_text('#versions tr[data-event="plans-v1"]')
+            _fits(page, width)
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "ui-blocked-run.png"), full_page=True)
+
+            publish(settings, [plans(3, "string")])  # the fix, upstream
+            page.wait_for_selector('#graph .job[data-job="model"][data-state="succeeded"]', timeout=30_000)
+            page.wait_for_selector('#graph .job[data-job="report"][data-state="succeeded"]', timeout=30_000)
+            page.wait_for_selector('#runs tr.run-row.superseded[data-state="superseded"]', timeout=10_000)
+            page.wait_for_selector("#run-state.state-superseded", timeout=10_000)  # the open run page too
+            assert "superseded by" in page.inner_text("#detail")
+            assert page.locator("#next").count() == 0  # nothing left to do
+            cell = page.locator('#timeline tr[data-job="model"] td.tl')
+            assert "succeeded" in cell.inner_text()
+            _fits(page, width)
+            page.screenshot(path=str(ARTIFACTS / "ui-recovered.png"), full_page=True)
+        finally:
+            context.close()
