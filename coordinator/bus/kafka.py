@@ -34,7 +34,7 @@ from confluent_kafka import Producer as _KProducer
 
 from coordinator.bus import kafka_topics
 from coordinator.bus.base import Bus, Consumer, Delivered, DeliveryFailure, Message, Producer, TopicSpec
-from coordinator.bus.kafka_errors import IGNORED, UNREACHABLE, DriverLog, error_of, retriable
+from coordinator.bus.kafka_errors import IGNORED, UNREACHABLE, DriverLog, error_of, lasting, retriable
 from coordinator.bus.kafka_errors import bus_error as _bus_error
 from coordinator.errors import BusError
 
@@ -126,8 +126,11 @@ class KafkaProducer(Producer):
         self.where = where or str(config.get("bootstrap.servers", ""))
 
     def _on_error(self, error: KafkaError) -> None:
-        if error.fatal():
-            self._fatal = str(error)
+        if lasting(error):
+            if self._fatal is None:  # said once here, and again by the BusError it becomes
+                log.warning("kafka producer: %s", error.str())
+            self._fatal = error.str()
+            return
         log.log(logging.INFO if retriable(error) else logging.WARNING, "kafka producer: %s", error)
 
     def _on_delivery(self, error: KafkaError | None, _message: Any) -> None:
@@ -181,10 +184,15 @@ class KafkaProducer(Producer):
     def flush(self, timeout: float = 30.0) -> None:
         if self._producer is None:
             return
-        try:
-            remaining = self._producer.flush(timeout)
+        deadline = time.monotonic() + timeout
+        try:  # in slices: an error waiting will not cure (credentials, TLS) ends the wait at once
+            remaining = self._producer.flush(min(timeout, 0.5))
+            while remaining and not self._fatal and time.monotonic() < deadline:
+                remaining = self._producer.flush(min(0.5, max(0.0, deadline - time.monotonic())))
         except KafkaException as exc:
             raise _bus_error("flush", exc) from exc
+        if self._fatal:
+            raise BusError(f"kafka producer is unusable: {self._fatal}", retriable=False)
         failures, self._failures = self._failures, []
         if remaining:
             raise BusError(f"kafka flush: {remaining} messages not acknowledged after {timeout:g} s")
@@ -239,6 +247,7 @@ class KafkaConsumer(Consumer):
         self._assignment_known = False  # an assignment (maybe empty) since the last revocation
         self._away_since: float | None = None  # since when no broker has answered, as far as we know
         self._last_error = ""
+        self._lasting: str | None = None  # an error waiting cannot cure (credentials, TLS)
 
     def _on_error(self, error: KafkaError) -> None:
         # A broker away (transport errors, all brokers down) is expected and ridden out, for a while.
@@ -246,6 +255,9 @@ class KafkaConsumer(Consumer):
             if self._away_since is None:
                 self._away_since = time.monotonic()
             self._last_error = error.str()
+        if lasting(error):  # raised by the next poll
+            self._lasting = error.str()
+            return
         if error.code() == KafkaError._ALL_BROKERS_DOWN:
             log.warning("kafka: no broker at %s answers; waiting up to %g s", self.where, self.unreachable_s)
             return
@@ -297,6 +309,8 @@ class KafkaConsumer(Consumer):
                 first = client.poll(timeout)
                 if first is not None:
                     raw = [first, *(client.consume(max_messages - 1, 0) if max_messages > 1 else ())]
+            if self._lasting is not None:
+                raise BusError(f"kafka consume failed: {self._lasting}", retriable=False)
             if not raw:
                 self._check_reachable(client)
         except (KafkaException, RuntimeError) as exc:

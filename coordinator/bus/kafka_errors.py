@@ -111,6 +111,17 @@ IGNORED = {KafkaError._PARTITION_EOF, KafkaError.UNKNOWN_TOPIC_OR_PART}
 UNREACHABLE = {KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, KafkaError._RESOLVE}
 
 
+# What error_cb reports about the connection that waiting will not cure: the credentials or the
+# TLS set-up are wrong. The client stops at once with it instead of after `unreachable_s`.
+NO_ENTRY = {KafkaError._AUTHENTICATION, KafkaError._SSL, KafkaError.SASL_AUTHENTICATION_FAILED,
+            KafkaError._FATAL, KafkaError._INVALID_ARG}
+
+
+def lasting(error: KafkaError) -> bool:
+    """Whether an error reported by error_cb means the client cannot work until reconfigured."""
+    return error.fatal() or error.code() in NO_ENTRY
+
+
 def retriable(error: KafkaError) -> bool:
     """Whether the operation that failed with `error` may succeed if tried again."""
     if error.fatal() or error.code() in FATAL_CODES:

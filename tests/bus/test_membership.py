@@ -210,3 +210,26 @@ def test_a_topic_that_does_not_exist_yet_is_nothing_to_wait_for(kafka_bootstrap:
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert "events 0 " in done.stdout
     assert time.monotonic() - started < 30
+
+
+@pytest.mark.kafka
+@pytest.mark.parametrize("command", [["run", "--until-idle"], ["publish", "raw.a", "-p", "2025-01-01"]])
+def test_wrong_credentials_are_one_clear_error_at_once(kafka_bootstrap: str, tmp_path: Path, command) -> None:
+    """The broker answers but the client cannot get in (SASL against a plaintext listener): no
+    waiting out the unreachable bound, one line with the driver's reason, exit 1."""
+    settings = _settings(kafka_bootstrap, tmp_path / "home")
+    settings.home.mkdir(parents=True)
+    spec = tmp_path / "pipeline.yaml"
+    spec.write_text("datasets:\n  raw.a: {partitioning: daily}\n")
+    env = {
+        **_env(settings),
+        "COORD_KAFKA_SECURITY": '{"security.protocol": "SASL_PLAINTEXT", '
+        '"sasl.mechanism": "PLAIN", "sasl.username": "nobody", "sasl.password": "wrong"}',
+    }
+    args = [command[0], str(spec), *command[1:]] if command[0] == "run" else command
+    started = time.monotonic()
+    done = subprocess.run([COORD, *args], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    output = done.stdout + done.stderr
+    assert done.returncode != 0, output
+    assert time.monotonic() - started < 25, output  # well inside COORD_BUS_UNREACHABLE_S (30 s)
+    assert "SASL" in output and "Traceback" not in output, output
