@@ -19,6 +19,9 @@ Rules:
   and re-runs nothing, and a newer one that arrives after a stale one always re-runs — so
   under `any_new` the last run of a partition consumes the newest version of every input,
   whatever order the events came in (downstream is never left built on superseded data).
+- One candidate per job partition per `step`: a newer one made later in the batch replaces an
+  earlier one. A candidate says whether its job partition ran before the batch (`rerun`): the
+  store then starts it only once that run has ended, so the newest run finishes last.
 - A `latest` input of a partitioned job gates (it must be present) and does not re-run
   partitions that already ran; a new version of it makes ready the partitions that never ran
   and were waiting only for it. That keeps the runs independent of the order of events.

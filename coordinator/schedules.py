@@ -45,6 +45,7 @@ from coordinator.events import CompletionEvent, Status, derived_event_id
 
 PREFIX = "schedule."
 PRODUCER = "coordinator.schedule"
+TICK_ID_PREFIX = "schedule:"
 # how far a wall time can be from its instant's naive local time: the widest DST shift is 2 h
 _MARGIN = timedelta(hours=3)
 _NONE, _SECOND = timedelta(0), timedelta(seconds=1)
@@ -134,7 +135,8 @@ class Tick:
 
 
 def tick_event_id(schedule: str, at: datetime) -> str:
-    """Derived from (schedule, scheduled instant): the store's unique event id makes it once."""
+    """Derived from (schedule, scheduled instant): the store's unique event id makes it once.
+    Every one starts with TICK_ID_PREFIX (a long one is hashed after it)."""
     return derived_event_id("schedule", schedule, _iso(at))
 
 

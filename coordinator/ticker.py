@@ -12,9 +12,10 @@ Exactly once: a tick's event id is derived from (schedule, scheduled instant), a
 records an event id once. Two instances computing the same tick, or an instance restarted
 after it recorded one, record it once; only the instance that recorded it runs on it and
 publishes it. Where a schedule stands is read from the store when the ticker starts — the
-newest tick recorded, by its scheduled instant — so a restart catches up from there; with no
-tick recorded it begins at `start`, else `grace_s` before its first look. A failed
-transaction raises out of the loop with nothing recorded and the ticker's place unmoved.
+newest tick recorded, by its scheduled instant — so a restart catches up from there (a tick
+published by hand does not move it); with no tick recorded it begins at `start`, else
+`grace_s` before its first look. A failed transaction raises out of the loop with nothing
+recorded and the ticker's place unmoved.
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ class Ticker:
         """Where each schedule stands: its newest recorded tick, else its start, else a grace
         before now."""
         with self.store.begin() as tx:
-            last = tx.newest_produced([S.dataset_of(n) for n in self.schedules])
+            last = tx.newest_produced([S.dataset_of(n) for n in self.schedules], S.TICK_ID_PREFIX)
         at = datetime.fromtimestamp(now, UTC)
         for name, spec in self.schedules.items():
             recorded = last.get(S.dataset_of(name))

@@ -79,12 +79,13 @@ class Views:
         found |= set(self.conn.execute(select(r.c.partition_key).distinct()).scalars())
         return {k for k in found if k}
 
-    def newest_produced(self, datasets: Sequence[str]) -> dict[str, float]:
-        """The latest `produced_at` recorded of each of `datasets` (a schedule's last tick)."""
+    def newest_produced(self, datasets: Sequence[str], id_prefix: str = "") -> dict[str, float]:
+        """The latest `produced_at` recorded of each of `datasets`, of the events whose id starts
+        with `id_prefix` (a schedule's last tick, not a tick published by hand)."""
         e = S.events
         q = (
             select(e.c.dataset, func.max(e.c.produced_at))
-            .where(e.c.dataset.in_(datasets))
+            .where(e.c.dataset.in_(datasets), e.c.event_id.startswith(id_prefix, autoescape=True))
             .group_by(e.c.dataset)
         )
         return {dataset: at for dataset, at in self.conn.execute(q) if at is not None}
