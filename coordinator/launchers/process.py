@@ -7,7 +7,9 @@ project's own scoring/push runners), so one mechanism gives every kind the same 
   same process (the start time guards against PID reuse) instead of launching it again;
 - its exit code is written by a tiny shell wrapper to `exit_code` in the run's folder, so a
   process that ends while the coordinator is down still leaves its result behind;
-- stdout+stderr go to `log` in the run's folder; the last error-looking line becomes the error.
+- stdout+stderr go to `log` in the run's folder; the last error-looking line becomes the error,
+  masked (`masked`): a job that prints its password leaves it in its own log, not in the state
+  store, the UI, alerts or lineage.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from coordinator.errors import LaunchError
 from coordinator.launchers.base import Handle, Launcher, RunContext, RunResult
 from coordinator.launchers.result import RESULT_FILE_ENV, read_results
 from coordinator.rundirs import EXIT_NAME, LOG_NAME, RESULT_NAME  # re-exported: the folder's files
+from coordinator.secrets import Masker
 
 ERROR_HINTS = ("error", "exception", "traceback", "failed", "fatal")
 
@@ -157,6 +160,19 @@ def wait_process(handle: Handle, timeout_s: float | None, poll_s: float = 0.05) 
     )
 
 
+def masked(result: RunResult, *holders: object) -> RunResult:
+    """The result with its error, details and outputs' errors masked against the secrets the
+    holders (the coordinator's settings, the job's settings and environment) know, and the patterns."""
+    masker = Masker.of(*holders)
+    outputs = tuple(
+        dataclasses.replace(o, error=masker.text(o.error)) if getattr(o, "error", None) else o
+        for o in result.outputs
+    )
+    return dataclasses.replace(
+        result, error=masker.text(result.error), details=masker.value(dict(result.details)), outputs=outputs
+    )
+
+
 class ProcessLauncher(Launcher):
     """A launcher whose job is one detached child process started with `start_process`.
 
@@ -171,7 +187,7 @@ class ProcessLauncher(Launcher):
         result = wait_process(handle, remaining)
         if result.details.get("timed_out"):
             return dataclasses.replace(result, error=f"timed out after {ctx.timeout_s:g} s and was stopped")
-        return result
+        return masked(result, self.settings, ctx.settings, ctx.env)
 
     def cancel(self, handle: Handle) -> None:
         terminate(handle)

@@ -150,7 +150,7 @@ class SparkLauncher(Launcher):
             result = dataclasses.replace(result, error=f"timed out after {ctx.timeout_s:g} s and was stopped")
         elif handle.data.get("rest_url") and result.succeeded:
             result = self._wait_driver(handle, deadline, ctx)
-        return self._explain(handle, result)
+        return process.masked(self._explain(handle, result), self.settings, ctx.settings, ctx.env)
 
     def cancel(self, handle: Handle) -> None:
         process.terminate(handle)
