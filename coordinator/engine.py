@@ -106,6 +106,7 @@ class Coordinator:
         self.outbox = Outbox(self.store, lambda: self.publisher)
         self.own = OwnEvents()
         self.claims = ClaimSchedule()
+        self._own_stats = RunStats()  # what record_own did since the last turn counted it
         self.steps = TurnSteps(spec, self.hooks, self.claims)
         self._recovered = False
         self._runs_dir = runs_root(settings.home).resolve()  # once: resolving walks the path
@@ -230,6 +231,8 @@ class Coordinator:
         stats = RunStats()
         for task in self.every_turn:  # periodic work (e.g. a lease), before anything is taken
             task(self.clock())
+        stats.add(self._own_stats)  # what record_own did in those (schedule ticks)
+        self._own_stats = RunStats()
         busy = self.workers.busy or self.outbox.publishing > 0
         # 1. a batch off the bus (or, when not consuming, a short pause while nothing runs)
         batch = None
@@ -284,7 +287,7 @@ class Coordinator:
         turn = first + second
         self.outbox.publish(turn.publish)
         stats.add(turn.stats)
-        stats.launched, stats.published = launched, stats.published + len(sent)
+        stats.launched, stats.published = stats.launched + launched, stats.published + len(sent)
         return stats, bool((batch is not None and len(batch)) or reports or launched or turn.publish)
 
     def _poll(self, want: int, timeout: float) -> IntakeBatch | None:
@@ -343,7 +346,8 @@ class Coordinator:
         ids = {e.event_id for e in events}
         new = [e for e in step.publish if e.event_id in ids]
         self.own.remember(new)  # they come back off the bus: skipped, as run outputs are
-        self._start(step.start)
+        self._own_stats.add(step.stats)
+        self._own_stats.launched += self._start(step.start)
         if not self.outbox.dirty:  # else the turn's relay publishes them, with what it finds unsent
             self.outbox.publish(step.publish)
         return len(new)
