@@ -26,11 +26,12 @@ jobs:
     succeeded = []
     for _ in range(2):  # the second service (a restart) finds the tick recorded: nothing new
         with Service(spec, settings, log_runs=False) as service:
-            succeeded.append(service.run(until_idle=True, timeout_s=60).succeeded)
+            stats = service.run(until_idle=True, timeout_s=60)
+            succeeded.append((stats.runs_created, stats.launched, stats.succeeded))
             with service.store.begin() as tx:
                 runs = tx.list_runs("report", limit=None)
     today = datetime.now(UTC).date()
-    assert succeeded == [1, 0] and [(r.partition, r.state) for r in runs] == [
+    assert succeeded == [(1, 1, 1), (0, 0, 0)] and [(r.partition, r.state) for r in runs] == [
         ((today - timedelta(days=1)).isoformat(), "succeeded")
     ]
     with EventIntake(LocalBus(settings.home / "bus.db"), settings, group_id="observer") as intake:
