@@ -3,10 +3,17 @@
 coord show RUN_ID [--spec F] [--lines N]        inputs (event ids), command, timings, attempts,
                                                 error, root cause, log tail, outputs
 coord lineage DATASET [--partition P] [--spec F]  upstream and downstream, exact versions
+coord why JOB [--partition P] [--spec F]          why a job partition is not running
+
+Each takes --json: one JSON value on stdout. show: the UI's /api/runs/ID (the run, "try", "next",
+inputs as versions with columns and "changed", outputs with consumers, attempts, log); lineage:
+{"event", "upstream", "downstream": [{"run", "outputs"}]}, nodes {"dataset", "partition",
+"event_id", "status", "producer", "row_count", "run", "children"}; why: the UI's /api/why.
 """
 
 from __future__ import annotations
 
+import json
 import shlex
 from datetime import UTC, datetime
 from typing import Annotated
@@ -16,7 +23,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.tree import Tree
 
-from coordinator import history
+from coordinator import history, runview
 from coordinator.cli.context import cli_settings, state_store
 from coordinator.cli.run import SpecOpt, load_or_exit
 from coordinator.events import CompletionEvent
@@ -42,9 +49,12 @@ def show(
     run_id: Annotated[str, typer.Argument(help="Run id (or a unique prefix)")],
     spec: SpecOpt = "pipeline.yaml",
     lines: Annotated[int, typer.Option("--lines", "-n", help="Log lines to show")] = 30,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON value, the UI's /api/runs/ID")
+    ] = False,
 ) -> None:
-    """Everything about one run: what it consumed, ran, logged and produced."""
-    console = Console()
+    """Everything about one run: what it consumed, ran, logged and produced, and what to run next."""
+    console = Console(stderr=as_json)
     loaded = load_or_exit(spec, console)
     settings = cli_settings()
     with state_store(settings) as store, store.begin() as tx:
@@ -56,11 +66,29 @@ def show(
         attempts = tx.attempts(run.run_id)
         outputs = history.run_outputs(tx, loaded, run)
         cause = history.root_cause(tx, loaded, run.job, run.partition) if run.state != "succeeded" else None
+        superseded_by = tx.superseding([run]).get(run.run_id)
+        step = runview.next_step(tx, run, superseded_by)
+        shape = _shown(tx, loaded, run, superseded_by, step) if as_json else None
     masker = Masker.of(settings, loaded)  # nothing shown carries a secret (coordinator/secrets.py)
+    log_path = history.attempt_log(run, attempts[-1], settings.home) if attempts else None
+    tail = masker.text(history.log_tail(log_path, lines)) if log_path else ""
+    if shape is not None:
+        shape["error"] = masker.text(run.error)
+        shape["command"] = masker.argv(history.launched_command(run))
+        shape["attempts"] = [masker.value(a) for a in attempts]
+        shape["outputs"] = [{**o, "error": masker.text(o["error"])} for o in shape["outputs"]]
+        shape["root_cause"] = (
+            None if cause is None else {**runview.basic(cause, None), "error": masker.text(cause.error)}
+        )
+        shape["log"] = tail
+        typer.echo(json.dumps(shape, ensure_ascii=False, default=str))
+        return
     out = console.print
     out(f"[bold]run {run.run_id}[/bold]  {run.job}[{run.partition or ''}]  {run.state}", highlight=False)
+    n = runview.attempt_of_budget(run)  # of the budget that applied; a retry starts a new one
+    overall = f" ({n['overall']} overall)" if n["overall"] != n["n"] else ""
     out(
-        f"attempt {run.attempt}/{run.max_attempts}  pool {run.pool}  owner {run.owner or '-'}  "
+        f"attempt {n['n']}/{n['of']}{overall}  pool {run.pool}  owner {run.owner or '-'}  "
         f"created {_when(run.created_at)}  started {_when(run.started_at)}  "
         f"finished {_when(run.finished_at)}  took {_took(run.started_at, run.finished_at)}",
         highlight=False,
@@ -101,15 +129,28 @@ def show(
             f"{masker.text(cause.error)}",
             highlight=False,
         )
-    if attempts:
-        path = history.attempt_log(run, attempts[-1], settings.home)
-        tail = masker.text(history.log_tail(path, lines))
-        out(f"[bold]log[/bold] {path} (last {lines} lines)", highlight=False)
+    if superseded_by:
+        out(f"superseded by run {superseded_by}, which succeeded: nothing to do", highlight=False)
+    if step:
+        out(f"next: {step['command']}  ({step['why']})", highlight=False, markup=False)
+    if log_path is not None:
+        out(f"[bold]log[/bold] {log_path} (last {lines} lines)", highlight=False)
         out(tail or "(empty)", highlight=False, markup=False)
     out("outputs:" if outputs else "outputs: none", highlight=False)
     for ev in outputs:
         extra = f" error: {masker.text(ev.error)}" if ev.error else ""
         out(f"  {_version(ev)}{extra}", highlight=False, markup=False)
+
+
+def _shown(tx, loaded, run: RunRow, superseded_by: str | None, step) -> dict:
+    """`coord show --json` before masking: the run, its inputs as versions, its outputs."""
+    return {
+        **runview.basic(run, superseded_by),
+        "pool": run.pool,
+        "inputs": runview.inputs_json(tx, run),
+        "outputs": runview.outputs_json(tx, loaded, run),
+        "next": step,
+    }
 
 
 def _run_label(run: RunRow | None) -> str:
@@ -130,11 +171,16 @@ def _add_down(tree: Tree, node: history.Node) -> None:
 
 def lineage(
     dataset: Annotated[str, typer.Argument()],
-    partition: Annotated[str | None, typer.Option("--partition", "-p")] = None,
+    partition: Annotated[
+        str | None, typer.Option("--partition", "-p", help="The dataset's partition")
+    ] = None,
     spec: SpecOpt = "pipeline.yaml",
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON value: upstream and downstream")
+    ] = False,
 ) -> None:
     """Where a dataset partition's latest version came from, and what consumed it since."""
-    console = Console()
+    console = Console(stderr=as_json)
     loaded = load_or_exit(spec, console)
     with state_store(cli_settings()) as store, store.begin() as tx:
         ev = history.latest_event(tx, dataset, partition)
@@ -143,6 +189,16 @@ def lineage(
             raise typer.Exit(1)
         up = history.upstream(tx, ev)
         down = history.downstream(tx, loaded, ev)
+    if as_json:
+        shape = {
+            "event": _node_json(history.Node(ev)),
+            "upstream": _node_json(up),
+            "downstream": [
+                {"run": _run_json(run), "outputs": [_node_json(n) for n in nodes]} for run, nodes in down
+            ],
+        }
+        typer.echo(json.dumps(shape, ensure_ascii=False, default=str))
+        return
     tree = Tree("[bold]upstream[/bold]")
     _add_up(tree, up)
     console.print(tree)
@@ -157,6 +213,62 @@ def lineage(
     console.print(tree)
 
 
+def _run_json(run: RunRow | None) -> dict | None:
+    return (
+        None
+        if run is None
+        else {"run_id": run.run_id, "job": run.job, "partition": run.partition, "state": run.state}
+    )
+
+
+def _node_json(node: history.Node) -> dict:
+    ev = node.event
+    return {
+        "dataset": ev.dataset,
+        "partition": ev.partition,
+        "event_id": ev.event_id,
+        "status": ev.status.value,
+        "producer": ev.producer,
+        "row_count": ev.row_count,
+        "run": _run_json(node.run),
+        "children": [_node_json(c) for c in node.children],
+    }
+
+
+def why(
+    job: Annotated[str, typer.Argument(help="The job")],
+    partition: Annotated[str | None, typer.Option("--partition", "-p", help="Its partition")] = None,
+    spec: SpecOpt = "pipeline.yaml",
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON value, the UI's /api/why")] = False,
+) -> None:
+    """Why a job partition is not running: missing inputs, a retry due, a full pool, a dead owner."""
+    from coordinator import waiting
+
+    console = Console(stderr=as_json)
+    loaded = load_or_exit(spec, console)
+    if job not in loaded.jobs:
+        raise typer.BadParameter(f"unknown job {job!r}: one of {', '.join(loaded.jobs)}")
+    if (partition is None) != (loaded.job_partitioning(job) == "none"):
+        raise typer.BadParameter(
+            f"{job} is {'not ' if partition else ''}partitioned: "
+            f"{'leave out' if partition else 'give'} --partition"
+        )
+    with state_store(cli_settings()) as store, store.begin() as tx:
+        found = waiting.explain(tx, loaded, job, partition)
+    if as_json:
+        typer.echo(json.dumps(found, ensure_ascii=False, default=str))
+        return
+    run = f" (run {found['run_id'][:12]})" if found["run_id"] else ""
+    console.print(f"{job}[{partition or ''}] is {found['state']}{run}", highlight=False)
+    for reason in found["reasons"]:
+        console.print(f"  - {reason['text']}", highlight=False, markup=False)
+    if found["next"]:
+        console.print(
+            f"next: {found['next']['command']}  ({found['next']['why']})", highlight=False, markup=False
+        )
+
+
 def register(app: typer.Typer) -> None:
     app.command("show")(show)
     app.command("lineage")(lineage)
+    app.command("why")(why)

@@ -1,11 +1,17 @@
 """`coord runs` and `coord status`: what ran, what runs, and what waits for what.
 
-coord runs [--job J] [--state S] [--limit N]
-coord status [--spec F] [--last N]     datasets × partitions, and the job partitions waiting
+coord runs [--job J] [--state S]... [-p P | --from P --to P] [--limit N] [--offset N] [--json]
+coord status [--spec F] [--last N] [--json]   datasets × partitions, and the job partitions waiting
+
+`--json` prints one JSON value: runs {"total", "offset", "runs": [run]} with each run as the UI's
+/api/runs gives it (runview.basic, plus lease); status {"partitions", "datasets": [{"dataset",
+"producer", "fresh_s", "newest_at", "cells": {partition or "": complete | stale | a run state}}],
+"waiting", "stale", "orphaned"}. Exit codes: 0 shown, 1 an error (one line), 2 a bad option.
 """
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -26,6 +32,8 @@ MARKS = {
     "failed": "[red]✗[/red]",
     "blocked": "[red]⊘[/red]",
     "stale": "[magenta]↻[/magenta]",  # built on a version since superseded (staleness.py)
+    "superseded": "[green]✓[/green]",  # a failure a newer succeeded run replaced: the partition is fine
+    "cancelled": "[red]∅[/red]",
 }
 
 
@@ -43,47 +51,149 @@ def _age(ts: float | None) -> str:
     return f"{s // 86400}d"
 
 
+def _validate_states(states: list[str] | None) -> list[str]:
+    from coordinator.runview import RUN_STATES
+
+    for s in states or []:
+        if s not in RUN_STATES:
+            raise typer.BadParameter(f"{s!r} is not a run state: one of {', '.join(RUN_STATES)}")
+    return states or []
+
+
+def _print_json(value: object) -> None:
+    """One JSON value on stdout, nothing else (a script's `| jq`)."""
+    typer.echo(json.dumps(value, ensure_ascii=False, default=str))
+
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON value (the shapes: README, CLI)")]
+
+
 def runs(
-    job: Annotated[str | None, typer.Option("--job", "-j")] = None,
+    job: Annotated[str | None, typer.Option("--job", "-j", help="Only this job's runs")] = None,
     state: Annotated[
-        str | None, typer.Option("--state", help="ready, running, succeeded, failed, ...")
+        list[str] | None,
+        typer.Option(
+            "--state",
+            help="Only runs in this state (repeatable): ready, starting, running, "
+            "succeeded, failed, blocked, cancelled",
+            callback=_validate_states,
+        ),
     ] = None,
-    limit: Annotated[int, typer.Option("--limit", "-n")] = 50,
+    partition: Annotated[str | None, typer.Option("--partition", "-p", help="Only this partition")] = None,
+    first: Annotated[str | None, typer.Option("--from", help="Partitions from this key on")] = None,
+    last: Annotated[str | None, typer.Option("--to", help="Partitions up to this key")] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="How many runs to list")] = 50,
+    offset: Annotated[int, typer.Option("--offset", min=0, help="Skip this many newest runs")] = 0,
+    as_json: JsonOpt = False,
 ) -> None:
-    """The latest runs, newest first."""
+    """The latest runs, newest first; a failure a newer succeeded run replaced shows as superseded."""
+    from coordinator import runview
     from coordinator.lease import run_lease
     from coordinator.secrets import Masker
     from coordinator.store import leases as L
 
+    if first and last and first > last:
+        raise typer.BadParameter(f"--from {first} is after --to {last}")
+    if partition is not None:
+        first = last = partition
     settings = cli_settings()
     masker = Masker.of(settings)  # an error may quote a secret of the settings
     with state_store(settings) as store, store.begin() as tx:
-        rows = tx.list_runs(job=job, states=[state] if state else None, limit=limit)
+        rows, total = tx.runs_page(
+            job=job, states=state, partition_from=first, partition_to=last, offset=offset, limit=limit
+        )
+        superseded = tx.superseding(rows)
         leases = L.every(tx)
     now = datetime.now(UTC).timestamp()
-    table = Table(title=f"runs ({len(rows)})")
-    for col in ("run", "job", "partition", "state", "attempt", "created", "owner", "lease", "age", "error"):
-        table.add_column(col, overflow="fold")
-    for r in rows:
+    shown = [
+        {
+            **runview.basic(r, superseded.get(r.run_id), now),
+            "error": masker.text(r.error),
+            "lease": run_lease(r.owner, leases, now),
+        }
+        for r in rows
+    ]
+    if as_json:
+        _print_json({"total": total, "offset": offset, "runs": shown})
+        return
+    table = Table(title=f"runs {offset + 1 if rows else 0}-{offset + len(rows)} of {total}")
+    for col in ("run", "job", "partition", "state", "try", "started", "took", "owner"):
+        table.add_column(col, no_wrap=col in ("run", "started", "try", "took"), overflow="fold")
+    table.add_column("error", overflow="fold", ratio=1)
+    for r in shown:
+        superseded = r["superseded_by"]
+        mark = (
+            f"[dim]{r['state']} superseded[/dim]"
+            if superseded
+            else f"{MARKS.get(r['state'], '')} {r['state']}"
+        )
+        n = r["try"]
         table.add_row(
-            r.run_id,
-            r.job,
-            r.partition or "",
-            f"{MARKS.get(r.state, '')} {r.state}",
-            f"{r.attempt}/{r.max_attempts}",
-            _when(r.created_at),
-            r.owner or "",
-            run_lease(r.owner, leases, now),
-            _age(r.started_at or r.created_at),
-            (masker.text(r.error) or "")[:200],
+            r["run_id"][:12],
+            r["job"],
+            r["partition"] or "",
+            mark,
+            f"{n['n']}/{n['of']}" if n["n"] else "-",
+            _when(r["started_at"])[5:16],
+            _took(r["duration_s"]),
+            f"{r['owner']} {r['lease']}" if r["owner"] else "",
+            (r["error"] or "")[:200],
         )
     Console().print(table)
 
 
-def status(spec: SpecOpt = "pipeline.yaml", last: Annotated[int, typer.Option("--last")] = 7) -> None:
+def _took(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    return f"{seconds:.1f}s" if seconds < 120 else _age(datetime.now(UTC).timestamp() - seconds)
+
+
+def status(
+    spec: SpecOpt = "pipeline.yaml",
+    last: Annotated[int, typer.Option("--last", min=1, help="How many of the newest partitions to show")] = 7,
+    as_json: JsonOpt = False,
+) -> None:
     """Datasets × their latest partitions (✓ complete, or the producing run's state), then waits."""
-    console = Console()
+    console = Console(stderr=as_json)
     loaded = load_or_exit(spec, console)
+    found = _status(loaded, last)
+    if as_json:
+        _print_json(found)
+        return
+    table = Table(title="datasets × partitions  (✓ complete ↻ stale ✗ failed ⊘ blocked ▶ running … ready)")
+    table.add_column("dataset")
+    table.add_column("fresh")  # age of the dataset's newest complete version
+    for p in found["partitions"]:
+        table.add_column(p)
+    table.add_column("unpartitioned")
+    for row in found["datasets"]:
+        cells = [_mark(row["cells"].get(p, "")) for p in [*found["partitions"], ""]]
+        table.add_row(row["dataset"], _age(row["newest_at"]), *cells)
+    console.print(table)
+    for w in found["waiting"]:
+        missing = w["missing"]
+        more = " …" if len(missing) > 5 else ""
+        console.print(
+            f"{w['job']}[{w['partition']}] waits for {', '.join(missing[:5])}{more}", highlight=False
+        )
+    for s in found["stale"]:
+        console.print(f"{s['job']}[{s['partition']}] is stale: {s['describe']}", highlight=False)
+    if not found["waiting"]:
+        console.print("nothing is waiting on a partial set of inputs")
+    for r in found["orphaned"]:
+        console.print(
+            f"{r['job']}[{r['partition']}] {r['state']} under {r['owner']} ({r['lease']}), "
+            f"started {_age(r['started_at'])} ago: its instance is gone, a live instance adopts it",
+            highlight=False,
+        )
+
+
+def _mark(cell: str) -> str:
+    return MARKS["succeeded"] if cell == "complete" else MARKS.get(cell, cell)
+
+
+def _status(loaded, last: int) -> dict:
+    """What `coord status` shows, as data: cells hold complete, stale, or the producing run's state."""
     from coordinator.lease import orphaned, run_lease
     from coordinator.staleness import stale_partitions
     from coordinator.store import leases as L
@@ -93,70 +203,72 @@ def status(spec: SpecOpt = "pipeline.yaml", last: Annotated[int, typer.Option("-
         recent = tx.list_runs(limit=5000)
         leases = L.every(tx)
         stale = stale_partitions(tx, loaded.jobs)
+        superseded = tx.superseding(recent)
     stale_at = {(s.job, s.partition) for s in stale}
     have = {(v.dataset, v.partition) for v in versions}
     run_state: dict[tuple[str, str | None], str] = {}
     for r in reversed(recent):  # oldest first, so the newest run's state wins
-        run_state[(r.job, r.partition)] = r.state
+        run_state[(r.job, r.partition)] = "superseded" if r.run_id in superseded else r.state
     parts = sorted(
         {v.partition for v in versions if v.partition} | {r.partition for r in recent if r.partition}
-    )
-    parts = parts[-last:]
-    datasets = sorted(set(loaded.datasets) | set(loaded.producers) | {v.dataset for v in versions})
-    table = Table(title="datasets × partitions  (✓ complete ↻ stale ✗ failed ⊘ blocked ▶ running … ready)")
-    table.add_column("dataset")
-    table.add_column("fresh")  # age of the dataset's newest complete version
+    )[-last:]
     newest: dict[str, float] = {}
     for v in versions:
         newest[v.dataset] = max(newest.get(v.dataset, 0.0), v.produced_at)
-    for p in parts:
-        table.add_column(p)
-    table.add_column("unpartitioned")
-    for ds in datasets:
+    now = datetime.now(UTC).timestamp()
+    datasets = []
+    for ds in sorted(set(loaded.datasets) | set(loaded.producers) | {v.dataset for v in versions}):
         producer = loaded.producers.get(ds)
-        cells = []
+        cells = {}
         for p in [*parts, None]:
             state = run_state.get((producer, p)) if producer else None
             if state and state != "succeeded":
-                cells.append(MARKS.get(state, state))
+                cells[p or ""] = state
             elif (producer, p) in stale_at:
-                cells.append(MARKS["stale"])
-            else:
-                cells.append(MARKS["succeeded"] if (ds, p) in have else "")
-        table.add_row(ds, _age(newest.get(ds)), *cells)
-    console.print(table)
+                cells[p or ""] = "stale"
+            elif (ds, p) in have:
+                cells[p or ""] = "complete"
+        fresh = round(now - newest[ds]) if ds in newest else None
+        datasets.append(
+            {
+                "dataset": ds,
+                "producer": producer,
+                "fresh_s": fresh,
+                "newest_at": newest.get(ds),
+                "cells": cells,
+            }
+        )
     snap = readiness.Snapshot(latest={(v.dataset, v.partition): v for v in versions})
-    waits = []
+    waiting = []
     for job in loaded.jobs:
         for p in [*parts, None]:
-            if (job, p) in run_state:
+            if (job, p) in run_state or (p is None) != (loaded.job_partitioning(job) == "none"):
                 continue
             try:
                 missing = missing_inputs(loaded, snap, job, p)
             except TypeError:
                 continue
-            needed = readiness.needed(loaded, job, p)
-            if (
-                missing
-                and len(missing) < len(needed)
-                and (p is None) == (loaded.job_partitioning(job) == "none")
-            ):
-                waits.append(
-                    f"{job}[{p}] waits for {', '.join(missing[:5])}{' …' if len(missing) > 5 else ''}"
-                )
-    for line in waits:
-        console.print(line, highlight=False)
-    for s in stale:
-        console.print(f"{s.job}[{s.partition}] is stale: {s.describe()}", highlight=False)
-    if not waits:
-        console.print("nothing is waiting on a partial set of inputs")
-    now = datetime.now(UTC).timestamp()
-    for r in orphaned(recent, leases, now):
-        console.print(
-            f"{r.job}[{r.partition}] {r.state} under {r.owner} ({run_lease(r.owner, leases, now)}), "
-            f"started {_age(r.started_at)} ago: its instance is gone, a live instance adopts it",
-            highlight=False,
-        )
+            if missing and len(missing) < len(readiness.needed(loaded, job, p)):
+                waiting.append({"job": job, "partition": p, "missing": missing})
+    gone = [
+        {
+            "run_id": r.run_id,
+            "job": r.job,
+            "partition": r.partition,
+            "state": r.state,
+            "owner": r.owner,
+            "lease": run_lease(r.owner, leases, now),
+            "started_at": r.started_at,
+        }
+        for r in orphaned(recent, leases, now)
+    ]
+    return {
+        "partitions": parts,
+        "datasets": datasets,
+        "waiting": waiting,
+        "stale": [{**s.as_json(), "describe": s.describe()} for s in stale],
+        "orphaned": gone,
+    }
 
 
 def register(app: typer.Typer) -> None:

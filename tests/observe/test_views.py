@@ -72,7 +72,64 @@ def test_show_lineage_and_status_views(env):
     assert f"run {load.run_id} load[{DAY}] succeeded → mid[{DAY}] succeeded" in lin
     assert f"run {after.run_id} after[{DAY}] succeeded → out[{DAY}] succeeded" in lin
     shown = flat(invoke("show", load.run_id))
-    assert "attempt 2/2" in shown and "succeeded" in shown
+    assert "attempt 1/1 (2 overall)" in shown and "succeeded" in shown  # of the budget the retry gave
     assert "1 │ failed" in shown and "2 │ succeeded" in shown
     assert "exit code 3: ERROR: marker missing" in shown
     assert f"mid[{DAY}] succeeded event" in shown
+
+
+def _json(*args: str):
+    import json
+
+    out = CliRunner().invoke(build_app(), [*args, "--json"], catch_exceptions=False)
+    assert out.exit_code == 0, out.output
+    return json.loads(out.stdout)  # one JSON value, nothing else on stdout
+
+
+def test_views_print_one_json_value_and_refuse_bad_options(env, tmp_path, monkeypatch):
+    from tests.observe.recovery import DAY as PDAY
+    from tests.observe.recovery import SPEC, plans, recovery_spec
+
+    _, _, settings = env
+    spec_file = tmp_path / "recovery.yaml"
+    spec_file.write_text(SPEC)
+    monkeypatch.setenv("COORD_SPEC", str(spec_file))
+    spec = recovery_spec()
+    for version, plan_type in ((1, "string"), (2, "int64")):
+        publish(settings, [plans(version, plan_type)])
+        run_engine(spec, settings)
+
+    listing = _json("runs")
+    assert listing["total"] == 3 and [r["state"] for r in listing["runs"]][0] == "blocked"
+    blocked = listing["runs"][0]
+    assert blocked["superseded_by"] is None and set(blocked) >= {"started_at", "duration_s", "try", "lease"}
+    assert [r["job"] for r in _json("runs", "--state", "succeeded", "--job", "report")["runs"]] == ["report"]
+    shown = _json("show", blocked["run_id"][:10])
+    assert shown["next"]["command"] == f"coord rerun model -p {PDAY}"
+    assert shown["inputs"][0]["changed"] == ["plan: string → int64"]
+    why = _json("why", "model", "-p", PDAY)
+    assert why["state"] == "blocked" and why["next"] == shown["next"]
+    status = _json("status")
+    model_out = {d["dataset"]: d for d in status["datasets"]}["scored"]
+    assert status["partitions"] == [PDAY] and model_out["cells"] == {PDAY: "blocked"}
+    lineage = _json("lineage", "report", "-p", PDAY)
+    assert lineage["upstream"]["run"]["job"] == "report"
+    assert lineage["upstream"]["children"][0]["dataset"] == "scored"
+
+    publish(settings, [plans(3, "string")])
+    run_engine(spec, settings)
+    again = {r["run_id"]: r for r in _json("runs")["runs"]}[blocked["run_id"]]
+    assert again["superseded_by"] and _json("show", blocked["run_id"])["next"] is None
+    assert _json("status")["datasets"][1]["cells"] == {PDAY: "complete"}  # scored: fixed
+    monkeypatch.setenv("COLUMNS", "80")
+    table = CliRunner().invoke(build_app(), ["runs"]).output
+    assert blocked["run_id"][:12] in table and all(len(line) <= 80 for line in table.splitlines())
+    monkeypatch.setenv("COLUMNS", "140")
+    assert "blocked superseded" in CliRunner().invoke(build_app(), ["runs"]).output
+
+    for args in (["runs", "--state", "faild"], ["runs", "--from", "2024-03-02", "--to", "2024-03-01"],
+                 ["why", "nope", "-p", PDAY], ["why", "model"]):
+        out = CliRunner().invoke(build_app(), args)
+        assert out.exit_code == 2, (args, out.output)  # a usage error, named
+    refused = CliRunner().invoke(build_app(), ["runs", "--state", "faild"]).output
+    assert "'faild' is not a run state" in flat(refused)
