@@ -73,9 +73,9 @@ def next_step(tx: Tx, run: RunRow, superseded_by: str | None) -> dict[str, str] 
     """What an operator should run next for this run, and why; None when nothing is to do."""
     if run.state not in REDO or superseded_by:
         return None
-    changed = [v for v in run.inputs if _newer_version(tx, v) is not None]
+    changed = changed_inputs(tx, run)
     if changed:
-        names = ", ".join(_key(v.dataset, v.partition) for v in changed)
+        names = ", ".join(changed)
         return {
             "command": rerun_command(run),
             "why": f"{names} has a newer version than this run consumed; a retry would reuse the old one",
@@ -89,6 +89,11 @@ def next_step(tx: Tx, run: RunRow, superseded_by: str | None) -> dict[str, str] 
         "command": f"coord retry {run.run_id[:12]}",
         "why": "the inputs are the latest; run the job again",
     }
+
+
+def changed_inputs(tx: Tx, run: RunRow) -> list[str]:
+    """The inputs (dataset[partition]) that have a newer version than the run consumed."""
+    return [_key(v.dataset, v.partition) for v in run.inputs if _newer_version(tx, v) is not None]
 
 
 def _key(dataset: str, partition: str | None) -> str:

@@ -23,7 +23,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from coordinator import operations
+from coordinator import operations, runview
 from coordinator.cli.context import cli_settings, state_store
 from coordinator.cli.run import SpecOpt, load_or_exit
 from coordinator.errors import CoordinatorError
@@ -52,6 +52,8 @@ def retry(run_id: Annotated[str, typer.Argument(help="Run id (or a unique prefix
         with _store(cli_settings()) as store:
             run = operations.retry(store, run_id)
             audit.record(store, _actor(), "retry", run_id=run.run_id, job=run.job, partition=run.partition)
+            with store.begin() as tx:
+                changed = runview.changed_inputs(tx, run)
     except CoordinatorError as exc:
         console.print(f"[red]error[/red]: {exc}")
         raise typer.Exit(1) from None
@@ -59,6 +61,10 @@ def retry(run_id: Annotated[str, typer.Argument(help="Run id (or a unique prefix
         f"run {run.run_id} ({run.job}[{run.partition}]) is ready again; "
         f"up to {run.max_attempts - run.attempt} more attempt(s)"
     )
+    if changed:  # the retry reuses the inputs the run consumed, not the newer (maybe fixed) ones
+        latest = runview.rerun_command(run)
+        names = ", ".join(changed)
+        console.print(f"note: {names} changed since; to run on the latest: {latest}", highlight=False)
 
 
 def rerun(

@@ -133,3 +133,5 @@ def test_views_print_one_json_value_and_refuse_bad_options(env, tmp_path, monkey
         assert out.exit_code == 2, (args, out.output)  # a usage error, named
     refused = CliRunner().invoke(build_app(), ["runs", "--state", "faild"]).output
     assert "'faild' is not a run state" in flat(refused)
+    retried = flat(CliRunner().invoke(build_app(), ["retry", blocked["run_id"]]).output)  # on the old input
+    assert f"raw.plans[{PDAY}] changed since; to run on the latest: coord rerun model -p {PDAY}" in retried
