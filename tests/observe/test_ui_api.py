@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import pytest
 from fastapi.testclient import TestClient
 
 from coordinator.api.app import create_app
@@ -151,13 +152,16 @@ def test_why_names_the_missing_inputs_and_what_to_run_next(env):
         assert run["state"] == "succeeded" and run["try"] == {"n": 1, "of": 1, "overall": 2}
 
 
-def test_a_blocked_run_traces_to_the_changed_column_and_is_superseded_by_the_fix(env):
+@pytest.mark.parametrize("database", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_a_blocked_run_traces_to_the_changed_column_and_is_superseded_by_the_fix(env, database, request):
+    """On both stores: the superseded count and the run pages' reads are SQL of their own."""
     from tests.observe.recovery import DAY as PDAY
     from tests.observe.recovery import plans, recovery_spec
 
     _, _, base = env
     spec = recovery_spec()
-    settings = Settings(home=base.home, bus="local", anonymous_reads=True)
+    url = request.getfixturevalue("postgres_url") if database == "postgres" else None
+    settings = Settings(home=base.home, bus="local", anonymous_reads=True, state_url=url)
     publish(settings, [plans(1, "string")])
     run_engine(spec, settings)
     publish(settings, [plans(2, "int64")])
