@@ -176,8 +176,12 @@ def status(
         console.print(
             f"{w['job']}[{w['partition']}] waits for {', '.join(missing[:5])}{more}", highlight=False
         )
-    for s in found["stale"]:
+    stale = found["stale"]
+    shown = [s for s in stale if s["partition"] is None or s["partition"] in found["partitions"]]
+    for s in shown:  # those of the table's partitions; the rest counted (a moved model: many)
         console.print(f"{s['job']}[{s['partition']}] is stale: {s['describe']}", highlight=False)
+    if len(shown) < len(stale):
+        console.print(f"… and {len(stale) - len(shown)} stale in older partitions (--json lists them)")
     if not found["waiting"]:
         console.print("nothing is waiting on a partial set of inputs")
     for r in found["orphaned"]:
