@@ -69,8 +69,10 @@ class PrivateBroker:
             "share.coordinator.state.topic.replication.factor=1", "share.coordinator.state.topic.min.isr=1",
             "group.initial.rebalance.delay.ms=0", "auto.create.topics.enable=true", ""]))
         if not self._formatted:
+            # "--cluster-id=ID": an id drawn with a leading "-" is otherwise read as an option
             cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
-            subprocess.run(self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props),
+            subprocess.run(self._java("kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}",
+                                      "-c", str(props),
                                       heap="-Xmx256m"),
                            check=True, capture_output=True, timeout=120)
             self._formatted = True
