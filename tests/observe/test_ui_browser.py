@@ -91,6 +91,10 @@ def test_ui_shows_the_failure_and_a_retry_makes_it_succeed(env, chromium, tmp_pa
             page.wait_for_selector('#graph .job[data-job="after"][data-state="succeeded"]', timeout=30_000)
             page.wait_for_selector("#run-state.state-succeeded", timeout=10_000)
             page.wait_for_selector('#grid tr[data-dataset="out"] td.state-complete')
+            bars = page.locator("#gantt .gantt-row")  # the partition's runs over time: prep, load, after
+            page.wait_for_selector("#gantt .gantt-row .bar-succeeded")
+            assert bars.count() == 3 and page.locator("#gantt .bar-succeeded").count() == 3
+            _fits(page, 1024)
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "ui-retry-succeeded.png"), full_page=True)
         finally:
@@ -98,12 +102,14 @@ def test_ui_shows_the_failure_and_a_retry_makes_it_succeed(env, chromium, tmp_pa
     assert requests and all(u.startswith(url) for u in requests), "the page fetched something elsewhere"
 
 
-def _fits(page, width: int) -> None:
-    """Nothing of the page lies beyond the window's width: no horizontal scroll of the page, and
-    the graph (scaled to its box) ends inside the window."""
+def _fits(page, width: int, graph: bool = True) -> None:
+    """Nothing of the page lies beyond the window's width: no horizontal scroll of the page, the
+    graph's box ends inside the window, and (`graph`) the graph, scaled to its box, too."""
     assert page.evaluate("document.documentElement.scrollWidth") <= width
-    right = page.evaluate("document.querySelector('#graph svg').getBoundingClientRect().right")
-    assert 0 < right <= width
+    assert page.evaluate("document.querySelector('#graph').getBoundingClientRect().right") <= width
+    if graph:
+        right = page.evaluate("document.querySelector('#graph svg').getBoundingClientRect().right")
+        assert 0 < right <= width
 
 
 def test_ui_traces_a_blocked_run_to_the_changed_column_and_shows_the_recovery(env, chromium, tmp_path: Path):
@@ -155,5 +161,51 @@ def test_ui_traces_a_blocked_run_to_the_changed_column_and_shows_the_recovery(en
             assert "succeeded" in cell.inner_text()
             _fits(page, width)
             page.screenshot(path=str(ARTIFACTS / "ui-recovered.png"), full_page=True)
+        finally:
+            context.close()
+
+
+def test_a_graph_of_sixty_jobs_fits_the_window_and_zooms(env, chromium, tmp_path: Path):
+    from coordinator.spec import parse_spec
+
+    jobs = "\n".join(
+        f"  j{i}:\n    kind: command\n    inputs: [{'raw' if i < 6 else f'd{i - 6}'}]\n"
+        f"    outputs: [d{i}]\n    settings: {{command: [sh, -c, 'true']}}"
+        for i in range(60)
+    )
+    spec = parse_spec(f"datasets:\n  raw: {{partitioning: daily}}\njobs:\n{jobs}\n")
+    _, _, base = env
+    settings = Settings(home=base.home, bus="local", anonymous_reads=True)
+    with (
+        StateStore(settings.resolved_state_url()) as store,
+        serving(create_app(settings, spec=spec, store=store)) as url,
+    ):
+        context = chromium.launch_persistent_context(
+            str(tmp_path / "profile"), executable_path=CHROMIUM, args=ARGS, headless=True,
+            viewport={"width": 1024, "height": 800})
+        try:
+            page = context.new_page()
+            page.goto(f"{url}/ui")
+            page.wait_for_selector('#graph .job[data-job="j59"]')
+            natural = int(page.get_attribute("#graph svg", "width"))
+            assert natural > 2000  # eleven layers of jobs: wider than any window
+            # shown no smaller than readable: the graph pans inside its box, the page stays put
+            _fits(page, 1024, graph=False)
+            measure = "(g => [g.scrollWidth, g.clientWidth, g.scrollLeft])(document.querySelector('#graph'))"
+            scroll, box, left = page.evaluate(measure)
+            assert scroll > box and left == 0
+            page.mouse.move(900, 130)  # drag the graph leftwards: it pans
+            page.mouse.down()
+            page.mouse.move(500, 130, steps=5)
+            page.mouse.up()
+            assert page.evaluate(measure)[2] > 300
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "ui-sixty-jobs.png"))
+            page.click("#zoom-fit")  # all of it at once
+            _fits(page, 1024)
+            for _ in range(3):
+                page.click("#zoom-in")
+            assert page.evaluate(measure)[0] > box
+            assert page.evaluate("document.documentElement.scrollWidth") <= 1024
         finally:
             context.close()

@@ -103,7 +103,8 @@ function applyZoom() {
   if (!svg) return;
   const natural = Number(svg.getAttribute("width"));
   const box = $("#graph").clientWidth - 4;
-  const scale = state.zoom ?? Math.min(1, box / natural);  // fit the width unless zoomed by hand
+  // fit the width unless zoomed by hand, but no smaller than readable: a wider graph pans instead
+  const scale = state.zoom ?? Math.min(1, Math.max(box / natural, 0.6));
   svg.style.width = `${Math.round(natural * scale)}px`;
   svg.style.height = "auto";
 }
@@ -149,6 +150,28 @@ async function loadTimeline() {
   }).join("");
   $("#timeline").innerHTML = head + body;
   wireLinks($("#timeline"));
+}
+
+async function loadGantt() {  // the chosen partition's runs as bars from start to end, one a line
+  if (!state.partition) return;
+  const { runs } = await getJSON(`/api/runs?partition=${encodeURIComponent(state.partition)}&limit=200`);
+  const started = runs.filter((r) => r.started_at).reverse();  // oldest first
+  if (!changed("gantt", started)) return;
+  if (!started.length) { $("#gantt").innerHTML = "<p>no run has started for this partition</p>"; $("#gantt-span").textContent = ""; return; }
+  const now = Date.now() / 1000;
+  const t0 = Math.min(...started.map((r) => r.started_at));
+  const t1 = Math.max(...started.map((r) => r.finished_at || now));
+  const span = Math.max(t1 - t0, 0.001);
+  $("#gantt-span").textContent = `${when(t0)} → ${when(t1)} UTC (${took(t1 - t0)})`;
+  $("#gantt").innerHTML = started.map((r) => {
+    const left = ((r.started_at - t0) / span) * 100;
+    const width = Math.max((((r.finished_at || now) - r.started_at) / span) * 100, 0.6);
+    return `<div class="gantt-row" data-run="${esc(r.run_id)}"><span class="gantt-label">${esc(r.job)}</span>
+      <span class="gantt-track"><a data-open="${esc(r.run_id)}" class="gantt-bar bar-${esc(runState(r))}" style="left:${left.toFixed(2)}%;width:${Math.min(width, 100 - left).toFixed(2)}%"
+        title="${esc(`${r.job} ${r.state} · ${when(r.started_at)} · ${took(r.duration_s)}`)}"></a></span>
+      <span class="gantt-took">${esc(took(r.duration_s))}</span></div>`;
+  }).join("");
+  wireLinks($("#gantt"));
 }
 
 function runFilters() {
@@ -211,6 +234,15 @@ async function openRun(runId) {
   $("#detail-section").scrollIntoView({ block: "start" });
 }
 
+function detailsText(details) {  // what the launcher reported: model version, Spark app id, push counts
+  if (!details) return "";
+  try {
+    return Object.entries(JSON.parse(details)).map(([k, v]) => `${k}: ${typeof v === "object" ? JSON.stringify(v) : v}`).join(" · ");
+  } catch (e) {
+    return String(details);
+  }
+}
+
 function columnsText(cols) {
   return (cols || []).map((c) => `${c.name} ${c.type}`).join(", ");
 }
@@ -258,8 +290,9 @@ async function loadRun() {
       ${r.inputs.map(inputRow).join("")}
     </table>
     <h3>attempts</h3>
-    <table><tr><th>attempt</th><th>state</th><th>started</th><th>ended</th><th>error</th></tr>
-      ${r.attempts.map((a) => `<tr><td>${a.attempt}</td><td class="state-${esc(a.state)}">${esc(a.state)}</td><td>${esc(when(a.started_at))}</td><td>${esc(when(a.finished_at))}</td><td class="wrap">${esc(a.error)}</td></tr>`).join("")}
+    <table id="attempts"><tr><th>attempt</th><th>state</th><th>started</th><th>ended</th><th>took</th><th>error</th><th>details</th></tr>
+      ${r.attempts.map((a) => `<tr><td>${a.attempt}</td><td class="state-${esc(a.state)}">${esc(a.state)}</td><td>${esc(when(a.started_at))}</td><td>${esc(when(a.finished_at))}</td>
+        <td>${esc(a.finished_at ? took(a.finished_at - a.started_at) : "")}</td><td class="wrap">${esc(a.error)}</td><td class="wrap details">${esc(detailsText(a.details))}</td></tr>`).join("")}
     </table>
     <h3>outputs</h3>
     <table id="outputs"><tr><th>output</th><th>status</th><th>event id</th><th>rows</th><th>read by</th></tr>
@@ -325,7 +358,7 @@ async function loadDataset() {
 async function refresh() {
   try {
     await loadPartitions();
-    await Promise.all([loadJobs(), loadGraph(), loadTimeline(), loadRuns(), loadGrid(), loadRun(), loadDataset()]);
+    await Promise.all([loadJobs(), loadGraph(), loadTimeline(), loadGantt(), loadRuns(), loadGrid(), loadRun(), loadDataset()]);
     document.body.dataset.loaded = String(Date.now());
   } catch (e) {
     say(e.message, true);
@@ -340,7 +373,23 @@ $("#runs-prev").addEventListener("click", () => { state.offset = Math.max(0, sta
 $("#runs-next").addEventListener("click", () => { state.offset += Number($('#run-filters [name="limit"]').value); refresh(); });
 $("#zoom-in").addEventListener("click", () => zoomBy(1.25));
 $("#zoom-out").addEventListener("click", () => zoomBy(0.8));
-$("#zoom-fit").addEventListener("click", () => { state.zoom = null; applyZoom(); });
+$("#zoom-fit").addEventListener("click", () => {
+  const svg = $("#graph svg");
+  if (svg) state.zoom = Math.min(1, ($("#graph").clientWidth - 4) / Number(svg.getAttribute("width")));
+  applyZoom();
+});
+(() => {  // drag the graph to pan it (a click on a node still opens it: it moves less than 4 px)
+  const box = $("#graph");
+  let from = null;
+  box.addEventListener("mousedown", (e) => { from = { x: e.clientX, y: e.clientY, left: box.scrollLeft, top: box.scrollTop }; });
+  window.addEventListener("mouseup", () => { from = null; box.classList.remove("panning"); });
+  box.addEventListener("mousemove", (e) => {
+    if (!from || (Math.abs(e.clientX - from.x) < 4 && Math.abs(e.clientY - from.y) < 4)) return;
+    box.classList.add("panning");
+    box.scrollLeft = from.left - (e.clientX - from.x);
+    box.scrollTop = from.top - (e.clientY - from.y);
+  });
+})();
 window.addEventListener("resize", applyZoom);
 const match = location.pathname.match(/^\/ui\/runs\/([^/]+)/);
 if (match) state.run = decodeURIComponent(match[1]);
