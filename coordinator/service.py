@@ -165,6 +165,12 @@ class Service:
             alerts.wake = watcher.wake
         stack.callback(watcher.stop)
         watcher.start()
+        from coordinator.scoring.watching import registry_watch
+
+        registry = registry_watch(self.spec, settings)  # alias moves of the score jobs' models
+        if registry is not None:
+            stack.callback(registry.stop)
+            registry.start()
 
     def _serve_http(self, host: str, port: int) -> None:
         import uvicorn

@@ -73,6 +73,8 @@ class Settings(BaseSettings):
         default_factory=dict, description="--conf defaults for every spark job (a job's conf wins)"
     )
     mlflow_tracking_uri: str | None = None
+    # How often `coord serve` reads the aliases its score jobs re-run on (scoring/watching.py)
+    registry_poll_s: float = Field(default=30.0, gt=0)
 
     # Product database the reverse-ETL pushes write to (SQLAlchemy URL); default: SQLite under `home`
     product_db_url: SecretStr | None = None

@@ -155,3 +155,19 @@ def mlflow_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Ml
     mlflow.set_experiment(experiment_id=experiment)
     yield MlflowStore(uri, artifacts)
     mlflow.set_tracking_uri("")
+
+
+@pytest.fixture(scope="session")
+def mlflow_server() -> str:
+    """The MLflow tracking server of `scripts/services up mlflow` (PostgreSQL backend store,
+    artifacts served by it): what production talks to. Tests register models under fresh names."""
+    import httpx
+
+    uri = os.environ.get("COORD_TEST_MLFLOW_URI")
+    if not uri:
+        missing("MLflow tracking server", "COORD_TEST_MLFLOW_URI is not set")
+    try:
+        httpx.get(f"{uri}/health", timeout=10).raise_for_status()
+    except httpx.HTTPError as exc:
+        missing("MLflow tracking server", f"{uri}: {exc}")
+    return uri

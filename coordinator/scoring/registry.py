@@ -118,17 +118,22 @@ def promote(
     return before, event
 
 
+def watched_alias(job: object) -> tuple[str, str] | None:
+    """(model, alias) of a score job that has its model's registry dataset among its inputs and
+    names the model by alias; None for any other job."""
+    settings = getattr(job, "settings", {})
+    if getattr(job, "kind", None) != "score" or "model" not in settings:
+        return None
+    ref = parse_ref(str(settings["model"]))
+    if ref.alias and any(i.dataset == registry_dataset(ref.name) for i in getattr(job, "inputs", ())):
+        return ref.name, ref.alias
+    return None
+
+
 def watched_aliases(spec: object) -> list[tuple[str, str]]:
-    """(model, alias) pairs to poll for a pipeline spec: every score job that has its model's
-    registry dataset among its inputs and names the model by alias."""
-    found: dict[tuple[str, str], None] = {}
-    for job in getattr(spec, "jobs", {}).values():
-        if job.kind != "score" or "model" not in job.settings:
-            continue
-        ref = parse_ref(str(job.settings["model"]))
-        if ref.alias and any(i.dataset == registry_dataset(ref.name) for i in job.inputs):
-            found[(ref.name, ref.alias)] = None
-    return list(found)
+    """(model, alias) pairs to poll for a pipeline spec, one per pair however many jobs use it."""
+    found = (watched_alias(job) for job in getattr(spec, "jobs", {}).values())
+    return list(dict.fromkeys(pair for pair in found if pair is not None))
 
 
 class AliasState:

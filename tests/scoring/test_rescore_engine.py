@@ -1,7 +1,8 @@
 """The model registry as an input, through the engine: a score job takes `mlflow.models.churn`
 (mapping latest) beside its daily features. The poller's first sighting of churn@champion plus
 the day's features make the partition ready; after promoting version 2 the same partition is
-scored again with it, and the new output event names the new version."""
+scored again with it (on_change: rerun_latest, no re-run by hand), and the new output event
+names the new version."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ import pytest
 from coordinator.bus.local import LocalBus
 from coordinator.engine import Coordinator
 from coordinator.intake import EventIntake
-from coordinator.operations import rerun
 from coordinator.publish import Publisher, build_event
 from coordinator.scoring import registry
 from coordinator.settings import Settings
@@ -31,7 +31,9 @@ datasets:
 jobs:
   churn_scores:
     kind: score
-    inputs: [reporting.user_features, {dataset: mlflow.models.churn, mapping: latest}]
+    inputs:
+      - reporting.user_features
+      - {dataset: mlflow.models.churn, mapping: latest, on_change: rerun_latest}
     outputs: [scores.churn]
     timeout_s: 600
     settings:
@@ -72,14 +74,8 @@ def test_promoting_a_champion_rescores_the_latest_partition(churn_registry, tmp_
 
                 registry.promote(uri, "churn", "2", publisher, state_path=state)   # moves and publishes
                 assert poller.poll_once() == []                     # promote announced it already
-                second = coord.run(until_idle=True, timeout_s=600)
-                if second.runs_created == 0:
-                    # Readiness treats a `latest` input of a partitioned job as a gate only, so
-                    # the new model version is recorded but re-runs nothing by itself yet; the
-                    # operator's re-run consumes it (the latest recorded input versions).
-                    assert rerun(coord.store, spec, "churn_scores", DAY).created
-                    second = coord.run(until_idle=True, timeout_s=600)
-                assert (second.succeeded, second.failed) == (1, 0)
+                second = coord.run(until_idle=True, timeout_s=600)   # on_change: rerun_latest
+                assert (second.runs_created, second.succeeded, second.failed) == (1, 1, 0)
     finally:
         registry.move_alias(uri, "churn", "champion", "1")
     scores = pq.read_table(output)

@@ -1,0 +1,156 @@
+"""An alias move re-scores and pushes through `coord serve`, with no command typed by hand.
+
+The production path end to end: the MLflow tracking server (PostgreSQL backend store, artifacts
+served by it), the real score kind, a reverse-ETL push into the product database, and `coord
+serve` whose registry poller reads the alias. Three moves, each followed by a re-score of the
+newest partition and its push:
+  1. the poller's first sighting of NAME@champion (version 1) makes the day ready;
+  2. the alias moved directly in the registry (as the MLflow UI or a training pipeline does) is
+     picked up by the poller inside serve: version 2;
+  3. `coord model promote NAME 1` moves it back and publishes at once: version 1 again.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from sqlalchemy import create_engine, text
+
+from models import churn
+from tests.conftest import unique
+from tests.scoring.conftest import TINY
+
+pytestmark = [pytest.mark.mlflow, pytest.mark.timeout(600)]
+DAYS = ("2024-06-01", "2024-06-02")
+ROWS = 400
+
+SPEC = """
+datasets:
+  reporting.user_features: {partitioning: daily}
+  mlflow.models.MODEL: {partitioning: none}
+  scores.churn: {partitioning: daily}
+  product.user_scores: {partitioning: daily}
+jobs:
+  churn_scores:
+    kind: score
+    inputs:
+      - reporting.user_features
+      - {dataset: mlflow.models.MODEL, mapping: latest, on_change: rerun_latest}
+    outputs: [scores.churn]
+    timeout_s: 300
+    settings:
+      model: models:/MODEL@champion
+      key_columns: [user_id, feature_date]
+      output: LAKE/scores/churn/date={partition}
+  push_user_scores:
+    kind: reverse_etl
+    inputs: [scores.churn]
+    outputs: [product.user_scores]
+    timeout_s: 300
+    settings:
+      source: {input: scores.churn}
+      destination: {url: "PRODUCT", table: user_scores}
+      mode: upsert
+      key: [user_id, score_date]
+      columns: {user_id: user_id, feature_date: score_date, p_churn: churn_probability,
+                model_version: model_version}
+      create_table: true
+"""
+
+
+def coord(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", "from coordinator.cli import main; main()", *args],
+                          env=env, capture_output=True, text=True, timeout=120)
+
+
+def pushed_versions(product: str) -> dict[str, set[int]]:
+    """score_date → the model versions of its rows in the product table."""
+    engine = create_engine(product)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(text("select score_date, model_version from user_scores")).all()
+    except Exception:  # the table exists once the first push ran
+        return {}
+    finally:
+        engine.dispose()
+    found: dict[str, set[int]] = {}
+    for day, version in rows:
+        found.setdefault(str(day), set()).add(int(version))
+    return found
+
+
+def wait_pushed(product: str, want: dict[str, set[int]], proc: subprocess.Popen,
+                within_s: float = 240) -> None:
+    deadline = time.monotonic() + within_s
+    seen: dict[str, set[int]] = {}
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"coord serve exited {proc.returncode}"
+        seen = pushed_versions(product)
+        if seen == want:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"the product table holds {seen}, not {want}, after {within_s} s")
+
+
+def test_an_alias_move_rescores_and_pushes_through_serve(tmp_path: Path, mlflow_server: str) -> None:
+    model = unique("churn")
+    assert churn.train_and_register(mlflow_server, model_name=model, alias="champion", seed=7, **TINY) == "1"
+    assert churn.train_and_register(mlflow_server, model_name=model, alias=None, seed=8, **TINY) == "2"
+    lake, product = tmp_path / "lake", f"sqlite:///{tmp_path / 'product.db'}"
+    spec = tmp_path / "pipeline.yaml"
+    spec.write_text(SPEC.replace("MODEL", model).replace("LAKE", str(lake)).replace("PRODUCT", product))
+    home = tmp_path / "home"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("COORD_", "MLFLOW_"))}
+    env.update(COORD_HOME=str(home), COORD_BUS="local", COORD_MLFLOW_TRACKING_URI=mlflow_server,
+               COORD_REGISTRY_POLL_S="1", COORD_ANONYMOUS_READS="true")
+    for day in DAYS:
+        features = lake / "user_features" / f"date={day}"
+        features.mkdir(parents=True)
+        table = churn.generate_features(ROWS, seed=9)
+        table = table.append_column("feature_date", pa.array([day] * ROWS))
+        pq.write_table(table, features / "part-0.parquet")
+        done = coord("publish", "reporting.user_features", "--partition", day, "--location", str(features),
+                     "--rows", str(ROWS), env=env)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+    port, log = free_port(), tmp_path / "serve.log"
+    with log.open("w") as sink:  # a file, not a pipe: a full pipe would stall serve's logging
+        proc = subprocess.Popen([sys.executable, "-c", "from coordinator.cli import main; main()", "serve",
+                                 str(spec), "--port", str(port), "-v"],
+                                env=env, stdout=sink, stderr=subprocess.STDOUT)
+    try:
+        # 1. the first sighting: both days are scored with version 1 and pushed
+        wait_pushed(product, {DAYS[0]: {1}, DAYS[1]: {1}}, proc)
+        # 2. moved in the registry itself: only the newest day is re-scored, with version 2
+        from mlflow import MlflowClient
+
+        MlflowClient(tracking_uri=mlflow_server, registry_uri=mlflow_server).set_registered_model_alias(
+            model, "champion", "2")
+        wait_pushed(product, {DAYS[0]: {1}, DAYS[1]: {2}}, proc)
+        # 3. promoted through the coordinator: published at once, re-scored and pushed again
+        done = coord("model", "promote", model, "1", env=env)
+        assert done.returncode == 0, done.stdout + done.stderr
+        wait_pushed(product, {DAYS[0]: {1}, DAYS[1]: {1}}, proc)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=90)
+    out = log.read_text()
+    assert proc.returncode == 0, out[-4000:]
+    assert f"watching {model}@champion in {mlflow_server}" in out
+    assert f"registry alias {model}@champion now points at version 2: published" in out
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
