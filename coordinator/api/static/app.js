@@ -284,13 +284,13 @@ async function loadRun() {
       <button id="rerun">Rerun ${esc(r.job)}[${esc(r.partition ?? "")}]</button>
       <button id="cancel" ${canCancel ? "" : "disabled"}>Cancel</button>
     </p>
-    <p class="wrap">command: <code>${esc((r.command || []).join(" "))}</code></p>
+    <p class="wrap">command: ${r.command ? `<code>${esc(r.command.join(" "))}</code>` : "— (not launched)"}</p>
     <h3>inputs (the exact versions it read)</h3>
     <table id="inputs"><tr><th>input</th><th>partition</th><th>version</th><th>produced by</th><th>rows</th><th>columns</th><th>changed from the version before</th></tr>
       ${r.inputs.map(inputRow).join("")}
     </table>
-    <h3>attempts</h3>
-    <table id="attempts"><tr><th>attempt</th><th>state</th><th>started</th><th>ended</th><th>took</th><th>error</th><th>details</th></tr>
+    <h3>attempts${r.attempts.length ? "" : ": none"}</h3>
+    <table id="attempts" ${r.attempts.length ? "" : "hidden"}><tr><th>attempt</th><th>state</th><th>started</th><th>ended</th><th>took</th><th>error</th><th>details</th></tr>
       ${r.attempts.map((a) => `<tr><td>${a.attempt}</td><td class="state-${esc(a.state)}">${esc(a.state)}</td><td>${esc(when(a.started_at))}</td><td>${esc(when(a.finished_at))}</td>
         <td>${esc(a.finished_at ? took(a.finished_at - a.started_at) : "")}</td><td class="wrap">${esc(a.error)}</td><td class="wrap details">${esc(detailsText(a.details))}</td></tr>`).join("")}
     </table>
@@ -299,7 +299,8 @@ async function loadRun() {
       ${r.outputs.map((o) => `<tr><td>${datasetLink(o.dataset, o.partition)}</td><td class="state-${esc(o.status)}">${esc(o.status)}</td><td><code>${esc(o.event_id)}</code></td><td>${esc(o.row_count)}</td>
         <td>${(o.consumers || []).map((c) => `${runLink(c.run_id, c.job)} <span class="state-${esc(c.state)}">${esc(c.state)}</span>`).join(", ")}</td></tr>`).join("")}
     </table>
-    <table id="audit"><tr><th>when</th><th>who</th><th>action</th><th>detail</th></tr>
+    <h3 ${(r.audit || []).length ? "" : "hidden"}>operator actions</h3>
+    <table id="audit" ${(r.audit || []).length ? "" : "hidden"}><tr><th>when</th><th>who</th><th>action</th><th>detail</th></tr>
       ${(r.audit || []).map((a) => `<tr class="audit-row"><td>${esc(new Date(a.at * 1000).toISOString())}</td><td>${esc(a.actor)}</td><td>${esc(a.action)}</td><td>${esc(a.detail || a.run_id || "")}</td></tr>`).join("")}
     </table>
     <h3>log</h3><pre class="log" id="log">${esc(r.log || "(empty)")}</pre>`;
