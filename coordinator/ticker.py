@@ -41,14 +41,15 @@ class Ticker:
         schedules: Mapping[str, S.ScheduleSpec],
         store: StateStore,
         fire: Callable[[Sequence[CompletionEvent]], int],
+        may_fire: Callable[[], bool] = lambda: True,
     ) -> None:
-        self.schedules, self.store, self.fire = dict(schedules), store, fire
+        self.schedules, self.store, self.fire, self.may_fire = dict(schedules), store, fire, may_fire
         self._after: dict[str, datetime] = {}  # fired or passed over up to here (inclusive)
         self._next: dict[str, float] = {}  # when the next look at each schedule is worth making
         self.fired = 0  # ticks this ticker recorded (not those another instance did)
 
     def tick(self, now: float) -> None:
-        if not self.schedules:
+        if not self.schedules or not self.may_fire():  # stopping: what is due stays for the next
             return
         if not self._after:
             self._start(now)
@@ -92,6 +93,11 @@ def attach(coordinator: Coordinator) -> Ticker | None:
     """A ticker for the coordinator's spec, run from its periodic hook (None: no schedules)."""
     if not coordinator.spec.schedules:
         return None
-    ticker = Ticker(coordinator.spec.schedules, coordinator.store, coordinator.record_own)
+    ticker = Ticker(
+        coordinator.spec.schedules,
+        coordinator.store,
+        coordinator.record_own,
+        lambda: not coordinator.ha.draining,
+    )
     coordinator.every_turn.append(ticker.tick)
     return ticker

@@ -188,3 +188,21 @@ def test_a_tick_published_by_hand_does_not_move_where_the_schedule_stands(tmp_pa
     assert ticker.fired == 2  # 03-30 and 03-31 06:00, though the hand-made one is newer
     with store.begin() as tx:
         assert len(tx.version_history("schedule.by_hand", "2024-03-30")) == 2  # its tick and the manual
+
+
+def test_a_stopping_instance_leaves_a_due_tick_to_the_next(tmp_path: Path, store: StateStore):
+    stub, spec = StubLauncher(kind="command"), spec_for("draining")
+    clock = Clock(datetime(2024, 3, 29, 12, tzinfo=UTC))
+    a, ticker = instance("a", tmp_path, store, clock, stub, spec)
+    try:
+        a.ha.draining = True  # what drain() sets on SIGTERM
+        ticker.tick(clock())
+        assert ticker.fired == 0 and ticks_recorded(store, "draining") == dict.fromkeys(DAYS, 0)
+    finally:
+        a.close()
+    b, ticker = instance("b", tmp_path, store, clock, stub, spec)
+    try:
+        b.run(until_idle=True, timeout_s=30, consume=False)
+    finally:
+        b.close()
+    assert ticker.fired == 1 and ticks_recorded(store, "draining")["2024-03-28"] == 1
