@@ -14,6 +14,9 @@
     coord_runs{job,state}                         runs in the store by state, now (scrape time)
     coord_bus_lag_messages                        messages the engine's group has not committed yet
     coord_outbox_pending                          events waiting to be published
+    coord_dataset_freshness_seconds{dataset}      since the newest version of the dataset was produced
+    coord_oldest_running_seconds{job}             age of the job's oldest starting or running run
+    coord_pool_slots_used{pool}                   starting or running runs in the pool
 
 One `Metrics` owns its own registry (never the process-global one), so two apps or two tests
 never share counters. Counters from hooks count what this process saw; the `coord_runs` gauge
@@ -166,15 +169,28 @@ class _StoreCollector(Collector):
     def collect(self) -> Iterable[GaugeMetricFamily]:
         runs = GaugeMetricFamily("coord_runs", "Runs in the store by job and state", labels=["job", "state"])
         outbox = GaugeMetricFamily("coord_outbox_pending", "Events waiting to be published")
+        fresh = GaugeMetricFamily(
+            "coord_dataset_freshness_seconds", "Since its newest version was produced", labels=["dataset"]
+        )
+        oldest = GaugeMetricFamily(
+            "coord_oldest_running_seconds", "Age of the job's oldest starting or running run", labels=["job"]
+        )
+        used = GaugeMetricFamily("coord_pool_slots_used", "Runs starting or running", labels=["pool"])
         try:
             with self.store.begin() as tx:
                 for job, state, n in tx.run_counts():
                     runs.add_metric([job, state], n)
                 outbox.add_metric([], tx.outbox_count())
+                now = time.time()
+                for dataset, at in tx.newest_versions().items():
+                    fresh.add_metric([dataset], max(0.0, now - at))
+                for job, at in tx.oldest_active().items():
+                    oldest.add_metric([job], max(0.0, now - at))
+                for pool, n in tx.pool_usage().items():
+                    used.add_metric([pool], n)
         except Exception:  # a scrape must not fail because the store hiccuped
             log.exception("metrics: reading the state store failed")
-        yield runs
-        yield outbox
+        yield from (runs, outbox, fresh, oldest, used)
         if self.lag is not None:
             try:
                 lag = self.lag()

@@ -207,6 +207,18 @@ class Views:
                 out[run.run_id] = found[1]
         return out
 
+    def newest_versions(self) -> dict[str, float]:
+        """The newest `produced_at` among each dataset's latest partition versions (freshness)."""
+        t = S.partitions
+        q = select(t.c.dataset, func.max(t.c.produced_at)).group_by(t.c.dataset)
+        return {dataset: at for dataset, at in self.conn.execute(q) if at is not None}
+
+    def oldest_active(self) -> dict[str, float]:
+        """When the oldest starting or running run of each job started (a stranded run ages)."""
+        r = S.runs
+        q = select(r.c.job, func.min(func.coalesce(r.c.started_at, r.c.created_at))).where(in_states(ACTIVE))
+        return {job: at for job, at in self.conn.execute(q.group_by(r.c.job)) if at is not None}
+
     def pool_usage(self) -> dict[str, int]:
         """Starting or running runs by pool (the slots each pool has in use)."""
         r = S.runs

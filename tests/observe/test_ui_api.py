@@ -152,6 +152,37 @@ def test_why_names_the_missing_inputs_and_what_to_run_next(env):
         assert run["state"] == "succeeded" and run["try"] == {"n": 1, "of": 1, "overall": 2}
 
 
+def _sample(exposition: str, name: str) -> float:
+    [line] = [line for line in exposition.splitlines() if line.startswith(name + " ")]
+    return float(line.split()[-1])
+
+
+def test_a_run_whose_owner_is_gone_says_so_and_ages_in_the_metrics(env):
+    import time
+
+    from coordinator.operations import retry
+
+    tmp_path, _, base = env
+    spec = spec_for(tmp_path / "marker")
+    settings = Settings(home=base.home, bus="local", anonymous_reads=True)
+    publish(settings, raw_events())
+    run_engine(spec, settings)
+    with _served(settings, spec) as client:
+        store = client.app.state.store
+        [load] = client.get("/api/runs", params={"job": "load"}).json()["runs"]
+        retry(store, load["run_id"])
+        with store.begin() as tx:  # taken by an instance that then vanished (no lease of its own)
+            [claimed] = tx.claim("default", 4, "vanished#1", time.time())
+        why = client.get("/api/why", params={"job": "load", "partition": DAY}).json()
+        [reason] = why["reasons"]
+        assert (reason["kind"], reason["owner"], reason["lease"]) == ("dead_owner", "vanished#1", "unknown")
+        assert "no live instance can adopt it" in reason["text"]
+        text = client.get("/metrics").text
+        assert _sample(text, 'coord_pool_slots_used{pool="default"}') == 1
+        assert _sample(text, 'coord_oldest_running_seconds{job="load"}') >= 0
+        assert claimed.run_id == load["run_id"]
+
+
 @pytest.mark.parametrize("database", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def test_a_blocked_run_traces_to_the_changed_column_and_is_superseded_by_the_fix(env, database, request):
     """On both stores: the superseded count and the run pages' reads are SQL of their own."""
@@ -186,6 +217,9 @@ def test_a_blocked_run_traces_to_the_changed_column_and_is_superseded_by_the_fix
         assert again["superseded_by"] == newest["run_id"] and again["next"] is None
         text = client.get("/metrics").text
         assert 'state="blocked"' not in text and 'coord_runs{job="model",state="superseded"} 1.0' in text
+        fresh = _sample(text, 'coord_dataset_freshness_seconds{dataset="raw.plans"}')
+        assert fresh > 3600 * 24 * 365  # v3 was produced in March 2024
+        assert "coord_oldest_running_seconds{" not in text and "coord_pool_slots_used{" not in text  # idle
         ds = client.get("/api/datasets/raw.plans").json()
         assert [(v["event_id"], v["changed"]) for v in ds["versions"]] == [
             ("plans-v3", ["plan: int64 → string"]), ("plans-v2", ["plan: string → int64"]), ("plans-v1", [])]
