@@ -5,7 +5,9 @@ COORD_DBT_SETTINGS. In one process, with dbt-core's programmatic runner (the pro
 once and the manifest handed to the next commands):
 1. `dbt parse`, then `dbt ls` of the job's --select/--exclude: a declared output that is no node
    the selection builds blocks the run (details `blocked`), naming it, before anything is built;
-2. `dbt build` (or run/seed/snapshot) with --vars {partition, window_start, window_end, ...};
+2. `dbt build` (or run/seed/snapshot); every command has --vars {partition, window_start,
+   window_end, ...}, so configs that use them (an external model's `location`) are rendered for
+   the run, and the folders of external models' locations are made (DuckDB makes none);
    artifacts go to the run's own folder, so they are this invocation's and no other run's;
 3. with `catalog: true`, `dbt docs generate` into a folder of its own (it would rewrite the
    build's artifacts), whose warehouse types replace the manifest's for the nodes built;
@@ -211,19 +213,32 @@ def report(
     return not_built
 
 
+def make_folders(nodes: Mapping[str, Any], selected: list[str]) -> None:
+    """Make the folders the selected external models write into: DuckDB's COPY makes none, so a
+    location such as lake/reporting/events/date=2026-01-02/events.parquet failed on a new day."""
+    for uid in selected:
+        config = (nodes.get(uid) or {}).get("config") or {}
+        where = str(config.get("location") or "")
+        if config.get("materialized") == "external" and where and "://" not in where:
+            Path(where).parent.mkdir(parents=True, exist_ok=True)
+
+
 def run(settings: DbtSettings, partition: str | None, outputs: list[str], workdir: Path) -> None:
     inv = Invocation(settings, workdir)
+    # every command renders the project with the run's vars: configs (an external model's
+    # `location`) and the profile are rendered when parsing, not again by the build
+    inv.common += ["--vars", dbt_vars(settings, partition)]
     parsed = workdir / "parse"
     nodes = inv.parse(parsed)["nodes"]
-    check_outputs(settings, nodes, inv.selected(parsed), outputs)
+    selected = inv.selected(parsed)
+    check_outputs(settings, nodes, selected, outputs)
+    make_folders(nodes, selected)
     target = workdir / "target"
     extra = ["--full-refresh"] if settings.full_refresh else []
     extra += ["--threads", str(settings.threads)] if settings.threads else []
     inv.invoke(
         settings.command,
         *inv.selection(),
-        "--vars",
-        dbt_vars(settings, partition),
         *extra,
         target_path=target,
     )

@@ -58,12 +58,14 @@ class Service:
         log_runs: bool = True,
         bus: Bus | None = None,
         store: StateStore | None = None,
+        fire_schedules: bool = True,
     ) -> None:
         self.spec, self.settings = spec, settings
         mask_logging(Masker.of(settings, spec))  # the log lines name no secret of these settings
         self.observe, self.http, self.freeze_gc = observe or http is not None, http, freeze_gc
         self._extra_hooks, self._log_runs = list(hooks), log_runs
         self._bus, self._store = bus, store
+        self._fire_schedules = fire_schedules  # False: the caller makes the ticks (the demo's days)
         self._stack = ExitStack()
         self._coordinator: Coordinator | None = None
         self.hooks: list[Hook] = []
@@ -102,9 +104,10 @@ class Service:
                     freeze_gc=self.freeze_gc,
                 )
             )
-            from coordinator.ticker import attach
+            if self._fire_schedules:
+                from coordinator.ticker import attach
 
-            attach(self._coordinator)  # the spec's schedules, fired from the periodic hook
+                attach(self._coordinator)  # the spec's schedules, fired from the periodic hook
         return self._coordinator
 
     def __enter__(self) -> Service:

@@ -1,6 +1,7 @@
 """Realistic raw EL tables for the example pipeline, written with pyarrow (no Spark needed).
 
-`write_raw_day(root, date, n_users, seed)` lands what an EL tool would for one day:
+`write_raw_day(root, date, n_users, seed)` lands what an EL tool would for one day (`write_day`
+writes the same tables without the raw/ level, as the app's daily export):
 - raw/users/date=D   a snapshot of the users table (user_id, email, country, plan, signup_date, updated_at)
 - raw/events/date=D  that day's product events (event_id, user_id, event_type, event_time, session_id, amount)
 `write_hourly_counts(root, date, n_users, seed)` lands 24 hourly partitions of event counts,
@@ -120,13 +121,19 @@ def events_table(day: date | str, n_users: int, seed: int = 7) -> pa.Table:
 
 def write_raw_day(root: str | Path, day: date | str, n_users: int = 200, seed: int = 7) -> dict[str, Path]:
     """Write raw/users/date=D and raw/events/date=D under `root`; returns {"users": path, "events": path}."""
-    day, root = _as_date(day), Path(root)
+    return write_day(Path(root) / "raw", day, n_users, seed)
+
+
+def write_day(folder: str | Path, day: date | str, n_users: int = 200, seed: int = 7) -> dict[str, Path]:
+    """Write users/date=D and events/date=D under `folder` (the app's export of a day, as the
+    example journey's EL step reads it); returns {"users": path, "events": path}."""
+    day, folder = _as_date(day), Path(folder)
     out = {}
     tables = {"users": users_table(day, n_users, seed), "events": events_table(day, n_users, seed)}
     for name, table in tables.items():
-        folder = _replace_dir(root / "raw" / name / f"date={day.isoformat()}")
-        pq.write_table(table, folder / "part-00000.parquet")
-        out[name] = folder
+        part = _replace_dir(folder / name / f"date={day.isoformat()}")
+        pq.write_table(table, part / "part-00000.parquet")
+        out[name] = part
     return out
 
 

@@ -1,10 +1,13 @@
-"""Daily user features: the reporting table a churn model scores, from the raw EL tables of a day.
+"""Daily user features: the table a churn model scores, from a day's users and product events.
 
-Inputs (named by the last part of the dataset name): `users`, the day's snapshot of the users
-table, and `events`, the day's product events. The 7-, 30- and 90-day windows also read the earlier
-days of the events table when they sit next to the given one as `date=YYYY-MM-DD` folders (a
-missing earlier day counts as no activity). Output: one row per user, written by overwriting the
-output partition, so running a day twice gives the same table.
+Inputs (named by the last part of the dataset name): `users`, the day's users, and `events`, the
+day's product events — in the example journey the reporting tables dbt builds from what dlt
+loaded (examples/website_scores/dbt: one Parquet file a day), or any tables of those columns.
+The 7-, 30- and 90-day windows also read the earlier days of the events table when they sit
+next to the given one as `date=YYYY-MM-DD` folders or files in such folders (a missing earlier
+day counts as no activity; the example journey builds its days in order, so the earlier ones are
+there). Output: one row per user, written by overwriting the output partition, so running a day
+twice gives the same table.
 
     user_id  feature_date  country  plan  tenure_days  days_since_last_visit  sessions_7d
     sessions_30d  page_views_7d  purchases_30d  revenue_30d  avg_session_minutes  support_tickets_90d
@@ -24,19 +27,21 @@ from pyspark.sql import functions as F
 
 from coordinator.sparkjob import argument_parser, parse_args, report_dataframe, session
 
-DAY_FOLDER = re.compile(r"^(?P<parent>.+)/(?P<key>\w+)=(?P<day>\d{4}-\d{2}-\d{2})/?$")
+# .../events/date=2025-06-03, or a file in it: .../events/date=2025-06-03/events.parquet
+DAY_FOLDER = re.compile(r"^(?P<parent>.+)/(?P<key>\w+)=(?P<day>\d{4}-\d{2}-\d{2})(?P<file>/[^/]+\.\w+)?/?$")
 EVENT_COLUMNS = ("user_id", "event_type", "event_time", "session_id", "amount")
 
 
 def event_locations(spark: SparkSession, locations: list[str], day: date, lookback_days: int) -> list[str]:
-    """The given locations, plus the existing sibling day folders inside the look-back window."""
+    """The given locations, plus the existing sibling days (folders, or the same file in each
+    day's folder) inside the look-back window."""
     if len(locations) != 1 or not (m := DAY_FOLDER.match(locations[0])):
         return locations
     jvm = spark.sparkContext._jvm
     conf = spark.sparkContext._jsc.hadoopConfiguration()
     found = []
     for back in range(lookback_days - 1, 0, -1):
-        path = f"{m['parent']}/{m['key']}={(day - timedelta(days=back)).isoformat()}"
+        path = f"{m['parent']}/{m['key']}={(day - timedelta(days=back)).isoformat()}{m['file'] or ''}"
         jpath = jvm.org.apache.hadoop.fs.Path(path)
         if jpath.getFileSystem(conf).exists(jpath):
             found.append(path)

@@ -1,9 +1,12 @@
-"""Run the "website scores" journey once: land data, make sure the model exists, run the
-coordinator in bounded mode until the journey is idle, and summarize what happened.
+"""Run the "website scores" journey once: the app exports its days, the model is made sure
+of, the exports and the days' schedule ticks are announced, the coordinator runs in bounded
+mode until the journey is idle — load (dlt), reporting tables (dbt), features (Spark), scores
+(MLflow), push — and what happened is summarized.
 
 Order matters for a clean first run on a fresh machine: the model is registered before any
 event is published (the score job resolves `models:/churn@champion` when it starts), and the
 events are published before the coordinator runs until idle (so it has work from the start).
+The service fires no schedule on the clock: the demo's ticks are those of the days it exports.
 Everything is built here and passed down; nothing is global.
 """
 
@@ -29,10 +32,12 @@ from coordinator.store.store import StateStore
 
 
 def spec_env(options: DemoOptions, settings: Settings) -> dict[str, str]:
-    """What the example spec interpolates: the lake under the demo's home, the product database."""
+    """What the example spec interpolates: the lake and the app's export under the demo's home,
+    the product database."""
     return {
         **os.environ,
         "LAKE": str(options.lake),
+        "APP_EXPORT": str(options.app_export),
         "COORD_PRODUCT_DB_URL": settings.resolved_product_db_url(),
     }
 
@@ -60,27 +65,28 @@ def run_demo(
     jobs = list(spec.jobs)
     push_job, _, _ = results.push_target(spec)
 
-    with console.status("landing the raw EL tables (users, events)"):
-        landed = landing.land(options.lake, days, options.users, options.seed)
-    console.print(
-        f"landed {len(landed)} raw tables for {partitions[0]} … {partitions[-1]} under {options.lake}"
-    )
+    with console.status("the app exports its days (users, events)"):
+        exported = landing.export(options.app_export, days, options.users, options.seed)
+    console.print(f"the app exported {partitions[0]} … {partitions[-1]} under {options.app_export}")
     with console.status("making sure the churn model is registered (MLflow)"):
         version = ensure_model(settings)
     console.print(f"model churn@champion is version {version} ({settings.resolved_mlflow_uri()})")
 
     counter = results.PushCounter([push_job])
-    with Service(spec, settings, hooks=[counter], log_runs=False) as service, ExitStack() as stack:
+    service = Service(spec, settings, hooks=[counter], log_runs=False, fire_schedules=False)
+    with service, ExitStack() as stack:
         service.bus.ensure_topics(topic_specs(settings))
         coordinator = service.coordinator
+        ticks = landing.ticks(spec, days)
         with Publisher(service.bus, settings) as publisher:
-            sent = landing.publish_landed(publisher, landed)
-        console.print(f"published {sent} completion events from producer {landing.PRODUCER!r}")
+            sent = landing.publish_all(publisher, [e.event() for e in exported] + ticks)
+        console.print(f"published {sent} events: the days' exports (producer {landing.PRODUCER!r}) and ticks")
 
         watcher = stack.enter_context(StateStore(settings.resolved_state_url()))
+        kinds = {name: job.kind for name, job in spec.jobs.items()}
 
         def read() -> list[RunSummary]:
-            return journey_runs(watcher, jobs, partitions)
+            return journey_runs(watcher, kinds, partitions)
 
         progress = LiveProgress(read, jobs, console, status=lambda: f"{time.time() - started:.0f} s")
         with progress if live else nullcontext():

@@ -8,7 +8,7 @@ became ready, so the waiting ones are the expected partitions that have none.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from coordinator.demo.summary import RunSummary
 from coordinator.store.store import RunRow, StateStore
@@ -16,7 +16,7 @@ from coordinator.store.store import RunRow, StateStore
 ACTIVE = ("starting", "running")
 
 
-def summarize(run: RunRow, now: float) -> RunSummary:
+def summarize(run: RunRow, kind: str, now: float) -> RunSummary:
     state = "running" if run.state in ACTIVE else run.state
     seconds = None
     if run.started_at is not None:
@@ -24,6 +24,7 @@ def summarize(run: RunRow, now: float) -> RunSummary:
     error = run.error if run.state in ("failed", "blocked") else None
     return RunSummary(
         job=run.job,
+        kind=kind,
         partition=run.partition,
         state=state,
         seconds=seconds,
@@ -44,14 +45,15 @@ def newest_runs(store: StateStore, jobs: Iterable[str], limit: int = 2000) -> li
     return list(newest.values())
 
 
-def journey_runs(store: StateStore, jobs: Sequence[str], partitions: Sequence[str]) -> list[RunSummary]:
-    """One line per expected (job, partition), in pipeline order then partition order."""
+def journey_runs(store: StateStore, kinds: Mapping[str, str], partitions: Sequence[str]) -> list[RunSummary]:
+    """One line per expected (job, partition), in pipeline order then partition order; `kinds`
+    maps each job of the journey to its kind."""
     now = time.time()
-    found = {(r.job, r.partition): r for r in newest_runs(store, jobs)}
+    found = {(r.job, r.partition): r for r in newest_runs(store, kinds)}
     out = []
-    for job in jobs:
+    for job, kind in kinds.items():
         for partition in partitions:
             run = found.get((job, partition))
-            waiting = RunSummary(job=job, partition=partition, state="waiting")
-            out.append(summarize(run, now) if run else waiting)
+            waiting = RunSummary(job=job, kind=kind, partition=partition, state="waiting")
+            out.append(summarize(run, kind, now) if run else waiting)
     return out

@@ -41,6 +41,11 @@ class DemoOptions(BaseModel):
     def lake(self) -> Path:
         return (self.home / "lake").resolve()
 
+    @property
+    def app_export(self) -> Path:
+        """Where the app writes its daily export (the journey's source)."""
+        return (self.home / "app_export").resolve()
+
 
 def demo_settings(options: DemoOptions, **overrides: object) -> Settings:
     """The environment's settings with the demo's home folder (and any explicit overrides); reads

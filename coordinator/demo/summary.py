@@ -15,6 +15,7 @@ class RunSummary(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     job: str
+    kind: str  # the job's kind: el, dbt, spark, score, reverse_etl...
     partition: str | None
     state: str
     seconds: float | None = None
@@ -43,6 +44,7 @@ class DemoSummary(BaseModel):
         table = Table(title="runs", title_justify="left")
         for name, justify in (
             ("job", "left"),
+            ("kind", "left"),
             ("partition", "left"),
             ("state", "left"),
             ("seconds", "right"),
@@ -53,6 +55,7 @@ class DemoSummary(BaseModel):
             style = {"succeeded": "green", "failed": "red", "blocked": "red"}.get(run.state, "")
             table.add_row(
                 run.job,
+                run.kind,
                 run.partition or "-",
                 f"[{style}]{run.state}[/]" if style else run.state,
                 "" if run.seconds is None else f"{run.seconds:.1f}",
@@ -67,7 +70,7 @@ class DemoSummary(BaseModel):
         if not self.runs_launched:
             console.print(
                 "nothing new to do: these events were processed before (durations above are "
-                "from then); land changed data, e.g. --seed 8, to see only changed rows pushed"
+                "from then); export changed data, e.g. --seed 8, to see only changed rows pushed"
             )
         console.print(
             f"rows pushed now: [bold]{self.rows_pushed}[/] "

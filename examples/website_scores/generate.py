@@ -1,11 +1,13 @@
-"""Land a few days of the website's raw EL tables (users, events) and announce them on the bus.
+"""Write a few days of the website app's export (users, events) and announce each day on the bus.
 
-What an EL tool such as Fivetran does after each sync: write the tables, then say "dataset D,
-partition P is complete" — here with producer "fivetran". The bus is the one the settings name
-(COORD_BUS, COORD_KAFKA_BOOTSTRAP_SERVERS, ...), so a coordinator running this example's
-pipeline (`coord run examples/website_scores/pipeline.yaml`) picks the events up.
+What the app does after each night's export: write the tables, then say "app.export, partition
+D, is complete" as producer "app". The bus is the one the settings name (COORD_BUS,
+COORD_KAFKA_BOOTSTRAP_SERVERS, ...), so a coordinator serving this example's pipeline
+(`coord serve examples/website_scores/pipeline.yaml`) loads each day at the 06:00 tick after
+it, once its export is announced. `--ticks` announces the days' ticks too, as `coord demo`
+does, to run the journey for past days at once.
 
-    python examples/website_scores/generate.py --lake data/lake --days 3 --users 2000
+    python examples/website_scores/generate.py --export data/app_export --days 3 --users 2000
 """
 
 from __future__ import annotations
@@ -15,29 +17,36 @@ from datetime import date
 from pathlib import Path
 
 from coordinator.bus.factory import open_bus
-from coordinator.demo.landing import days_ending, land, publish_landed
-from coordinator.demo.settings import DEFAULT_END_DAY
+from coordinator.demo.landing import days_ending, export, publish_all, ticks
+from coordinator.demo.settings import DEFAULT_END_DAY, example_dir
 from coordinator.publish import Publisher
 from coordinator.settings import Settings
+from coordinator.spec import load_spec
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--lake", type=Path, required=True, help="root folder of the data lake")
+    parser.add_argument("--export", type=Path, required=True, help="the app's export folder (APP_EXPORT)")
     parser.add_argument("--days", type=int, default=3)
-    parser.add_argument("--end", type=date.fromisoformat, default=DEFAULT_END_DAY,
-                        help="the last day (YYYY-MM-DD)")
+    parser.add_argument(
+        "--end", type=date.fromisoformat, default=DEFAULT_END_DAY, help="the last day (YYYY-MM-DD)"
+    )
     parser.add_argument("--users", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--no-publish", action="store_true", help="write the tables only")
+    parser.add_argument("--ticks", action="store_true", help="announce the days' schedule ticks too")
+    parser.add_argument("--no-publish", action="store_true", help="write the export only")
     args = parser.parse_args(argv)
-    landed = land(args.lake, days_ending(args.end, args.days), args.users, args.seed)
-    for table in landed:
-        print(f"{table.dataset}[{table.partition}]: {table.row_count} rows in {table.location}")
+    days = days_ending(args.end, args.days)
+    exported = export(args.export, days, args.users, args.seed)
+    for day in exported:
+        print(f"app.export[{day.partition}]: {day.rows} rows in {day.folder}")
     if not args.no_publish:
+        events = [day.event() for day in exported]
+        if args.ticks:
+            events += ticks(load_spec(example_dir() / "pipeline.yaml"), days)
         settings = Settings()
         with Publisher(open_bus(settings), settings) as publisher:
-            print(f"published {publish_landed(publisher, landed)} completion events")
+            print(f"published {publish_all(publisher, events)} events")
 
 
 if __name__ == "__main__":

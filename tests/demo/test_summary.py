@@ -10,10 +10,10 @@ from coordinator.demo.progress import running_line, runs_table
 from coordinator.demo.summary import DemoSummary, RunSummary
 
 RUNS = [
-    RunSummary(job="features", partition="2025-06-02", state="succeeded", seconds=21.5),
-    RunSummary(job="features", partition="2025-06-03", state="running", seconds=3.0),
-    RunSummary(job="scores", partition="2025-06-02", state="failed", seconds=1.0, error="boom"),
-    RunSummary(job="scores", partition="2025-06-03", state="waiting"),
+    RunSummary(job="features", kind="spark", partition="2025-06-02", state="succeeded", seconds=21.5),
+    RunSummary(job="features", kind="spark", partition="2025-06-03", state="running", seconds=3.0),
+    RunSummary(job="scores", kind="score", partition="2025-06-02", state="failed", seconds=1.0, error="boom"),
+    RunSummary(job="scores", kind="score", partition="2025-06-03", state="waiting"),
 ]
 
 
@@ -42,9 +42,11 @@ def test_summary_json_has_the_promised_fields() -> None:
                           users_scored_latest_day=6, runs=RUNS, seconds=30.0, look="sqlite3 p.db 'select 1'")
     data = json.loads(summary.model_dump_json())
     assert data["rows_pushed"] == 12 and data["product_db"] == "sqlite:///p.db"
-    assert {"job", "partition", "state", "seconds"} <= set(data["runs"][0])
+    assert {"job", "kind", "partition", "state", "seconds"} <= set(data["runs"][0])
+    assert [r["kind"] for r in data["runs"]] == ["spark", "spark", "score", "score"]
     text = _text_of_print(summary)
     assert "journey did not complete" in text and "scores[2025-06-02]: boom" in text
+    assert "│ features │ spark │ 2025-06-02 │ succeeded │" in text
 
 
 def _text_of_print(summary: DemoSummary) -> str:
