@@ -534,6 +534,20 @@ def scaled_out(backend: Backend, rate: int | None, seconds: float, backlog: int,
     return out
 
 
+def backend_names(only: str | None) -> list[str]:
+    """The backends to measure (--only), kafka_postgres only when its services are set."""
+    names = [n for n in ("kafka_postgres", "local_sqlite") if not only or n == only]
+    if "kafka_postgres" in names and not (
+        os.environ.get("KAFKA_BOOTSTRAP_SERVERS") and os.environ.get("COORD_TEST_POSTGRES_URL")
+    ):
+        print(
+            "kafka_postgres skipped: set KAFKA_BOOTSTRAP_SERVERS and COORD_TEST_POSTGRES_URL",
+            file=sys.stderr,
+        )
+        names.remove("kafka_postgres")
+    return names
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -552,17 +566,7 @@ def main() -> None:
     result: dict[str, object] = {}
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        for name in ("kafka_postgres", "local_sqlite"):
-            if args.only and name != args.only:
-                continue
-            if name == "kafka_postgres" and not (
-                os.environ.get("KAFKA_BOOTSTRAP_SERVERS") and os.environ.get("COORD_TEST_POSTGRES_URL")
-            ):
-                print(
-                    "kafka_postgres skipped: set KAFKA_BOOTSTRAP_SERVERS and COORD_TEST_POSTGRES_URL",
-                    file=sys.stderr,
-                )
-                continue
+        for name in backend_names(args.only):
             backend = Backend(name, tmp)
             print(f"{name}: {JOBS} jobs in the spec", flush=True)
             figures: dict[str, object] = {}

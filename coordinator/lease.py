@@ -83,6 +83,7 @@ class LeaseKeeper:
         self.lost: LeaseLost | None = None
         self.inherited: list = []  # runs of this name from before leases existed (see acquire)
         self.renewals = 0
+        self.holds = 0  # fenced transactions (bench/leases.py weighs the fence by them)
         self._renewed = time.monotonic()  # when the last successful renewal began
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -189,6 +190,7 @@ class LeaseKeeper:
         """The fence of a write transaction: raises LeaseLost unless this lease is live."""
         if self.lost is not None:
             raise self.lost
+        self.holds += 1
         if not L.hold(tx, self.id):
             self._lose("another instance adopted it (this process was paused or cut off past its TTL)")
             raise self.lost  # type: ignore[misc]
