@@ -113,4 +113,9 @@ def rerun(store: StateStore, spec: PipelineSpec, job: str, partition: str | None
 
 
 def partition_range(spec: PipelineSpec, job: str, first: str, last: str) -> list[str]:
-    return P.key_range(spec.job_partitioning(job), first, last)
+    """The job's partition keys from `first` to `last`; ValueError when one is not a key of the
+    job's partitioning or the range is reversed (it would backfill nothing, silently)."""
+    keys = P.key_range(spec.job_partitioning(job), first, last)
+    if not keys:
+        raise ValueError(f"--from {first} comes after --to {last}: the range is empty")
+    return keys

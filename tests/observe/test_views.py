@@ -131,6 +131,8 @@ def test_views_print_one_json_value_and_refuse_bad_options(env, tmp_path, monkey
                  ["why", "nope", "-p", PDAY], ["why", "model"]):
         out = CliRunner().invoke(build_app(), args)
         assert out.exit_code == 2, (args, out.output)  # a usage error, named
+    backwards = CliRunner().invoke(build_app(), ["backfill", "model", "--from", "2024-03-02", "--to", PDAY])
+    assert backwards.exit_code == 1 and "comes after --to" in backwards.output, backwards.output
     refused = CliRunner().invoke(build_app(), ["runs", "--state", "faild"]).output
     assert "'faild' is not a run state" in flat(refused)
     retried = flat(CliRunner().invoke(build_app(), ["retry", blocked["run_id"]]).output)  # on the old input
