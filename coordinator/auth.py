@@ -22,11 +22,17 @@ import fnmatch
 import hashlib
 import hmac
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from fastapi import HTTPException, Request
 
 from coordinator.errors import SettingsError
 from coordinator.tokens import LEGACY_NAME, PREFIX, TokenEntry, is_loopback, read_tokens_file, verify
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from coordinator.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -73,7 +79,7 @@ class Authenticator:
         self._verified: dict[bytes, Principal] = {}
 
     @classmethod
-    def from_settings(cls, settings, bound_host: str | None = None) -> Authenticator:  # noqa: ANN001
+    def from_settings(cls, settings: Settings, bound_host: str | None = None) -> Authenticator:
         """From the settings; `bound_host` is the address the server really binds (else api_host)."""
         entries = list(settings.tokens)
         if settings.tokens_file is not None:
@@ -147,7 +153,7 @@ def authenticator(request: Request) -> Authenticator:
     return found
 
 
-def require(scope: str):  # noqa: ANN201 — a FastAPI dependency factory
+def require(scope: str) -> Callable[[Request], Principal]:
     """A dependency: `principal: Principal = Depends(require("operate"))`."""
 
     def dependency(request: Request) -> Principal:

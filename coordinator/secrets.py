@@ -36,7 +36,8 @@ _URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]*:)(?P<p
 _QUERY_SECRET = re.compile(r"(?P<k>[?&;][^=&\s]+=)(?P<v>[^&\s#]*)")
 # key=value, key: value, "key": "value", --key value forms in free text (logs, errors, argv)
 _ASSIGN = re.compile(
-    r"""(?P<k>["']?(?P<name>[A-Za-z_][A-Za-z0-9_.\-]*)["']?\s*(?:=|:(?!//))\s*)(?P<q>["']?)(?P<v>[^\s"',;&]+)"""
+    # the value is only looked at, not consumed: in "Error: password=x" the next key starts inside it
+    r"""(?P<k>["']?(?P<name>[A-Za-z_][A-Za-z0-9_.\-]*)["']?\s*(?:=|:(?!//))\s*)(?=(?P<q>["']?)(?P<v>[^\s"',;&]+))"""
 )
 _BEARER = re.compile(r"\b(?P<k>Bearer|Basic)\s+(?P<v>[A-Za-z0-9._~+/=-]+)", re.IGNORECASE)
 # keys that end in "key" but name no secret
@@ -65,12 +66,13 @@ def mask_text(text: str) -> str:
     """Free text (a log line, an error, an argument) with URL passwords and `secretkey=value` masked."""
     text = _BEARER.sub(lambda m: f"{m['k']} {MASK}", mask_url(text))
 
-    def assign(m: re.Match[str]) -> str:
-        if not looks_secret(m["name"]) or m["v"] == MASK:
-            return m[0]
-        return f"{m['k']}{m['q']}{MASK}"
-
-    return _ASSIGN.sub(assign, text)
+    out, pos = [], 0
+    for m in _ASSIGN.finditer(text):
+        if m.start() < pos or not looks_secret(m["name"]) or m["v"] == MASK:
+            continue
+        out += [text[pos : m.start("v")], MASK]
+        pos = m.end("v")
+    return "".join(out) + text[pos:]
 
 
 def mask_argv(argv: Iterable[str]) -> list[str]:
