@@ -342,10 +342,11 @@ def postgres_floor(backend: Backend, events: int, batch: int = 2000) -> float:
     import psycopg
 
     settings = backend.fresh()
-    with StateStore(settings.state_url) as store:
+    with StateStore(settings.resolved_state_url()) as store:
         store.engine  # noqa: B018 — opening it creates the tables (migrations)
     body = event(0).model_dump_json()
-    with psycopg.connect(settings.state_url.replace("postgresql+psycopg://", "postgresql://", 1)) as conn:
+    url = settings.resolved_state_url()
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://", 1)) as conn:
         started = time.perf_counter()
         for first in range(0, events, batch):
             with conn.transaction(), conn.cursor() as cur:
