@@ -42,7 +42,22 @@ def _took(start: float | None, end: float | None) -> str:
 def _version(ev: CompletionEvent) -> str:
     where = f"[{ev.partition}]" if ev.partition else ""
     rows = f" rows={ev.row_count}" if ev.row_count is not None else ""
-    return f"{ev.dataset}{where} {ev.status.value} event {ev.event_id} by {ev.producer}{rows}"
+    model = _model(ev)
+    used = f" model {model['name']} version {model['version']} ({model['uri']})" if model else ""
+    return f"{ev.dataset}{where} {ev.status.value} event {ev.event_id} by {ev.producer}{rows}{used}"
+
+
+def _model(ev: CompletionEvent) -> dict[str, str] | None:
+    """The model version an event names: a score run's output (made with it) or an alias move
+    of the registry dataset (mlflow.models.NAME); None for any other event."""
+    from coordinator.scoring.registry import REGISTRY_PREFIX as REGISTRY
+
+    a = ev.attributes
+    name = a.get("model_name") or (ev.dataset[len(REGISTRY):] if ev.dataset.startswith(REGISTRY) else None)
+    if not a.get("model_version") or not name:
+        return None
+    uri = a.get("model_uri") or f"models:/{name}/{a['model_version']}"
+    return {"name": name, "version": a["model_version"], "uri": uri}
 
 
 def show(
@@ -170,7 +185,7 @@ def _add_down(tree: Tree, node: history.Node) -> None:
 
 
 def lineage(
-    dataset: Annotated[str, typer.Argument()],
+    dataset: Annotated[str, typer.Argument(help="The dataset (its latest version is traced)")],
     partition: Annotated[
         str | None, typer.Option("--partition", "-p", help="The dataset's partition")
     ] = None,
@@ -230,6 +245,7 @@ def _node_json(node: history.Node) -> dict:
         "status": ev.status.value,
         "producer": ev.producer,
         "row_count": ev.row_count,
+        "model": _model(ev),
         "run": _run_json(node.run),
         "children": [_node_json(c) for c in node.children],
     }

@@ -142,7 +142,7 @@ async function loadTimeline() {
   const cell = (c) => c.run_id
     ? `<td class="cell tl state-${esc(runState(c))}" data-run="${esc(c.run_id)}" title="${esc(`${c.state} · started ${when(c.started_at)} · ${took(c.duration_s)} · ${c.runs} run(s)`)}">
          <a data-open="${esc(c.run_id)}">${esc(runState(c))}</a><small>${esc(took(c.duration_s))}${c.runs > 1 ? ` ·${c.runs}` : ""}</small></td>`
-    : `<td class="cell tl state-none">·</td>`;
+    : `<td class="cell tl state-none"><a data-why="${esc(c.partition ?? "")}" title="why is it not running?">·</a></td>`;
   const body = rows.map((row) => {
     const cells = row.partitioned ? row.cells.map(cell).join("")
       : cell(row.cells[0]).replace("<td ", `<td colspan="${Math.max(partitions.length, 1)}" `);
@@ -150,6 +150,8 @@ async function loadTimeline() {
   }).join("");
   $("#timeline").innerHTML = head + body;
   wireLinks($("#timeline"));
+  $("#timeline").querySelectorAll("a[data-why]").forEach((a) => a.addEventListener("click", () =>
+    openWhy(a.closest("tr").dataset.job, a.dataset.why || null).catch((e) => say(e.message, true))));
 }
 
 async function loadGantt() {  // the chosen partition's runs as bars from start to end, one a line
