@@ -23,6 +23,8 @@ TABLE = [
     (("GET", "/api/runs"), {"read"}),
     (("GET", "/api/runs/nope"), {"read"}),
     (("GET", "/api/timeline"), {"read"}),
+    (("GET", "/api/why?job=prep&partition=2024-01-01"), {"read"}),
+    (("GET", "/api/datasets/raw.a"), {"read"}),
     (("GET", "/metrics"), {"read"}),
     (("GET", "/api/audit"), set()),
     (("POST", "/events"), {"publish"}),
@@ -84,6 +86,15 @@ def test_allowed_calls_do_their_work_and_are_audited_with_the_token_name(client,
     assert rows[0].at > 0 and "as el" in rows[0].detail
     listed = client.get("/api/audit", headers=tokens.header("admin")).json()["audit"]
     assert [a["actor"] for a in listed] == ["publisher"]
+
+
+def test_the_fivetran_webhook_keeps_its_signature_as_its_auth(home, tokens) -> None:
+    settings = Settings(home=home, bus="local", tokens=tokens.entries, webhook_secret="wh-secret-1")
+    with StateStore(settings.resolved_state_url()) as store, \
+            TestClient(create_app(settings, spec=SPEC, store=store)) as c:
+        for headers in ({}, tokens.header("admin"), tokens.header("publish")):  # a token is no signature
+            response = c.post("/webhooks/fivetran", content=b"{}", headers=headers)
+            assert response.status_code == 401 and response.json()["detail"]["reason"] == "bad_signature"
 
 
 def test_healthz_and_the_page_itself_stay_open(client) -> None:
