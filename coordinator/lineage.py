@@ -4,8 +4,10 @@ Each attempt of a run is one OpenLineage run: its id is a UUID derived from (run
 so a coordinator that re-attaches after a restart reports the same run. Inputs are the exact
 versions the run consumed — the `version` dataset facet carries the completion event id — with
 their schema when known; outputs carry the id of the completion event the coordinator publishes
-for them and the row count the job reported. The job's namespace is settings.lineage_namespace,
-its name the job's name; a daily or hourly partition is the run's nominal time.
+for them and the row count the job reported; a score run's COMPLETE or FAIL event names the
+model version it used (the `coordinator_model` run facet, coordinator/scoring/lineage_facet.py).
+The job's namespace is settings.lineage_namespace, its name the job's name; a daily or hourly
+partition is the run's nominal time.
 
 Events are built with the openlineage-python client's models and sent by its HTTP transport
 from a background thread, so a slow or absent lineage service never holds up the engine; a
@@ -37,6 +39,8 @@ from openlineage.client.transport.http import HttpConfig, HttpTransport
 from coordinator import __version__
 from coordinator.hooks import Hook
 from coordinator.launchers.base import RunResult
+from coordinator.scoring.lineage_facet import FACET_NAME as MODEL_FACET
+from coordinator.scoring.lineage_facet import model_facet
 from coordinator.secrets import Masker, reveal
 from coordinator.settings import Settings
 from coordinator.spec import partitions as P
@@ -120,6 +124,9 @@ class Lineage(Hook):
         nominal = self._nominal(run)
         if nominal:
             run_facets["nominalTime"] = nominal
+        model = model_facet(result.details, PRODUCER) if result is not None else None
+        if model is not None:  # a score run: the exact model version it used
+            run_facets[MODEL_FACET] = model
         if result is not None and not result.succeeded:
             run_facets["errorMessage"] = error_message_run.ErrorMessageRunFacet(
                 message=(self.masker.text(result.error) or "failed")[:10000], programmingLanguage="shell"

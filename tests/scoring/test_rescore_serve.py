@@ -8,10 +8,14 @@ newest partition and its push:
   2. the alias moved directly in the registry (as the MLflow UI or a training pipeline does) is
      picked up by the poller inside serve: version 2;
   3. `coord model promote NAME 1` moves it back and publishes at once: version 1 again.
+Each score run's OpenLineage COMPLETE event names the model version it used (the
+`coordinator_model` run facet, valid against the OpenLineage schema and its own), and `coord
+lineage` shows the version of a scores partition and of the alias move upstream of it.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -19,17 +23,21 @@ import sys
 import time
 from pathlib import Path
 
+import jsonschema
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from sqlalchemy import create_engine, text
 
+from coordinator.scoring.lineage_facet import FACET_NAME, facet_schema
 from models import churn
 from tests.conftest import unique
+from tests.observe.receiver import Receiver
 from tests.scoring.conftest import TINY
 
 pytestmark = [pytest.mark.mlflow, pytest.mark.timeout(600)]
 DAYS = ("2024-06-01", "2024-06-02")
+OPENLINEAGE = Path(__file__).parents[1] / "observe" / "schemas" / "openlineage-runevent.schema.json"
 ROWS = 400
 
 SPEC = """
@@ -122,30 +130,59 @@ def test_an_alias_move_rescores_and_pushes_through_serve(tmp_path: Path, mlflow_
         assert done.returncode == 0, done.stdout + done.stderr
 
     port, log = free_port(), tmp_path / "serve.log"
-    with log.open("w") as sink:  # a file, not a pipe: a full pipe would stall serve's logging
+    with Receiver() as lineage, log.open("w") as sink:  # a file, not a pipe: a full pipe stalls logging
+        env["COORD_LINEAGE_URL"] = lineage.url + "/api/v1/lineage"
         proc = subprocess.Popen([sys.executable, "-c", "from coordinator.cli import main; main()", "serve",
                                  str(spec), "--port", str(port), "-v"],
                                 env=env, stdout=sink, stderr=subprocess.STDOUT)
-    try:
-        # 1. the first sighting: both days are scored with version 1 and pushed
-        wait_pushed(product, {DAYS[0]: {1}, DAYS[1]: {1}}, proc)
-        # 2. moved in the registry itself: only the newest day is re-scored, with version 2
-        from mlflow import MlflowClient
+        try:
+            # 1. the first sighting: both days are scored with version 1 and pushed
+            wait_pushed(product, {DAYS[0]: {1}, DAYS[1]: {1}}, proc)
+            # 2. moved in the registry itself: only the newest day is re-scored, with version 2
+            from mlflow import MlflowClient
 
-        MlflowClient(tracking_uri=mlflow_server, registry_uri=mlflow_server).set_registered_model_alias(
-            model, "champion", "2")
-        wait_pushed(product, {DAYS[0]: {1}, DAYS[1]: {2}}, proc)
-        # 3. promoted through the coordinator: published at once, re-scored and pushed again
-        done = coord("model", "promote", model, "1", env=env)
-        assert done.returncode == 0, done.stdout + done.stderr
-        wait_pushed(product, {DAYS[0]: {1}, DAYS[1]: {1}}, proc)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=90)
+            MlflowClient(tracking_uri=mlflow_server, registry_uri=mlflow_server).set_registered_model_alias(
+                model, "champion", "2")
+            wait_pushed(product, {DAYS[0]: {1}, DAYS[1]: {2}}, proc)
+            # 3. promoted through the coordinator: published at once, re-scored and pushed again
+            done = coord("model", "promote", model, "1", env=env)
+            assert done.returncode == 0, done.stdout + done.stderr
+            wait_pushed(product, {DAYS[0]: {1}, DAYS[1]: {1}}, proc)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=90)
+        events = list(lineage.bodies)
     out = log.read_text()
     assert proc.returncode == 0, out[-4000:]
     assert f"watching {model}@champion in {mlflow_server}" in out
     assert f"registry alias {model}@champion now points at version 2: published" in out
+
+    # OpenLineage: every event valid; each score run's COMPLETE names the model version it used
+    formats = jsonschema.FormatChecker()
+    validator = jsonschema.Draft202012Validator(json.loads(OPENLINEAGE.read_text()), format_checker=formats)
+    facet_validator = jsonschema.Draft202012Validator(facet_schema(), format_checker=formats)
+    for event in events:
+        validator.validate(event)
+    scored = sorted((e["eventTime"], e["run"]["facets"][FACET_NAME]) for e in events
+                    if e["job"]["name"] == "churn_scores" and e["eventType"] == "COMPLETE")
+    for _, facet in scored:
+        facet_validator.validate(facet)
+    assert not facet_validator.is_valid({k: v for k, v in scored[0][1].items() if k != "version"})
+    assert sorted(f["version"] for _, f in scored[:2]) == ["1", "1"]            # both days, version 1
+    assert [(f["name"], f["version"], f["uri"]) for _, f in scored[2:]] == [
+        (model, "2", f"models:/{model}/2"), (model, "1", f"models:/{model}/1")]   # the newest day twice
+    assert all(FACET_NAME not in e["run"]["facets"] for e in events if e["eventType"] == "START")
+
+    # coord lineage: the newest day's scores were made with version 1, after the promote upstream
+    shown = coord("lineage", "scores.churn", "--partition", DAYS[1], "--spec", str(spec), "--json", env=env)
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    found = json.loads(shown.stdout)
+    assert found["event"]["model"] == {"name": model, "version": "1", "uri": f"models:/{model}/1"}
+    registry_inputs = [c for c in found["upstream"]["children"] if c["dataset"] == f"mlflow.models.{model}"]
+    assert [c["model"]["version"] for c in registry_inputs] == ["1"]
+    text_view = coord("lineage", "scores.churn", "--partition", DAYS[1], "--spec", str(spec),
+                      env={**env, "COLUMNS": "250"})     # one line per version, not wrapped
+    assert f"model {model} version 1 (models:/{model}/1)" in text_view.stdout
 
 
 def free_port() -> int:
