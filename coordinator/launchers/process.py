@@ -27,7 +27,7 @@ from coordinator.errors import LaunchError
 from coordinator.launchers.base import Handle, Launcher, RunContext, RunResult
 from coordinator.launchers.result import RESULT_FILE_ENV, read_results
 from coordinator.rundirs import EXIT_NAME, LOG_NAME, RESULT_NAME  # re-exported: the folder's files
-from coordinator.secrets import Masker
+from coordinator.secrets import Masker, mask_argv
 
 ERROR_HINTS = ("error", "exception", "traceback", "failed", "fatal")
 
@@ -73,7 +73,7 @@ def start_process(
             "pid": proc.pid,
             "start_time": _proc_start_time(proc.pid),
             "workdir": str(workdir),
-            "argv": list(argv),
+            "argv": mask_argv(argv),  # for display only: the store keeps no --conf password
             "started_at": time.time(),
         },
     )
