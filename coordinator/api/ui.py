@@ -252,7 +252,7 @@ def run_detail(request: Request, run_id: str, lines: int = Query(60, ge=1, le=20
     return {
         **_run_json(run, masker, superseded_by),
         "command": masker.argv(history.launched_command(run)),
-        "inputs": inputs,
+        "inputs": masker.value(inputs),  # a location may carry credentials
         "attempts": [masker.value(a) for a in attempts],
         "outputs": [{**o, "error": masker.text(o["error"])} for o in outputs],
         "next": step,
