@@ -64,12 +64,12 @@ def _consume_all(bootstrap: str, topic: str) -> list:
 
 
 def test_journey_on_kafka_postgres_spark_and_mlflow(tmp_path: Path, kafka_bootstrap: str, postgres_url: str,
-                                                     mlflow_store, topics: dict[str, str]) -> None:
+                                                     mlflow_server: str, topics: dict[str, str]) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("COORD_", "MLFLOW_"))}
     env.update(COORD_BUS="kafka", COORD_KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap,
                COORD_TOPIC_EVENTS=topics["events"], COORD_TOPIC_DEAD_LETTER=topics["dead"],
                COORD_CONSUMER_GROUP=unique("demo"), COORD_STATE_URL=postgres_url,
-               COORD_PRODUCT_DB_URL=postgres_url, COORD_MLFLOW_TRACKING_URI=mlflow_store.tracking_uri,
+               COORD_PRODUCT_DB_URL=postgres_url, COORD_MLFLOW_TRACKING_URI=mlflow_server,
                COORD_SPARK_MASTER="local[2]")
     home = tmp_path / "home"
     coord = Path(sys.executable).with_name("coord")
@@ -105,10 +105,12 @@ def test_journey_on_kafka_postgres_spark_and_mlflow(tmp_path: Path, kafka_bootst
     import mlflow.pyfunc
 
     from models.churn import FEATURES
+    from models.registry import using_store
 
     versions = {s.model_version for s in scores}
     assert len(versions) == 1
-    model = mlflow.pyfunc.load_model(f"models:/churn/{versions.pop()}")
+    with using_store(mlflow_server):           # the server the demo registered the model in
+        model = mlflow.pyfunc.load_model(f"models:/churn/{versions.pop()}")
     features = pq.read_table(home / "lake" / "reporting" / "user_features" / f"date={LATEST}").to_pandas()
     features = features.sort_values("user_id").reset_index(drop=True)
     predicted = np.asarray(model.predict(features[list(FEATURES)]))
