@@ -173,6 +173,8 @@ class Views:
             where.append(r.c.partition_key >= partition_from)
         if partition_to is not None:
             where.append(r.c.partition_key <= partition_to)
+            if partition_from is None and partition_to:  # a range of partitions: not the unpartitioned
+                where.append(r.c.partition_key != "")
         if since is not None:
             where.append(r.c.created_at >= since)
         if until is not None:

@@ -220,7 +220,7 @@ async function loadGrid() {
   const head = `<tr><th>dataset</th><th>fresh</th>${partitions.map((p) => `<th>${esc(p)}</th>`).join("")}</tr>`;
   const body = rows.map((row) => {
     const cells = row.partitioned
-      ? row.cells.map((c) => `<td class="cell state-${esc(c.state)}" title="${esc(c.event_id || "")}">${esc(c.state)}</td>`).join("")
+      ? row.cells.map((c) => `<td class="cell state-${esc(c.state)}" title="${esc(c.stale || c.event_id || "")}">${c.event_id ? `<a data-dataset="${esc(row.dataset)}" data-partition="${esc(c.partition)}">${esc(c.state)}</a>` : esc(c.state)}${c.stale ? " ↻" : ""}</td>`).join("")
       : `<td class="cell state-${esc(row.cells[0].state)}" colspan="${Math.max(partitions.length, 1)}">${esc(row.cells[0].state)}</td>`;
     return `<tr data-dataset="${esc(row.dataset)}"><td>${datasetLink(row.dataset)}</td><td>${esc(ago(row.fresh_s))}</td>${cells}</tr>`;
   }).join("");
