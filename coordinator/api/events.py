@@ -43,14 +43,27 @@ def _publish(publisher: Publisher, events: list[CompletionEvent]) -> None:
     publisher.flush()
 
 
-async def _publish_all(request: Request, events: list[CompletionEvent]) -> dict[str, Any]:
+async def _publish_all(request: Request, events: list[CompletionEvent], actor: str) -> dict[str, Any]:
+    """Publish, then audit each event as published by `actor` (a token's name, or the webhook)."""
     try:
         await run_in_threadpool(_publish, request.app.state.publisher, events)
     except BusError as exc:
         raise _refuse(503, "bus_unavailable", str(exc)) from None
     except EventError as exc:
         raise _refuse(422, exc.reason, exc.detail) from None
+    store = getattr(request.app.state, "store", None)
+    if store is not None:  # the audit lives in the state store; an events-only app has none
+        await run_in_threadpool(_audit, store, actor, events)
     return {"event_ids": [e.event_id for e in events]}
+
+
+def _audit(store: Any, actor: str, events: list[CompletionEvent]) -> None:
+    from coordinator.store import audit
+
+    with store.begin() as tx:
+        for e in events:
+            detail = f"event {e.event_id} ({e.status.value}) as {e.producer}"
+            audit.add(tx, actor, "publish", job=e.dataset, partition=e.partition, detail=detail)
 
 
 @router.post("/events", status_code=202)
@@ -70,14 +83,4 @@ async def post_event(request: Request, principal: Principal = Depends(require("p
         problem = admission_problem(spec, event.dataset, event.partition)
         if problem is not None:
             raise _refuse(422, problem.reason, problem.detail)
-    published = await _publish_all(request, [event])
-    store = getattr(request.app.state, "store", None)
-    if store is not None:  # the audit lives in the state store; an events-only app has none
-        from coordinator.store import audit
-
-        detail = f"event {event.event_id} ({event.status.value}) as {event.producer}"
-        await run_in_threadpool(
-            audit.record, store, principal.name, "publish",
-            job=event.dataset, partition=event.partition, detail=detail,
-        )
-    return published
+    return await _publish_all(request, [event], principal.name)

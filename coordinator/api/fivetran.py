@@ -90,4 +90,5 @@ async def fivetran_webhook(request: Request) -> dict[str, Any]:
         events = completion_events(payload, rule, raw)
     except EventError as exc:
         raise _refuse(422, exc.reason, f"connector {payload.connector_id}: {exc.detail}") from None
-    return await _publish_all(request, events) | {"partition": events[0].partition}
+    published = await _publish_all(request, events, "fivetran-webhook")  # the audit's actor: the signature
+    return published | {"partition": events[0].partition}

@@ -119,3 +119,25 @@ def test_the_run_page_shows_who_did_what(home, tmp_path, tokens, chromium) -> No
             assert cells[1:3] == ["administrator", "retry"] and cells[0].startswith("20")
         finally:
             context.close()
+
+
+def test_a_webhook_delivery_is_audited_as_the_webhook(home) -> None:
+    import hashlib
+    import hmac
+
+    from coordinator.spec import parse_spec
+    from tests.events.test_fivetran import CONNECTORS, SECRET, sync_end
+    from tests.events.test_fivetran import SPEC as FIVETRAN_SPEC
+
+    settings = Settings(home=home, bus="local", webhook_secret=SECRET, fivetran_connectors=CONNECTORS)
+    body = json.dumps(sync_end()).encode()
+    signature = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest().upper()
+    with StateStore(settings.resolved_state_url()) as store, \
+            TestClient(create_app(settings, spec=parse_spec(FIVETRAN_SPEC), store=store)) as c:
+        sent = c.post("/webhooks/fivetran", content=body, headers={"X-Fivetran-Signature-256": signature})
+        assert sent.status_code == 202, sent.text
+        with store.begin() as tx:
+            rows = A.recent(tx)
+    assert sorted((r.actor, r.job, r.partition) for r in rows) == [
+        ("fivetran-webhook", "fivetran.app.orders", "2024-06-01"),
+        ("fivetran-webhook", "fivetran.app.users", "2024-06-01")]
