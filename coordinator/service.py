@@ -108,6 +108,9 @@ class Service:
                 from coordinator.ticker import attach
 
                 attach(self._coordinator)  # the spec's schedules, fired from the periodic hook
+            from coordinator.retention import attach as prune
+
+            prune(self._coordinator)  # old history leaves the store in slices (COORD_RETENTION_*)
         return self._coordinator
 
     def __enter__(self) -> Service:

@@ -65,6 +65,14 @@ class Settings(BaseSettings):
     lease_ttl_s: float = Field(default=30.0, gt=0)
     lease_renew_s: float = Field(default=3.0, gt=0)
     shutdown_grace_s: float = Field(default=10.0, ge=0)
+    # Retention (coordinator/retention.py): how long events, attempts and finished runs are kept
+    # (the lineage of current versions and unfinished runs always are); the loop prunes in slices of
+    # at most retention_slice_s, a pass every retention_every_s (0: only `coord prune` prunes)
+    retention_events_days: float = Field(default=30.0, gt=0)
+    retention_attempts_days: float = Field(default=30.0, gt=0)
+    retention_runs_days: float = Field(default=30.0, gt=0)
+    retention_every_s: float = Field(default=300.0, ge=0)
+    retention_slice_s: float = Field(default=0.02, gt=0)
 
     # Engines
     spark_master: str = "local[*]"

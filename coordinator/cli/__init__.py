@@ -11,12 +11,12 @@ from __future__ import annotations
 import typer
 from typer.core import TyperGroup
 
-from coordinator.cli import demo, info, model, ops, publish, push, run, serve, tokens, trace, views
+from coordinator.cli import demo, info, model, ops, prune, publish, push, run, serve, tokens, trace, views
 from coordinator.cli.context import report_error
 from coordinator.errors import CoordinatorError
 from coordinator.settings import Settings
 
-COMMAND_MODULES = (info, model, publish, run, ops, views, push, demo, trace, serve, tokens)
+COMMAND_MODULES = (info, model, publish, run, ops, views, push, demo, trace, serve, tokens, prune)
 HELP_ONLY = "coordinator.help_only"  # ctx.meta: a command's --help was asked for
 HELP = "The coordinator of data pipelines: check and serve a spec, publish events, inspect and resume runs."
 

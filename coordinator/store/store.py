@@ -12,6 +12,7 @@ A `Tx` is composed of the store's rooms, each a module of its own:
     events.py   events, partition versions, the readiness snapshot
     outbox.py   the coordinator's own events until they are published
     views.py    the read side of history, lineage, the UI and the metrics
+    retention.py  old history deleted in bounded slices, the lineage of what is live kept
     alerts.py   the alerts' records
     rows.py     RunRow, Finish, versions as stored, the key conventions
     sql.py      how a statement runs on PostgreSQL and on SQLite (and why, as measured)
@@ -34,6 +35,7 @@ from coordinator.store.alerts import AlertRecords
 from coordinator.store.events import Events
 from coordinator.store.migrations import migrate
 from coordinator.store.outbox import Outbox
+from coordinator.store.retention import Retention
 from coordinator.store.rows import ACTIVE, DEAD, OPEN, Finish, RunRow, pkey, run_id_for, unkey
 from coordinator.store.runs import Runs
 from coordinator.store.sql import Sql
@@ -129,7 +131,7 @@ def _short(exc: BaseException) -> str:
     return (str(getattr(exc, "orig", None) or exc).splitlines() or [type(exc).__name__])[0][:500]
 
 
-class Tx(Runs, Events, Outbox, Views, AlertRecords):
+class Tx(Runs, Events, Outbox, Views, AlertRecords, Retention):
     """One transaction's operations, composed of the store's rooms (see the module docstring).
     Timestamps are passed in (an injectable clock). Only the store's own modules use `conn`
     and `sql`; everything else calls the methods."""
