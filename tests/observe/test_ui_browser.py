@@ -131,7 +131,8 @@ def test_ui_traces_a_blocked_run_to_the_changed_column_and_shows_the_recovery(en
             viewport={"width": width, "height": 900})
         try:
             page = context.new_page()
-            page.on("dialog", lambda d: d.accept())
+            refuse = []  # the answers to give the next confirmations: True accepts (the default)
+            page.on("dialog", lambda d: d.accept() if (refuse.pop(0) if refuse else True) else d.dismiss())
             page.goto(f"{url}/ui")
             blocked = page.locator('#graph .job[data-job="model"][data-state="blocked"]')
             blocked.wait_for()
@@ -161,6 +162,18 @@ def test_ui_traces_a_blocked_run_to_the_changed_column_and_shows_the_recovery(en
             assert "succeeded" in cell.inner_text()
             _fits(page, width)
             page.screenshot(path=str(ARTIFACTS / "ui-recovered.png"), full_page=True)
+
+            # a rerun from the page: refused at the confirmation, then sent with the token
+            page.fill("#token", TOKEN)
+            refuse.append(False)
+            page.click("#rerun")
+            page.wait_for_function("document.querySelector('#status').textContent === 'not sent'")
+            assert page.locator("#runs tr.run-row").count() == 5
+            page.click("#rerun")
+            page.wait_for_function("document.querySelector('#status').textContent.startsWith('queued 1')")
+            seven = "document.querySelectorAll('#runs tr.run-row').length === 7"  # model, then report
+            page.wait_for_function(seven, timeout=30_000)
+            page.wait_for_selector('#timeline tr[data-job="model"] td.tl.state-succeeded', timeout=30_000)
         finally:
             context.close()
 
