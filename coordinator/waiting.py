@@ -9,6 +9,7 @@ page or a script can act on it:
     pool_full    the run is due, its pool has no free slot (n of size in use)
     queued       an earlier run of the same job partition is still open: one runs at a time
     no_instance  runs are queued but no coordinator instance is alive to start them
+    due          ready, due, a slot free and an instance alive: it starts at the next turn
     dead_owner   the run is starting/running under an instance whose lease is gone
     failed / blocked / cancelled   the last run ended so; `next` says what to run
     running / succeeded            nothing waits
@@ -65,6 +66,8 @@ def explain(
                     "no_instance", "no coordinator instance is alive to start it (coord serve, coord run)"
                 )
             )
+        elif not reasons:
+            reasons.append(_reason("due", "ready and due: a live instance starts it at its next turn"))
     elif last.state in L.ACTIVE:
         lease = run_lease(last.owner, leases, now)
         if lease not in ("live", ""):
