@@ -1,6 +1,9 @@
 """Shared fixtures: real services, one per session; fresh names per test or module.
 
-Services come from `scripts/services up` (their endpoints via `scripts/services env`).
+Kafka, PostgreSQL and MariaDB come from their endpoint variables (`scripts/services up`, then
+`eval "$(scripts/services env)"`), else from testcontainers where a Docker engine answers
+(tests/services.py says the order and why); the session's header says which. The Spark
+standalone cluster and the MLflow tracking server come from `scripts/services` only.
 In CI (CI=true) a missing service fails the test; elsewhere it is skipped with a how-to.
 """
 
@@ -12,10 +15,13 @@ import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+
+from tests import services
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 HOWTO = "start it with `scripts/services up` and `eval \"$(scripts/services env)\"`"
@@ -32,12 +38,46 @@ def unique(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:12]}"
 
 
+# --------------------------------------------------------------------------- where services come from
+@cache
+def _docker_answers() -> bool:
+    return services.docker_answers()
+
+
+def _source(service: str) -> services.Source:
+    return services.choose(service, os.environ, _docker_answers)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    """One line in the session's log saying which path brought up each service."""
+    where = {"environment": "endpoint variable", "testcontainers": "testcontainers (Docker)",
+             "missing": "none (not set, no Docker engine)"}
+    return "services: " + ", ".join(f"{s} from {where[_source(s)]}" for s in services.ENDPOINTS)
+
+
+@pytest.fixture(scope="session")
+def containers() -> Iterator[services.Containers]:
+    yield from services.session_containers()
+
+
+def service_endpoint(service: str, label: str, request: pytest.FixtureRequest) -> str:
+    """The endpoint of `service` by the choice of tests/services.py, or `missing` saying why."""
+    source = _source(service)
+    if source == "environment":
+        return os.environ[services.ENDPOINTS[service]]
+    if source == "missing":
+        missing(label, f"{services.ENDPOINTS[service]} is not set and no Docker engine answers")
+    try:
+        return request.getfixturevalue("containers").endpoint(service)
+    except Exception as exc:  # an image that cannot be pulled, a container that never got ready
+        missing(label, f"testcontainers could not start it: {exc}")
+        raise
+
+
 # --------------------------------------------------------------------------- Kafka
 @pytest.fixture(scope="session")
-def kafka_bootstrap() -> str:
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    if not bootstrap:
-        missing("Kafka", "KAFKA_BOOTSTRAP_SERVERS is not set")
+def kafka_bootstrap(request: pytest.FixtureRequest) -> str:
+    bootstrap = service_endpoint("kafka", "Kafka", request)
     from confluent_kafka.admin import AdminClient
 
     try:
@@ -66,11 +106,9 @@ def _with_path(url: str, database: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def postgres_url() -> Iterator[str]:
+def postgres_url(request: pytest.FixtureRequest) -> Iterator[str]:
     """SQLAlchemy URL (postgresql+psycopg) of a fresh database for one test module."""
-    base = os.environ.get("COORD_TEST_POSTGRES_URL")
-    if not base:
-        missing("PostgreSQL", "COORD_TEST_POSTGRES_URL is not set")
+    base = service_endpoint("postgres", "PostgreSQL", request)
     import psycopg
 
     name = unique("coord_t")
@@ -86,11 +124,9 @@ def postgres_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def mysql_url() -> Iterator[str]:
+def mysql_url(request: pytest.FixtureRequest) -> Iterator[str]:
     """SQLAlchemy URL (mysql+pymysql) of a fresh MariaDB database for one test module."""
-    base = os.environ.get("COORD_TEST_MYSQL_URL")
-    if not base:
-        missing("MariaDB", "COORD_TEST_MYSQL_URL is not set")
+    base = service_endpoint("mysql", "MariaDB", request)
     import pymysql
 
     parts = urlsplit(base)
