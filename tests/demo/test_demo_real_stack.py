@@ -1,5 +1,6 @@
 """The same journey on the real stack: Kafka for the bus, PostgreSQL for the state store and as
-the product database, Spark local, and a real MLflow store — checked against the model itself."""
+the product database, dlt and dbt-duckdb into the lake, Spark local, and a real MLflow store —
+checked against the model itself."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.spark, pytest
 
 USERS = 250
 LATEST = "2025-06-03"
-JOBS = ("user_features", "churn_scores", "push_user_scores")
+JOBS = ("load_app", "reporting", "user_features", "churn_scores", "push_user_scores")
 
 
 @pytest.fixture
@@ -94,10 +95,12 @@ def test_journey_on_kafka_postgres_spark_and_mlflow(tmp_path: Path, kafka_bootst
     assert sorted(runs) == sorted((job, "succeeded") for job in JOBS)       # the state is in PostgreSQL
     assert [s.user_id for s in scores] == list(range(1, USERS + 1))        # one score per user
 
-    # The bus was Kafka: the EL events and the coordinator's own completions are on the topic.
+    # The bus was Kafka: the app's export, the tick and the coordinator's own completions are on it.
     on_bus = _consume_all(kafka_bootstrap, topics["events"])
     assert {(e.producer, e.dataset) for e in on_bus} >= {
-        ("fivetran", "fivetran.app.users"), ("fivetran", "fivetran.app.events"),
+        ("app", "app.export"), ("coordinator.schedule", "schedule.daily_0600"),
+        ("coordinator", "raw.users"), ("coordinator", "raw.events"),
+        ("coordinator", "reporting.users"), ("coordinator", "reporting.events"),
         ("coordinator", "reporting.user_features"), ("coordinator", "scores.churn"),
         ("coordinator", "product.user_scores")}
 
