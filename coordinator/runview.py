@@ -1,8 +1,9 @@
 """A run as an operator reads it, the same in the UI's JSON and in `coord ... --json`.
 
 What a stored run does not say by itself, computed from the store:
-- `superseded_by`: a failed, blocked or cancelled run that a newer succeeded run of the same job
-  partition replaced is history, not a problem (dimmed, not counted by the gauges);
+- `superseded_by`: a failed, blocked or cancelled run that a newer run of the same job partition
+  replaced is history, not the partition's state (dimmed, not counted by the gauges; the newer
+  run is where to look and act);
 - `try`: the attempt as n of the budget that applied — a retry gives a fresh budget, so the
   stored `max_attempts` grows (1/2, then 2/3, then 3/4) while each round is "1 of 2" again;
 - `next`: the command that moves it on — `coord rerun JOB -p P` when an input has a newer version

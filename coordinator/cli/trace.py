@@ -145,7 +145,7 @@ def show(
             highlight=False,
         )
     if superseded_by:
-        out(f"superseded by run {superseded_by}, which succeeded: nothing to do", highlight=False)
+        out(f"superseded by the newer run {superseded_by} of its job partition: look there", highlight=False)
     if step:
         out(f"next: {step['command']}  ({step['why']})", highlight=False, markup=False)
     if log_path is not None:

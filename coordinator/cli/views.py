@@ -32,7 +32,7 @@ MARKS = {
     "failed": "[red]✗[/red]",
     "blocked": "[red]⊘[/red]",
     "stale": "[magenta]↻[/magenta]",  # built on a version since superseded (staleness.py)
-    "superseded": "[green]✓[/green]",  # a failure a newer succeeded run replaced: the partition is fine
+    "superseded": "[dim]superseded[/dim]",  # a failure a newer run of its partition replaced
     "cancelled": "[red]∅[/red]",
 }
 
@@ -86,7 +86,7 @@ def runs(
     offset: Annotated[int, typer.Option("--offset", min=0, help="Skip this many newest runs")] = 0,
     as_json: JsonOpt = False,
 ) -> None:
-    """The latest runs, newest first; a failure a newer succeeded run replaced shows as superseded."""
+    """The latest runs, newest first; a failure a newer run of its partition replaced is superseded."""
     from coordinator import runview
     from coordinator.lease import run_lease
     from coordinator.secrets import Masker

@@ -142,10 +142,11 @@ class Views:
 
     def run_counts(self) -> list[tuple[str, str, int]]:
         """(job, state, runs) for every job and state that has runs; a failed, blocked or
-        cancelled run that a newer succeeded run of its job partition superseded counts as
-        `superseded`, so a gauge of blocked runs falls back once the partition is fixed."""
+        cancelled run that a newer run of its job partition superseded counts as `superseded`:
+        the gauges count each partition's newest run, so a blocked count falls back once the
+        partition runs again (and stays while its newest run is blocked too)."""
         r = S.runs
-        shown = case((and_(in_states(DEAD), _newer_succeeded(r)), "superseded"), else_=r.c.state)
+        shown = case((and_(in_states(DEAD), _newer_run(r)), "superseded"), else_=r.c.state)
         q = select(r.c.job, shown, func.count()).group_by(r.c.job, shown)
         return [(job, state, n) for job, state, n in self.conn.execute(q)]
 
@@ -184,8 +185,8 @@ class Views:
         return [RunRow.of(row) for row in self.conn.execute(q)], int(total)
 
     def superseding(self, runs: Sequence[RunRow]) -> dict[str, str]:
-        """For each failed, blocked or cancelled run among `runs`, the id of the newest succeeded
-        run of its job partition created after it (the run that superseded it)."""
+        """For each failed, blocked or cancelled run among `runs`, the id of the newest run of its
+        job partition created after it (the run that superseded it)."""
         dead = [run for run in runs if run.state in DEAD]
         if not dead:
             return {}
@@ -193,7 +194,6 @@ class Views:
         q = (
             select(r.c.run_id, r.c.job, r.c.partition_key, r.c.created_at)
             .where(
-                r.c.state == "succeeded",
                 r.c.job.in_(sorted({run.job for run in dead})),
                 r.c.partition_key.in_(sorted({pkey(run.partition) for run in dead})),
             )
@@ -228,12 +228,11 @@ class Views:
         return {pool: n for pool, n in self.conn.execute(q)}
 
 
-def _newer_succeeded(r):
-    """EXISTS a succeeded run of r's job partition created after r."""
+def _newer_run(r):
+    """EXISTS a run of r's job partition created after r."""
     newer = S.runs.alias("newer")
     return exists().where(
         newer.c.job == r.c.job,
         newer.c.partition_key == r.c.partition_key,
-        newer.c.state == "succeeded",
         newer.c.created_at > r.c.created_at,
     )

@@ -227,3 +227,23 @@ def test_a_blocked_run_traces_to_the_changed_column_and_is_superseded_by_the_fix
         assert client.get("/api/datasets/nope").status_code == 404
         row = {r["job"]: r for r in client.get("/api/timeline").json()["rows"]}["model"]
         assert row["cells"][0]["state"] == "succeeded" and row["cells"][0]["runs"] == 3
+
+
+def test_the_gauges_count_a_partition_by_its_newest_run(env):
+    """Blocked twice (a second bad version): one blocked partition, the older run superseded."""
+    from tests.observe.recovery import plans, recovery_spec
+
+    _, _, base = env
+    spec = recovery_spec()
+    settings = Settings(home=base.home, bus="local", anonymous_reads=True)
+    for version, plan_type in ((1, "string"), (2, "int64"), (3, "int64")):
+        publish(settings, [plans(version, plan_type)])
+        run_engine(spec, settings)
+    with _served(settings, spec) as client:
+        newer, older = client.get("/api/runs", params={"state": "blocked"}).json()["runs"]
+        assert older["superseded_by"] == newer["run_id"] and newer["superseded_by"] is None
+        assert client.get(f"/api/runs/{older['run_id']}").json()["next"] is None  # act on the newer
+        assert client.get(f"/api/runs/{newer['run_id']}").json()["next"]["command"].startswith("coord rerun")
+        text = client.get("/metrics").text
+        assert _sample(text, 'coord_runs{job="model",state="blocked"}') == 1
+        assert _sample(text, 'coord_runs{job="model",state="superseded"}') == 1

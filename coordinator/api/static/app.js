@@ -270,7 +270,7 @@ async function loadRun() {
   const canCancel = ["ready", "starting", "running"].includes(r.state);
   const cause = r.root_cause && r.root_cause.run_id !== r.run_id
     ? `<p>root cause: ${runLink(r.root_cause.run_id, `${r.root_cause.job}[${r.root_cause.partition}]`)} ${esc(r.root_cause.state)}: ${esc(r.root_cause.error)}</p>` : "";
-  const superseded = r.superseded_by ? `<p class="superseded-note">superseded by ${runLink(r.superseded_by)}, which succeeded: nothing to do</p>` : "";
+  const superseded = r.superseded_by ? `<p class="superseded-note">superseded by the newer run ${runLink(r.superseded_by)}: look there (below: where ${esc(r.job)}[${esc(r.partition ?? "")}] is now)</p>` : "";
   const next = r.next ? `<p id="next">next: <code>${esc(r.next.command)}</code> — ${esc(r.next.why)}</p>` : "";
   const lastNow = why.run_id && why.run_id !== r.run_id ? ` (its latest run: ${runLink(why.run_id)} ${esc(why.state)})` : "";
   $("#detail").innerHTML = `
