@@ -9,9 +9,9 @@ Two ways the event is produced, both through coordinator.publish:
 - `coord model promote NAME VERSION` moves the alias and publishes at once (`promote`);
 - `RegistryPoller.poll_once()` compares each watched alias with the version it saw last and
   publishes when it moved — for aliases moved elsewhere (the MLflow UI, a training pipeline).
-  The engine (or `coord model watch`) calls it periodically; the versions announced are kept
-  in a small JSON file under the coordinator's home, shared with `promote`, so a restart
-  neither misses a move nor announces one twice.
+  `coord serve` calls it periodically (scoring/watching.py), `coord model watch` beside
+  `coord run`; the versions announced are kept in a small JSON file under the coordinator's
+  home, shared with `promote`, so a restart neither misses a move nor announces one twice.
 """
 
 from __future__ import annotations
