@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -49,6 +50,9 @@ def _age(ts: float | None) -> str:
         if s < below:
             return f"{s // size}{unit}"
     return f"{s // 86400}d"
+
+
+WIDE = 120  # columns from which `coord runs` also shows start time, owner and lease
 
 
 def _validate_states(states: list[str] | None) -> list[str]:
@@ -116,30 +120,32 @@ def runs(
     if as_json:
         _print_json({"total": total, "offset": offset, "runs": shown})
         return
-    table = Table(title=f"runs {offset + 1 if rows else 0}-{offset + len(rows)} of {total}")
-    for col in ("run", "job", "partition", "state", "try", "started", "took", "owner"):
-        table.add_column(col, no_wrap=col in ("run", "started", "try", "took"), overflow="fold")
-    table.add_column("error", overflow="fold", ratio=1)
+    console = Console()
+    wide = console.width >= WIDE  # an 80-column terminal gets the columns that say what happened
+    table = Table(
+        title=f"runs {offset + 1 if rows else 0}-{offset + len(rows)} of {total}", box=box.SIMPLE_HEAD
+    )
+    columns = ["run", "job", "partition", "state", "try", *(["started"] if wide else []), "took"]
+    for col in [*columns, *(["owner"] if wide else [])]:
+        table.add_column(col, no_wrap=col not in ("job", "owner"), overflow="fold")
+    table.add_column("error", overflow="fold", ratio=1, min_width=12)
     for r in shown:
-        superseded = r["superseded_by"]
-        mark = (
-            f"[dim]{r['state']} superseded[/dim]"
-            if superseded
-            else f"{MARKS.get(r['state'], '')} {r['state']}"
-        )
         n = r["try"]
-        table.add_row(
+        cells = [
             r["run_id"][:12],
             r["job"],
             r["partition"] or "",
-            mark,
+            "[dim]superseded[/dim]" if r["superseded_by"] else f"{MARKS.get(r['state'], '')} {r['state']}",
             f"{n['n']}/{n['of']}" if n["n"] else "-",
-            _when(r["started_at"])[5:16],
+            *([_when(r["started_at"])[5:16]] if wide else []),
             _took(r["duration_s"]),
-            f"{r['owner']} {r['lease']}" if r["owner"] else "",
+            *([f"{r['owner']} {r['lease']}" if r["owner"] else ""] if wide else []),
             (r["error"] or "")[:200],
-        )
-    Console().print(table)
+        ]
+        table.add_row(*cells)
+    console.print(table)
+    if not wide:
+        console.print("(started, owner and lease: a wider terminal, or --json)", highlight=False)
 
 
 def _took(seconds: float | None) -> str:
