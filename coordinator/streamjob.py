@@ -1,0 +1,297 @@
+"""The stream worker: a faust-streaming app that turns a click topic into hourly partitions.
+
+    python -m coordinator.streamjob CONFIG.json      (the `stream` kind's launcher starts it)
+
+It runs in its own interpreter (`.venv-stream`, made by `scripts/bootstrap stream`), because
+faust-streaming's dependencies cannot be installed beside the coordinator's: so this module
+imports the standard library, faust and fastavro only — never the rest of the package.
+
+faust is the runtime (consumer group, agents, the producer); completion is the project's, since
+faust's own window close is fired by a wall-clock timer, lives in memory and is lost on a
+rebalance. Here:
+
+- **Window contents are idempotent.** Each event's (topic, partition, offset) is compared with
+  the highest offset already applied for that partition, which is saved with the contents; a
+  replay after a SIGKILL (faust commits offsets later than we apply) skips what was applied.
+- **The watermark** is the largest event time seen minus the allowed lateness, saved with the
+  state. The hourly window [h, h+1h) closes once the watermark reaches h+1h; an event older
+  than the watermark is late: counted, not applied.
+- **Each closed window is announced once** as a completion event of the output dataset,
+  partition `YYYY-MM-DDTHH`, with the event id `stream:<job>:<dataset>:<window>`. Order: the
+  window's file written and flushed → the event produced and acknowledged by the broker → the
+  window marked announced in the state → (later) the offsets committed by faust. A crash
+  between the acknowledgement and the state write announces the window again under the same
+  id, which the coordinator de-duplicates.
+
+The event is written in the coordinator's wire format (topics/completion_event.v2.avsc behind
+the 0xCE 0x02 header, keyed by dataset, the event id in the `event_id` header), so the
+coordinator reads it as it reads any producer's.
+
+The state file (`state.json`) and a heartbeat file (`heartbeat.json`: last beat, watermark,
+windows open, counters) live in the run folder the launcher gives; the launcher reads the
+heartbeat for the job's health.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+HOUR_S = 3600
+EVENT_MAGIC, SCHEMA_VERSION = 0xCE, 2
+log = logging.getLogger("coordinator.streamjob")
+
+
+# --------------------------------------------------------------------------- pure parts
+def window_key(event_time: float) -> str:
+    """The hourly partition key of an event time (UTC epoch seconds)."""
+    return datetime.fromtimestamp(event_time - event_time % HOUR_S, UTC).strftime("%Y-%m-%dT%H")
+
+
+def window_end(key: str) -> float:
+    return datetime.strptime(key, "%Y-%m-%dT%H").replace(tzinfo=UTC).timestamp() + HOUR_S
+
+
+def event_time(value: bytes, field: str) -> float:
+    """The event time of one message (a JSON object whose `field` is epoch seconds or an ISO
+    8601 time; a time without offset is UTC). ValueError saying why for anything else."""
+    try:
+        record = json.loads(value)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"not JSON: {exc}") from None
+    if not isinstance(record, dict) or field not in record:
+        raise ValueError(f"not a JSON object with {field!r}")
+    raw = record[field]
+    if isinstance(raw, bool) or not isinstance(raw, int | float | str):
+        raise ValueError(f"{field!r} is neither epoch seconds nor an ISO 8601 time: {raw!r}")
+    if isinstance(raw, str):
+        try:
+            parsed = datetime.fromisoformat(raw)
+        except ValueError:
+            raise ValueError(f"{field!r} is not an ISO 8601 time: {raw!r}") from None
+        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+    return float(raw)
+
+
+def event_id(job: str, dataset: str, window: str) -> str:
+    return f"stream:{job}:{dataset}:{window}"
+
+
+class WindowState:
+    """What the worker has applied: per-partition offsets, open windows' counts, the watermark,
+    and the windows already announced. Saved atomically (write, fsync, rename) to one file."""
+
+    def __init__(self, path: Path, lateness_s: float) -> None:
+        self.path, self.lateness_s = path, lateness_s
+        data: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+        self.applied: dict[str, int] = data.get("applied", {})
+        self.windows: dict[str, dict[str, int]] = data.get("windows", {})
+        self.max_time: float | None = data.get("max_time")
+        self.announced: list[str] = data.get("announced", [])
+        self.counts: dict[str, int] = data.get(
+            "counts", {"events": 0, "late": 0, "rejected": 0, "replayed": 0}
+        )
+
+    @property
+    def watermark(self) -> float | None:
+        return None if self.max_time is None else self.max_time - self.lateness_s
+
+    def seen(self, source: str, offset: int) -> bool:
+        return offset <= self.applied.get(source, -1)
+
+    def apply(self, source: str, offset: int, when: float | None, key: str) -> str:
+        """Record one message; what became of it: applied, late, rejected (when None) or replayed."""
+        if self.seen(source, offset):
+            outcome = "replayed"
+        elif when is None:
+            outcome = "rejected"
+        elif window_key(when) in self.announced or (
+            self.watermark is not None and window_end(window_key(when)) <= self.watermark
+        ):
+            outcome = "late"  # its window has closed (or would have): counted, not applied
+        else:
+            outcome = "events"
+            counts = self.windows.setdefault(window_key(when), {})
+            counts[key] = counts.get(key, 0) + 1
+            self.max_time = when if self.max_time is None else max(self.max_time, when)
+        if outcome != "replayed":
+            self.applied[source] = offset
+        self.counts[outcome] = self.counts.get(outcome, 0) + 1
+        return outcome
+
+    def closable(self) -> list[str]:
+        """Open windows the watermark has passed, oldest first."""
+        mark = self.watermark
+        if mark is None:
+            return []
+        return sorted(w for w in self.windows if window_end(w) <= mark)
+
+    def close(self, window: str) -> None:
+        self.windows.pop(window, None)
+        if window not in self.announced:
+            self.announced.append(window)
+
+    def save(self) -> None:
+        data = {
+            "applied": self.applied,
+            "windows": self.windows,
+            "max_time": self.max_time,
+            "announced": self.announced,
+            "counts": self.counts,
+        }
+        write_atomically(self.path, json.dumps(data, sort_keys=True))
+
+
+def write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as out:
+        out.write(text)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------- the wire format
+def completion_bytes(schema: Any, fields: dict[str, Any]) -> bytes:
+    """A completion event as the coordinator's codec reads it: header + Avro binary."""
+    import fastavro
+
+    buffer = io.BytesIO()
+    buffer.write(bytes((EVENT_MAGIC, SCHEMA_VERSION)))
+    fastavro.schemaless_writer(buffer, schema, fields)
+    return buffer.getvalue()
+
+
+def load_event_schema(topics_dir: Path) -> Any:
+    import fastavro
+
+    raw = json.loads((topics_dir / f"completion_event.v{SCHEMA_VERSION}.avsc").read_text())
+    return fastavro.parse_schema(raw, named_schemas={})
+
+
+# --------------------------------------------------------------------------- the faust app
+def build_app(config: dict[str, Any]) -> Any:
+    import faust
+
+    run_dir = Path(config["run_dir"])
+    job, dataset = config["job"], config["dataset"]
+    out_dir = Path(config["output_dir"]) / dataset
+    out_dir.mkdir(parents=True, exist_ok=True)
+    state = WindowState(run_dir / "state.json", float(config["lateness_s"]))
+    schema = load_event_schema(Path(config["topics_dir"]))
+    time_field, key_field = config["time_field"], config.get("key_field")
+
+    app = faust.App(
+        config["group"],
+        broker=f"kafka://{config['bootstrap']}",
+        store="memory://",
+        datadir=str(run_dir / "faust"),
+        web_bind="127.0.0.1",
+        web_host="127.0.0.1",
+        web_port=int(config["web_port"]),
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=10,
+        broker_heartbeat_interval=3,
+        topic_allow_declare=False,
+    )
+    source = app.topic(config["topic"], value_serializer="raw", key_serializer="raw")
+
+    async def announce(window: str) -> None:
+        counts = state.windows.get(window, {})
+        path = out_dir / f"{window}.jsonl"
+        lines = [json.dumps({"hour": window, "key": k, "events": n}) for k, n in sorted(counts.items())]
+        write_atomically(path, "".join(line + "\n" for line in lines))
+        ident = event_id(job, dataset, window)
+        value = completion_bytes(
+            schema,
+            {
+                "event_id": ident,
+                "dataset": dataset,
+                "partition": window,
+                "status": "succeeded",
+                "producer": "stream",
+                "producer_run_id": f"stream:{job}",
+                "produced_at": datetime.now(UTC),
+                "row_count": sum(counts.values()),
+                "location": path.resolve().as_uri(),
+                "columns": None,
+                "attributes": {"job": job, "window_end": str(int(window_end(window)))},
+                "error": None,
+            },
+        )
+        await app.producer.send_and_wait(
+            config["events_topic"],
+            dataset.encode(),
+            value,
+            partition=None,
+            timestamp=None,
+            headers=[("event_id", ident.encode())],
+        )
+        state.close(window)
+        state.save()
+        log.info(
+            "window %s of %s closed: %d events, announced as %s", window, dataset, sum(counts.values()), ident
+        )
+
+    @app.agent(source)
+    async def clicks(stream: Any) -> None:
+        async for event in stream.events():
+            message = event.message
+            where = f"{message.topic}:{message.partition}"
+            try:
+                when: float | None = event_time(message.value, time_field)
+                key = "all"
+                if key_field:
+                    key = str(json.loads(message.value).get(key_field, ""))
+            except ValueError as exc:
+                log.warning("%s offset %d refused: %s", where, message.offset, exc)
+                when, key = None, ""
+            outcome = state.apply(where, message.offset, when, key)
+            if outcome == "late":
+                log.info(
+                    "%s offset %d is late (watermark %s): counted, not applied",
+                    where,
+                    message.offset,
+                    state.watermark,
+                )
+            state.save()  # before faust acknowledges the event, so before its offset commits
+            for window in state.closable():
+                await announce(window)
+
+    @app.timer(interval=float(config.get("heartbeat_s", 2.0)))
+    async def heartbeat() -> None:
+        beat = {
+            "at": time.time(),
+            "pid": os.getpid(),
+            "watermark": state.watermark,
+            "windows_open": len(state.windows),
+            "announced": len(state.announced),
+            **state.counts,
+        }
+        write_atomically(run_dir / "heartbeat.json", json.dumps(beat))
+
+    return app
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m coordinator.streamjob CONFIG.json", file=sys.stderr)
+        return 2
+    config = json.loads(Path(args[0]).read_text())
+    from faust import Worker
+
+    app = build_app(config)
+    Worker(app, loglevel="INFO").execute_from_commandline()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
