@@ -52,16 +52,18 @@ def in_states(names: Sequence[str], negate: bool = False):
 
 
 def version_dict(v: Version) -> dict[str, object]:
-    """A version as a run's `inputs` keep it (JSON)."""
-    return {
-        "event_id": v.event_id,
-        "dataset": v.dataset,
-        "partition": v.partition,
-        "produced_at": v.produced_at,
-        "row_count": v.row_count,
-        "location": v.location,
-        "columns": None if v.columns is None else [c.model_dump() for c in v.columns],
-    }
+    """A version as a run's `inputs` keep it (JSON); what is None is left out (`version_of` reads
+    it as None), a run's row is a sixth smaller for it."""
+    d: dict[str, object] = {"event_id": v.event_id, "dataset": v.dataset, "produced_at": v.produced_at}
+    if v.partition is not None:
+        d["partition"] = v.partition
+    if v.row_count is not None:
+        d["row_count"] = v.row_count
+    if v.location is not None:
+        d["location"] = v.location
+    if v.columns is not None:
+        d["columns"] = [c.model_dump() for c in v.columns]
+    return d
 
 
 def version_of(d: dict) -> Version:
