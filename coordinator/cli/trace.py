@@ -83,11 +83,11 @@ def show(
         cause = history.root_cause(tx, loaded, run.job, run.partition) if run.state != "succeeded" else None
         superseded_by = tx.superseding([run]).get(run.run_id)
         step = runview.next_step(tx, run, superseded_by)
-        shape = _shown(tx, loaded, run, superseded_by, step) if as_json else None
+        shape = _shown(tx, loaded, run, superseded_by, step)
     masker = Masker.of(settings, loaded)  # nothing shown carries a secret (coordinator/secrets.py)
     log_path = history.attempt_log(run, attempts[-1], settings.home) if attempts else None
     tail = masker.text(history.log_tail(log_path, lines)) if log_path else ""
-    if shape is not None:
+    if as_json:
         shape["error"] = masker.text(run.error)
         shape["command"] = masker.argv(history.launched_command(run))
         shape["attempts"] = [masker.value(a) for a in attempts]
@@ -111,17 +111,23 @@ def show(
     argv = masker.argv(history.launched_command(run))
     out(f"command: {shlex.join(argv) if argv else '-'}", highlight=False)
     table = Table(title="inputs (exact versions consumed)")
-    for col in ("dataset", "partition", "event id", "rows", "location"):
+    for col in ("dataset", "partition", "event id", "version", "rows", "columns changed from the one before"):
         table.add_column(col, overflow="fold")
-    for v in run.inputs:
+    for i in shape["inputs"]:
+        newer = ", newer exists" if i["newer_event_id"] else ""
         table.add_row(
-            v.dataset,
-            v.partition or "",
-            v.event_id,
-            "" if v.row_count is None else str(v.row_count),
-            v.location or "",
+            i["dataset"],
+            i["partition"] or "",
+            i["event_id"],
+            f"v{i['version']} of {i['versions']}{newer}" if i["version"] else "",
+            "" if i["row_count"] is None else str(i["row_count"]),
+            "; ".join(i["changed"]),
         )
     out(table)
+    for i in shape["inputs"]:
+        if i["columns"]:
+            cols = ", ".join(f"{c['name']} {c['type']}" for c in i["columns"])
+            out(f"  {i['dataset']} columns: {cols}", highlight=False, markup=False)
     table = Table(title="attempts")
     for col in ("#", "state", "started", "finished", "took", "error", "details"):
         table.add_column(col, overflow="fold")

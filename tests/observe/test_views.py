@@ -104,6 +104,9 @@ def test_views_print_one_json_value_and_refuse_bad_options(env, tmp_path, monkey
     blocked = listing["runs"][0]
     assert blocked["superseded_by"] is None and set(blocked) >= {"started_at", "duration_s", "try", "lease"}
     assert [r["job"] for r in _json("runs", "--state", "succeeded", "--job", "report")["runs"]] == ["report"]
+    text = flat(CliRunner().invoke(build_app(), ["show", blocked["run_id"][:10]]).output)
+    assert "v2 of 2" in text and "plan: string → int64" in text and "columns: id int64, plan int64" in text
+    assert f"next: coord rerun model -p {PDAY}" in text
     shown = _json("show", blocked["run_id"][:10])
     assert shown["next"]["command"] == f"coord rerun model -p {PDAY}"
     assert shown["inputs"][0]["changed"] == ["plan: string → int64"]
