@@ -12,6 +12,7 @@ coord status [--spec F] [--last N] [--json]   datasets × partitions, and the jo
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -166,16 +167,11 @@ def status(
     if as_json:
         _print_json(found)
         return
-    table = Table(title="datasets × partitions  (✓ complete ↻ stale ✗ failed ⊘ blocked ▶ running … ready)")
-    table.add_column("dataset")
-    table.add_column("fresh")  # age of the dataset's newest complete version
-    for p in found["partitions"]:
-        table.add_column(p)
-    table.add_column("unpartitioned")
-    for row in found["datasets"]:
-        cells = [_mark(row["cells"].get(p, "")) for p in [*found["partitions"], ""]]
-        table.add_row(row["dataset"], _age(row["newest_at"]), *cells)
-    console.print(table)
+    console.print(_grid(found, console.width), highlight=False)
+    shown = _fitting(found, console.width)
+    if len(shown) < len(found["partitions"]):
+        older = len(found["partitions"]) - len(shown)
+        console.print(f"({older} older partition(s) left out to fit: a wider terminal, or --json)")
     for w in found["waiting"]:
         missing = w["missing"]
         more = " …" if len(missing) > 5 else ""
@@ -196,6 +192,41 @@ def status(
             f"started {_age(r['started_at'])} ago: its instance is gone, a live instance adopts it",
             highlight=False,
         )
+
+
+def _fitting(found: dict, width: int) -> list[str]:
+    """The newest partitions whose columns fit `width` beside the dataset names (never fewer than 1)."""
+    name_w = max((len(d["dataset"]) for d in found["datasets"]), default=7)
+    unpartitioned = any("" in d["cells"] for d in found["datasets"])
+    room = width - (name_w + 3) - 8 - (15 if unpartitioned else 0)
+    parts = found["partitions"]
+    cell_w = max((len(_short(parts, p)) for p in parts), default=5) + 3
+    return parts[-max(1, room // cell_w) :] if parts else []
+
+
+def _short(parts: list[str], p: str) -> str:
+    """A partition key without the prefix every shown key shares up to a separator (2024-03-)."""
+    prefix = os.path.commonprefix(parts) if len(parts) > 1 else ""
+    cut = max(prefix.rfind("-"), prefix.rfind("T"))
+    return p[cut + 1 :] if cut > 0 else p
+
+
+def _grid(found: dict, width: int) -> Table:
+    parts = _fitting(found, width)
+    common = parts[0][: len(parts[0]) - len(_short(parts, parts[0]))] if parts else ""
+    title = f"datasets × partitions {common}…  (✓ complete ↻ stale ✗ failed ⊘ blocked ▶ running … ready)"
+    table = Table(title=title if common else title.replace(" …", ""), box=box.SIMPLE_HEAD)
+    table.add_column("dataset", no_wrap=True)
+    table.add_column("fresh", no_wrap=True)  # age of the dataset's newest complete version
+    for p in parts:
+        table.add_column(_short(parts, p), no_wrap=True)
+    unpartitioned = any("" in d["cells"] for d in found["datasets"])
+    if unpartitioned:
+        table.add_column("unpartitioned", no_wrap=True)
+    for row in found["datasets"]:
+        cells = [_mark(row["cells"].get(p, "")) for p in [*parts, *([""] if unpartitioned else [])]]
+        table.add_row(row["dataset"], _age(row["newest_at"]), *cells)
+    return table
 
 
 def _mark(cell: str) -> str:

@@ -54,7 +54,7 @@ def test_show_lineage_and_status_views(env):
 
     status = flat(invoke("status", "--last", "3"))
     assert "mid" in status and "✗" in status and "load[2024-01-02] waits for raw.b[2024-01-02]" in status
-    assert "fresh" in status and re.search(r"raw\.a │ \d+[smh] ", status), status
+    assert "fresh" in status and re.search(r"raw\.a +\d+[smh] ", status), status
 
     # fix, retry, continue: the whole chain is exact, end to end
     (tmp_path / "marker").touch()
@@ -127,6 +127,8 @@ def test_views_print_one_json_value_and_refuse_bad_options(env, tmp_path, monkey
     monkeypatch.setenv("COLUMNS", "80")
     table = CliRunner().invoke(build_app(), ["runs"]).output
     assert blocked["run_id"][:12] in table and all(len(line) <= 80 for line in table.splitlines())
+    grid = CliRunner().invoke(build_app(), ["status"]).output
+    assert all(len(line) <= 80 for line in grid.splitlines()) and "raw.plans" in grid
     monkeypatch.setenv("COLUMNS", "140")
     wide = CliRunner().invoke(build_app(), ["runs"]).output
     assert "superseded" in wide and "coordinator#" in wide  # the owner column too
@@ -141,3 +143,20 @@ def test_views_print_one_json_value_and_refuse_bad_options(env, tmp_path, monkey
     assert "'faild' is not a run state" in flat(refused)
     retried = flat(CliRunner().invoke(build_app(), ["retry", blocked["run_id"]]).output)  # on the old input
     assert f"raw.plans[{PDAY}] changed since; to run on the latest: coord rerun model -p {PDAY}" in retried
+
+
+def test_the_status_grid_keeps_dataset_names_whole_and_drops_old_partitions_to_fit():
+    from rich.console import Console
+
+    from coordinator.cli.views import _fitting, _grid
+
+    parts = [f"2024-03-{d:02d}" for d in range(1, 31)]
+    found = {"partitions": parts, "datasets": [
+        {"dataset": "fivetran.app.users", "newest_at": None, "cells": {p: "complete" for p in parts}}]}
+    shown = _fitting(found, 80)
+    assert 3 <= len(shown) < 30 and shown[-1] == "2024-03-30"  # the newest kept
+    console = Console(width=80, record=True)
+    console.print(_grid(found, 80))
+    text = console.export_text()
+    assert "fivetran.app.users" in text and "2024-03-…" in text and " 30 " in text
+    assert all(len(line) <= 80 for line in text.splitlines())
