@@ -15,14 +15,15 @@ from coordinator.errors import CoordinatorError
 
 def demo(
     home: Path = typer.Option(DEFAULT_HOME, help="folder for the demo's data, state and databases"),
-    days: int = typer.Option(3, min=1, max=30, help="days of raw data to land"),
+    days: int = typer.Option(3, min=1, max=30, help="days the app exports (the last is fixed)"),
     users: int = typer.Option(2000, min=10, help="website users in the raw data"),
     seed: int = typer.Option(7, help="seed of the raw data; another seed is changed data"),
     timeout: float = typer.Option(1800.0, help="give up after this many seconds"),
     as_json: bool = typer.Option(False, "--json", help="print the summary as one JSON object"),
 ) -> None:
-    """Land raw EL data, build features with Spark, score them with the MLflow model, push the
-    scores into the product database — each step started by the previous step's completion event."""
+    """The app exports days of data; dlt loads them, dbt builds the reporting tables, Spark the
+    features, the MLflow model scores them and the push writes the scores into the product
+    database — each step started by the previous step's completion events."""
     from coordinator.demo import run_demo
 
     options = DemoOptions(home=home, days=days, users=users, seed=seed, timeout_s=timeout)

@@ -1,14 +1,15 @@
 """`coord demo`: the "website scores" journey end to end, the README's first command.
 
     settings.py   the demo's options and settings (the environment's, with the demo's home)
-    landing.py    raw EL tables written to the lake and announced as producer "fivetran"
-    journey.py    land → ensure the model → publish → run the coordinator until idle
+    landing.py    the app's daily export (producer "app") and the schedule's ticks for its days
+    journey.py    export → ensure the model → publish → run the coordinator until idle
     runs.py       the journey's runs as the state store records them
     progress.py   the live rich table of runs by state
     results.py    rows pushed, the product table's contents, the command to look at them
     summary.py    the summary model, printed as tables or as one JSON object
 
-The pipeline itself is examples/website_scores/pipeline.yaml.
+The pipeline itself is examples/website_scores/pipeline.yaml: load (dlt) → reporting tables
+(dbt) → features (Spark) → scores (MLflow) → push, each step started by the one before.
 """
 
 from __future__ import annotations

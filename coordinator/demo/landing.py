@@ -61,29 +61,28 @@ class DayExport:
         )
 
 
-def _describe(folders: dict[str, Path]) -> tuple[dict[str, int], str]:
-    """Rows per table from the Parquet footers, and a digest of the files' bytes."""
+def describe(folder: Path, day: date) -> DayExport:
+    """The export of `day` under `folder` as its event says it: rows per table from the Parquet
+    footers, and a digest of the files' bytes."""
     import pyarrow.parquet as pq
 
     digest = hashlib.sha256()
     rows: dict[str, int] = {}
     for table in TABLES:
         rows[table] = 0
-        for file in sorted(Path(folders[table]).glob("*.parquet")):
+        for file in sorted((folder / table / f"date={day.isoformat()}").glob("*.parquet")):
             digest.update(file.read_bytes())
             rows[table] += pq.read_metadata(file).num_rows
-    return rows, digest.hexdigest()
+    return DayExport(day.isoformat(), folder, rows, digest.hexdigest())
 
 
 def export(folder: Path, days: Sequence[date], n_users: int, seed: int = 7) -> list[DayExport]:
     """Write the app's export of each day under `folder` and describe what was written."""
     from jobs.sample_data import write_day
 
-    out = []
     for day in days:
-        rows, digest = _describe(write_day(folder, day, n_users=n_users, seed=seed))
-        out.append(DayExport(day.isoformat(), folder, rows, digest))
-    return out
+        write_day(folder, day, n_users=n_users, seed=seed)
+    return [describe(folder, day) for day in days]
 
 
 def tick_for(name: str, schedule: S.ScheduleSpec, day: date) -> CompletionEvent:
