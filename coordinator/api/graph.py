@@ -21,6 +21,7 @@ COL_W, ROW_H, NODE_W, NODE_H, PAD = 200, 64, 160, 38, 20
 class JobState:
     state: str  # a run state, or "waiting" (some inputs) / "idle" (none)
     run_id: str | None = None
+    took_s: float | None = None  # the run's duration (so far, while it runs)
 
 
 def layers(spec: PipelineSpec) -> list[list[str]]:
@@ -107,7 +108,7 @@ def render_svg(spec: PipelineSpec, jobs: dict[str, JobState], complete: set[str]
                 f"<title>{escape(name)}: {escape(st.state)}</title>"
                 f'<rect x="{x}" y="{y}" width="{NODE_W}" height="{NODE_H}" rx="8" />'
                 f'<text x="{x + NODE_W / 2}" y="{y + 16}">{label}</text>'
-                f'<text class="sub" x="{x + NODE_W / 2}" y="{y + 31}">{escape(st.state)}</text></g>'
+                f'<text class="sub" x="{x + NODE_W / 2}" y="{y + 31}">{escape(_sub(st))}</text></g>'
             )
         else:
             state = "complete" if name in complete else "missing"
@@ -119,6 +120,15 @@ def render_svg(spec: PipelineSpec, jobs: dict[str, JobState], complete: set[str]
             )
     parts.append("</svg>")
     return "".join(parts)
+
+
+def _sub(st: JobState) -> str:
+    """The state, and the run's duration when it has one: 'succeeded · 4.2s', 'running · 3m05s'."""
+    if st.took_s is None:
+        return st.state
+    s = st.took_s
+    took = f"{s:.1f}s" if s < 60 else f"{int(s // 60)}m{int(s % 60):02d}s" if s < 3600 else f"{s / 3600:.1f}h"
+    return f"{st.state} · {took}"
 
 
 def _edge(a: tuple[int, int], b: tuple[int, int]) -> str:

@@ -106,7 +106,7 @@ def graph(request: Request, partition: str | None = None) -> dict[str, Any]:
             else:
                 runs = tx.list_runs(job=name, partition=key or "", limit=1)
             if runs:
-                jobs[name] = JobState(runs[0].state, runs[0].run_id)
+                jobs[name] = JobState(runs[0].state, runs[0].run_id, runview.duration_s(runs[0], time.time()))
                 continue
             needed = readiness.needed(spec, name, key)
             have = sum(1 for k in needed if k in versions)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -112,6 +113,8 @@ def test_runs_list_filters_pages_and_rejects_unknown_states(env):
         assert len(first["runs"]) == 2 and len(second["runs"]) == 1 and second["total"] == 3
         assert {r["run_id"] for r in first["runs"]} | {r["run_id"] for r in second["runs"]} \
             == {r["run_id"] for r in every["runs"]}
+        svg = client.get("/api/graph", params={"partition": DAY}).json()["svg"]
+        assert re.search(r">succeeded · \d+\.\ds<", svg) and re.search(r">failed · \d+\.\ds<", svg)
         bad = client.get("/api/runs", params={"state": "faild"})
         assert bad.status_code == 422 and "'faild'" in bad.json()["detail"]["detail"]
         assert client.get("/api/runs", params={"job": "nope"}).status_code == 404
