@@ -278,7 +278,7 @@ async function loadRun() {
       · created ${esc(when(r.created_at))} · started ${esc(when(r.started_at) || "-")} · took ${esc(took(r.duration_s) || "-")}
       · owner ${esc(r.owner || "-")}</p>
     ${superseded}
-    ${r.error ? `<p class="error wrap" id="run-error">${esc(r.error)}</p>` : ""}
+    ${r.error ? `<p class="${r.superseded_by ? "superseded-note" : "error"} wrap" id="run-error">${esc(r.error)}</p>` : ""}
     ${cause}${next}
     <div id="why"><b>${esc(r.job)}[${esc(r.partition ?? "")}] now</b>${lastNow}<ul>${why.reasons.map((x) => `<li class="why-${esc(x.kind)}">${esc(x.text)}</li>`).join("")}</ul></div>
     <p>
