@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from coordinator.bus.base import Bus
     from coordinator.engine import Coordinator, RunStats
     from coordinator.hooks import Hook
+    from coordinator.launchers.stream import StreamSupervisor
     from coordinator.metrics import Metrics
     from coordinator.store.store import StateStore
 
@@ -70,6 +71,7 @@ class Service:
         self._coordinator: Coordinator | None = None
         self.hooks: list[Hook] = []
         self.metrics: Metrics | None = None
+        self.streams: list[StreamSupervisor] | None = None  # the stream jobs' supervisors, once running
 
     # ------------------------------------------------------------------ the parts
     @property
@@ -129,8 +131,16 @@ class Service:
         self._coordinator = None
 
     def run(self, **bounds: Any) -> RunStats:
-        """The engine's loop (`Coordinator.run`: until_idle, max_events, timeout_s, consume, stop)."""
-        return self.coordinator.run(**bounds)
+        """The engine's loop (`Coordinator.run`: until_idle, max_events, timeout_s, consume, stop).
+        The first run starts the spec's stream workers (launchers/stream.py), stopped on close."""
+        coordinator = self.coordinator
+        if self.streams is None:
+            from coordinator.launchers.stream import start_streams
+
+            self.streams = start_streams(self.spec, self.settings, self.store)
+            for supervisor in self.streams:
+                self._stack.callback(supervisor.stop)
+        return coordinator.run(**bounds)
 
     # ------------------------------------------------------------------ wiring
     def _build(self) -> None:

@@ -198,6 +198,7 @@ def build_app(config: dict[str, Any]) -> Any:
         web_port=int(config["web_port"]),
         consumer_auto_offset_reset="earliest",
         broker_session_timeout=10,
+        broker_commit_interval=float(config.get("commit_interval_s", 2.8)),
         broker_heartbeat_interval=3,
         topic_allow_declare=False,
     )

@@ -6,6 +6,7 @@
     reverse_etl.py  PushSettings         rows into a product database or a topic
     el.py           ElSettings           a dlt source of the project loaded into a destination
     dbt.py          DbtSettings          dbt build of a selection of a dbt project
+    stream.py       StreamSettings       a supervised faust worker: closed windows → hourly partitions
 
 Why a package of its own: validating a spec needs each kind's settings model, and reaching it
 through the launchers imported every adapter (Spark, scoring, the push engine and their
@@ -38,6 +39,7 @@ KINDS: dict[str, Kind] = {
     ),
     "el": Kind("coordinator.kinds.el:ElSettings", "coordinator.launchers.el:ElLauncher"),
     "dbt": Kind("coordinator.kinds.dbt:DbtSettings", "coordinator.launchers.dbt:DbtLauncher"),
+    "stream": Kind("coordinator.kinds.stream:StreamSettings", "coordinator.launchers.stream:StreamLauncher"),
 }
 
 

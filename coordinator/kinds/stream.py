@@ -1,0 +1,54 @@
+"""The `stream` kind's settings: a long-running faust-streaming worker whose closed hourly windows
+become partitions of the job's one (hourly) output dataset.
+
+    jobs:
+      clicks_hourly:
+        kind: stream
+        outputs: [stream.clicks]          # partitioning: hourly
+        settings: {topic: web.clicks, time_field: ts, key_field: user_id, lateness_s: 600}
+
+The worker (coordinator/streamjob.py) runs in its own interpreter, `python` (default: the
+repository's .venv-stream, made by `scripts/bootstrap stream`), because faust-streaming cannot be
+installed beside the coordinator's dependencies. The service supervises it (launchers/stream.py).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from coordinator.kinds.base import SpecRelative
+
+REPO_ROOT = Path(__file__).resolve().parent.parent.parent
+DEFAULT_PYTHON = REPO_ROOT / ".venv-stream" / "bin" / "python"
+MAKE_PYTHON = "scripts/bootstrap stream"
+
+
+class StreamSettings(SpecRelative):
+    topic: str = Field(min_length=1, description="the Kafka topic of the events (must exist)")
+    time_field: str = Field(default="ts", min_length=1, description="event time: epoch seconds or ISO 8601")
+    key_field: str | None = Field(default=None, description="a field counted per value within each window")
+    lateness_s: float = Field(default=600.0, ge=0, description="how late after its window data may come")
+    group: str | None = Field(default=None, description="the consumer group (default coord-stream-<job>)")
+    output_dir: str | None = Field(default=None, description="window files' folder (default: the run folder)")
+    python: str | None = Field(default=None, description="the worker's interpreter (default .venv-stream)")
+    heartbeat_s: float = Field(default=2.0, gt=0)
+    commit_interval_s: float = Field(default=2.8, gt=0, description="how often faust commits offsets")
+    restart_backoff_s: float = Field(default=1.0, gt=0, description="first wait before a restart; doubles")
+    restart_backoff_max_s: float = Field(default=60.0, gt=0)
+
+    def interpreter(self) -> Path:
+        if self.python is None:
+            return DEFAULT_PYTHON
+        path = Path(self.python)
+        return path if path.is_absolute() else self.folder() / path
+
+    def interpreter_problem(self) -> str | None:
+        """Why the worker cannot start here (None: its interpreter is present)."""
+        path = self.interpreter()
+        if path.exists():
+            return None
+        if self.python is None:
+            return f"the stream worker's interpreter {path} is missing; create it with `{MAKE_PYTHON}`"
+        return f"the stream worker's interpreter {path} (settings.python) is missing"

@@ -1,0 +1,250 @@
+"""The `stream` kind: a worker the service supervises, not a run the engine launches per partition.
+
+    supervisors = start_streams(spec, settings, store)    # Service.run does this once
+    ...
+    for s in supervisors: s.stop()                        # on shutdown
+
+A stream job has no inputs and is never "ready": its worker (coordinator/streamjob.py, in its
+own interpreter) runs for as long as the service does and announces each closed hourly window
+as a completion event of the job's output, which the engine records like any producer's.
+
+`StreamSupervisor`, one per stream job and a thread of its own:
+- **one live worker per job across coordinator instances**: it holds the lease `stream:<job>`
+  (coordinator/lease.py, the instances' lease table) while its worker runs; an instance that
+  cannot take it waits as a standby and takes over once the holder's lease ends or expires;
+  a lease lost while running (this process paused past its TTL) stops the worker at once;
+- **restarted with backoff** when the worker dies: `restart_backoff_s`, doubling up to
+  `restart_backoff_max_s`, back to the first wait after a worker that ran a minute;
+- **stopped on shutdown**: SIGTERM (faust leaves its group and flushes), SIGKILL after 15 s;
+- **its folder** `<home>/streams/<job>/`: `log` (every start appended), `config.json`, the
+  worker's `state.json` (window contents, offsets applied, watermark) and `heartbeat.json`,
+  which `health()` reads (last beat, watermark, windows open, counts of events, late, refused).
+
+`StreamLauncher` refuses a per-partition run of such a job (an operator's rerun or backfill)
+with a reason, instead of starting a second worker.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from coordinator.errors import LaunchError, SettingsError
+from coordinator.kinds.stream import REPO_ROOT, StreamSettings
+from coordinator.launchers.base import Handle, Launcher, RunContext, RunResult
+
+if TYPE_CHECKING:
+    from coordinator.settings import Settings
+    from coordinator.spec.models import PipelineSpec
+    from coordinator.store.store import StateStore
+
+log = logging.getLogger("coordinator.stream")
+STOP_GRACE_S = 15.0
+STABLE_RUN_S = 60.0  # a worker that ran this long resets the restart backoff
+
+
+def stream_dir(home: str | Path, job: str) -> Path:
+    """The run folder of a stream job's worker."""
+    return Path(home) / "streams" / job
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 for the worker's web server (faust binds one even unasked)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class StreamLauncher(Launcher):
+    kind = "stream"
+    settings_model = StreamSettings
+
+    def start(self, ctx: RunContext) -> Handle:
+        raise LaunchError(
+            f"{ctx.job} is a stream job: its worker is supervised by the service and announces "
+            "each window itself; a partition of it is not run on demand"
+        )
+
+    def wait(self, handle: Handle, ctx: RunContext) -> RunResult:  # pragma: no cover - never started
+        raise LaunchError("a stream job has no runs to wait for")
+
+    def cancel(self, handle: Handle) -> None:
+        return None
+
+
+class StreamSupervisor:
+    """Keeps one worker of one stream job alive while this service runs (module docstring)."""
+
+    def __init__(
+        self, job: str, output: str, cfg: StreamSettings, settings: Settings, store: StateStore
+    ) -> None:
+        self.job, self.output, self.cfg, self.settings, self.store = job, output, cfg, settings, store
+        self.folder = stream_dir(settings.home, job).resolve()
+        self.starts = 0  # how many times a worker was started (tests, health)
+        self.process: subprocess.Popen[bytes] | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> StreamSupervisor:
+        problem = self.cfg.interpreter_problem()
+        if problem is not None:
+            raise SettingsError(f"stream job {self.job!r}: {problem}")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._thread = threading.Thread(target=self._supervise, name=f"coord-stream-{self.job}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(STOP_GRACE_S + 5)
+            self._thread = None
+
+    def health(self) -> dict[str, Any]:
+        """The worker's last heartbeat (empty before the first), with its pid and starts."""
+        try:
+            beat = json.loads((self.folder / "heartbeat.json").read_text())
+        except (OSError, ValueError):
+            beat = {}
+        alive = self.process is not None and self.process.poll() is None
+        return {**beat, "alive": alive, "starts": self.starts}
+
+    # ------------------------------------------------------------------ the thread
+    def _supervise(self) -> None:
+        from coordinator.lease import LeaseConflict, LeaseKeeper
+
+        backoff = self.cfg.restart_backoff_s
+        while not self._stop.is_set():
+            keeper = LeaseKeeper(self.store, self.settings, name=f"stream:{self.job}")
+            try:
+                keeper.acquire()
+            except LeaseConflict as exc:
+                log.info("stream %s: standby (%s)", self.job, exc)
+                self._stop.wait(self.settings.lease_renew_s)
+                continue
+            except Exception:
+                log.exception("stream %s: the lease could not be taken; retrying", self.job)
+                self._stop.wait(backoff)
+                continue
+            keeper.start()
+            try:
+                backoff = self._run_workers(keeper, backoff)
+            finally:
+                keeper.release()
+
+    def _run_workers(self, keeper: Any, backoff: float) -> float:
+        """Start, watch and restart the worker while the lease holds and no stop is asked."""
+        while not self._stop.is_set():
+            began = time.monotonic()
+            try:
+                self.process = self._spawn()
+            except OSError as exc:
+                log.error("stream %s: the worker could not start: %s", self.job, exc)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, self.cfg.restart_backoff_max_s)
+                continue
+            while self.process.poll() is None:
+                if self._stop.wait(0.2) or not keeper.fresh():
+                    self._end(self.process)
+                    if not self._stop.is_set():
+                        log.error("stream %s: the lease went stale; worker stopped", self.job)
+                    return backoff
+            code = self.process.returncode
+            if time.monotonic() - began >= STABLE_RUN_S:
+                backoff = self.cfg.restart_backoff_s
+            log.warning("stream %s: the worker exited (%s); restarting in %g s", self.job, code, backoff)
+            self._stop.wait(backoff)
+            backoff = min(backoff * 2, self.cfg.restart_backoff_max_s)
+        return backoff
+
+    def _config(self) -> dict[str, Any]:
+        cfg = self.cfg
+        output = Path(cfg.output_dir) if cfg.output_dir else self.folder / "windows"
+        if not output.is_absolute():
+            output = cfg.folder() / output
+        return {
+            "run_dir": str(self.folder),
+            "job": self.job,
+            "dataset": self.output,
+            "output_dir": str(output),
+            "topic": cfg.topic,
+            "events_topic": self.settings.topic_events,
+            "bootstrap": self.settings.kafka_bootstrap_servers,
+            "group": cfg.group or f"coord-stream-{self.job}",
+            "time_field": cfg.time_field,
+            "key_field": cfg.key_field,
+            "lateness_s": cfg.lateness_s,
+            "heartbeat_s": cfg.heartbeat_s,
+            "commit_interval_s": cfg.commit_interval_s,
+            "topics_dir": str(REPO_ROOT / "topics"),
+            "web_port": free_port(),
+        }
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        config = self.folder / "config.json"
+        config.write_text(json.dumps(self._config(), indent=2))
+        env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+        with open(self.folder / "log", "ab") as out:
+            out.write(f"--- start {self.starts + 1} at {time.strftime('%Y-%m-%dT%H:%M:%S')}\n".encode())
+            out.flush()
+            process = subprocess.Popen(
+                [str(self.cfg.interpreter()), "-m", "coordinator.streamjob", str(config)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=self.folder,
+                env=env,
+                start_new_session=True,  # its own group: a Ctrl-C of the service reaches it through stop()
+            )
+        self.starts += 1
+        log.info("stream %s: worker pid %d started (log %s)", self.job, process.pid, self.folder / "log")
+        return process
+
+    @staticmethod
+    def _end(process: subprocess.Popen[bytes]) -> None:
+        if process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def stream_jobs(spec: PipelineSpec) -> list[str]:
+    return [name for name, job in spec.jobs.items() if job.kind == "stream"]
+
+
+def supervisor_for(spec: PipelineSpec, job: str, settings: Settings, store: StateStore) -> StreamSupervisor:
+    """A supervisor for one stream job; SettingsError unless it has exactly one hourly output."""
+    job_spec = spec.jobs[job]
+    if len(job_spec.outputs) != 1 or spec.partitioning(job_spec.outputs[0]) != "hourly":
+        raise SettingsError(f"stream job {job!r} needs exactly one output dataset partitioned hourly")
+    if settings.kafka_security:
+        raise SettingsError(f"stream job {job!r}: the stream worker does not take COORD_KAFKA_SECURITY yet")
+    raw = job_spec.settings
+    cfg = raw if isinstance(raw, StreamSettings) else StreamSettings.model_validate(dict(raw))
+    return StreamSupervisor(job, job_spec.outputs[0], cfg, settings, store)
+
+
+def start_streams(spec: PipelineSpec, settings: Settings, store: StateStore) -> list[StreamSupervisor]:
+    """A started supervisor for every stream job of the spec (none: an empty list)."""
+    started: list[StreamSupervisor] = []
+    try:
+        for job in stream_jobs(spec):
+            started.append(supervisor_for(spec, job, settings, store).start())
+    except BaseException:
+        for supervisor in started:
+            supervisor.stop()
+        raise
+    return started

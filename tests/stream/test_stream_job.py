@@ -1,0 +1,222 @@
+"""A stream job on the real broker: a click stream over a day becomes 24 hourly partitions of
+`stream.clicks`, announced once each; the daily job over their window runs once they are all
+complete; a SIGKILL of the worker mid-day, with offsets not yet committed, counts nothing twice;
+data later than the lateness is counted, not applied."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from coordinator.errors import SettingsError
+from coordinator.kinds.stream import DEFAULT_PYTHON
+from coordinator.service import Service
+from coordinator.settings import Settings
+from coordinator.spec import parse_spec
+from tests.conftest import missing, unique
+
+DAY = datetime(2024, 6, 1, tzinfo=UTC).timestamp()
+USERS = ("u1", "u2", "u3")
+DAILY_JOB = """import json, os
+inputs = json.loads(os.environ["COORD_INPUTS"])
+total = sum(i["row_count"] for i in inputs)
+with open(os.environ["OUT"], "a") as out:
+    out.write(f"{os.environ['COORD_PARTITION']} {len(inputs)} {total}\\n")
+"""
+
+
+def clicks(first_hour: int, last_hour: int) -> list[tuple[int, dict]]:
+    """Six clicks an hour (at :05, :15 ... :55), alternating partitions and users."""
+    out = []
+    for hour in range(first_hour, last_hour + 1):
+        for slot in range(6):
+            i = len(out)
+            ts = DAY + hour * 3600 + slot * 600 + 300
+            out.append((i % 2, {"ts": ts, "user_id": USERS[(hour + slot) % 3]}))
+    return out
+
+
+def wait_for(what: str, check, timeout_s: float = 60.0):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def state(folder: Path) -> dict:
+    try:
+        return json.loads((folder / "state.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+@pytest.fixture
+def topics(kafka_bootstrap: str):
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    names = {"clicks": (unique("clicks").replace("_", "-"), 2), "events": (unique("ev").replace("_", "-"), 1)}
+    names["dead"] = (names["events"][0] + "-dead", 1)
+    created = admin.create_topics(
+        [NewTopic(n, num_partitions=p, replication_factor=1) for n, p in names.values()]
+    )
+    for future in created.values():
+        future.result(30)
+    yield {k: n for k, (n, _) in names.items()}
+    for future in admin.delete_topics([n for n, _ in names.values()]).values():
+        future.result(30)
+
+
+def test_clicks_become_hourly_partitions_and_one_daily_run(
+    kafka_bootstrap: str, topics: dict, tmp_path: Path
+):
+    if not DEFAULT_PYTHON.exists():
+        missing("the stream worker's interpreter", f"{DEFAULT_PYTHON}: run scripts/bootstrap stream")
+    from confluent_kafka import Consumer, Producer
+
+    out, daily_job = tmp_path / "daily.txt", tmp_path / "daily_job.py"
+    daily_job.write_text(DAILY_JOB)
+    spec = parse_spec(f"""
+datasets:
+  stream.clicks: {{partitioning: hourly}}
+  daily.clicks: {{partitioning: daily}}
+jobs:
+  clicks_hourly:
+    kind: stream
+    outputs: [stream.clicks]
+    settings: {{topic: {topics["clicks"]}, key_field: user_id, lateness_s: 7200, group: {unique("g")},
+                commit_interval_s: 60, restart_backoff_s: 0.5}}
+  clicks_daily:
+    kind: command
+    inputs: [{{dataset: stream.clicks, mapping: {{window: hourly}}}}]
+    outputs: [daily.clicks]
+    settings: {{command: ["{sys.executable}", "{daily_job}"], env: {{OUT: "{out}"}}}}
+""")
+    settings = Settings(
+        home=tmp_path / "home",
+        bus="kafka",
+        kafka_bootstrap_servers=kafka_bootstrap,
+        topic_events=topics["events"],
+        topic_dead_letter=topics["dead"],
+        consumer_group=unique("coord"),
+    )
+    settings.home.mkdir()
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+
+    def send(batch: list[tuple[int, dict | bytes]]) -> None:
+        for partition, value in batch:
+            raw = value if isinstance(value, bytes) else json.dumps(value).encode()
+            producer.produce(topics["clicks"], raw, partition=partition)
+        producer.flush(30)
+
+    first, second = clicks(0, 11), clicks(12, 23) + clicks(24, 26)  # the next day's first hours
+    done, seen = threading.Event(), {}
+
+    def drive(service: Service) -> None:
+        try:
+            supervisor = wait_for("the supervisor", lambda: service.streams and service.streams[0])
+            folder = supervisor.folder
+            send(first)
+            # hours 00..08 close (watermark = 11:55 - 2 h); the worker is killed before it commits
+            wait_for("nine hours closed", lambda: len(state(folder).get("announced", [])) == 9)
+            killed = supervisor.process
+            os.kill(killed.pid, signal.SIGKILL)
+            wait_for("a restart", lambda: supervisor.starts == 2 and supervisor.health()["alive"])
+            send(second)
+            wait_for("the daily run", lambda: out.exists() and out.read_text(), timeout_s=90)
+            send([(0, {"ts": DAY + 5 * 3600 + 60, "user_id": "u1"}), (1, b"not json")])
+            wait_for("late and refused counted", lambda: state(folder)["counts"].get("rejected") == 1)
+            seen.update(state=state(folder), health=supervisor.health(), starts=supervisor.starts)
+        except AssertionError as exc:
+            seen["error"] = str(exc)
+        finally:
+            done.set()
+
+    with Service(spec, settings, log_runs=False) as service:
+        driver = threading.Thread(target=drive, args=(service,), daemon=True)
+        driver.start()
+        service.run(stop=done.is_set, timeout_s=170)
+        driver.join(5)
+        with service.store.begin() as tx:
+            daily_runs = tx.list_runs("clicks_daily", limit=None)
+        supervisor = service.streams[0]
+    assert not supervisor.health()["alive"]  # stopped with the service
+    assert seen and "error" not in seen, seen.get("error", "the scenario did not finish")
+
+    # the day's 24 windows, each with its six clicks, announced once each
+    windows = sorted(
+        (tmp_path / "home" / "streams" / "clicks_hourly" / "windows" / "stream.clicks").glob("*.jsonl")
+    )
+    day_windows = [w for w in windows if w.name.startswith("2024-06-01")]
+    assert [w.stem for w in day_windows] == [f"2024-06-01T{h:02d}" for h in range(24)]
+    for window in day_windows:
+        assert sum(json.loads(line)["events"] for line in window.read_text().splitlines()) == 6, window.name
+
+    consumer = Consumer(
+        {"bootstrap.servers": kafka_bootstrap, "group.id": unique("check"), "auto.offset.reset": "earliest"}
+    )
+    consumer.subscribe([topics["events"]])
+    ids: Counter[str] = Counter()
+    idle = time.monotonic()
+    while time.monotonic() - idle < 3:
+        message = consumer.poll(0.5)
+        if message is not None and not message.error():
+            ids[dict(message.headers())["event_id"].decode()] += 1
+            idle = time.monotonic()
+    consumer.close()
+    hourly = {i: n for i, n in ids.items() if i.startswith("stream:clicks_hourly:stream.clicks:2024-06-01T")}
+    assert len(hourly) == 24 and set(hourly.values()) == {1}
+
+    # the daily job ran once, on its 24 complete hours (144 clicks); the next day waits for its hours
+    assert out.read_text() == "2024-06-01 24 144\n"
+    assert [(r.partition, r.state) for r in daily_runs] == [("2024-06-01", "succeeded")]
+
+    # the kill came before any commit (commit interval 60 s): the restart replayed and skipped
+    counts = seen["state"]["counts"]
+    assert seen["starts"] == 2 and counts["replayed"] > 0
+    assert counts["events"] == len(first) + len(second) and counts["late"] == 1 and counts["rejected"] == 1
+
+
+def test_a_missing_interpreter_stops_the_service_at_start_saying_why(tmp_path: Path):
+    spec = parse_spec(
+        """
+datasets: {stream.clicks: {partitioning: hourly}}
+jobs:
+  clicks_hourly: {kind: stream, outputs: [stream.clicks], settings: {topic: t, python: nope/python}}
+""",
+        base_dir=tmp_path,
+    )
+    settings = Settings(home=tmp_path / "home", bus="local")
+    settings.home.mkdir()
+    with Service(spec, settings, log_runs=False) as service, pytest.raises(SettingsError) as refused:
+        service.run(until_idle=True, timeout_s=10)
+    assert str(refused.value) == (
+        f"stream job 'clicks_hourly': the stream worker's interpreter {tmp_path / 'nope' / 'python'} "
+        "(settings.python) is missing"
+    )
+
+
+def test_a_stream_job_needs_one_hourly_output(tmp_path: Path):
+    spec = parse_spec("""
+jobs:
+  clicks_daily: {kind: stream, outputs: [stream.clicks], partitioning: daily, settings: {topic: t}}
+""")
+    settings = Settings(home=tmp_path / "home", bus="local")
+    settings.home.mkdir()
+    with (
+        Service(spec, settings, log_runs=False) as service,
+        pytest.raises(SettingsError, match="partitioned hourly"),
+    ):
+        service.run(until_idle=True, timeout_s=10)
