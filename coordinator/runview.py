@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from coordinator import history
-from coordinator.events import Column, CompletionEvent
+from coordinator.events import Column
 from coordinator.readiness import Version
 from coordinator.spec.models import PipelineSpec
 
@@ -183,14 +183,3 @@ def outputs_json(tx: Tx, spec: PipelineSpec, run: RunRow) -> list[dict[str, Any]
             }
         )
     return out
-
-
-def event_json(ev: CompletionEvent) -> dict[str, Any]:
-    return {
-        "event_id": ev.event_id,
-        "status": ev.status.value,
-        "produced_at": ev.produced_at.timestamp(),
-        "row_count": ev.row_count,
-        "producer": ev.producer,
-        "producer_run_id": ev.producer_run_id,
-    }
