@@ -5,6 +5,8 @@ project's own scoring/push runners), so one mechanism gives every kind the same 
 - the process is its own session (process group), so a timeout or cancel stops the whole tree;
 - its PID and start time are the durable handle: after a restart the engine re-attaches to the
   same process (the start time guards against PID reuse) instead of launching it again;
+- its end is seen at once: the waiting thread blocks on a pidfd (Linux), which works for a child
+  of ours and for one re-attached after a restart alike; elsewhere it checks every 50 ms;
 - its exit code is written by a tiny shell wrapper to `exit_code` in the run's folder, so a
   process that ends while the coordinator is down still leaves its result behind;
 - stdout+stderr go to `log` in the run's folder; the last error-looking line becomes the error,
@@ -14,8 +16,10 @@ project's own scoring/push runners), so one mechanism gives every kind the same 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+import select
 import shlex
 import signal
 import subprocess
@@ -128,20 +132,68 @@ def last_error_line(log_path: Path, limit_bytes: int = 64_000) -> str | None:
     return next((ln.strip()[:2000] for ln in reversed(lines) if ln.strip()), None)
 
 
+def _pidfd(handle: Handle) -> int | None:
+    """A pidfd of the handle's process (it becomes readable when the process ends); None where the
+    system has none. Raises ProcessLookupError when the process is gone already (or its PID now
+    names another process: the start time is checked once the pidfd pins the PID)."""
+    try:
+        fd = os.pidfd_open(int(handle.data["pid"]))
+    except (AttributeError, OSError) as exc:  # no pidfd_open (not Linux, old kernel), or gone
+        if isinstance(exc, ProcessLookupError):
+            raise
+        return None
+    if _proc_start_time(int(handle.data["pid"])) != handle.data.get("start_time"):
+        os.close(fd)
+        raise ProcessLookupError(handle.data["pid"])
+    return fd
+
+
+def _reap(pid: int) -> None:
+    with contextlib.suppress(ChildProcessError):  # our own child leaves a zombie until reaped
+        os.waitpid(pid, os.WNOHANG)
+
+
+def wait_ended(handle: Handle, timeout_s: float | None, poll_s: float = 0.05) -> bool:
+    """Block until the process ends (True) or `timeout_s` passes (False). On a pidfd where there
+    is one, so the end is seen the moment it happens; else by checking every `poll_s`."""
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    try:
+        fd = _pidfd(handle)
+    except ProcessLookupError:
+        return True
+    if fd is None:
+        while is_alive(handle):
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return False
+            time.sleep(poll_s if left is None else min(poll_s, left))
+        return True
+    try:
+        waiter = select.poll()
+        waiter.register(fd, select.POLLIN)
+        while True:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return False
+            # at most an hour a wait: poll's milliseconds are a C int
+            if waiter.poll(3_600_000 if left is None else min(3_600_000, max(1, int(left * 1000) + 1))):
+                _reap(int(handle.data["pid"]))
+                return True
+    finally:
+        os.close(fd)
+
+
 def wait_process(handle: Handle, timeout_s: float | None, poll_s: float = 0.05) -> RunResult:
     """Block until the process ends or `timeout_s` passes (then stop it); read its result."""
     workdir = Path(str(handle.data["workdir"]))
-    started = time.monotonic()
-    while is_alive(handle):
-        if timeout_s is not None and time.monotonic() - started > timeout_s:
-            terminate(handle)
-            return RunResult(
-                False,
-                error=f"timed out after {timeout_s:g} s and was stopped",
-                log_path=str(workdir / LOG_NAME),
-                details={"timed_out": True},
-            )
-        time.sleep(poll_s)
+    if not wait_ended(handle, timeout_s, poll_s):
+        terminate(handle)
+        return RunResult(
+            False,
+            error=f"timed out after {timeout_s:g} s and was stopped",
+            log_path=str(workdir / LOG_NAME),
+            details={"timed_out": True},
+        )
     exit_file = workdir / EXIT_NAME
     code_text = exit_file.read_text().strip() if exit_file.exists() else ""
     code = int(code_text) if code_text.lstrip("-").isdigit() else None
