@@ -1,6 +1,7 @@
 """`coord runs` and `coord status`: what ran, what runs, and what waits for what.
 
-coord runs [--job J] [--state S]... [-p P | --from P --to P] [--limit N] [--offset N] [--json]
+coord runs [--job J] [--state S]... [-p P | --from P --to P] [--since T] [--until T]
+           [--limit N] [--offset N] [--json]
 coord status [--spec F] [--last N] [--json]   datasets × partitions, and the job partitions waiting
 
 `--json` prints one JSON value: runs {"total", "offset", "runs": [run]} with each run as the UI's
@@ -65,6 +66,23 @@ def _validate_states(states: list[str] | None) -> list[str]:
     return states or []
 
 
+def _time(value: str | None) -> str | None:
+    """A valid ISO time, else a usage error naming it (checked here so exit code 2 says so)."""
+    if value is not None:
+        try:
+            datetime.fromisoformat(value)
+        except ValueError:
+            raise typer.BadParameter(f"{value!r} is not an ISO time such as 2024-03-01T06:00") from None
+    return value
+
+
+def _stamp(value: str | None) -> float | None:
+    if value is None:
+        return None
+    at = datetime.fromisoformat(value)
+    return (at if at.tzinfo else at.replace(tzinfo=UTC)).timestamp()
+
+
 def _print_json(value: object) -> None:
     """One JSON value on stdout, nothing else (a script's `| jq`)."""
     typer.echo(json.dumps(value, ensure_ascii=False, default=str))
@@ -89,6 +107,13 @@ def runs(
     last: Annotated[str | None, typer.Option("--to", help="Partitions up to this key")] = None,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="How many runs to list")] = 50,
     offset: Annotated[int, typer.Option("--offset", min=0, help="Skip this many newest runs")] = 0,
+    since: Annotated[
+        str | None,
+        typer.Option("--since", help="Created at or after (ISO time, UTC unless it says)", callback=_time),
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", help="Created before (ISO time)", callback=_time)
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """The latest runs, newest first; a failure a newer run of its partition replaced is superseded."""
@@ -105,7 +130,14 @@ def runs(
     masker = Masker.of(settings)  # an error may quote a secret of the settings
     with state_store(settings) as store, store.begin() as tx:
         rows, total = tx.runs_page(
-            job=job, states=state, partition_from=first, partition_to=last, offset=offset, limit=limit
+            job=job,
+            states=state,
+            partition_from=first,
+            partition_to=last,
+            since=_stamp(since),
+            until=_stamp(until),
+            offset=offset,
+            limit=limit,
         )
         superseded = tx.superseding(rows)
         leases = L.every(tx)

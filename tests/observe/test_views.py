@@ -104,6 +104,8 @@ def test_views_print_one_json_value_and_refuse_bad_options(env, tmp_path, monkey
     blocked = listing["runs"][0]
     assert blocked["superseded_by"] is None and set(blocked) >= {"started_at", "duration_s", "try", "lease"}
     assert [r["job"] for r in _json("runs", "--state", "succeeded", "--job", "report")["runs"]] == ["report"]
+    assert _json("runs", "--since", "2999-01-01")["total"] == 0
+    assert _json("runs", "--until", "2999-01-01T00:00+01:00", "--since", "2000-01-01")["total"] == 3
     text = flat(CliRunner().invoke(build_app(), ["show", blocked["run_id"][:10]]).output)
     assert "v2 of 2" in text and "plan: string → int64" in text and "columns: id int64, plan int64" in text
     assert f"next: coord rerun model -p {PDAY}" in text
@@ -134,7 +136,7 @@ def test_views_print_one_json_value_and_refuse_bad_options(env, tmp_path, monkey
     assert "superseded" in wide and "coordinator#" in wide  # the owner column too
 
     for args in (["runs", "--state", "faild"], ["runs", "--from", "2024-03-02", "--to", "2024-03-01"],
-                 ["why", "nope", "-p", PDAY], ["why", "model"]):
+                 ["why", "nope", "-p", PDAY], ["why", "model"], ["runs", "--since", "yesterday"]):
         out = CliRunner().invoke(build_app(), args)
         assert out.exit_code == 2, (args, out.output)  # a usage error, named
     backwards = CliRunner().invoke(build_app(), ["backfill", "model", "--from", "2024-03-02", "--to", PDAY])
