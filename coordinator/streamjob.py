@@ -268,6 +268,10 @@ def build_app(config: dict[str, Any]) -> Any:
 
     @app.timer(interval=float(config.get("heartbeat_s", 2.0)))
     async def heartbeat() -> None:
+        parent = config.get("parent_pid")
+        if parent is not None and os.getppid() != parent:
+            log.error("the coordinator (pid %d) is gone; exiting", parent)
+            os._exit(1)
         beat = {
             "at": time.time(),
             "pid": os.getpid(),
@@ -281,12 +285,31 @@ def build_app(config: dict[str, Any]) -> Any:
     return app
 
 
+def die_with_parent(parent: int | None) -> None:
+    """SIGTERM this worker when the coordinator that started it dies (Linux's PR_SET_PDEATHSIG),
+    so that a killed coordinator leaves no worker behind to race the one its successor starts;
+    a parent already gone (it died before this call) ends the worker at once."""
+    if parent is None:
+        return
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the heartbeat's parent check still ends it
+        pass
+    if os.getppid() != parent:
+        log.error("the coordinator (pid %d) is gone; exiting", parent)
+        os._exit(1)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
         print("usage: python -m coordinator.streamjob CONFIG.json", file=sys.stderr)
         return 2
     config = json.loads(Path(args[0]).read_text())
+    die_with_parent(config.get("parent_pid"))
     from faust import Worker
 
     app = build_app(config)

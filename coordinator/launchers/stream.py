@@ -187,6 +187,7 @@ class StreamSupervisor:
             "commit_interval_s": cfg.commit_interval_s,
             "topics_dir": str(REPO_ROOT / "topics"),
             "web_port": free_port(),
+            "parent_pid": os.getpid(),
         }
 
     def _spawn(self) -> subprocess.Popen[bytes]:

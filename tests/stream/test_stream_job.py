@@ -220,3 +220,104 @@ jobs:
         pytest.raises(SettingsError, match="partitioned hourly"),
     ):
         service.run(until_idle=True, timeout_s=10)
+
+
+def test_one_worker_across_two_instances_and_the_standby_takes_over(
+    kafka_bootstrap: str, topics: dict, tmp_path: Path
+):
+    """Two `coord run` processes over one state store and home: one worker runs, under the lease of
+    the first; SIGKILL that coordinator and its worker goes with it, the second's starts, and the
+    clicks of both workers' time are counted once."""
+    if not DEFAULT_PYTHON.exists():
+        missing("the stream worker's interpreter", f"{DEFAULT_PYTHON}: run scripts/bootstrap stream")
+    import subprocess
+
+    from confluent_kafka import Producer
+
+    from coordinator.store import StateStore
+    from coordinator.store import leases as L
+
+    spec_file = tmp_path / "spec.yml"
+    spec_file.write_text(f"""
+datasets:
+  stream.clicks: {{partitioning: hourly}}
+jobs:
+  clicks_hourly:
+    kind: stream
+    outputs: [stream.clicks]
+    settings: {{topic: {topics["clicks"]}, lateness_s: 0, group: {unique("g")}, restart_backoff_s: 0.5}}
+""")
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {
+        **os.environ,
+        "COORD_HOME": str(home),
+        "COORD_BUS": "kafka",
+        "COORD_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "COORD_TOPIC_EVENTS": topics["events"],
+        "COORD_TOPIC_DEAD_LETTER": topics["dead"],
+        "COORD_CONSUMER_GROUP": unique("coord"),
+    }
+    coord = str(Path(sys.executable).parent / "coord")
+    folder = home / "streams" / "clicks_hourly"
+
+    def beat() -> dict:
+        try:
+            return json.loads((folder / "heartbeat.json").read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def alive(pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+
+    def send(hours: range) -> None:
+        for hour in hours:
+            ts = DAY + hour * 3600 + 60
+            producer.produce(topics["clicks"], json.dumps({"ts": ts}).encode(), partition=0)
+        producer.flush(30)
+
+    logs = [open(tmp_path / f"coord-{name}.log", "wb") for name in "ab"]  # noqa: SIM115 - closed below
+    first = subprocess.Popen(
+        [coord, "run", str(spec_file)],
+        env={**env, "COORD_INSTANCE_NAME": "a"},
+        stdout=logs[0],
+        stderr=logs[0],
+    )
+    second = None
+    try:
+        worker = wait_for("the first worker", lambda: beat().get("pid"), timeout_s=60)
+        second = subprocess.Popen(
+            [coord, "run", str(spec_file)],
+            env={**env, "COORD_INSTANCE_NAME": "b"},
+            stdout=logs[1],
+            stderr=logs[1],
+        )
+        send(range(0, 6))
+        wait_for("five hours closed", lambda: beat().get("announced") == 5, timeout_s=60)
+        assert beat()["pid"] == worker and second.poll() is None
+        with StateStore(f"sqlite:///{home / 'state.db'}") as store, store.begin() as tx:
+            held = L.named(tx, "stream:clicks_hourly")
+        assert [(lease.pid, lease.state) for lease in held] == [(first.pid, "live")]
+
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+        wait_for("the worker to go with its coordinator", lambda: not alive(worker), timeout_s=20)
+        wait_for("the standby's worker", lambda: beat().get("pid", worker) != worker, timeout_s=60)
+        successor = beat()["pid"]
+        assert alive(successor)
+        send(range(6, 12))
+        wait_for("eleven hours closed", lambda: beat().get("announced") == 11, timeout_s=60)
+        assert beat()["events"] == 12
+    finally:
+        for process in (first, second):
+            if process is not None and process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                process.wait(60)
+        for log_file in logs:
+            log_file.close()
