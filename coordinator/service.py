@@ -140,6 +140,10 @@ class Service:
             self.streams = start_streams(self.spec, self.settings, self.store)
             for supervisor in self.streams:
                 self._stack.callback(supervisor.stop)
+            if self.metrics is not None and self.streams:
+                from coordinator.launchers.stream import StreamCollector
+
+                self.metrics.registry.register(StreamCollector(self.streams))
         return coordinator.run(**bounds)
 
     # ------------------------------------------------------------------ wiring

@@ -222,6 +222,50 @@ class StreamSupervisor:
             process.wait()
 
 
+class StreamCollector:
+    """The stream workers' health for /metrics, read from their heartbeats at each scrape:
+    coord_stream_up, _starts, _heartbeat_age_seconds, _watermark_seconds (event time),
+    _windows_open, _windows_announced and _messages{outcome=events|late|rejected|replayed}."""
+
+    OUTCOMES = ("events", "late", "rejected", "replayed")
+
+    def __init__(self, supervisors: list[StreamSupervisor], clock: Any = time.time) -> None:
+        self.supervisors, self.clock = supervisors, clock
+
+    def collect(self) -> Any:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        gauges = {
+            name: GaugeMetricFamily(f"coord_stream_{name}", doc, labels=["job"])
+            for name, doc in (
+                ("up", "1 while the stream job's worker runs here"),
+                ("starts", "workers started by this instance for the job"),
+                ("heartbeat_age_seconds", "seconds since the worker's last heartbeat"),
+                ("watermark_seconds", "the worker's watermark (event time, epoch seconds)"),
+                ("windows_open", "hourly windows not closed yet"),
+                ("windows_announced", "hourly windows closed and announced"),
+            )
+        }
+        messages = CounterMetricFamily(
+            "coord_stream_messages", "messages by outcome", labels=["job", "outcome"]
+        )
+        for supervisor in self.supervisors:
+            health, job = supervisor.health(), [supervisor.job]
+            gauges["up"].add_metric(job, 1.0 if health["alive"] else 0.0)
+            gauges["starts"].add_metric(job, health["starts"])
+            if "at" not in health:
+                continue
+            gauges["heartbeat_age_seconds"].add_metric(job, max(0.0, self.clock() - health["at"]))
+            if health.get("watermark") is not None:
+                gauges["watermark_seconds"].add_metric(job, health["watermark"])
+            gauges["windows_open"].add_metric(job, health.get("windows_open", 0))
+            gauges["windows_announced"].add_metric(job, health.get("announced", 0))
+            for outcome in self.OUTCOMES:
+                messages.add_metric(job + [outcome], health.get(outcome, 0))
+        yield from gauges.values()
+        yield messages
+
+
 def stream_jobs(spec: PipelineSpec) -> list[str]:
     return [name for name, job in spec.jobs.items() if job.kind == "stream"]
 

@@ -63,7 +63,15 @@ def state(folder: Path) -> dict:
 
 
 @pytest.fixture
-def topics(kafka_bootstrap: str):
+def stream_python() -> Path:
+    """The worker's interpreter: missing fails in CI (scripts/bootstrap dev makes it), else skips."""
+    if not DEFAULT_PYTHON.exists():
+        missing("the stream worker's interpreter", f"{DEFAULT_PYTHON}: run scripts/bootstrap stream")
+    return DEFAULT_PYTHON
+
+
+@pytest.fixture
+def topics(kafka_bootstrap: str, stream_python: Path):
     from confluent_kafka.admin import AdminClient, NewTopic
 
     admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
@@ -82,8 +90,6 @@ def topics(kafka_bootstrap: str):
 def test_clicks_become_hourly_partitions_and_one_daily_run(
     kafka_bootstrap: str, topics: dict, tmp_path: Path
 ):
-    if not DEFAULT_PYTHON.exists():
-        missing("the stream worker's interpreter", f"{DEFAULT_PYTHON}: run scripts/bootstrap stream")
     from confluent_kafka import Consumer, Producer
 
     out, daily_job = tmp_path / "daily.txt", tmp_path / "daily_job.py"
@@ -138,13 +144,17 @@ jobs:
             wait_for("the daily run", lambda: out.exists() and out.read_text(), timeout_s=90)
             send([(0, {"ts": DAY + 5 * 3600 + 60, "user_id": "u1"}), (1, b"not json")])
             wait_for("late and refused counted", lambda: state(folder)["counts"].get("rejected") == 1)
-            seen.update(state=state(folder), health=supervisor.health(), starts=supervisor.starts)
+            wait_for("the heartbeat to say so", lambda: supervisor.health().get("rejected") == 1)
+            from prometheus_client import generate_latest
+
+            scrape = generate_latest(service.metrics.registry).decode()
+            seen.update(state=state(folder), scrape=scrape, starts=supervisor.starts)
         except AssertionError as exc:
             seen["error"] = str(exc)
         finally:
             done.set()
 
-    with Service(spec, settings, log_runs=False) as service:
+    with Service(spec, settings, log_runs=False, observe=True) as service:
         driver = threading.Thread(target=drive, args=(service,), daemon=True)
         driver.start()
         service.run(stop=done.is_set, timeout_s=170)
@@ -188,6 +198,22 @@ jobs:
     assert seen["starts"] == 2 and counts["replayed"] > 0
     assert counts["events"] == len(first) + len(second) and counts["late"] == 1 and counts["rejected"] == 1
 
+    # its health on /metrics, from the worker's heartbeat
+    scraped = {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in seen["scrape"].splitlines()
+        if line.startswith("coord_stream_")
+    }
+    job = '{job="clicks_hourly"}'
+    assert scraped[f"coord_stream_up{job}"] == 1 and scraped[f"coord_stream_starts{job}"] == 2
+    assert (
+        scraped[f"coord_stream_windows_announced{job}"] == 24
+        and scraped[f"coord_stream_windows_open{job}"] == 3
+    )
+    assert scraped['coord_stream_messages_total{job="clicks_hourly",outcome="late"}'] == 1
+    assert 0 <= scraped[f"coord_stream_heartbeat_age_seconds{job}"] < 10
+    assert scraped[f"coord_stream_watermark_seconds{job}"] == DAY + 26 * 3600 + 3300 - 7200
+
 
 def test_a_missing_interpreter_stops_the_service_at_start_saying_why(tmp_path: Path):
     spec = parse_spec(
@@ -228,8 +254,6 @@ def test_one_worker_across_two_instances_and_the_standby_takes_over(
     """Two `coord run` processes over one state store and home: one worker runs, under the lease of
     the first; SIGKILL that coordinator and its worker goes with it, the second's starts, and the
     clicks of both workers' time are counted once."""
-    if not DEFAULT_PYTHON.exists():
-        missing("the stream worker's interpreter", f"{DEFAULT_PYTHON}: run scripts/bootstrap stream")
     import subprocess
 
     from confluent_kafka import Producer
