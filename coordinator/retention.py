@@ -32,7 +32,8 @@ from coordinator.store.store import StateStore
 log = logging.getLogger("coordinator.retention")
 
 DAY_S = 86_400.0
-MIN_ROWS, START_ROWS, MAX_ROWS = 20, 200, 5_000
+MIN_ROWS, START_ROWS, MAX_ROWS = 20, 50, 20_000
+PASS_SLICE_S = 0.5  # a slice's budget in a whole pass outside the loop (`coord prune`)
 REST_FACTOR = 3.0  # rest after a slice this many times as long as it took
 
 
@@ -94,13 +95,14 @@ class Pruner:
             self.next_pass = now + every
 
     # ------------------------------------------------------------------ a whole pass
-    def run_pass(self, now: float | None = None) -> PassStats:
-        """One whole pass now, slice after slice (`coord prune`); its counts."""
+    def run_pass(self, now: float | None = None, slice_s: float = PASS_SLICE_S) -> PassStats:
+        """One whole pass now, slice after slice of about `slice_s` each (`coord prune`: no loop
+        waits on it, but each slice is still a short transaction of its own); its counts."""
         self._begin(time.time() if now is None else now)
         while self.phase != "rest":
             started = self.monotonic()
             self._slice()
-            self._adapt(self.monotonic() - started)
+            self._adapt(self.monotonic() - started, slice_s)
         assert self.last is not None
         return self.last
 
@@ -155,8 +157,8 @@ class Pruner:
                 s.seconds,
             )
 
-    def _adapt(self, took: float) -> None:
-        budget = self.settings.retention_slice_s
+    def _adapt(self, took: float, budget: float | None = None) -> None:
+        budget = budget or self.settings.retention_slice_s
         if took > budget:
             self.rows = max(MIN_ROWS, self.rows // 2)
         elif took < budget / 2:

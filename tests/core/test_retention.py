@@ -161,15 +161,15 @@ def test_the_loop_s_slices_adapt_to_their_budget(store):
     pruner.tick(NOW)  # the first pass starts one interval after start-up
     assert pruner.phase == "rest"
     pruner.tick(NOW + 10)
-    assert pruner.phase == "events" and pruner.rows == 100  # the runs took over the budget: 200 → 100
+    assert pruner.phase == "events" and pruner.rows == 25  # the runs took over the budget: 50 → 25
     rest_until = pruner._resume_at
     clock = [rest_until - 0.5]
     pruner.monotonic = lambda: clock[0]
     pruner.tick(NOW + 11)  # still resting: nothing is done
-    assert pruner.rows == 100 and pruner._stats.slices == 1
+    assert pruner.rows == 25 and pruner._stats.slices == 1
     clock[0] = rest_until
     pruner.tick(NOW + 12)  # took no time: rows double (the runs were one slice, the events this one)
-    assert pruner.rows == 200 and pruner._stats.slices == 2
+    assert pruner.rows == 50 and pruner._stats.slices == 2
     assert pruner.phase == "rest" and pruner.last is not None and pruner.next_pass == NOW + 22
 
 
