@@ -91,6 +91,7 @@ def show(
         shape["error"] = masker.text(run.error)
         shape["command"] = masker.argv(history.launched_command(run))
         shape["attempts"] = [masker.value(a) for a in attempts]
+        shape["inputs"] = masker.value(shape["inputs"])  # as the UI: a value may carry a secret
         shape["outputs"] = [{**o, "error": masker.text(o["error"])} for o in shape["outputs"]]
         shape["root_cause"] = (
             None if cause is None else {**runview.basic(cause, None), "error": masker.text(cause.error)}
