@@ -8,6 +8,8 @@ Several processes may share the file (WAL journal, busy timeout, writes in short
 transactions). A consumer group here has no partition assignment: every consumer of a group
 reads every partition from the group's committed offsets, which suits the one-coordinator-per-
 machine deployment this bus is for; several members of one group would see the same messages.
+A consumer waiting for messages is woken by the producer that commits them, in whichever
+process it runs (local_wake.py), so the embedded bus hands a message over as soon as it is durable.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from coordinator.bus.base import Bus, Consumer, Delivered, Message, Producer, TopicSpec
+from coordinator.bus.local_wake import Waker, wake_all, wake_folder
 from coordinator.errors import BusError
 
 _SCHEMA = """
@@ -82,6 +85,7 @@ class LocalBus(Bus):
         self.path = Path(path)
         self.default_partitions, self.default_retention_ms = default_partitions, default_retention_ms
         self.busy_timeout_s = busy_timeout_s
+        self.wake_folder = wake_folder(self.path)  # consumers' FIFOs: committed messages wake them
         self._initialised = False
 
     def connect(self) -> sqlite3.Connection:
@@ -257,6 +261,7 @@ class LocalProducer(Producer):
         self._queue.clear()
         self._durable += self._waiting
         self._waiting = []
+        wake_all(self.bus.wake_folder)  # committed: the consumers read them now, not at their next look
 
     def _prune(self, conn: sqlite3.Connection) -> None:
         now_ms = int(time.time() * 1000)
@@ -276,12 +281,14 @@ class LocalConsumer(Consumer):
         self._conn: sqlite3.Connection | None = None
         self._positions: dict[tuple[str, int], int] = {}
         self._closed = False
+        self._waker: Waker | None = None
 
     def _connection(self) -> sqlite3.Connection:
         if self._closed:
             raise BusError("consumer is closed", retriable=False)
         if self._conn is None:
             self._conn = self.bus.connect()
+            self._waker = Waker(self.bus.wake_folder)  # after connect: the bus's folder exists
         return self._conn
 
     def _ends(self, conn: sqlite3.Connection) -> dict[tuple[str, int], int]:
@@ -300,15 +307,19 @@ class LocalConsumer(Consumer):
 
     def poll(self, max_messages: int = 500, timeout: float = 1.0) -> list[Message]:
         deadline = time.monotonic() + timeout
-        pause = 0.01
+        pause = 0.01  # the backoff where there are no wake-ups (local_wake.py)
         try:
             conn = self._connection()
+            waker = self._waker
             while True:
+                waker.drain()  # before reading: a wake-up from now on is for what comes next
                 batch = self._fetch(conn, max_messages)
-                if batch or time.monotonic() >= deadline:
+                left = deadline - time.monotonic()
+                if batch or left <= 0:
                     return batch
-                time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
-                pause = min(pause * 2, 0.2)
+                if not waker.wait(left):
+                    time.sleep(min(pause, left))
+                    pause = min(pause * 2, 0.2)
         except sqlite3.Error as exc:
             raise _bus_error(self.bus.path, exc) from exc
 
@@ -362,4 +373,7 @@ class LocalConsumer(Consumer):
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+        if self._waker is not None:
+            self._waker.close()
+            self._waker = None
         self._closed = True
