@@ -13,6 +13,9 @@ rebalance. Here:
 - **Window contents are idempotent.** Each event's (topic, partition, offset) is compared with
   the highest offset already applied for that partition, which is saved with the contents; a
   replay after a SIGKILL (faust commits offsets later than we apply) skips what was applied.
+  A state made afresh (a first start, another host's folder, a deleted file) gets a new
+  generation and with it a consumer group of its own, `<group>.<generation>`, so it reads the
+  topic from its start rather than from offsets committed for a state it does not hold.
 - **The watermark** is the largest event time seen minus the allowed lateness, saved with the
   state. The hourly window [h, h+1h) closes once the watermark reaches h+1h; an event older
   than the watermark is late: counted, not applied.
@@ -40,6 +43,7 @@ import logging
 import os
 import sys
 import time
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -95,6 +99,10 @@ class WindowState:
         self.windows: dict[str, dict[str, int]] = data.get("windows", {})
         self.max_time: float | None = data.get("max_time")
         self.announced: list[str] = data.get("announced", [])
+        # A fresh state reads the topic from its start under a consumer group of its own: the group's
+        # committed offsets belong to the state they were committed with, and a state starting
+        # mid-topic (another host's folder, a deleted file) would close windows missing their start.
+        self.generation: str = data.get("generation") or uuid.uuid4().hex[:12]
         self.counts: dict[str, int] = data.get(
             "counts", {"events": 0, "late": 0, "rejected": 0, "replayed": 0}
         )
@@ -145,6 +153,7 @@ class WindowState:
             "max_time": self.max_time,
             "announced": self.announced,
             "counts": self.counts,
+            "generation": self.generation,
         }
         write_atomically(self.path, json.dumps(data, sort_keys=True))
 
@@ -185,11 +194,12 @@ def build_app(config: dict[str, Any]) -> Any:
     out_dir = Path(config["output_dir"]) / dataset
     out_dir.mkdir(parents=True, exist_ok=True)
     state = WindowState(run_dir / "state.json", float(config["lateness_s"]))
+    state.save()  # its generation names the consumer group below
     schema = load_event_schema(Path(config["topics_dir"]))
     time_field, key_field = config["time_field"], config.get("key_field")
 
     app = faust.App(
-        config["group"],
+        f"{config['group']}.{state.generation}",
         broker=f"kafka://{config['bootstrap']}",
         store="memory://",
         datadir=str(run_dir / "faust"),

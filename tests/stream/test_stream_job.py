@@ -16,12 +16,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from sqlalchemy import func, select
 
 from coordinator.errors import SettingsError
 from coordinator.kinds.stream import DEFAULT_PYTHON
 from coordinator.service import Service
 from coordinator.settings import Settings
 from coordinator.spec import parse_spec
+from coordinator.store import StateStore
+from coordinator.store import schema as S
 from tests.conftest import missing, unique
 
 DAY = datetime(2024, 6, 1, tzinfo=UTC).timestamp()
@@ -258,7 +261,6 @@ def test_one_worker_across_two_instances_and_the_standby_takes_over(
 
     from confluent_kafka import Producer
 
-    from coordinator.store import StateStore
     from coordinator.store import leases as L
 
     spec_file = tmp_path / "spec.yml"
@@ -345,3 +347,84 @@ jobs:
                 process.wait(60)
         for log_file in logs:
             log_file.close()
+
+
+def serve_during(spec, settings: Settings, scenario) -> None:
+    """Run a service while `scenario(service)` runs in a thread; re-raise what the scenario raised."""
+    done, failed = threading.Event(), []
+
+    def drive(service: Service) -> None:
+        try:
+            scenario(service)
+        except BaseException as exc:  # handed to the test's thread below
+            failed.append(exc)
+        finally:
+            done.set()
+
+    with Service(spec, settings, log_runs=False) as service:
+        driver = threading.Thread(target=drive, args=(service,), daemon=True)
+        driver.start()
+        service.run(stop=done.is_set, timeout_s=120)
+        driver.join(5)
+    if failed:
+        raise failed[0]
+
+
+def test_a_fresh_state_reads_the_topic_from_its_start(kafka_bootstrap: str, topics: dict, tmp_path: Path):
+    """The worker's folder lost (another host's, say): the new state does not start at the offsets
+    committed for the old one, so the hour open at the loss is counted whole; the hours announced
+    before are announced again under the same ids, which the coordinator records once."""
+    from confluent_kafka import Producer
+
+    spec = parse_spec(f"""
+datasets:
+  stream.clicks: {{partitioning: hourly}}
+jobs:
+  clicks_hourly:
+    kind: stream
+    outputs: [stream.clicks]
+    settings: {{topic: {topics["clicks"]}, lateness_s: 0, group: {unique("g")}, commit_interval_s: 0.5}}
+""")
+    settings = Settings(
+        home=tmp_path / "home",
+        bus="kafka",
+        kafka_bootstrap_servers=kafka_bootstrap,
+        topic_events=topics["events"],
+        topic_dead_letter=topics["dead"],
+        consumer_group=unique("coord"),
+    )
+    settings.home.mkdir()
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    folder = settings.home / "streams" / "clicks_hourly"
+
+    def send(*minutes: int) -> None:
+        for minute in minutes:
+            producer.produce(topics["clicks"], json.dumps({"ts": DAY + minute * 60}).encode(), partition=0)
+        producer.flush(30)
+
+    def before(service: Service) -> None:
+        send(10, 70, 130, 140)  # hours 00 and 01 close; hour 02 holds two clicks
+        wait_for("two hours closed", lambda: len(state(folder).get("announced", [])) == 2)
+        time.sleep(1.5)  # past the commit interval: the group has committed the four offsets
+
+    def after(service: Service) -> None:
+        send(150, 190)  # a third click of hour 02, then hour 03 closes it
+        wait_for("three hours closed", lambda: len(state(folder).get("announced", [])) == 3)
+
+    serve_during(spec, settings, before)
+    generation = state(folder)["generation"]
+    (folder / "state.json").unlink()
+    serve_during(spec, settings, after)
+
+    assert state(folder)["generation"] != generation and state(folder)["counts"]["events"] == 6
+    hour_02 = folder / "windows" / "stream.clicks" / "2024-06-01T02.jsonl"
+    assert json.loads(hour_02.read_text())["events"] == 3
+    with StateStore(settings.resolved_state_url()) as store, store.begin() as tx:
+        e = S.events.c
+        query = (
+            select(e.partition_key, func.count())
+            .where(e.dataset == "stream.clicks")
+            .group_by(e.partition_key)
+        )
+        recorded = [tuple(row) for row in tx.conn.execute(query)]
+    assert sorted(recorded) == [("2024-06-01T00", 1), ("2024-06-01T01", 1), ("2024-06-01T02", 1)]
