@@ -10,7 +10,8 @@ Watching, by mode:
 - local and client mode (and YARN/Kubernetes cluster mode, whose spark-submit waits for the
   application): the spark-submit process; its log is the driver log.
 - standalone cluster mode (`spark://` master, deploy_mode cluster): spark-submit only submits;
-  the driver is then watched, killed and re-attached through the master's REST API.
+  the driver is then watched, killed and re-attached through the master's REST API. A timeout
+  or a cancel that meets spark-submit still running kills the driver it already handed over too.
 
 The driver log is the run folder's `log` (RunResult.log_path); the application id goes into
 RunResult.details["spark_app_id"] (reported by the job through the SDK, else read from the log);
@@ -147,17 +148,27 @@ class SparkLauncher(Launcher):
         deadline = None if ctx.timeout_s is None else started + ctx.timeout_s
         result = process.wait_process(handle, None if deadline is None else max(0.0, deadline - time.time()))
         if result.details.get("timed_out"):
-            result = dataclasses.replace(result, error=f"timed out after {ctx.timeout_s:g} s and was stopped")
+            # spark-submit was stopped; in cluster mode a driver it already handed over goes too
+            sid = self._kill_driver(handle)
+            details = {**result.details, **({"submission_id": sid} if sid else {})}
+            error = f"timed out after {ctx.timeout_s:g} s and was stopped"
+            result = dataclasses.replace(result, error=error, details=details)
         elif handle.data.get("rest_url") and result.succeeded:
             result = self._wait_driver(handle, deadline, ctx)
         return process.masked(self._explain(handle, result), self.settings, ctx.settings, ctx.env)
 
     def cancel(self, handle: Handle) -> None:
         process.terminate(handle)
+        self._kill_driver(handle)
+
+    def _kill_driver(self, handle: Handle) -> str | None:
+        """Standalone cluster mode: ask the master to kill the driver spark-submit handed over,
+        if it did; returns its submission id. Never raises for a driver that already ended."""
         master, sid = self._master(handle)
         if master and sid:
-            with contextlib.suppress(LaunchError):  # never raises for a job that already ended
+            with contextlib.suppress(LaunchError):
                 master.kill(sid)
+        return sid
 
     def is_alive(self, handle: Handle) -> bool:
         """The process; in standalone cluster mode, the driver as the master reports it.

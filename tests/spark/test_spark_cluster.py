@@ -2,15 +2,16 @@
 
 The master and its one worker (1 core, 1 GB) are pyspark's own, started by `scripts/services up
 spark`; the application is tests/spark/driver/CoordTestDriver.java, a JVM driver the worker runs
-(standalone cluster mode runs JVM applications only). The one fault a live master will not
-produce on request — a few seconds unreachable, then answering about the same driver — is
-injected by flaky_proxy.py in front of it; every driver state comes from the real master.
+(standalone cluster mode runs JVM applications only). Two things a live cluster will not do on
+request are injected, every driver state still coming from the real master: a master a few
+seconds unreachable, then answering about the same driver (flaky_proxy.py in front of it), and
+a spark-submit that printed its submission id but has not exited when the timeout comes (a
+process that printed the real driver's id and stays).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from coordinator.engine import Coordinator
 from coordinator.errors import LaunchError
 from coordinator.launchers import process
 from coordinator.launchers.base import Handle, RunContext
@@ -26,8 +28,10 @@ from coordinator.launchers.spark import SparkLauncher
 from coordinator.launchers.spark_log import read_tail, submission_id
 from coordinator.launchers.spark_master import StandaloneMaster, rest_url_for
 from coordinator.settings import Settings
+from coordinator.spec import load_spec
 from tests.spark.conftest import SPARK_CONF, StandaloneCluster, run_context
 from tests.spark.flaky_proxy import flaky_proxy
+from tests.spark.test_spark_engine import COORDINATOR, landed, launched_run, publish, published
 
 pytestmark = pytest.mark.spark
 
@@ -87,49 +91,74 @@ def test_rest_url_for_masters() -> None:
     assert rest_url_for("yarn") is None and rest_url_for("local[2]") is None
 
 
-def test_submit_follow_and_reattach_after_a_sigkill(tmp_path: Path, driver_jar: Path,
-                                                    standalone_cluster: StandaloneCluster) -> None:
-    """The launching process is SIGKILLed while it follows the driver; a new one re-attaches."""
-    ctx = cluster_run(tmp_path, driver_jar, standalone_cluster, "--sleep-s", "6")
-    handle_file = tmp_path / "handle.json"
-    request = {"run_id": ctx.run_id, "job": ctx.job, "partition": ctx.partition, "settings": ctx.settings,
-               "outputs": list(ctx.outputs), "workdir": str(ctx.workdir), "timeout_s": ctx.timeout_s,
-               "home": str(tmp_path / "home"), "spark_conf": CLUSTER_CONF, "handle_file": str(handle_file)}
-    (tmp_path / "request.json").write_text(json.dumps(request))
-    root = Path(__file__).parents[2]
-    first = subprocess.Popen([sys.executable, "-m", "tests.spark.submit_then_wait",
-                              str(tmp_path / "request.json")],
-                             cwd=root, env={**os.environ, "PYTHONPATH": str(root)})
-    try:
-        deadline = time.monotonic() + 60
-        while not handle_file.exists():
-            assert first.poll() is None, f"the launching process exited {first.returncode}"
-            assert time.monotonic() < deadline, "no handle after 60 s"
-            time.sleep(0.2)
-        handle = Handle("spark", json.loads(handle_file.read_text()))   # what the store keeps
-        sid = driver_of(handle)
-        master = StandaloneMaster(standalone_cluster.rest_url)
-        wait_for_state(master, sid, "RUNNING")
-        status = master.status(sid)
-        assert status.worker and status.worker.startswith("127.0.0.1:")
-    finally:
-        first.send_signal(signal.SIGKILL)
-        first.wait()
+CLUSTER_SPEC = """
+datasets:
+  raw.users: {partitioning: daily}
+  reporting.x: {partitioning: daily}
+jobs:
+  etl:
+    kind: spark
+    inputs: [raw.users]
+    outputs: [reporting.x]
+    timeout_s: 180
+    settings:
+      application: JAR
+      main_class: CoordTestDriver
+      deploy_mode: cluster
+      master: MASTER
+      rest_url: REST
+      conf: CONF
+      args: [--sleep-s, "6"]
+      output: TMP/x/date={partition}
+"""
 
-    restarted = launcher(tmp_path)                      # a new instance: only the stored handle is known
-    assert restarted.is_alive(handle)                   # the submitting process is gone, the driver is not
+
+def test_the_coordinator_is_sigkilled_and_its_successor_reattaches(
+        tmp_path: Path, driver_jar: Path, standalone_cluster: StandaloneCluster) -> None:
+    """SIGKILL the coordinator process while the driver runs on the worker; the restarted
+    coordinator follows the same driver through the master (via a proxy that is unreachable for
+    a while) and publishes its output, launching nothing again."""
+    settings = Settings(home=tmp_path / "home", bus="local", spark_conf=CLUSTER_CONF)
     with flaky_proxy(standalone_cluster.rest_url) as (proxy, faults):
-        faults.unavailable = 4                          # the master is unreachable for a while, then answers
-        result = restarted.wait(Handle("spark", {**handle.data, "rest_url": proxy}), ctx)
+        spec_path = tmp_path / "pipeline.yaml"
+        values = {"JAR": str(driver_jar), "MASTER": standalone_cluster.master, "REST": proxy,
+                  "CONF": json.dumps(CLUSTER_CONF), "TMP": str(tmp_path)}
+        text = CLUSTER_SPEC
+        for name, value in values.items():
+            text = text.replace(name, value)
+        spec_path.write_text(text)
+        publish(settings, [landed("raw.users", PARTITION, tmp_path / "lake" / "users")])
+        cfg = {"spec": str(spec_path), "settings": {"home": str(settings.home), "bus": "local",
+                                                     "spark_conf": CLUSTER_CONF}}
+        first = subprocess.Popen([sys.executable, "-c", COORDINATOR, json.dumps(cfg)], cwd=tmp_path)
+        master = StandaloneMaster(standalone_cluster.rest_url)
+        try:
+            sid = driver_of(launched_run(settings, "etl", first).handle)
+            wait_for_state(master, sid, "RUNNING")
+            assert str(master.status(sid).worker).startswith("127.0.0.1:")
+        finally:
+            first.send_signal(signal.SIGKILL)
+            first.wait(10)
+
+        faults.unavailable = 2                             # the master is unreachable for a while
+        with Coordinator(load_spec(spec_path), settings) as coord:
+            stats = coord.run(until_idle=True, timeout_s=120)
+            with coord.store.begin() as tx:
+                [after] = tx.list_runs(job="etl")
+                attempts = tx.attempts(after.run_id)
         assert faults.unavailable == 0 and faults.forwarded > 0
-    assert result.succeeded, (result.error, Path(result.log_path).read_text()[-3000:])
-    assert result.details["submission_id"] == sid and result.details["driver_state"] == "FINISHED"
-    (output,) = result.outputs                          # written by the driver on the worker
-    assert (output.dataset, output.row_count) == ("reporting.x", 3)
-    assert output.attributes["driver"] == "cluster"
-    assert not restarted.is_alive(handle)
-    log = Path(result.log_path).read_text()
-    assert log.count("Submission successfully created") == 1     # nothing was submitted again
+    assert (stats.launched, stats.succeeded) == (0, 1)      # re-attached, not re-launched
+    assert after.state == "succeeded" and [a["attempt"] for a in attempts] == [1]
+    details = attempts[0]["details"]
+    details = json.loads(details) if isinstance(details, str) else details
+    assert details["submission_id"] == sid and details["driver_state"] == "FINISHED"
+    log = Path(attempts[0]["log_path"]).read_text()
+    assert log.count("Submission successfully created") == 1     # submitted once
+    [event] = published(settings)                                  # written by the driver on the worker
+    assert (event.dataset, event.partition, event.row_count) == ("reporting.x", PARTITION, 3)
+    assert event.location == str(tmp_path / "x" / f"date={PARTITION}")
+    assert event.attributes["driver"] == "cluster"
+    assert master.status(sid).state == "FINISHED"
 
 
 def test_a_failed_driver_and_an_unknown_or_unreachable_master(tmp_path: Path, driver_jar: Path,
@@ -158,12 +187,17 @@ def test_a_failed_driver_and_an_unknown_or_unreachable_master(tmp_path: Path, dr
 def test_timeout_and_cancel_kill_the_driver_on_the_master(tmp_path: Path, driver_jar: Path,
                                                           standalone_cluster: StandaloneCluster) -> None:
     master = StandaloneMaster(standalone_cluster.rest_url)
+    # The timeout counts from the launch: it may stop spark-submit itself (slow to start) or
+    # the driver it handed over; either way the driver is killed on the master.
     ctx = cluster_run(tmp_path / "timeout", driver_jar, standalone_cluster, "--sleep-s", "120", timeout_s=8)
     run = launcher(tmp_path)
-    timed_out = run.wait(run.start(ctx), ctx)
+    handle = run.start(ctx)
+    sid = driver_of(handle)
+    timed_out = run.wait(handle, ctx)
     assert not timed_out.succeeded and timed_out.details["timed_out"]
     assert timed_out.error == "timed out after 8 s and was stopped"
-    wait_for_state(master, timed_out.details["submission_id"], "KILLED")
+    assert timed_out.details["submission_id"] == sid
+    wait_for_state(master, sid, "KILLED")
 
     ctx = cluster_run(tmp_path / "cancel", driver_jar, standalone_cluster, "--sleep-s", "120")
     handle = run.start(ctx)
@@ -172,3 +206,19 @@ def test_timeout_and_cancel_kill_the_driver_on_the_master(tmp_path: Path, driver
     run.cancel(handle)
     wait_for_state(master, sid, "KILLED")
     assert not run.is_alive(handle)
+
+    # The race the timeout can meet: spark-submit has handed the driver over (its id is in the
+    # log) but has not exited yet. Its stand-in here is a process that printed that line and
+    # stays; stopping it must not leave the real driver running on the cluster.
+    ctx = cluster_run(tmp_path / "race", driver_jar, standalone_cluster, "--sleep-s", "120", timeout_s=1)
+    sid = driver_of(run.start(ctx))
+    wait_for_state(master, sid, "RUNNING")
+    still_submitting = process.start_process("spark", ["sh", "-c", (
+        f"echo 'INFO RestSubmissionClient: Submission successfully created as {sid}. Polling submission "
+        "state...'; sleep 60")], tmp_path / "race-submit")
+    handle = Handle("spark", {**still_submitting.data, "started_at": time.time(), "deploy_mode": "cluster",
+                              "rest_url": standalone_cluster.rest_url})
+    driver_of(handle)                                    # the line is in the log
+    raced = run.wait(handle, ctx)
+    assert raced.details["timed_out"] and raced.details["submission_id"] == sid
+    wait_for_state(master, sid, "KILLED")

@@ -23,6 +23,7 @@ from coordinator.publish import Publisher
 from coordinator.settings import Settings
 from coordinator.spec import load_spec
 from coordinator.store import StateStore
+from coordinator.store.rows import RunRow
 from jobs.sample_data import write_hourly_counts, write_raw_day
 from tests.spark.conftest import SPARK_CONF
 from tests.spark.reference import expected_features
@@ -168,6 +169,20 @@ def test_failing_job_is_retried_then_failed_with_the_drivers_error(tmp_path: Pat
     assert failed.status is Status.FAILED and "PATH_NOT_FOUND" in failed.error
 
 
+def launched_run(settings: Settings, job: str, coordinator: subprocess.Popen,
+                 within_s: float = 120) -> RunRow:
+    """The job's run once the coordinator process has launched it (running, with its handle)."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        with StateStore(settings.resolved_state_url()) as store, store.begin() as tx:
+            runs = tx.list_runs(job=job)
+        if runs and runs[0].state == "running" and runs[0].handle is not None:
+            return runs[0]
+        assert coordinator.poll() is None, "the coordinator ended before the job ran"
+        time.sleep(0.2)
+    raise AssertionError(f"{job} was not launched in {within_s} s")
+
+
 COORDINATOR = """
 import json, sys
 from coordinator.engine import Coordinator
@@ -190,17 +205,7 @@ def test_coordinator_killed_while_spark_runs_reattaches_after_restart(tmp_path: 
                                                  "spark_master": "local[1]", "spark_conf": SPARK_CONF}}
     first = subprocess.Popen([sys.executable, "-c", COORDINATOR, json.dumps(cfg)], cwd=tmp_path)
     try:
-        deadline = time.monotonic() + 120
-        run = None
-        while time.monotonic() < deadline:
-            with StateStore(settings.resolved_state_url()) as store, store.begin() as tx:
-                runs = tx.list_runs(job="events_daily")
-            run = runs[0] if runs else None
-            if run and run.state == "running" and run.handle is not None:
-                break
-            assert first.poll() is None, "the coordinator ended before the job ran"
-            time.sleep(0.2)
-        assert run is not None and run.handle is not None, "the job was never launched"
+        run = launched_run(settings, "events_daily", first)
         first.send_signal(signal.SIGKILL)
         first.wait(10)
     finally:
