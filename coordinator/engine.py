@@ -112,6 +112,7 @@ class Coordinator:
         self._runs_dir = runs_root(settings.home).resolve()  # once: resolving walks the path
         self.ha = Availability(self)  # the lease, adoption and the run watchdog
         self.workers.may_launch, self.outbox.may_publish = self.ha.may_launch, self.ha.may_publish
+        self.workers.wake = self._wake
         self.every_turn.append(self.ha.tick)
 
     # ------------------------------------------------------------------ lifecycle
@@ -128,6 +129,11 @@ class Coordinator:
         if self._publisher is None:
             self._publisher = self._stack.enter_context(Publisher(self.bus, self.settings))
         return self._publisher
+
+    def _wake(self) -> None:
+        """A worker reported: the loop's poll of the bus returns now (where the bus can do that)."""
+        if self._intake is not None:
+            self._intake.wakeup()
 
     def launcher(self, kind: str) -> Launcher:
         if kind not in self.launchers:

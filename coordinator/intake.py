@@ -176,6 +176,12 @@ class EventIntake:
         consumer = self._consumer
         return consumer is not None and (consumer.assigned() or consumer.caught_up())
 
+    def wakeup(self) -> None:
+        """Make the poll waiting in the loop's thread return now (Consumer.wakeup); any thread."""
+        consumer = self._consumer
+        if consumer is not None:
+            consumer.wakeup()
+
     def close(self) -> None:
         """Leave the group (uncommitted messages are redelivered)."""
         try:

@@ -95,6 +95,9 @@ class Workers:
         self._reports: queue.SimpleQueue[Report] = queue.SimpleQueue()
         self._inflight: set[str] = set()
         self.may_launch: Callable[[], bool] = lambda: True  # the lease's gate (availability.py)
+        # called after each report, from the worker's thread: the loop, if it waits on the bus,
+        # takes the report now rather than when its poll times out (a job's end → its downstream)
+        self.wake: Callable[[], None] = lambda: None
 
     @property
     def busy(self) -> bool:
@@ -144,6 +147,7 @@ class Workers:
                 self._hooks.emit("before_launch", run)
                 handle = launcher.start(ctx)
                 self._reports.put(Started(run, handle))
+                self.wake()
             self._hooks.emit("after_launch", run, handle)
             result = launcher.wait(handle, ctx)
         except LaunchError as exc:
@@ -152,3 +156,4 @@ class Workers:
             log.exception("run %s: launcher failed unexpectedly", run.run_id)
             result = RunResult(False, error=f"launcher error: {exc!r}")
         self._reports.put(Done(run, result))
+        self.wake()

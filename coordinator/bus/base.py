@@ -116,6 +116,12 @@ class Consumer(abc.ABC):
         says False until its first assignment)."""
         return True
 
+    def wakeup(self) -> None:
+        """Make a `poll` waiting in another thread return now (its batch possibly empty), e.g.
+        when a job ended and the loop has work besides the bus. Thread-safe, never raises; a
+        no-op where the adapter cannot (Kafka: the poll's own timeout bounds the wait)."""
+        return None
+
     def __enter__(self) -> Consumer:
         return self
 

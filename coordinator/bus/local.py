@@ -369,6 +369,11 @@ class LocalConsumer(Consumer):
             raise _bus_error(self.bus.path, exc) from exc
         return sum(end - self._positions[slot] for slot, end in ends.items())
 
+    def wakeup(self) -> None:
+        waker = self._waker
+        if waker is not None:
+            waker.poke()
+
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()

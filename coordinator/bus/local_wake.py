@@ -18,6 +18,7 @@ import errno
 import logging
 import os
 import select
+import threading
 import uuid
 from pathlib import Path
 
@@ -62,6 +63,7 @@ class Waker:
         self.path: Path | None = None
         self._fds: list[int] = []
         self._poll: select.poll | None = None
+        self._lock = threading.Lock()  # poke (any thread) never writes to a closed descriptor
         try:
             folder.mkdir(exist_ok=True)
             name = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
@@ -96,10 +98,18 @@ class Waker:
             self._poll.poll(max(1, int(timeout * 1000)))
         return True
 
+    def poke(self) -> None:
+        """Wake this consumer's own wait, from any thread of its process."""
+        with self._lock:
+            if self._fds:
+                with contextlib.suppress(OSError):  # full: a wake-up is pending already
+                    os.write(self._fds[1], b"\0")
+
     def close(self) -> None:
         if self.path is not None:
             self.path.unlink(missing_ok=True)
             self.path = None
-        for fd in self._fds:
-            os.close(fd)
-        self._fds, self._poll = [], None
+        with self._lock:
+            for fd in self._fds:
+                os.close(fd)
+            self._fds, self._poll = [], None
