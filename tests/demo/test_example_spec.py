@@ -18,7 +18,7 @@ def test_the_example_spec_is_the_website_scores_journey(tmp_path) -> None:
         ("load_app", "el", ["schedule.daily_0600", "app.export"], ["raw.users", "raw.events"]),
         ("reporting", "dbt", ["raw.users", "raw.events"], ["reporting.users", "reporting.events"]),
         ("user_features", "spark", ["reporting.users", "reporting.events"], ["reporting.user_features"]),
-        ("churn_scores", "score", ["reporting.user_features"], ["scores.churn"]),
+        ("churn_scores", "score", ["reporting.user_features", "mlflow.models.churn"], ["scores.churn"]),
         ("push_user_scores", "reverse_etl", ["scores.churn"], ["product.user_scores"]),
     ]
     assert all(spec.job_partitioning(name) == "daily" for name in spec.jobs)
@@ -26,6 +26,9 @@ def test_the_example_spec_is_the_website_scores_journey(tmp_path) -> None:
     assert spec.jobs["load_app"].pool == spec.jobs["reporting"].pool == "warehouse"
     assert spec.pools["warehouse"] == 1
     assert spec.schedules["daily_0600"].partition == "-1d"
+    # the scores wait for the model's champion to be announced, and re-run when it moves
+    [_, registry] = spec.jobs["churn_scores"].inputs
+    assert (registry.mapping, registry.on_change) == ("latest", "rerun_latest")
     el = spec.jobs["load_app"].settings
     assert el["destination"]["path"] == f"{options.lake}/warehouse.duckdb"
     assert el["args"]["export_dir"] == str(options.app_export)
