@@ -19,6 +19,9 @@ rebalance. Here:
 - **The watermark** is the largest event time seen minus the allowed lateness, saved with the
   state. The hourly window [h, h+1h) closes once the watermark reaches h+1h; an event older
   than the watermark is late: counted, not applied.
+- **In batches**: events are applied in memory and saved (one fsync) every `batch_max` events,
+  every `flush_s` seconds and whenever a window closes; only then are they acknowledged to
+  faust (a `noack` stream), so faust never commits an offset the saved state does not hold.
 - **Each closed window is announced once** as a completion event of the output dataset,
   partition `YYYY-MM-DDTHH`, with the event id `stream:<job>:<dataset>:<window>`. Order: the
   window's file written and flushed → the event produced and acknowledged by the broker → the
@@ -37,6 +40,8 @@ heartbeat for the job's health.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import io
 import json
 import logging
@@ -59,29 +64,32 @@ def window_key(event_time: float) -> str:
     return datetime.fromtimestamp(event_time - event_time % HOUR_S, UTC).strftime("%Y-%m-%dT%H")
 
 
+@functools.lru_cache(maxsize=4096)
 def window_end(key: str) -> float:
     return datetime.strptime(key, "%Y-%m-%dT%H").replace(tzinfo=UTC).timestamp() + HOUR_S
 
 
-def event_time(value: bytes, field: str) -> float:
-    """The event time of one message (a JSON object whose `field` is epoch seconds or an ISO
-    8601 time; a time without offset is UTC). ValueError saying why for anything else."""
+def parse_click(value: bytes, time_field: str, key_field: str | None) -> tuple[float, str]:
+    """The event time and counted key of one message: a JSON object whose `time_field` is epoch
+    seconds or an ISO 8601 time (a time without offset is UTC), and whose `key_field` (when
+    set) is counted per value. ValueError saying why for anything else."""
     try:
         record = json.loads(value)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"not JSON: {exc}") from None
-    if not isinstance(record, dict) or field not in record:
-        raise ValueError(f"not a JSON object with {field!r}")
-    raw = record[field]
+    if not isinstance(record, dict) or time_field not in record:
+        raise ValueError(f"not a JSON object with {time_field!r}")
+    raw = record[time_field]
+    key = "all" if key_field is None else str(record.get(key_field, ""))
     if isinstance(raw, bool) or not isinstance(raw, int | float | str):
-        raise ValueError(f"{field!r} is neither epoch seconds nor an ISO 8601 time: {raw!r}")
+        raise ValueError(f"{time_field!r} is neither epoch seconds nor an ISO 8601 time: {raw!r}")
     if isinstance(raw, str):
         try:
             parsed = datetime.fromisoformat(raw)
         except ValueError:
-            raise ValueError(f"{field!r} is not an ISO 8601 time: {raw!r}") from None
-        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
-    return float(raw)
+            raise ValueError(f"{time_field!r} is not an ISO 8601 time: {raw!r}") from None
+        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp(), key
+    return float(raw), key
 
 
 def event_id(job: str, dataset: str, window: str) -> str:
@@ -251,16 +259,34 @@ def build_app(config: dict[str, Any]) -> Any:
             "window %s of %s closed: %d events, announced as %s", window, dataset, sum(counts.values()), ident
         )
 
+    pending: list[Any] = []  # events applied but not acknowledged to faust yet
+    flushing = asyncio.Lock()
+    batch_max = int(config.get("batch_max", 500))
+
+    async def flush(stream: Any) -> None:
+        """Save the state, announce the windows it closed, then acknowledge the events it holds:
+        faust commits only acknowledged offsets, so nothing is committed before it is saved."""
+        async with flushing:
+            batch = pending[:]
+            del pending[:]
+            state.save()
+            for window in state.closable():
+                await announce(window)
+            for event in batch:
+                await stream.ack(event)
+
+    streams: list[Any] = []
+
     @app.agent(source)
     async def clicks(stream: Any) -> None:
-        async for event in stream.events():
+        manual = stream.noack()
+        streams.append(manual)
+        async for event in manual.events():
             message = event.message
             where = f"{message.topic}:{message.partition}"
+            when: float | None
             try:
-                when: float | None = event_time(message.value, time_field)
-                key = "all"
-                if key_field:
-                    key = str(json.loads(message.value).get(key_field, ""))
+                when, key = parse_click(message.value, time_field, key_field)
             except ValueError as exc:
                 log.warning("%s offset %d refused: %s", where, message.offset, exc)
                 when, key = None, ""
@@ -272,9 +298,15 @@ def build_app(config: dict[str, Any]) -> Any:
                     message.offset,
                     state.watermark,
                 )
-            state.save()  # before faust acknowledges the event, so before its offset commits
-            for window in state.closable():
-                await announce(window)
+            pending.append(event)
+            if len(pending) >= batch_max or state.closable():
+                await flush(manual)
+
+    @app.timer(interval=float(config.get("flush_s", 0.2)))
+    async def flush_quiet() -> None:
+        """A batch left when the topic goes quiet is saved and acknowledged all the same."""
+        if pending and streams:
+            await flush(streams[0])
 
     @app.timer(interval=float(config.get("heartbeat_s", 2.0)))
     async def heartbeat() -> None:

@@ -65,6 +65,20 @@ def state(folder: Path) -> dict:
         return {}
 
 
+def kafka_settings(tmp_path: Path, kafka_bootstrap: str, topics: dict) -> Settings:
+    """A coordinator on the real broker, with the test's topics and a home of its own."""
+    settings = Settings(
+        home=tmp_path / "home",
+        bus="kafka",
+        kafka_bootstrap_servers=kafka_bootstrap,
+        topic_events=topics["events"],
+        topic_dead_letter=topics["dead"],
+        consumer_group=unique("coord"),
+    )
+    settings.home.mkdir()
+    return settings
+
+
 @pytest.fixture
 def stream_python() -> Path:
     """The worker's interpreter: missing fails in CI (scripts/bootstrap dev makes it), else skips."""
@@ -113,15 +127,7 @@ jobs:
     outputs: [daily.clicks]
     settings: {{command: ["{sys.executable}", "{daily_job}"], env: {{OUT: "{out}"}}}}
 """)
-    settings = Settings(
-        home=tmp_path / "home",
-        bus="kafka",
-        kafka_bootstrap_servers=kafka_bootstrap,
-        topic_events=topics["events"],
-        topic_dead_letter=topics["dead"],
-        consumer_group=unique("coord"),
-    )
-    settings.home.mkdir()
+    settings = kafka_settings(tmp_path, kafka_bootstrap, topics)
     producer = Producer({"bootstrap.servers": kafka_bootstrap})
 
     def send(batch: list[tuple[int, dict | bytes]]) -> None:
@@ -385,15 +391,7 @@ jobs:
     outputs: [stream.clicks]
     settings: {{topic: {topics["clicks"]}, lateness_s: 0, group: {unique("g")}, commit_interval_s: 0.5}}
 """)
-    settings = Settings(
-        home=tmp_path / "home",
-        bus="kafka",
-        kafka_bootstrap_servers=kafka_bootstrap,
-        topic_events=topics["events"],
-        topic_dead_letter=topics["dead"],
-        consumer_group=unique("coord"),
-    )
-    settings.home.mkdir()
+    settings = kafka_settings(tmp_path, kafka_bootstrap, topics)
     producer = Producer({"bootstrap.servers": kafka_bootstrap})
     folder = settings.home / "streams" / "clicks_hourly"
 
