@@ -79,6 +79,8 @@ class Service:
         if self._store is None:
             from coordinator.store.store import StateStore
 
+            if self.settings.state_url is None:  # the embedded store: a first run makes its home
+                self.settings.home.mkdir(parents=True, exist_ok=True)
             self._store = self._stack.enter_context(StateStore(self.settings.resolved_state_url()))
         return self._store
 

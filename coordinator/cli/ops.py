@@ -68,9 +68,11 @@ def retry(run_id: Annotated[str, typer.Argument(help="Run id (or a unique prefix
 
 
 def rerun(
-    job: Annotated[str, typer.Argument()],
+    job: Annotated[str, typer.Argument(help="The job to run again")],
     spec: SpecOpt = "pipeline.yaml",
-    partition: Annotated[str | None, typer.Option("--partition", "-p")] = None,
+    partition: Annotated[
+        str | None, typer.Option("--partition", "-p", help="The partition (none: an unpartitioned job)")
+    ] = None,
 ) -> None:
     """Run one job partition again on its latest input versions."""
     console = Console()
@@ -90,7 +92,7 @@ def rerun(
 
 
 def backfill(
-    job: Annotated[str, typer.Argument()],
+    job: Annotated[str, typer.Argument(help="The job whose partitions to run")],
     first: Annotated[str, typer.Option("--from", help="First partition")],
     last: Annotated[str, typer.Option("--to", help="Last partition (inclusive)")],
     spec: SpecOpt = "pipeline.yaml",

@@ -101,7 +101,7 @@ def publish_command(
         str | None, typer.Option("--event-id", help="Event id: a retry with the same id is a no-op")
     ] = None,
     spec: Annotated[
-        Path | None, typer.Option("--spec", help="Check the events against this pipeline spec first")
+        Path | None, typer.Option("--spec", "-s", help="Check the events against this pipeline spec first")
     ] = None,
     from_dbt: Annotated[Path | None, typer.Option("--from-dbt", help="dbt target/ folder to publish")] = None,
     hold_on_test_failure: Annotated[

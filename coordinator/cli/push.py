@@ -59,7 +59,9 @@ def _show(console: Console, result: PushResult) -> None:
 def push_command(
     job: Annotated[str, typer.Argument(help="A reverse_etl job of the spec")],
     spec: SpecOpt = "pipeline.yaml",
-    partition: Annotated[str | None, typer.Option("--partition", "-p")] = None,
+    partition: Annotated[
+        str | None, typer.Option("--partition", "-p", help="The partition (none: an unpartitioned job)")
+    ] = None,
     location: Annotated[
         str | None, typer.Option(help="Push from this Parquet path instead of the input's")
     ] = None,

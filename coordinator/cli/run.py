@@ -1,7 +1,11 @@
-"""`coord validate SPEC` and `coord run SPEC`: check a pipeline spec, and serve it.
+"""`coord validate` and `coord run`: check a pipeline spec, and serve it.
 
-coord validate pipeline.yaml            every problem as file:line: message (exit 1 if any)
-coord run pipeline.yaml [--until-idle] [--max-events N] [--timeout S]
+coord validate [--spec pipeline.yaml]   every problem as file:line: message (exit 1 if any)
+coord run [--spec pipeline.yaml] [--until-idle] [--max-events N] [--timeout S]
+
+Every command names its spec the same way: `--spec/-s`, default COORD_SPEC, else pipeline.yaml.
+`validate`, `run` and `serve` still take it as an argument too (deprecated: `coord run X.yaml`
+is `coord run --spec X.yaml`), so that the scripts written for them keep working.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 
-from coordinator.cli.context import cli_settings
+from coordinator.cli.context import DEFAULT_SPEC, SpecOpt, cli_settings
 from coordinator.errors import SpecError
 from coordinator.spec import load_spec
 from coordinator.spec.models import PipelineSpec
@@ -23,8 +27,25 @@ if TYPE_CHECKING:
     from coordinator.service import Service
     from coordinator.turn import RunStats
 
-SpecArg = Annotated[Path, typer.Argument(help="The pipeline spec (YAML)")]
-SpecOpt = Annotated[Path, typer.Option("--spec", "-s", envvar="COORD_SPEC", help="The pipeline spec (YAML)")]
+SpecArg = Annotated[
+    Path | None,
+    typer.Argument(metavar="SPEC", help="Deprecated: the spec; use --spec", show_default=False),
+]
+VerboseOpt = Annotated[
+    bool, typer.Option("--verbose", "-v", help="Log what the service does (INFO), not only warnings")
+]
+
+
+def chosen_spec(ctx: typer.Context, argument: Path | None, option: Path) -> Path:
+    """The spec of a command that takes it both ways: the (deprecated) argument, else --spec.
+    Both on the command line and different is a usage error rather than a guess; COORD_SPEC
+    (the option's default) gives way to an argument."""
+    if argument is None:
+        return option
+    given = ctx.get_parameter_source("spec")
+    if given is not None and given.name == "COMMANDLINE" and option != argument:
+        raise typer.BadParameter(f"the spec is given twice ({argument} and --spec {option}); give it once")
+    return argument
 
 
 def load_or_exit(path: Path, console: Console) -> PipelineSpec:
@@ -75,10 +96,10 @@ def interrupted(console: Console) -> Iterator[None]:
         raise typer.Exit(130) from None
 
 
-def validate(spec: SpecArg) -> None:
+def validate(ctx: typer.Context, spec_argument: SpecArg = None, spec: SpecOpt = DEFAULT_SPEC) -> None:
     """Check a spec: unknown datasets, cycles, double producers, mappings, kind settings."""
     console = Console()
-    loaded = load_or_exit(spec, console)
+    loaded = load_or_exit(chosen_spec(ctx, spec_argument, spec), console)
     console.print(
         f"[green]ok[/green]: {len(loaded.datasets)} datasets, {len(loaded.jobs)} jobs, "
         f"pools {dict(loaded.pools) or {'default': 8}}"
@@ -86,16 +107,18 @@ def validate(spec: SpecArg) -> None:
 
 
 def run(
-    spec: SpecArg,
+    ctx: typer.Context,
+    spec_argument: SpecArg = None,
+    spec: SpecOpt = DEFAULT_SPEC,
     until_idle: Annotated[bool, typer.Option("--until-idle", help="Stop when nothing is left to do")] = False,
     max_events: Annotated[int | None, typer.Option("--max-events", help="Stop after N events")] = None,
     timeout: Annotated[float | None, typer.Option("--timeout", help="Stop after S seconds")] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Serve the pipeline: take completion events, launch ready jobs, publish their completions."""
     from coordinator.service import Service
 
-    console, loaded, stop = serving(spec, verbose)
+    console, loaded, stop = serving(chosen_spec(ctx, spec_argument, spec), verbose)
     settings = cli_settings()
     with interrupted(console), Service(loaded, settings, freeze_gc=True) as service:
         stats = until_stopped(

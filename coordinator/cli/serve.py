@@ -1,6 +1,6 @@
-"""`coord serve SPEC`: the engine plus its HTTP side and observers, in one process.
+"""`coord serve`: the engine plus its HTTP side and observers, in one process.
 
-coord serve pipeline.yaml [--host H] [--port P]
+coord serve [--spec pipeline.yaml] [--home H] [--host H] [--port P]
     the engine (as `coord run`), and on http://H:P: the web UI (/ui), /metrics, POST /events
     and the Fivetran webhook; alerts when COORD_ALERT_WEBHOOKS is set, OpenLineage events
     when COORD_LINEAGE_URL is set; the watcher reads dead letters and checks deadlines.
@@ -12,20 +12,22 @@ from typing import Annotated
 
 import typer
 
-from coordinator.cli.context import cli_settings
-from coordinator.cli.run import SpecArg, interrupted, serving, until_stopped
+from coordinator.cli.context import DEFAULT_SPEC, SpecOpt, cli_settings
+from coordinator.cli.run import SpecArg, VerboseOpt, chosen_spec, interrupted, serving, until_stopped
 
 
 def serve(
-    spec: SpecArg,
+    ctx: typer.Context,
+    spec_argument: SpecArg = None,
+    spec: SpecOpt = DEFAULT_SPEC,
     host: Annotated[str | None, typer.Option("--host", help="Default: COORD_API_HOST")] = None,
     port: Annotated[int | None, typer.Option("--port", help="Default: COORD_API_PORT")] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Serve the pipeline with the web UI, metrics, alerts and lineage."""
     from coordinator.service import Service
 
-    console, loaded, stop = serving(spec, verbose)
+    console, loaded, stop = serving(chosen_spec(ctx, spec_argument, spec), verbose)
     settings = cli_settings()
     address = (host or settings.api_host, port or settings.api_port)
     with interrupted(console), Service(loaded, settings, http=address, freeze_gc=True) as service:
