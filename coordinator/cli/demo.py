@@ -3,14 +3,29 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import shlex
 import sys
 from pathlib import Path
 
 import typer
 from rich.console import Console
 
-from coordinator.demo.settings import DEFAULT_HOME, DemoOptions
+from coordinator.demo.settings import DEFAULT_HOME, DemoOptions, demo_settings
 from coordinator.errors import CoordinatorError
+
+
+def serve_command(options: DemoOptions) -> str:
+    """The command that serves the demo's UI on what the demo left: its home, its spec and what
+    the spec interpolates, reads without a token (as the demo's own settings). The product
+    database is named only when the environment does not (then it is the home's SQLite file);
+    the rest of the environment (COORD_BUS, COORD_STATE_URL...) is the shell's, as it was here."""
+    env = {"COORD_ANONYMOUS_READS": "true", "LAKE": str(options.lake), "APP_EXPORT": str(options.app_export)}
+    if not os.environ.get("COORD_PRODUCT_DB_URL"):
+        env["COORD_PRODUCT_DB_URL"] = demo_settings(options).resolved_product_db_url()
+    home, spec = str(options.home.resolve()), str(options.spec_path.resolve())
+    words = [f"{name}={shlex.quote(value)}" for name, value in env.items()]
+    return " ".join([*words, *map(shlex.quote, ["coord", "serve", "--home", home, "--spec", spec])])
 
 
 def demo(
@@ -40,6 +55,13 @@ def demo(
         sys.stdout.write(summary.model_dump_json() + "\n")
     else:
         summary.print(console)
+    # The last line, on stderr with --json: how to look at all of it in the web UI.
+    settings = demo_settings(options)
+    console.print(
+        f"serve its UI on http://{settings.api_host}:{settings.api_port}/ui:\n  {serve_command(options)}",
+        soft_wrap=True,
+        highlight=False,
+    )
     raise typer.Exit(0 if summary.succeeded else 1)
 
 

@@ -162,3 +162,26 @@ def test_home_before_or_after_the_command_sets_coord_home(env, tmp_path: Path):
         assert shown.exit_code == 0 and '"job": "load"' in shown.output, (args, shown.output)
     # the fixture's own home (COORD_HOME) saw none of it
     assert '"runs": []' in invoke("runs", "--json").output
+
+
+def test_the_demo_ends_with_the_command_that_serves_its_ui(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The printed command is complete: run as `validate` instead of `serve`, its environment
+    and options load the demo's spec, with the lake and the export under the demo's home."""
+    import shlex
+
+    from coordinator.cli.demo import serve_command
+    from coordinator.demo.settings import DemoOptions
+
+    monkeypatch.delenv("COORD_PRODUCT_DB_URL", raising=False)
+    options = DemoOptions(home=tmp_path / "demo home")
+    words = shlex.split(serve_command(options))
+    env = dict(w.split("=", 1) for w in words if "=" in w and not w.startswith("-"))
+    command = [w for w in words if w not in {f"{k}={v}" for k, v in env.items()}]
+    assert command[:2] == ["coord", "serve"] and "--home" in command and "--spec" in command
+    assert env["COORD_ANONYMOUS_READS"] == "true"
+    assert env["LAKE"] == str(options.lake) and env["APP_EXPORT"] == str(options.app_export)
+    assert env["COORD_PRODUCT_DB_URL"] == f"sqlite:///{(tmp_path / 'demo home' / 'product.db').resolve()}"
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    out = invoke("validate", *command[2:])
+    assert out.exit_code == 0 and "jobs" in out.output, out.output
