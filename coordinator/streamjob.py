@@ -224,9 +224,11 @@ def build_app(config: dict[str, Any]) -> Any:
 
     async def announce(window: str) -> None:
         counts = state.windows.get(window, {})
-        path = out_dir / f"{window}.jsonl"
-        lines = [json.dumps({"hour": window, "key": k, "events": n}) for k, n in sorted(counts.items())]
-        write_atomically(path, "".join(line + "\n" for line in lines))
+        folder = out_dir / window  # a folder per window, as Spark reads a partition
+        folder.mkdir(parents=True, exist_ok=True)
+        column = key_field or "key"
+        lines = [json.dumps({"hour": window, column: k, "events": n}) for k, n in sorted(counts.items())]
+        write_atomically(folder / "part-0.jsonl", "".join(line + "\n" for line in lines))
         ident = event_id(job, dataset, window)
         value = completion_bytes(
             schema,
@@ -239,7 +241,7 @@ def build_app(config: dict[str, Any]) -> Any:
                 "producer_run_id": f"stream:{job}",
                 "produced_at": datetime.now(UTC),
                 "row_count": sum(counts.values()),
-                "location": path.resolve().as_uri(),
+                "location": folder.resolve().as_uri(),
                 "columns": None,
                 "attributes": {"job": job, "window_end": str(int(window_end(window)))},
                 "error": None,

@@ -176,10 +176,10 @@ jobs:
 
     # the day's 24 windows, each with its six clicks, announced once each
     windows = sorted(
-        (tmp_path / "home" / "streams" / "clicks_hourly" / "windows" / "stream.clicks").glob("*.jsonl")
+        (tmp_path / "home" / "streams" / "clicks_hourly" / "windows" / "stream.clicks").glob("*/part-0.jsonl")
     )
-    day_windows = [w for w in windows if w.name.startswith("2024-06-01")]
-    assert [w.stem for w in day_windows] == [f"2024-06-01T{h:02d}" for h in range(24)]
+    day_windows = [w for w in windows if w.parent.name.startswith("2024-06-01")]
+    assert [w.parent.name for w in day_windows] == [f"2024-06-01T{h:02d}" for h in range(24)]
     for window in day_windows:
         assert sum(json.loads(line)["events"] for line in window.read_text().splitlines()) == 6, window.name
 
@@ -415,7 +415,7 @@ jobs:
     serve_during(spec, settings, after)
 
     assert state(folder)["generation"] != generation and state(folder)["counts"]["events"] == 6
-    hour_02 = folder / "windows" / "stream.clicks" / "2024-06-01T02.jsonl"
+    hour_02 = folder / "windows" / "stream.clicks" / "2024-06-01T02" / "part-0.jsonl"
     assert json.loads(hour_02.read_text())["events"] == 3
     with StateStore(settings.resolved_state_url()) as store, store.begin() as tx:
         e = S.events.c
