@@ -17,6 +17,7 @@
     coord_dataset_freshness_seconds{dataset}      since the newest version of the dataset was produced
     coord_oldest_running_seconds{job}             age of the job's oldest starting or running run
     coord_pool_slots_used{pool}                   starting or running runs in the pool
+    coord_pool_slots_total{pool}                  the pool's size in the spec (with the spec's sizes)
 
 One `Metrics` owns its own registry (never the process-global one), so two apps or two tests
 never share counters. Counters from hooks count what this process saw; the `coord_runs` gauge
@@ -27,7 +28,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -105,9 +106,16 @@ class Metrics(Hook):
             "coord_loop_batch_messages", "Bus messages one loop turn took", buckets=BATCH_BUCKETS, registry=r
         )
 
-    def watch(self, store: StateStore, lag: Callable[[], int | None] | None = None) -> Metrics:
-        """Also export the store's run states, the outbox backlog and (if given) the bus lag."""
-        self.registry.register(_StoreCollector(store, lag))
+    def watch(
+        self,
+        store: StateStore,
+        lag: Callable[[], int | None] | None = None,
+        pool_sizes: Mapping[str, int] | None = None,
+    ) -> Metrics:
+        """Also export the store's run states, the outbox backlog and (if given) the bus lag; with
+        the spec's pool sizes, each pool's size and its slots in use, an idle pool's as 0 (so
+        that used / total is a ratio to alert on for every pool, not only for busy ones)."""
+        self.registry.register(_StoreCollector(store, lag, dict(pool_sizes or {})))
         return self
 
     def exposition(self) -> bytes:
@@ -163,8 +171,10 @@ def _int(value: object) -> int:
 
 
 class _StoreCollector(Collector):
-    def __init__(self, store: StateStore, lag: Callable[[], int | None] | None) -> None:
-        self.store, self.lag = store, lag
+    def __init__(
+        self, store: StateStore, lag: Callable[[], int | None] | None, pool_sizes: dict[str, int]
+    ) -> None:
+        self.store, self.lag, self.pool_sizes = store, lag, pool_sizes
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
         runs = GaugeMetricFamily("coord_runs", "Runs in the store by job and state", labels=["job", "state"])
@@ -176,6 +186,9 @@ class _StoreCollector(Collector):
             "coord_oldest_running_seconds", "Age of the job's oldest starting or running run", labels=["job"]
         )
         used = GaugeMetricFamily("coord_pool_slots_used", "Runs starting or running", labels=["pool"])
+        total = GaugeMetricFamily("coord_pool_slots_total", "The pool's size in the spec", labels=["pool"])
+        for pool, size in self.pool_sizes.items():
+            total.add_metric([pool], size)
         try:
             with self.store.begin() as tx:
                 for job, state, n in tx.run_counts():
@@ -186,11 +199,11 @@ class _StoreCollector(Collector):
                     fresh.add_metric([dataset], max(0.0, now - at))
                 for job, at in tx.oldest_active().items():
                     oldest.add_metric([job], max(0.0, now - at))
-                for pool, n in tx.pool_usage().items():
+                for pool, n in {**dict.fromkeys(self.pool_sizes, 0), **tx.pool_usage()}.items():
                     used.add_metric([pool], n)
         except Exception:  # a scrape must not fail because the store hiccuped
             log.exception("metrics: reading the state store failed")
-        yield from (runs, outbox, fresh, oldest, used)
+        yield from (runs, outbox, fresh, oldest, used, total)
         if self.lag is not None:
             try:
                 lag = self.lag()

@@ -167,7 +167,7 @@ class Service:
         from coordinator.watch import Watcher
 
         settings, stack = self.settings, self._stack
-        self.metrics = Metrics().watch(self.store, group_lag(settings))
+        self.metrics = Metrics().watch(self.store, group_lag(settings), self.spec.pool_sizes)
         self.hooks.append(self.metrics)
         listeners: list[object] = [self.metrics]
         alerts = None

@@ -156,7 +156,8 @@ def test_home_before_or_after_the_command_sets_coord_home(env, tmp_path: Path):
     with Publisher(LocalBus(elsewhere / "bus.db"), settings) as p:
         p.publish(CompletionEvent(dataset="raw.a", partition="2024-01-01"))
         p.flush()
-    assert invoke("--home", str(elsewhere), "run", "-s", str(spec), "--until-idle", "--timeout", "60").exit_code == 0
+    ran = invoke("--home", str(elsewhere), "run", "-s", str(spec), "--until-idle", "--timeout", "60")
+    assert ran.exit_code == 0, ran.output
     for args in (["--home", str(elsewhere), "runs", "--json"], ["runs", "--json", "--home", str(elsewhere)]):
         shown = invoke(*args)
         assert shown.exit_code == 0 and '"job": "load"' in shown.output, (args, shown.output)

@@ -80,3 +80,38 @@ def test_metrics_after_a_known_run(env):
     assert value("coord_loop_batch_messages_count") == turns
     assert value("coord_loop_batch_messages_sum") == stats.events + stats.dead_lettered  # each once
     assert value("coord_bus_lag_messages") == 3  # published after the engine stopped
+
+
+POOLED = """\
+datasets:
+  raw.a: {partitioning: daily}
+pools: {slow: 2}
+jobs:
+  quick: {kind: command, inputs: [raw.a], outputs: [quick.a], settings: {command: "true"}}
+  heavy: {kind: command, pool: slow, inputs: [raw.a], outputs: [heavy.a], settings: {command: "true"}}
+"""
+
+
+def test_the_service_exports_every_pools_size_and_slots_in_use(env):
+    """Built by the service, the gauges know the spec's pools: each one's size, and its slots in
+    use — 0 for an idle pool, so that used / total is there to alert on before the pool fills."""
+    import time
+
+    from coordinator.operations import rerun
+    from coordinator.service import Service
+
+    _, _, settings = env
+    spec = parse_spec(POOLED)
+    publish(settings, [CompletionEvent(dataset="raw.a", partition="2024-01-01")])
+    assert run_engine(spec, settings).succeeded == 2
+    with StateStore(settings.resolved_state_url()) as store:
+        [heavy] = rerun(store, spec, "heavy", "2024-01-01").created
+        with store.begin() as tx:  # taken by an instance, as the engine's claim would
+            [claimed] = tx.claim("slow", 2, "elsewhere#1", time.time())
+    assert claimed.run_id == heavy.run_id
+    with Service(spec, settings, observe=True, log_runs=False) as service:
+        got = samples(service.metrics.exposition().decode())
+    assert got[("coord_pool_slots_total", (("pool", "slow"),))] == 2
+    assert got[("coord_pool_slots_total", (("pool", "default"),))] == 8
+    assert got[("coord_pool_slots_used", (("pool", "slow"),))] == 1
+    assert got[("coord_pool_slots_used", (("pool", "default"),))] == 0
