@@ -222,3 +222,36 @@ def test_a_graph_of_sixty_jobs_fits_the_window_and_zooms(env, chromium, tmp_path
             assert page.evaluate("document.documentElement.scrollWidth") <= 1024
         finally:
             context.close()
+
+
+def test_the_page_refreshes_itself_until_the_box_is_unticked(env, chromium, tmp_path: Path):
+    """Auto-refresh polls the API every 1.5 s, one refresh at a time; unticked, the page stays as
+    it is (no request at all) until it is ticked again."""
+    tmp, _, base = env
+    spec = spec_for(tmp / "marker")
+    settings = Settings(home=base.home, bus="local", anonymous_reads=True)
+    publish(settings, raw_events())
+    run_engine(spec, settings)
+    with (
+        StateStore(settings.resolved_state_url()) as store,
+        serving(create_app(settings, spec=spec, store=store)) as url,
+    ):
+        context = chromium.launch_persistent_context(
+            str(tmp_path / "profile"), executable_path=CHROMIUM, args=ARGS, headless=True)
+        try:
+            page = context.new_page()
+            calls: list[str] = []
+            page.on("request", lambda r: calls.append(r.url) if "/api/" in r.url else None)
+            page.goto(f"{url}/ui")
+            page.wait_for_selector("body[data-loaded]", state="attached")
+            first = page.get_attribute("body", "data-loaded")
+            page.wait_for_function(f"document.body.dataset.loaded !== '{first}'", timeout=5_000)  # by itself
+            page.uncheck("#auto")
+            page.wait_for_timeout(1_000)  # a refresh already out may finish
+            paused, before = page.get_attribute("body", "data-loaded"), len(calls)
+            page.wait_for_timeout(4_000)
+            assert page.get_attribute("body", "data-loaded") == paused and len(calls) == before
+            page.check("#auto")
+            page.wait_for_function(f"document.body.dataset.loaded !== '{paused}'", timeout=5_000)
+        finally:
+            context.close()

@@ -397,4 +397,12 @@ window.addEventListener("resize", applyZoom);
 const match = location.pathname.match(/^\/ui\/runs\/([^/]+)/);
 if (match) state.run = decodeURIComponent(match[1]);
 refresh();
-setInterval(() => { if ($("#auto").checked) refresh(); }, 1500);
+// Auto-refresh every 1.5 s while the box is ticked and the tab is in view; a tick while the last
+// refresh is still out waits for it, so a slow server is not sent a pile of requests.
+let refreshing = null;
+function tick() {
+  if (!$("#auto").checked || document.hidden || refreshing) return;
+  refreshing = refresh().finally(() => { refreshing = null; });
+}
+setInterval(tick, 1500);
+document.addEventListener("visibilitychange", tick);
