@@ -63,6 +63,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def last_line(path: Path, size: int = 4096) -> str:
+    """The last non-empty line of the worker's log (what it said as it died), or ''."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - size))
+            lines = [line for line in f.read().decode(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return ""
+    return lines[-1].strip() if lines else ""
+
+
 class StreamLauncher(Launcher):
     kind = "stream"
     settings_model = StreamSettings
@@ -89,6 +100,7 @@ class StreamSupervisor:
         self.job, self.output, self.cfg, self.settings, self.store = job, output, cfg, settings, store
         self.folder = stream_dir(settings.home, job).resolve()
         self.starts = 0  # how many times a worker was started (tests, health)
+        self.started_at: list[float] = []  # when each start was (monotonic), to see the backoff
         self.process: subprocess.Popen[bytes] | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -161,7 +173,14 @@ class StreamSupervisor:
             code = self.process.returncode
             if time.monotonic() - began >= STABLE_RUN_S:
                 backoff = self.cfg.restart_backoff_s
-            log.warning("stream %s: the worker exited (%s); restarting in %g s", self.job, code, backoff)
+            log.warning(
+                "stream %s: the worker exited (%s): %s; restarting in %g s (log %s)",
+                self.job,
+                code,
+                last_line(self.folder / "log"),
+                backoff,
+                self.folder / "log",
+            )
             self._stop.wait(backoff)
             backoff = min(backoff * 2, self.cfg.restart_backoff_max_s)
         return backoff
@@ -207,6 +226,7 @@ class StreamSupervisor:
                 start_new_session=True,  # its own group: a Ctrl-C of the service reaches it through stop()
             )
         self.starts += 1
+        self.started_at.append(time.monotonic())
         log.info("stream %s: worker pid %d started (log %s)", self.job, process.pid, self.folder / "log")
         return process
 
