@@ -1,13 +1,20 @@
-"""The `command` kind: substitutions, run environment, result protocol, failure and timeout."""
+"""The `command` kind: substitutions, run environment, result protocol, failure and timeout, and
+how soon a job's end is seen."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
+import statistics
+import subprocess
 import sys
+import time
 from pathlib import Path
 
-from coordinator.launchers.base import InputRef, RunContext
+from coordinator.launchers.base import Handle, InputRef, RunContext
 from coordinator.launchers.command import CommandLauncher
+from coordinator.launchers.process import _proc_start_time, wait_ended
 from coordinator.settings import Settings
 
 SCRIPT = """
@@ -70,3 +77,28 @@ def test_details_a_job_reports_reach_the_result_even_when_it_fails(tmp_path: Pat
     result = launcher.wait(launcher.start(c), c)
     assert not result.succeeded and "exit code 3" in result.error
     assert dict(result.details) == {"blocked": True, "mismatched_columns": ["plan"], "exit_code": 3}
+
+
+def test_a_job_s_end_is_seen_at_once_by_its_own_launcher_and_after_a_restart(tmp_path: Path):
+    """A child of ours and a process that is not (one re-attached after a restart: its parent is
+    gone) are both seen ending within a few milliseconds, not at the next look of a poll."""
+    launcher = CommandLauncher(Settings(home=tmp_path))
+    took = []
+    for i in range(5):
+        c = dataclasses.replace(ctx(tmp_path, ["true"]), workdir=tmp_path / f"t{i}")
+        t0 = time.perf_counter()
+        assert launcher.wait(launcher.start(c), c).succeeded
+        took.append(time.perf_counter() - t0)
+    assert statistics.median(took) < 0.04, took  # a 50 ms poll would make this ≥ 50 ms
+
+    # a process whose parent has exited: it is nobody's child here, as after a restart
+    pid = int(subprocess.check_output(["sh", "-c", "sleep 0.6 >/dev/null 2>&1 & echo $!"], text=True))
+    handle = Handle("command", {"pid": pid, "start_time": _proc_start_time(pid), "workdir": str(tmp_path)})
+    assert launcher.is_alive(handle)
+    assert not wait_ended(handle, 0.1)  # still running: the wait times out
+    t0 = time.monotonic()
+    assert wait_ended(handle, 10.0)
+    assert not launcher.is_alive(handle) and time.monotonic() - t0 < 0.9
+
+    # a PID that now names another process (its start time differs) has ended already
+    assert wait_ended(Handle("command", {"pid": os.getpid(), "start_time": "0", "workdir": "."}), 5.0)
