@@ -110,7 +110,7 @@ class Marks:
             if what in new:
                 self.seen = len(lines)
                 return {k: float(v) for k, v in new.items()}
-            time.sleep(0.0005)
+            time.sleep(0.005)  # the mark holds its own time: looking often would only take CPU
         raise RuntimeError(f"no {what!r} mark within {timeout_s} s")
 
 
