@@ -8,7 +8,11 @@ project's own scoring/push runners), so one mechanism gives every kind the same 
 - its end is seen at once: the waiting thread blocks on a pidfd (Linux), which works for a child
   of ours and for one re-attached after a restart alike; elsewhere it checks every 50 ms;
 - its exit code is written by a tiny shell wrapper to `exit_code` in the run's folder, so a
-  process that ends while the coordinator is down still leaves its result behind;
+  process that ends while the coordinator is down still leaves its result behind (only a
+  parent learns a process's exit code: without the wrapper, an instance that adopts or
+  re-attaches a job could not tell success from failure). The wrapper costs about half a
+  millisecond before the job's first statement; Python starts it with vfork, whatever the
+  coordinator's size (bench/launch.py measures the whole path);
 - stdout+stderr go to `log` in the run's folder; the last error-looking line becomes the error,
   masked (`masked`): a job that prints its password leaves it in its own log, not in the state
   store, the UI, alerts or lineage.
