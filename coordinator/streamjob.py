@@ -61,7 +61,12 @@ log = logging.getLogger("coordinator.streamjob")
 # --------------------------------------------------------------------------- pure parts
 def window_key(event_time: float) -> str:
     """The hourly partition key of an event time (UTC epoch seconds)."""
-    return datetime.fromtimestamp(event_time - event_time % HOUR_S, UTC).strftime("%Y-%m-%dT%H")
+    return _hour_key(int(event_time // HOUR_S))
+
+
+@functools.lru_cache(maxsize=4096)
+def _hour_key(hour: int) -> str:
+    return datetime.fromtimestamp(hour * HOUR_S, UTC).strftime("%Y-%m-%dT%H")
 
 
 @functools.lru_cache(maxsize=4096)
