@@ -14,6 +14,7 @@ installed beside the coordinator's dependencies. The service supervises it (laun
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 from pydantic import Field
@@ -37,6 +38,17 @@ class StreamSettings(SpecRelative):
     commit_interval_s: float = Field(default=2.8, gt=0, description="how often faust commits offsets")
     restart_backoff_s: float = Field(default=1.0, gt=0, description="first wait before a restart; doubles")
     restart_backoff_max_s: float = Field(default=60.0, gt=0)
+
+    def output_problems(self, outputs: Iterable[str]) -> list[tuple[int, str]]:
+        """A stream job has one output, the dataset of its hourly windows (spec checks call this)."""
+        names = list(outputs)
+        if not names:
+            return [(0, "a stream job needs one output: the hourly dataset its windows become")]
+        return [
+            (i, f"a stream job has one output, its windows' dataset; {o!r} is another")
+            for i, o in enumerate(names)
+            if i > 0
+        ]
 
     def interpreter(self) -> Path:
         if self.python is None:
