@@ -161,7 +161,8 @@ def runs(
     columns = ["run", "job", "partition", "state", "try", *(["started"] if wide else []), "took"]
     for col in [*columns, *(["owner"] if wide else [])]:
         table.add_column(col, no_wrap=col not in ("job", "owner"), overflow="fold")
-    table.add_column("error", overflow="fold", ratio=1, min_width=12)
+    if wide:
+        table.add_column("error", overflow="fold", ratio=1, min_width=12)
     for r in shown:
         n = r["try"]
         cells = [
@@ -172,12 +173,14 @@ def runs(
             f"{n['n']}/{n['of']}" if n["n"] else "-",
             *([_when(r["started_at"])[5:16]] if wide else []),
             _took(r["duration_s"]),
-            *([f"{r['owner']} {r['lease']}" if r["owner"] else ""] if wide else []),
-            (r["error"] or "")[:200],
+            *([f"{r['owner']} {r['lease']}" if r["owner"] else "", (r["error"] or "")[:200]] if wide else []),
         ]
         table.add_row(*cells)
     console.print(table)
-    if not wide:
+    if not wide:  # the errors as free text under the table: the columns keep their names whole
+        for r in shown:
+            if r["error"]:
+                console.print(f"{r['run_id'][:12]}  {r['error'][:200]}", highlight=False, markup=False)
         console.print("(started, owner and lease: a wider terminal, or --json)", highlight=False)
 
 
