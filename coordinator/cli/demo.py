@@ -29,7 +29,12 @@ def serve_command(options: DemoOptions) -> str:
 
 
 def demo(
-    home: Path = typer.Option(DEFAULT_HOME, help="folder for the demo's data, state and databases"),
+    ctx: typer.Context,
+    home: Path | None = typer.Option(
+        None,
+        help=f"folder for the demo's data, state and databases (default: coord --home, else {DEFAULT_HOME})",
+        show_default=False,
+    ),
     days: int = typer.Option(3, min=1, max=30, help="days the app exports (the last is fixed)"),
     users: int = typer.Option(2000, min=10, help="website users in the raw data"),
     seed: int = typer.Option(7, help="seed of the raw data; another seed is changed data"),
@@ -41,6 +46,7 @@ def demo(
     database — each step started by the previous step's completion events."""
     from coordinator.demo import run_demo
 
+    home = home or ctx.find_root().params.get("home") or DEFAULT_HOME  # `coord --home H demo` too
     options = DemoOptions(home=home, days=days, users=users, seed=seed, timeout_s=timeout)
     # With --json the progress goes to stderr so that stdout holds the one JSON object.
     console = Console(stderr=True) if as_json else Console()
