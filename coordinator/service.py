@@ -189,7 +189,7 @@ class Service:
         watcher.start()
         from coordinator.scoring.watching import registry_watch
 
-        registry = registry_watch(self.spec, settings)  # alias moves of the score jobs' models
+        registry = registry_watch(self.spec, settings, store=self.store)  # score jobs' alias moves
         if registry is not None:
             stack.callback(registry.stop)
             registry.start()

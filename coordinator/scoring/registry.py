@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -45,13 +45,16 @@ def registry_dataset(model_name: str) -> str:
     return REGISTRY_PREFIX + model_name
 
 
-def alias_event(model_name: str, alias: str, version: str, *, producer: str = PRODUCER) -> CompletionEvent:
+def alias_event(
+    model_name: str, alias: str, version: str, *, producer: str = PRODUCER, event_id: str | None = None
+) -> CompletionEvent:
     """The completion event that says "alias of model now points at version"."""
     from coordinator.publish import build_event
 
     return build_event(
         registry_dataset(model_name),
         None,
+        event_id=event_id,
         producer=producer,
         attributes={
             "model_version": str(version),
@@ -59,6 +62,20 @@ def alias_event(model_name: str, alias: str, version: str, *, producer: str = PR
             "model_uri": f"models:/{model_name}/{version}",
         },
     )
+
+
+def move_event_id(
+    tracking_uri: str, model_name: str, alias: str, version: str, previous: str | None
+) -> str:
+    """The id of the event announcing that `alias` moved to `version`, derived from the move itself:
+    the store and the model, the version, and the id of the announcement it follows (none for a
+    first sighting). Every instance that sees the same move computes the same id, and the state
+    store records an id once, so a move is one version however many pollers announce it; a move
+    back (1 → 2 → 1) follows another announcement, so it is a new id."""
+    from coordinator.events import derived_event_id
+
+    follows = [previous] if previous else []
+    return derived_event_id("registry", tracking_uri, model_name, alias, str(version), *follows)
 
 
 def current_version(
@@ -183,11 +200,16 @@ class RegistryPoller:
         watched: Iterable[tuple[str, str]],
         sink: EventSink,
         state_path: Path | None = None,
+        announced: Callable[[str], CompletionEvent | None] | None = None,
     ) -> None:
         self.tracking_uri = tracking_uri
         self.watched = list(dict.fromkeys(watched))
         self.sink = sink
         self.state_path = state_path
+        # The registry dataset's latest recorded event, read from the state store that every
+        # instance shares (coord serve): what was announced is then known to all of them, and
+        # each move's event gets the id move_event_id derives.
+        self.announced = announced
         self._memory = AliasState(None)
 
     def poll_once(self) -> list[CompletionEvent]:
@@ -203,9 +225,20 @@ class RegistryPoller:
         for model_name, alias in self.watched:
             version = current_version(self.tracking_uri, model_name, alias, client)
             key = f"{model_name}@{alias}"
-            if version is None or state.versions.get(key) == version:
+            if version is None:
                 continue
-            events.append(alias_event(model_name, alias, version))
+            if self.announced is None:
+                if state.versions.get(key) == version:
+                    continue
+                event = alias_event(model_name, alias, version)
+            else:
+                last = self.announced(registry_dataset(model_name))
+                if last is not None and last.attributes.get("model_version") == version:
+                    continue
+                previous = last.event_id if last is not None else None
+                event_id = move_event_id(self.tracking_uri, model_name, alias, version, previous)
+                event = alias_event(model_name, alias, version, event_id=event_id)
+            events.append(event)
             moved[key] = version
         if not events:
             return []

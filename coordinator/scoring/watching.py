@@ -6,8 +6,10 @@ move itself; a move made anywhere else (the MLflow UI, a training pipeline) is s
 polling. `coord serve` runs this poll beside the engine, so no one has to run `coord model
 watch` next to it: every `registry_poll_s` each watched alias is read from its tracking store
 and a move is published through the events topic like any completion event. What was announced
-is kept in the home's alias file (registry.state_path_for), shared with `promote`, so neither a
-restart nor a promote is announced twice.
+is read from the state store (the registry dataset's latest recorded event), which every
+instance shares, and a move's event id is derived from the move (registry.move_event_id): two
+instances announcing one move, or one announcing it again before its event is recorded, make
+one version of it, and neither a restart nor a promote is announced twice.
 
 A registry that cannot be read, or a bus that refuses the event, is logged and tried again at
 the next poll (the move is remembered only once its event is on the bus): never fatal to the
@@ -16,14 +18,20 @@ engine beside it.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 from coordinator.errors import CoordinatorError
 from coordinator.scoring.registry import EventSink, RegistryPoller, state_path_for, watched_alias
 from coordinator.settings import Settings
 from coordinator.spec.models import PipelineSpec
+
+if TYPE_CHECKING:
+    from coordinator.events import CompletionEvent
+    from coordinator.store.store import StateStore
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +45,13 @@ def aliases_by_store(spec: PipelineSpec, settings: Settings) -> dict[str, list[t
             uri = str(job.settings.get("tracking_uri") or settings.resolved_mlflow_uri())
             found.setdefault(uri, {})[pair] = None
     return {uri: list(pairs) for uri, pairs in found.items()}
+
+
+def _latest_announcement(store: StateStore, dataset: str) -> CompletionEvent | None:
+    from coordinator.history import latest_event
+
+    with store.begin() as tx:
+        return latest_event(tx, dataset, None)
 
 
 class RegistryWatch:
@@ -81,10 +96,13 @@ class RegistryWatch:
 
 
 def registry_watch(
-    spec: PipelineSpec, settings: Settings, sink: EventSink | None = None
+    spec: PipelineSpec, settings: Settings, sink: EventSink | None = None, store: StateStore | None = None
 ) -> RegistryWatch | None:
     """The watch for a spec's score jobs (None when no job re-scores on an alias move); without
-    a `sink` it publishes through a producer of its own on the settings' bus, closed by `stop`."""
+    a `sink` it publishes through a producer of its own on the settings' bus, closed by `stop`.
+    With the state `store`, what was announced is read from it (shared by every instance) and
+    each move's event id is derived from the move, so instances announcing one move make one
+    version of it; without, from the home's alias file."""
     stores = aliases_by_store(spec, settings)
     if not stores:
         return None
@@ -96,7 +114,9 @@ def registry_watch(
         sink = publisher = Publisher(open_bus(settings), settings)
         close = publisher.close
     state = state_path_for(settings.home)
-    pollers = [RegistryPoller(uri, pairs, sink, state_path=state) for uri, pairs in stores.items()]
+    announced = None if store is None else functools.partial(_latest_announcement, store)
+    pollers = [RegistryPoller(uri, pairs, sink, state_path=state, announced=announced)
+               for uri, pairs in stores.items()]
     for uri, pairs in stores.items():
         log.info("watching %s in %s every %.0f s", ", ".join(f"{m}@{a}" for m, a in pairs), uri,
                  settings.registry_poll_s)

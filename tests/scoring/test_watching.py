@@ -9,9 +9,13 @@ from pathlib import Path
 import pytest
 
 from coordinator.bus.factory import open_bus
+from coordinator.codec import codec_for
+from coordinator.engine import Coordinator
 from coordinator.errors import BusError
 from coordinator.events import CompletionEvent
 from coordinator.publish import Publisher
+from coordinator.scoring import registry
+from coordinator.scoring.registry import move_event_id
 from coordinator.scoring.watching import aliases_by_store, registry_watch
 from coordinator.settings import Settings
 from coordinator.spec import parse_spec
@@ -68,6 +72,12 @@ def spec_of(*jobs: str):
     return parse_spec(DATASETS + "".join(JOBS[j] for j in jobs))
 
 
+def events_on_bus(settings: Settings) -> list[CompletionEvent]:
+    codec = codec_for(settings)
+    with open_bus(settings).consumer("observer", [settings.topic_events]) as consumer:
+        return [codec.decode(m.value) for m in consumer.poll(timeout=2)]
+
+
 class FailingFirst:
     """The real publisher on the local bus, refusing the first `failures` publishes as a bus
     that is away would (BusError)."""
@@ -112,3 +122,53 @@ def test_a_poll_that_cannot_publish_is_tried_again(churn_registry, tmp_path: Pat
         assert watch.poll() == 0                           # and only once
     assert [e.attributes["model_version"] for e in sink.published] == ["1"]
     assert (settings.home / "registry_aliases.json").exists()   # shared with coord model promote
+
+
+REGISTRY_ONLY = """
+datasets:
+  mlflow.models.churn: {partitioning: none}
+  seen.churn: {partitioning: none}
+jobs:
+  note_model:
+    kind: command
+    inputs: [mlflow.models.churn]
+    outputs: [seen.churn]
+    settings: {command: [sh, -c, "true"]}
+"""
+
+
+def test_instances_sharing_a_store_announce_each_move_once(churn_registry, tmp_path: Path) -> None:
+    """Two coordinators (two homes, one state store, one bus) poll the same alias: each move is
+    one recorded version, and a move back to an earlier version is a new one."""
+    uri = churn_registry.tracking_uri
+    state_url = f"sqlite:///{tmp_path / 'state.db'}"
+    first, second = (Settings(home=tmp_path / name, bus="local", state_url=state_url, mlflow_tracking_uri=uri)
+                     for name in ("a", "b"))
+    (tmp_path / "b").mkdir()
+    bus = open_bus(first)                                  # the bus under home a: both publish to it
+    spec = spec_of("churn_scores")
+    registry_spec = parse_spec(REGISTRY_ONLY)
+    try:
+        with Publisher(bus, first) as publisher, Coordinator(registry_spec, first) as engine:
+            watches = [registry_watch(spec, s, publisher, store=engine.store) for s in (first, second)]
+
+            assert sum(w.poll() for w in watches) == 2     # both announce the first sighting ...
+            engine.run(until_idle=True, timeout_s=60)
+            assert sum(w.poll() for w in watches) == 0     # ... recorded once; now known to both
+            registry.move_alias(uri, "churn", "champion", "2")
+            assert sum(w.poll() for w in watches) == 2
+            engine.run(until_idle=True, timeout_s=60)
+            registry.move_alias(uri, "churn", "champion", "1")   # back: a new move, not the first
+            assert sum(w.poll() for w in watches) == 2
+            engine.run(until_idle=True, timeout_s=60)
+            with engine.store.begin() as tx:
+                runs = tx.list_runs(job="note_model")
+    finally:
+        registry.move_alias(uri, "churn", "champion", "1")
+    announced = [e for e in events_on_bus(first) if e.dataset == "mlflow.models.churn"]
+    assert [e.attributes["model_version"] for e in announced] == ["1", "1", "2", "2", "1", "1"]
+    ids = [e.event_id for e in announced]
+    assert ids[0] == ids[1] and ids[2] == ids[3] and ids[4] == ids[5]   # the same move, the same id
+    assert len({ids[0], ids[2], ids[4]}) == 3                            # 1 → 2 → 1: three moves
+    assert ids[0] == move_event_id(uri, "churn", "champion", "1", None)
+    assert len(runs) == 3                                  # one run per move, not per announcement
