@@ -12,96 +12,26 @@ import sys
 import threading
 import time
 from collections import Counter
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
 from coordinator.errors import SettingsError
-from coordinator.kinds.stream import DEFAULT_PYTHON
 from coordinator.service import Service
 from coordinator.settings import Settings
 from coordinator.spec import parse_spec
 from coordinator.store import StateStore
 from coordinator.store import schema as S
-from tests.conftest import missing, unique
+from tests.conftest import unique
+from tests.stream.streams import DAY, clicks, kafka_settings, serve_during, state, wait_for
 
-DAY = datetime(2024, 6, 1, tzinfo=UTC).timestamp()
-USERS = ("u1", "u2", "u3")
 DAILY_JOB = """import json, os
 inputs = json.loads(os.environ["COORD_INPUTS"])
 total = sum(i["row_count"] for i in inputs)
 with open(os.environ["OUT"], "a") as out:
     out.write(f"{os.environ['COORD_PARTITION']} {len(inputs)} {total}\\n")
 """
-
-
-def clicks(first_hour: int, last_hour: int) -> list[tuple[int, dict]]:
-    """Six clicks an hour (at :05, :15 ... :55), alternating partitions and users."""
-    out = []
-    for hour in range(first_hour, last_hour + 1):
-        for slot in range(6):
-            i = len(out)
-            ts = DAY + hour * 3600 + slot * 600 + 300
-            out.append((i % 2, {"ts": ts, "user_id": USERS[(hour + slot) % 3]}))
-    return out
-
-
-def wait_for(what: str, check, timeout_s: float = 60.0):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def state(folder: Path) -> dict:
-    try:
-        return json.loads((folder / "state.json").read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def kafka_settings(tmp_path: Path, kafka_bootstrap: str, topics: dict) -> Settings:
-    """A coordinator on the real broker, with the test's topics and a home of its own."""
-    settings = Settings(
-        home=tmp_path / "home",
-        bus="kafka",
-        kafka_bootstrap_servers=kafka_bootstrap,
-        topic_events=topics["events"],
-        topic_dead_letter=topics["dead"],
-        consumer_group=unique("coord"),
-    )
-    settings.home.mkdir()
-    return settings
-
-
-@pytest.fixture
-def stream_python() -> Path:
-    """The worker's interpreter: missing fails in CI (scripts/bootstrap dev makes it), else skips."""
-    if not DEFAULT_PYTHON.exists():
-        missing("the stream worker's interpreter", f"{DEFAULT_PYTHON}: run scripts/bootstrap stream")
-    return DEFAULT_PYTHON
-
-
-@pytest.fixture
-def topics(kafka_bootstrap: str, stream_python: Path):
-    from confluent_kafka.admin import AdminClient, NewTopic
-
-    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
-    names = {"clicks": (unique("clicks").replace("_", "-"), 2), "events": (unique("ev").replace("_", "-"), 1)}
-    names["dead"] = (names["events"][0] + "-dead", 1)
-    created = admin.create_topics(
-        [NewTopic(n, num_partitions=p, replication_factor=1) for n, p in names.values()]
-    )
-    for future in created.values():
-        future.result(30)
-    yield {k: n for k, (n, _) in names.items()}
-    for future in admin.delete_topics([n for n, _ in names.values()]).values():
-        future.result(30)
 
 
 def test_clicks_become_hourly_partitions_and_one_daily_run(
@@ -353,27 +283,6 @@ jobs:
                 process.wait(60)
         for log_file in logs:
             log_file.close()
-
-
-def serve_during(spec, settings: Settings, scenario) -> None:
-    """Run a service while `scenario(service)` runs in a thread; re-raise what the scenario raised."""
-    done, failed = threading.Event(), []
-
-    def drive(service: Service) -> None:
-        try:
-            scenario(service)
-        except BaseException as exc:  # handed to the test's thread below
-            failed.append(exc)
-        finally:
-            done.set()
-
-    with Service(spec, settings, log_runs=False) as service:
-        driver = threading.Thread(target=drive, args=(service,), daemon=True)
-        driver.start()
-        service.run(stop=done.is_set, timeout_s=120)
-        driver.join(5)
-    if failed:
-        raise failed[0]
 
 
 def test_a_fresh_state_reads_the_topic_from_its_start(kafka_bootstrap: str, topics: dict, tmp_path: Path):

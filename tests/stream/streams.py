@@ -1,0 +1,81 @@
+"""What the stream tests share: clicks over hours, waiting for a condition, the worker's saved
+state, a coordinator's settings on the real broker, and a service run while a scenario plays."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from coordinator.service import Service
+from coordinator.settings import Settings
+from tests.conftest import unique
+
+DAY = datetime(2024, 6, 1, tzinfo=UTC).timestamp()
+USERS = ("u1", "u2", "u3")
+
+
+def clicks(first_hour: int, last_hour: int) -> list[tuple[int, dict]]:
+    """Six clicks an hour (at :05, :15 ... :55), alternating partitions and users."""
+    out = []
+    for hour in range(first_hour, last_hour + 1):
+        for slot in range(6):
+            i = len(out)
+            ts = DAY + hour * 3600 + slot * 600 + 300
+            out.append((i % 2, {"ts": ts, "user_id": USERS[(hour + slot) % 3]}))
+    return out
+
+
+def wait_for(what: str, check, timeout_s: float = 60.0):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def state(folder: Path) -> dict:
+    try:
+        return json.loads((folder / "state.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def kafka_settings(tmp_path: Path, kafka_bootstrap: str, topics: dict, **more: object) -> Settings:
+    """A coordinator on the real broker, with the test's topics and a home of its own."""
+    settings = Settings(
+        home=tmp_path / "home",
+        bus="kafka",
+        kafka_bootstrap_servers=kafka_bootstrap,
+        topic_events=topics["events"],
+        topic_dead_letter=topics["dead"],
+        consumer_group=unique("coord"),
+        **more,
+    )
+    settings.home.mkdir()
+    return settings
+
+
+def serve_during(spec, settings: Settings, scenario) -> None:
+    """Run a service while `scenario(service)` runs in a thread; re-raise what the scenario raised."""
+    done, failed = threading.Event(), []
+
+    def drive(service: Service) -> None:
+        try:
+            scenario(service)
+        except BaseException as exc:  # handed to the test's thread below
+            failed.append(exc)
+        finally:
+            done.set()
+
+    with Service(spec, settings, log_runs=False) as service:
+        driver = threading.Thread(target=drive, args=(service,), daemon=True)
+        driver.start()
+        service.run(stop=done.is_set, timeout_s=120)
+        driver.join(5)
+    if failed:
+        raise failed[0]
