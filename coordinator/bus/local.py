@@ -310,16 +310,17 @@ class LocalConsumer(Consumer):
         pause = 0.01  # the backoff where there are no wake-ups (local_wake.py)
         try:
             conn = self._connection()
-            waker = self._waker
+            waker, woken = self._waker, False
             while True:
                 waker.drain()  # before reading: a wake-up from now on is for what comes next
                 batch = self._fetch(conn, max_messages)
                 left = deadline - time.monotonic()
-                if batch or left <= 0:
+                if batch or left <= 0 or woken:  # woken with nothing to read: a `wakeup`
                     return batch
-                if not waker.wait(left):
+                woken = waker.wait(left)
+                if woken is None:
                     time.sleep(min(pause, left))
-                    pause = min(pause * 2, 0.2)
+                    pause, woken = min(pause * 2, 0.2), False
         except sqlite3.Error as exc:
             raise _bus_error(self.bus.path, exc) from exc
 

@@ -55,9 +55,9 @@ def wake_all(folder: Path) -> None:
 
 
 class Waker:
-    """One consumer's FIFO. `wait(timeout)` returns when a producer wrote or `timeout` passed
-    (False at once where there is no FIFO: the caller sleeps instead); `drain()` forgets the
-    wake-ups seen so far (call it before reading the file)."""
+    """One consumer's FIFO. `wait(timeout)` returns True when woken (a producer committed, or
+    `poke`), False when `timeout` passed, None at once where there is no FIFO (the caller sleeps
+    instead); `drain()` forgets the wake-ups seen so far (call it before reading the file)."""
 
     def __init__(self, folder: Path) -> None:
         self.path: Path | None = None
@@ -91,12 +91,10 @@ class Waker:
             while len(os.read(self._fds[0], 4096)) == 4096:
                 pass
 
-    def wait(self, timeout: float) -> bool:
+    def wait(self, timeout: float) -> bool | None:
         if self._poll is None:
-            return False
-        if timeout > 0:
-            self._poll.poll(max(1, int(timeout * 1000)))
-        return True
+            return None
+        return timeout > 0 and bool(self._poll.poll(max(1, int(timeout * 1000))))
 
     def poke(self) -> None:
         """Wake this consumer's own wait, from any thread of its process."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import statistics
+import threading
 import time
 from pathlib import Path
 
@@ -59,12 +60,23 @@ def test_a_dead_consumers_fifo_is_removed_and_a_full_one_never_blocks(tmp_path: 
     assert live.wait(5.0) and time.monotonic() - started < 1.0  # pending: returns at once
     live.drain()
     started = time.monotonic()
-    assert live.wait(0.2) and time.monotonic() - started >= 0.15  # drained: nothing pending
+    assert live.wait(0.2) is False and time.monotonic() - started >= 0.15  # drained: nothing pending
     live.close()
 
 
 def test_without_fifos_the_consumer_falls_back_to_sleeping(tmp_path: Path) -> None:
     waker = Waker(tmp_path / "missing" / "deeper")  # the folder cannot be made: no FIFO
     assert waker.path is None
-    assert waker.wait(0.5) is False
+    assert waker.wait(0.5) is None
     wake_all(tmp_path / "missing" / "deeper")  # never raises
+
+
+def test_wakeup_from_another_thread_ends_a_waiting_poll_at_once(tmp_path: Path) -> None:
+    consumer = LocalBus(tmp_path / "bus.db").consumer("g", ["wake"])
+    assert consumer.poll(10, timeout=0.01) == []
+    threading.Timer(0.3, consumer.wakeup).start()  # e.g. a job ended: the loop has work
+    started = time.monotonic()
+    assert consumer.poll(10, timeout=10.0) == []
+    assert 0.25 < time.monotonic() - started < 2.0  # woken, not timed out
+    consumer.close()
+    consumer.wakeup()  # after close: nothing to wake, never raises
