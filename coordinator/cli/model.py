@@ -45,13 +45,15 @@ def promote(
 ) -> None:
     """Point ALIAS of model NAME at VERSION and publish the change as a completion event."""
     from coordinator.scoring import registry
+    from coordinator.scoring.watching import recorded_announcements
 
     settings, console = cli_settings(), Console()
     uri = tracking_uri or settings.resolved_mlflow_uri()
     try:
-        with _publisher(settings) as publisher:
+        with _publisher(settings) as publisher, recorded_announcements(settings) as announced:
             before, event = registry.promote(
-                uri, name, version, publisher, alias=alias, state_path=registry.state_path_for(settings.home)
+                uri, name, version, publisher, alias=alias, state_path=registry.state_path_for(settings.home),
+                announced=announced,  # the id coord serve's poller gives the same move
             )
     except CoordinatorError as exc:
         raise _fail(console, exc) from None

@@ -117,15 +117,24 @@ def promote(
     *,
     alias: str = "champion",
     state_path: Path | None = None,
+    announced: Callable[[str], CompletionEvent | None] | None = None,
 ) -> tuple[str | None, CompletionEvent]:
     """Move the alias, then publish its completion event; returns (previous version, event).
 
     The alias is moved first: an event published for a move that then failed would re-score
     with the old version and record it as new. With the poller's `state_path`, the move is
-    also recorded there, so a poller on the same home does not announce it a second time.
+    also recorded there, so a poller on the same home does not announce it a second time; with
+    `announced` (the state store's latest registry event) the event gets the id any poller over
+    that store derives for the same move, so the two make one version.
     """
+    event_id = None
+    if announced is not None:  # read before the move: a store that fails leaves the alias alone
+        last = announced(registry_dataset(model_name))
+        previous = last.event_id if last is not None else None
+        # the id a poller that sees this move before its event is recorded gives it too
+        event_id = move_event_id(tracking_uri, model_name, alias, str(version), previous)
     before = move_alias(tracking_uri, model_name, alias, version)
-    event = alias_event(model_name, alias, version)
+    event = alias_event(model_name, alias, version, event_id=event_id)
     sink.publish(event)
     sink.flush()
     if state_path is not None:

@@ -18,10 +18,11 @@ engine beside it.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from coordinator.errors import CoordinatorError
@@ -47,7 +48,21 @@ def aliases_by_store(spec: PipelineSpec, settings: Settings) -> dict[str, list[t
     return {uri: list(pairs) for uri, pairs in found.items()}
 
 
-def _latest_announcement(store: StateStore, dataset: str) -> CompletionEvent | None:
+@contextlib.contextmanager
+def recorded_announcements(settings: Settings) -> Iterator[Callable[[str], CompletionEvent | None] | None]:
+    """For `coord model promote`: the state store's latest registry events, or None where no
+    coordinator has run yet (no store to share a move's id with)."""
+    if settings.state_url is None and not settings.home.is_dir():
+        yield None
+        return
+    from coordinator.store.store import StateStore
+
+    with StateStore(settings.resolved_state_url()) as store:
+        yield functools.partial(latest_announcement, store)
+
+
+def latest_announcement(store: StateStore, dataset: str) -> CompletionEvent | None:
+    """The registry dataset's latest recorded event: the announcement a move follows."""
     from coordinator.history import latest_event
 
     with store.begin() as tx:
@@ -114,7 +129,7 @@ def registry_watch(
         sink = publisher = Publisher(open_bus(settings), settings)
         close = publisher.close
     state = state_path_for(settings.home)
-    announced = None if store is None else functools.partial(_latest_announcement, store)
+    announced = None if store is None else functools.partial(latest_announcement, store)
     pollers = [RegistryPoller(uri, pairs, sink, state_path=state, announced=announced)
                for uri, pairs in stores.items()]
     for uri, pairs in stores.items():

@@ -3,6 +3,7 @@ poll which cannot publish is logged and tried again, never fatal, and announces 
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from coordinator.events import CompletionEvent
 from coordinator.publish import Publisher
 from coordinator.scoring import registry
 from coordinator.scoring.registry import move_event_id
-from coordinator.scoring.watching import aliases_by_store, registry_watch
+from coordinator.scoring.watching import aliases_by_store, latest_announcement, registry_watch
 from coordinator.settings import Settings
 from coordinator.spec import parse_spec
 
@@ -161,14 +162,20 @@ def test_instances_sharing_a_store_announce_each_move_once(churn_registry, tmp_p
             registry.move_alias(uri, "churn", "champion", "1")   # back: a new move, not the first
             assert sum(w.poll() for w in watches) == 2
             engine.run(until_idle=True, timeout_s=60)
+            # coord model promote, and both pollers seeing the move before its event is recorded
+            _, promoted = registry.promote(uri, "churn", "2", publisher,
+                                           announced=functools.partial(latest_announcement, engine.store))
+            assert sum(w.poll() for w in watches) == 2
+            engine.run(until_idle=True, timeout_s=60)
             with engine.store.begin() as tx:
                 runs = tx.list_runs(job="note_model")
     finally:
         registry.move_alias(uri, "churn", "champion", "1")
     announced = [e for e in events_on_bus(first) if e.dataset == "mlflow.models.churn"]
-    assert [e.attributes["model_version"] for e in announced] == ["1", "1", "2", "2", "1", "1"]
+    assert [e.attributes["model_version"] for e in announced] == ["1", "1", "2", "2", "1", "1", "2", "2", "2"]
     ids = [e.event_id for e in announced]
     assert ids[0] == ids[1] and ids[2] == ids[3] and ids[4] == ids[5]   # the same move, the same id
-    assert len({ids[0], ids[2], ids[4]}) == 3                            # 1 → 2 → 1: three moves
+    assert ids[6] == promoted.event_id == ids[7] == ids[8]              # promote's and the pollers'
+    assert len({ids[0], ids[2], ids[4], ids[6]}) == 4                    # 1 → 2 → 1 → 2: four moves
     assert ids[0] == move_event_id(uri, "churn", "champion", "1", None)
-    assert len(runs) == 3                                  # one run per move, not per announcement
+    assert len(runs) == 4                                  # one run per move, not per announcement
