@@ -20,7 +20,7 @@ import sys
 import threading
 import types
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 from coordinator.bus.base import Bus, Producer
 from coordinator.codec import Codec, codec_for, event_from_json
@@ -99,6 +99,20 @@ class Publisher:
         self.close()
 
 
+class EventFields(TypedDict, total=False):
+    """`build_event`'s keywords, which `publish` passes on as they are."""
+
+    status: str | Status
+    row_count: int | None
+    location: str | None
+    columns: Sequence[Column | Mapping[str, Any]] | None
+    attributes: Mapping[str, str] | None
+    producer: str
+    producer_run_id: str | None
+    error: str | None
+    event_id: str | None
+
+
 def build_event(
     dataset: str,
     partition: str | None = None,
@@ -137,39 +151,21 @@ def publish(
     dataset: str,
     partition: str | None = None,
     *,
-    status: str | Status = Status.SUCCEEDED,
-    row_count: int | None = None,
-    location: str | None = None,
-    columns: Sequence[Column | Mapping[str, Any]] | None = None,
-    attributes: Mapping[str, str] | None = None,
-    producer: str = "sdk",
-    producer_run_id: str | None = None,
-    error: str | None = None,
-    event_id: str | None = None,
     settings: Settings | None = None,
+    **fields: Unpack[EventFields],
 ) -> CompletionEvent:
     """Publish "dataset (partition) is complete" (or failed) and wait until it is on the bus.
 
-    Settings come from the environment (COORD_*) unless given. Returns the event published.
-    Raises EventError for an invalid event, BusError when the bus cannot take it. Each call
-    opens and closes a producer: to publish many events, use one `Publisher`.
+    `fields` are `build_event`'s keywords (status, row_count, location, columns, attributes,
+    producer, producer_run_id, error, event_id). Settings come from the environment (COORD_*)
+    unless given. Returns the event published. Raises EventError for an invalid event,
+    BusError when the bus cannot take it. Each call opens and closes a producer: to publish
+    many events, use one `Publisher`.
     """
     from coordinator.bus.factory import open_bus
     from coordinator.settings import Settings
 
-    event = build_event(
-        dataset,
-        partition,
-        status=status,
-        row_count=row_count,
-        location=location,
-        columns=columns,
-        attributes=attributes,
-        producer=producer,
-        producer_run_id=producer_run_id,
-        error=error,
-        event_id=event_id,
-    )
+    event = build_event(dataset, partition, **fields)
     settings = settings or Settings()
     with Publisher(open_bus(settings), settings) as publisher:
         publisher.publish(event)
