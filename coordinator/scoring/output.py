@@ -20,20 +20,12 @@ import pyarrow as pa
 
 from coordinator.errors import ScoringError
 from coordinator.events import Column
+from coordinator.scoring.signature import MLFLOW_TO_ARROW
 
 MODEL_NAME, MODEL_VERSION, SCORED_AT = "model_name", "model_version", "scored_at"
 CONSTANT_COLUMNS = (MODEL_NAME, MODEL_VERSION, SCORED_AT)  # one value per run
 SCORED_AT_TYPE = pa.timestamp("us", tz="UTC")
 PART_FILE = "part-00000.parquet"
-
-_MLFLOW_TO_ARROW = {
-    "boolean": pa.bool_(),
-    "integer": pa.int32(),
-    "long": pa.int64(),
-    "float": pa.float32(),
-    "double": pa.float64(),
-    "string": pa.string(),
-}
 
 
 @dataclass(frozen=True)
@@ -56,7 +48,7 @@ def predictions_of(output_schema: object | None) -> tuple[Prediction, ...]:
         return tuple(Prediction(f"prediction_{i}", dtype) for i in range(width))
     out = []
     for i, spec in enumerate(specs):
-        arrow_type = _MLFLOW_TO_ARROW.get(getattr(spec.type, "name", ""))
+        arrow_type = MLFLOW_TO_ARROW.get(getattr(spec.type, "name", ""))
         if arrow_type is None:
             raise ScoringError(
                 f"model output {spec.name or i} has type {spec.type}, which a table cannot hold"

@@ -23,7 +23,7 @@ class Feature:
     required: bool = True
 
 
-_TARGET: dict[str, pa.DataType] = {
+MLFLOW_TO_ARROW: dict[str, pa.DataType] = {  # MLflow DataType name → Arrow type, inputs and outputs
     "boolean": pa.bool_(),
     "integer": pa.int32(),
     "long": pa.int64(),
@@ -44,7 +44,7 @@ def features_of(input_schema: object) -> tuple[Feature, ...]:
     features = []
     for spec in input_schema.inputs:
         type_name = getattr(spec.type, "name", None)
-        if type_name not in _TARGET:
+        if type_name not in MLFLOW_TO_ARROW:
             raise ScoringError(
                 f"signature column {spec.name!r} has type {spec.type}, which tables cannot carry"
             )
@@ -102,7 +102,7 @@ def check(schema: pa.Schema, features: tuple[Feature, ...], model: str) -> pa.Sc
             columns.append(feature.name)
             problems.append(f"{feature.name} is {_value_type(actual)} (model expects {feature.type})")
             continue
-        target.append(pa.field(feature.name, _TARGET[feature.type]))
+        target.append(pa.field(feature.name, MLFLOW_TO_ARROW[feature.type]))
     if problems:
         raise SignatureMismatch(model, columns, "; ".join(problems))
     return pa.schema(target)
