@@ -22,6 +22,10 @@ rebalance. Here:
 - **In batches**: events are applied in memory and saved (one fsync) every `batch_max` events,
   every `flush_s` seconds and whenever a window closes; only then are they acknowledged to
   faust (a `noack` stream), so faust never commits an offset the saved state does not hold.
+- **Late data** (for a window already closed) is counted; with `late_data: reannounce` it also
+  revises the window, kept `revise_within_s` behind the watermark, and the revision is announced
+  at the next flush as a new version (its own folder `<window>.v<n>`, the event id suffixed
+  `:v<n>`), so the batch jobs downstream re-run through the usual readiness rules.
 - **Each closed window is announced once** as a completion event of the output dataset,
   partition `YYYY-MM-DDTHH`, with the event id `stream:<job>:<dataset>:<window>`. Order: the
   window's file written and flushed → the event produced and acknowledged by the broker → the
@@ -97,21 +101,29 @@ def parse_click(value: bytes, time_field: str, key_field: str | None) -> tuple[f
     return float(raw), key
 
 
-def event_id(job: str, dataset: str, window: str) -> str:
-    return f"stream:{job}:{dataset}:{window}"
+def event_id(job: str, dataset: str, window: str, version: int = 1) -> str:
+    """The id of a window's announcement: one per (job, dataset, window, version)."""
+    base = f"stream:{job}:{dataset}:{window}"
+    return base if version == 1 else f"{base}:v{version}"
 
 
 class WindowState:
     """What the worker has applied: per-partition offsets, open windows' counts, the watermark,
     and the windows already announced. Saved atomically (write, fsync, rename) to one file."""
 
-    def __init__(self, path: Path, lateness_s: float) -> None:
+    def __init__(self, path: Path, lateness_s: float, revise_within_s: float | None = None) -> None:
         self.path, self.lateness_s = path, lateness_s
+        # None: late data is counted only. Else closed windows' contents are kept this long (event
+        # time, behind the watermark), and late data revises them: a new version is announced.
+        self.revise_within_s = revise_within_s
         data: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
         self.applied: dict[str, int] = data.get("applied", {})
         self.windows: dict[str, dict[str, int]] = data.get("windows", {})
         self.max_time: float | None = data.get("max_time")
-        self.announced: list[str] = data.get("announced", [])
+        self.announced: set[str] = set(data.get("announced", []))
+        self.closed: dict[str, dict[str, int]] = data.get("closed", {})  # kept for revisions
+        self.versions: dict[str, int] = data.get("versions", {})  # the last version announced
+        self.revised: set[str] = set(data.get("revised", []))  # closed windows late data changed
         # A fresh state reads the topic from its start under a consumer group of its own: the group's
         # committed offsets belong to the state they were committed with, and a state starting
         # mid-topic (another host's folder, a deleted file) would close windows missing their start.
@@ -136,7 +148,8 @@ class WindowState:
         elif window_key(when) in self.announced or (
             self.watermark is not None and window_end(window_key(when)) <= self.watermark
         ):
-            outcome = "late"  # its window has closed (or would have): counted, not applied
+            outcome = "late"  # its window has closed (or would have): counted, and maybe revised
+            self._revise(window_key(when), key)
         else:
             outcome = "events"
             counts = self.windows.setdefault(window_key(when), {})
@@ -147,6 +160,25 @@ class WindowState:
         self.counts[outcome] = self.counts.get(outcome, 0) + 1
         return outcome
 
+    def _revise(self, window: str, key: str) -> None:
+        mark = self.watermark
+        if self.revise_within_s is None or mark is None or window_end(window) < mark - self.revise_within_s:
+            return
+        counts = self.closed.setdefault(window, {})
+        counts[key] = counts.get(key, 0) + 1
+        self.revised.add(window)
+
+    def revisions(self) -> list[str]:
+        """Closed windows that late data changed, to announce again as a new version."""
+        return sorted(self.revised)
+
+    def revise(self, window: str) -> int:
+        """Mark a revision announced; its version."""
+        self.revised.discard(window)
+        self.announced.add(window)
+        self.versions[window] = self.versions.get(window, 0) + 1
+        return self.versions[window]
+
     def closable(self) -> list[str]:
         """Open windows the watermark has passed, oldest first."""
         mark = self.watermark
@@ -155,18 +187,27 @@ class WindowState:
         return sorted(w for w in self.windows if window_end(w) <= mark)
 
     def close(self, window: str) -> None:
-        self.windows.pop(window, None)
-        if window not in self.announced:
-            self.announced.append(window)
+        contents = self.windows.pop(window, {})
+        self.announced.add(window)
+        self.versions[window] = 1
+        if self.revise_within_s is not None:
+            self.closed[window] = contents
+            horizon = (self.watermark or 0.0) - self.revise_within_s
+            for old in [w for w in self.closed if window_end(w) < horizon]:
+                del self.closed[old]
+                self.versions.pop(old, None)
 
     def save(self) -> None:
         data = {
             "applied": self.applied,
             "windows": self.windows,
             "max_time": self.max_time,
-            "announced": self.announced,
+            "announced": sorted(self.announced),
             "counts": self.counts,
             "generation": self.generation,
+            "closed": self.closed,
+            "versions": self.versions,
+            "revised": sorted(self.revised),
         }
         write_atomically(self.path, json.dumps(data, sort_keys=True))
 
@@ -206,7 +247,8 @@ def build_app(config: dict[str, Any]) -> Any:
     job, dataset = config["job"], config["dataset"]
     out_dir = Path(config["output_dir"]) / dataset
     out_dir.mkdir(parents=True, exist_ok=True)
-    state = WindowState(run_dir / "state.json", float(config["lateness_s"]))
+    revise = config.get("revise_within_s") if config.get("late_data") == "reannounce" else None
+    state = WindowState(run_dir / "state.json", float(config["lateness_s"]), revise)
     state.save()  # its generation names the consumer group below
     schema = load_event_schema(Path(config["topics_dir"]))
     time_field, key_field = config["time_field"], config.get("key_field")
@@ -227,14 +269,15 @@ def build_app(config: dict[str, Any]) -> Any:
     )
     source = app.topic(config["topic"], value_serializer="raw", key_serializer="raw")
 
-    async def announce(window: str) -> None:
-        counts = state.windows.get(window, {})
-        folder = out_dir / window  # a folder per window, as Spark reads a partition
+    async def announce(window: str, counts: dict[str, int], version: int) -> str:
+        """Write the window's folder, produce its completion event and wait for the broker's ack."""
+        # a folder per window, as Spark reads a partition; a revision beside it, the first kept
+        folder = out_dir / (window if version == 1 else f"{window}.v{version}")
         folder.mkdir(parents=True, exist_ok=True)
         column = key_field or "key"
         lines = [json.dumps({"hour": window, column: k, "events": n}) for k, n in sorted(counts.items())]
         write_atomically(folder / "part-0.jsonl", "".join(line + "\n" for line in lines))
-        ident = event_id(job, dataset, window)
+        ident = event_id(job, dataset, window, version)
         value = completion_bytes(
             schema,
             {
@@ -248,7 +291,11 @@ def build_app(config: dict[str, Any]) -> Any:
                 "row_count": sum(counts.values()),
                 "location": folder.resolve().as_uri(),
                 "columns": None,
-                "attributes": {"job": job, "window_end": str(int(window_end(window)))},
+                "attributes": {
+                    "job": job,
+                    "window_end": str(int(window_end(window))),
+                    "version": str(version),
+                },
                 "error": None,
             },
         )
@@ -260,11 +307,7 @@ def build_app(config: dict[str, Any]) -> Any:
             timestamp=None,
             headers=[("event_id", ident.encode())],
         )
-        state.close(window)
-        state.save()
-        log.info(
-            "window %s of %s closed: %d events, announced as %s", window, dataset, sum(counts.values()), ident
-        )
+        return ident
 
     pending: list[Any] = []  # events applied but not acknowledged to faust yet
     flushing = asyncio.Lock()
@@ -278,7 +321,22 @@ def build_app(config: dict[str, Any]) -> Any:
             del pending[:]
             state.save()
             for window in state.closable():
-                await announce(window)
+                counts = state.windows.get(window, {})
+                ident = await announce(window, counts, 1)
+                state.close(window)
+                state.save()
+                log.info("window %s closed: %d events, announced as %s", window, sum(counts.values()), ident)
+            for window in state.revisions():
+                counts = state.closed.get(window, {})
+                ident = await announce(window, counts, state.versions.get(window, 0) + 1)
+                state.revise(window)
+                state.save()
+                log.info(
+                    "window %s revised by late data: %d events, announced as %s",
+                    window,
+                    sum(counts.values()),
+                    ident,
+                )
             for event in batch:
                 await stream.ack(event)
 
@@ -306,7 +364,7 @@ def build_app(config: dict[str, Any]) -> Any:
                     state.watermark,
                 )
             pending.append(event)
-            if len(pending) >= batch_max or state.closable():
+            if len(pending) >= batch_max or state.closable():  # revisions: at the next flush
                 await flush(manual)
 
     @app.timer(interval=float(config.get("flush_s", 0.2)))

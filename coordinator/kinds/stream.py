@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 
@@ -34,6 +35,10 @@ class StreamSettings(SpecRelative):
     group: str | None = Field(default=None, description="the consumer group (default coord-stream-<job>)")
     output_dir: str | None = Field(default=None, description="window files' folder (default: the run folder)")
     python: str | None = Field(default=None, description="the worker's interpreter (default .venv-stream)")
+    late_data: Literal["count", "reannounce"] = Field(
+        default="count", description="late data is counted; reannounce also revises its window"
+    )
+    revise_within_s: float = Field(default=7 * 86400.0, gt=0, description="how long a window may be revised")
     heartbeat_s: float = Field(default=2.0, gt=0)
     commit_interval_s: float = Field(default=2.8, gt=0, description="how often faust commits offsets")
     restart_backoff_s: float = Field(default=1.0, gt=0, description="first wait before a restart; doubles")

@@ -204,6 +204,8 @@ class StreamSupervisor:
             "lateness_s": cfg.lateness_s,
             "heartbeat_s": cfg.heartbeat_s,
             "commit_interval_s": cfg.commit_interval_s,
+            "late_data": cfg.late_data,
+            "revise_within_s": cfg.revise_within_s,
             "topics_dir": str(REPO_ROOT / "topics"),
             "web_port": free_port(),
             "parent_pid": os.getpid(),

@@ -269,7 +269,7 @@ jobs:
 
         first.send_signal(signal.SIGKILL)
         first.wait(10)
-        wait_for("the worker to go with its coordinator", lambda: not alive(worker), timeout_s=20)
+        wait_for("the worker to go with its coordinator", lambda: not alive(worker), timeout_s=45)
         wait_for("the standby's worker", lambda: beat().get("pid", worker) != worker, timeout_s=60)
         successor = beat()["pid"]
         assert alive(successor)
@@ -335,3 +335,58 @@ jobs:
         )
         recorded = [tuple(row) for row in tx.conn.execute(query)]
     assert sorted(recorded) == [("2024-06-01T00", 1), ("2024-06-01T01", 1), ("2024-06-01T02", 1)]
+
+
+def test_late_data_reannounced_as_a_new_version_reruns_the_hour_downstream(
+    kafka_bootstrap: str, topics: dict, tmp_path: Path
+):
+    """With `late_data: reannounce`, a click for a closed hour revises it: version 2 is announced
+    under its own id and location, and the hourly job downstream runs again on it."""
+    from confluent_kafka import Producer
+
+    out, hourly_job = tmp_path / "hourly.txt", tmp_path / "hourly_job.py"
+    hourly_job.write_text(
+        "import json, os\n"
+        "[i] = json.loads(os.environ['COORD_INPUTS'])\n"
+        "open(os.environ['OUT'], 'a').write(f\"{i['partition']} {i['row_count']} {i['event_id']}\\n\")\n"
+    )
+    spec = parse_spec(f"""
+datasets:
+  stream.clicks: {{partitioning: hourly}}
+jobs:
+  clicks_hourly:
+    kind: stream
+    outputs: [stream.clicks]
+    settings: {{topic: {topics["clicks"]}, lateness_s: 0, group: {unique("g")}, late_data: reannounce}}
+  per_hour:
+    kind: command
+    inputs: [stream.clicks]
+    outputs: [hourly.report]
+    settings: {{command: ["{sys.executable}", "{hourly_job}"], env: {{OUT: "{out}"}}}}
+""")
+    settings = kafka_settings(tmp_path, kafka_bootstrap, topics)
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+
+    def send(*minutes: int) -> None:
+        for minute in minutes:
+            producer.produce(topics["clicks"], json.dumps({"ts": DAY + minute * 60}).encode(), partition=0)
+        producer.flush(30)
+
+    def lines() -> list[str]:
+        return out.read_text().splitlines() if out.exists() else []
+
+    def scenario(service: Service) -> None:
+        send(10, 70)  # hour 00 closes with one click
+        wait_for("hour 00's run", lambda: len(lines()) == 1)
+        send(20)  # late for hour 00
+        wait_for("hour 00's second run", lambda: len(lines()) == 2)
+
+    serve_during(spec, settings, scenario)
+    assert lines() == [
+        "2024-06-01T00 1 stream:clicks_hourly:stream.clicks:2024-06-01T00",
+        "2024-06-01T00 2 stream:clicks_hourly:stream.clicks:2024-06-01T00:v2",
+    ]
+    windows = settings.home / "streams" / "clicks_hourly" / "windows" / "stream.clicks"
+    assert json.loads((windows / "2024-06-01T00" / "part-0.jsonl").read_text())["events"] == 1
+    assert json.loads((windows / "2024-06-01T00.v2" / "part-0.jsonl").read_text())["events"] == 2
+    assert state(settings.home / "streams" / "clicks_hourly")["counts"]["late"] == 1

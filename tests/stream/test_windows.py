@@ -69,3 +69,27 @@ def test_a_window_announcement_has_one_id_per_job_dataset_and_window():
     assert event_id("clicks_hourly", "stream.clicks", "2024-06-01T05") == (
         "stream:clicks_hourly:stream.clicks:2024-06-01T05"
     )
+
+
+def test_late_data_revises_a_closed_window_when_asked_and_only_within_its_horizon(tmp_path: Path):
+    state = WindowState(tmp_path / "state.json", lateness_s=0, revise_within_s=7200)
+    state.apply("t:0", 0, T0 + 10, "a")
+    state.apply("t:0", 1, T0 + 3600 + 10, "a")  # closes 05
+    [closed] = state.closable()
+    state.close(closed)
+    assert state.apply("t:0", 2, T0 + 20, "b") == "late" and state.revisions() == ["2024-06-01T05"]
+    assert state.closed["2024-06-01T05"] == {"a": 1, "b": 1} and state.revise("2024-06-01T05") == 2
+    assert state.revisions() == [] and event_id("j", "d", "2024-06-01T05", 2) == "stream:j:d:2024-06-01T05:v2"
+    state.apply("t:0", 3, T0 + 4 * 3600, "a")  # watermark 09:00: 05 is past the two hours' horizon
+    assert state.apply("t:0", 4, T0 + 30, "c") == "late" and state.revisions() == []
+    state.save()
+    saved = WindowState(tmp_path / "state.json", lateness_s=0, revise_within_s=7200)
+    assert saved.versions == {"2024-06-01T05": 2} and saved.announced == {"2024-06-01T05"}
+
+
+def test_late_data_is_only_counted_by_default(tmp_path: Path):
+    state = WindowState(tmp_path / "state.json", lateness_s=0)
+    state.apply("t:0", 0, T0 + 10, "a")
+    state.apply("t:0", 1, T0 + 3600 + 10, "a")
+    state.close(state.closable()[0])
+    assert state.apply("t:0", 2, T0 + 20, "b") == "late" and state.revisions() == [] and state.closed == {}
