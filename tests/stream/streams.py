@@ -11,6 +11,8 @@ from pathlib import Path
 
 from coordinator.service import Service
 from coordinator.settings import Settings
+from coordinator.spec import parse_spec
+from coordinator.spec.models import PipelineSpec
 from tests.conftest import unique
 
 DAY = datetime(2024, 6, 1, tzinfo=UTC).timestamp()
@@ -79,3 +81,21 @@ def serve_during(spec, settings: Settings, scenario) -> None:
         driver.join(5)
     if failed:
         raise failed[0]
+
+
+def stream_spec_text(topic: str, settings: str, more_jobs: str = "") -> str:
+    """The YAML of a spec of the stream job `clicks_hourly` (its topic, a group of its own, then
+    `settings`) into hourly `stream.clicks`, and `more_jobs` (YAML under `jobs:`)."""
+    return f"""
+datasets:
+  stream.clicks: {{partitioning: hourly}}
+jobs:
+  clicks_hourly:
+    kind: stream
+    outputs: [stream.clicks]
+    settings: {{topic: {topic}, group: {unique("g")}, {settings}}}
+{more_jobs}"""
+
+
+def stream_spec(topic: str, settings: str, more_jobs: str = "") -> PipelineSpec:
+    return parse_spec(stream_spec_text(topic, settings, more_jobs))

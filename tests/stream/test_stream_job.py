@@ -24,7 +24,16 @@ from coordinator.spec import parse_spec
 from coordinator.store import StateStore
 from coordinator.store import schema as S
 from tests.conftest import unique
-from tests.stream.streams import DAY, clicks, kafka_settings, serve_during, state, wait_for
+from tests.stream.streams import (
+    DAY,
+    clicks,
+    kafka_settings,
+    serve_during,
+    state,
+    stream_spec,
+    stream_spec_text,
+    wait_for,
+)
 
 DAILY_JOB = """import json, os
 inputs = json.loads(os.environ["COORD_INPUTS"])
@@ -200,15 +209,7 @@ def test_one_worker_across_two_instances_and_the_standby_takes_over(
     from coordinator.store import leases as L
 
     spec_file = tmp_path / "spec.yml"
-    spec_file.write_text(f"""
-datasets:
-  stream.clicks: {{partitioning: hourly}}
-jobs:
-  clicks_hourly:
-    kind: stream
-    outputs: [stream.clicks]
-    settings: {{topic: {topics["clicks"]}, lateness_s: 0, group: {unique("g")}, restart_backoff_s: 0.5}}
-""")
+    spec_file.write_text(stream_spec_text(topics["clicks"], "lateness_s: 0, restart_backoff_s: 0.5"))
     home = tmp_path / "home"
     home.mkdir()
     env = {
@@ -291,15 +292,7 @@ def test_a_fresh_state_reads_the_topic_from_its_start(kafka_bootstrap: str, topi
     before are announced again under the same ids, which the coordinator records once."""
     from confluent_kafka import Producer
 
-    spec = parse_spec(f"""
-datasets:
-  stream.clicks: {{partitioning: hourly}}
-jobs:
-  clicks_hourly:
-    kind: stream
-    outputs: [stream.clicks]
-    settings: {{topic: {topics["clicks"]}, lateness_s: 0, group: {unique("g")}, commit_interval_s: 0.5}}
-""")
+    spec = stream_spec(topics["clicks"], "lateness_s: 0, commit_interval_s: 0.5")
     settings = kafka_settings(tmp_path, kafka_bootstrap, topics)
     producer = Producer({"bootstrap.servers": kafka_bootstrap})
     folder = settings.home / "streams" / "clicks_hourly"
@@ -350,20 +343,14 @@ def test_late_data_reannounced_as_a_new_version_reruns_the_hour_downstream(
         "[i] = json.loads(os.environ['COORD_INPUTS'])\n"
         "open(os.environ['OUT'], 'a').write(f\"{i['partition']} {i['row_count']} {i['event_id']}\\n\")\n"
     )
-    spec = parse_spec(f"""
-datasets:
-  stream.clicks: {{partitioning: hourly}}
-jobs:
-  clicks_hourly:
-    kind: stream
-    outputs: [stream.clicks]
-    settings: {{topic: {topics["clicks"]}, lateness_s: 0, group: {unique("g")}, late_data: reannounce}}
+    per_hour = f"""\
   per_hour:
     kind: command
     inputs: [stream.clicks]
     outputs: [hourly.report]
     settings: {{command: ["{sys.executable}", "{hourly_job}"], env: {{OUT: "{out}"}}}}
-""")
+"""
+    spec = stream_spec(topics["clicks"], "lateness_s: 0, late_data: reannounce", per_hour)
     settings = kafka_settings(tmp_path, kafka_bootstrap, topics)
     producer = Producer({"bootstrap.servers": kafka_bootstrap})
 
