@@ -5,7 +5,9 @@ For each size (--sizes), a fresh PostgreSQL database is pre-filled by COPY with 
 and their runs, shaped as the coordinator writes them (an input event, its run succeeded with
 one attempt, its output event, the current versions), sixty days old and ten versions per
 dataset partition (so nine in ten are superseded history that retention may delete), at
-partitions of 2020 that the measured events (2024 on) never touch. Then, on that store:
+partitions of 2020 that the measured events (2024 on) never touch, then VACUUM ANALYZEd (as a
+store that has lived: measured without it, the first reads of every fresh page and autovacuum's
+first pass over them put p99 at 1,000,000 stored events at 1.5-4 s). Then, on that store:
 
 - p99_ms: event-to-launch at 1,000 events/s (bench/latency.py's offered load, --repeat runs on
   fresh topics, the run with the median p99; runs_p99_ms lists them all).
@@ -15,9 +17,10 @@ partitions of 2020 that the measured events (2024 on) never touch. Then, on that
   --restarts.
 - rss_mb: the serving process's resident memory after --more events past the restart;
   rss_growth_mb_per_100k from after a warm-up of 20,000 events to the end.
-- prune_s and the store's size (every coord_ table with its indexes) before and after a whole
-  retention pass (coordinator/retention.py, 30 days): after the pass with a plain VACUUM (the
-  space PostgreSQL reuses) and after VACUUM FULL (what is left).
+- prune_s and the store's size (every coord_ table with its indexes; before: with the events of
+  the loads above too) before and after a whole retention pass (coordinator/retention.py, 30
+  days): after the pass with a plain VACUUM (the space PostgreSQL reuses) and after VACUUM FULL
+  (what is left).
 
 bytes_per_event: the coord_ tables' size per event after the coordinator itself drained 20,000
 events of the bench's spec (one run each) on an empty store, after VACUUM (as left) and after
@@ -129,8 +132,10 @@ def prefill(url: str, size: int, now: float, batch: int = 20_000) -> float:
                 "coord_partitions (dataset, partition_key, event_id, produced_at, updated_at)",
                 ((d, p, e, at, at) for (d, p), (e, at) in current.items()),
             )
-        conn.execute("ANALYZE")
         conn.commit()
+    # as a store that has lived: hint bits set, visibility map and statistics up to date (else the
+    # first reads of every page, and autovacuum's first pass, would be measured with the loads)
+    vacuum(url, analyze=True)
     return time.perf_counter() - started
 
 
@@ -147,11 +152,11 @@ def store_bytes(url: str) -> int:
         )
 
 
-def vacuum(url: str, full: bool = False) -> None:
+def vacuum(url: str, full: bool = False, analyze: bool = False) -> None:
     import psycopg
 
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("VACUUM FULL" if full else "VACUUM")
+        conn.execute("VACUUM" + (" FULL" if full else "") + (" ANALYZE" if analyze else ""))
 
 
 def driver_url(settings: Settings) -> str:
