@@ -14,6 +14,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 from sqlalchemy import func, select
 
@@ -114,13 +115,12 @@ jobs:
     assert seen and "error" not in seen, seen.get("error", "the scenario did not finish")
 
     # the day's 24 windows, each with its six clicks, announced once each
-    windows = sorted(
-        (tmp_path / "home" / "streams" / "clicks_hourly" / "windows" / "stream.clicks").glob("*/part-0.jsonl")
-    )
+    out_dir = tmp_path / "home" / "streams" / "clicks_hourly" / "windows" / "stream.clicks"
+    windows = sorted(out_dir.glob("*/part-0.parquet"))
     day_windows = [w for w in windows if w.parent.name.startswith("2024-06-01")]
     assert [w.parent.name for w in day_windows] == [f"2024-06-01T{h:02d}" for h in range(24)]
     for window in day_windows:
-        assert sum(json.loads(line)["events"] for line in window.read_text().splitlines()) == 6, window.name
+        assert sum(pq.read_table(window).column("events").to_pylist()) == 6, window.name
 
     consumer = Consumer(
         {"bootstrap.servers": kafka_bootstrap, "group.id": unique("check"), "auto.offset.reset": "earliest"}
@@ -317,8 +317,8 @@ def test_a_fresh_state_reads_the_topic_from_its_start(kafka_bootstrap: str, topi
     serve_during(spec, settings, after)
 
     assert state(folder)["generation"] != generation and state(folder)["counts"]["events"] == 6
-    hour_02 = folder / "windows" / "stream.clicks" / "2024-06-01T02" / "part-0.jsonl"
-    assert json.loads(hour_02.read_text())["events"] == 3
+    hour_02 = folder / "windows" / "stream.clicks" / "2024-06-01T02" / "part-0.parquet"
+    assert pq.read_table(hour_02).to_pylist() == [{"hour": "2024-06-01T02", "key": "all", "events": 3}]
     with StateStore(settings.resolved_state_url()) as store, store.begin() as tx:
         e = S.events.c
         query = (
@@ -374,6 +374,6 @@ def test_late_data_reannounced_as_a_new_version_reruns_the_hour_downstream(
         "2024-06-01T00 2 stream:clicks_hourly:stream.clicks:2024-06-01T00:v2",
     ]
     windows = settings.home / "streams" / "clicks_hourly" / "windows" / "stream.clicks"
-    assert json.loads((windows / "2024-06-01T00" / "part-0.jsonl").read_text())["events"] == 1
-    assert json.loads((windows / "2024-06-01T00.v2" / "part-0.jsonl").read_text())["events"] == 2
+    assert pq.read_table(windows / "2024-06-01T00" / "part-0.parquet").column("events").to_pylist() == [1]
+    assert pq.read_table(windows / "2024-06-01T00.v2" / "part-0.parquet").column("events").to_pylist() == [2]
     assert state(settings.home / "streams" / "clicks_hourly")["counts"]["late"] == 1

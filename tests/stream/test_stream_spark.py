@@ -1,5 +1,5 @@
 """The streaming example's journey on the real broker and Spark: a day of clicks becomes 24
-hourly partitions, and the daily Spark rollup (jobs/hourly_to_daily.py over the windows' JSON)
+hourly partitions, and the daily Spark rollup (jobs/hourly_to_daily.py over the windows' Parquet files)
 runs once, on all of them."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ import json
 import shutil
 from pathlib import Path
 
+import pyarrow.parquet as pq
 from confluent_kafka import Consumer, Producer
 
 from coordinator.spec import parse_spec
@@ -63,7 +64,7 @@ def test_24_closed_hours_run_the_daily_spark_rollup_once(kafka_bootstrap: str, t
         runs = tx.list_runs("clicks_daily", limit=None)
     assert [(r.partition, r.state) for r in runs] == [("2024-06-01", "succeeded")]
     output = tmp_path / "warehouse" / "clicks_daily" / "date=2024-06-01"
-    rows = [json.loads(line) for part in output.glob("part-*.json") for line in part.read_text().splitlines()]
+    rows = pq.read_table(output).to_pylist()
     assert sorted((r["user_id"], r["events"], r["hours_active"]) for r in rows) == [
         ("u1", 48, 24),
         ("u2", 48, 24),

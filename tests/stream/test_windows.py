@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from coordinator.streamjob import WindowState, event_id, parse_click, window_end, window_key
+from coordinator.streamwindows import WindowState, event_id, parse_click, window_end, window_key
 
 T0 = datetime(2024, 6, 1, 5, tzinfo=UTC).timestamp()  # 2024-06-01T05:00Z
 
@@ -38,19 +38,43 @@ def test_a_message_without_an_event_time_is_refused_saying_why(value: bytes, rea
 
 def test_windows_close_by_the_watermark_and_late_data_is_counted_not_applied(tmp_path: Path):
     state = WindowState(tmp_path / "state.json", lateness_s=600)
-    assert state.apply("t:0", 0, T0 + 100, "a") == "events"
-    assert state.apply("t:0", 1, T0 + 3600 + 500, "a") == "events"  # 06:08: watermark 05:58
+
+    def caught_up(source: str, offset: int, when: float | None, key: str) -> str:
+        outcome = state.apply(source, offset, when, key)
+        state.advance([])  # every partition read to its end: the largest event time leads
+        return outcome
+
+    assert caught_up("t:0", 0, T0 + 100, "a") == "events"
+    assert caught_up("t:0", 1, T0 + 3600 + 500, "a") == "events"  # 06:08: watermark 05:58
     assert state.closable() == []
-    assert state.apply("t:1", 0, T0 + 3000, "b") == "events"  # out of order, within the lateness
-    assert state.apply("t:0", 2, T0 + 3600 + 700, "a") == "events"  # watermark 06:01.40
+    assert caught_up("t:1", 0, T0 + 3000, "b") == "events"  # out of order, within the lateness
+    assert caught_up("t:0", 2, T0 + 3600 + 700, "a") == "events"  # watermark 06:01.40
     assert state.closable() == ["2024-06-01T05"]
     assert state.windows["2024-06-01T05"] == {"a": 1, "b": 1}
     state.close("2024-06-01T05")
-    assert state.apply("t:1", 1, T0 + 3500, "b") == "late"  # its window was announced
-    assert state.apply("t:1", 2, T0 - 10, "b") == "late"  # older than the watermark's hour
-    assert state.apply("t:1", 3, None, "") == "rejected"
+    assert caught_up("t:1", 1, T0 + 3500, "b") == "late"  # its window was announced
+    assert caught_up("t:1", 2, T0 - 10, "b") == "late"  # older than the watermark's hour
+    assert caught_up("t:1", 3, None, "") == "rejected"
     assert state.counts == {"events": 4, "late": 2, "rejected": 1, "replayed": 0}
     assert "2024-06-01T04" not in state.windows and state.watermark == T0 + 3600 + 100
+
+
+def test_a_partition_behind_holds_the_watermark_and_one_caught_up_does_not(tmp_path: Path):
+    state = WindowState(tmp_path / "state.json", lateness_s=0)
+    state.apply("t:0", 0, T0 + 5 * 3600, "a")  # partition 0 runs five hours ahead
+    assert state.advance(None) is None  # no assignment yet: nothing moves
+    assert state.advance(["t:0", "t:1"]) is None  # partition 1 is behind and has shown nothing
+    state.apply("t:1", 0, T0 + 10, "b")
+    assert state.advance(["t:0", "t:1"]) == T0 + 10 and state.closable() == []
+    assert state.apply("t:1", 1, T0 + 20, "b") == "events"  # its backlog is not late
+    state.apply("t:1", 2, T0 + 3600 + 5, "b")
+    assert state.advance(["t:1"]) == T0 + 3600 + 5  # partition 0 caught up: it does not hold
+    assert state.closable() == ["2024-06-01T05"] and state.windows["2024-06-01T05"] == {"b": 2}
+    assert state.advance([]) == T0 + 5 * 3600  # all caught up: the largest event time seen
+    assert state.advance(["t:1"]) == T0 + 5 * 3600  # and it never moves back
+    state.save()
+    again = WindowState(tmp_path / "state.json", lateness_s=0)  # a restart resumes it
+    assert again.watermark == T0 + 5 * 3600 and again.partition_time == state.partition_time
 
 
 def test_a_replay_after_a_restart_counts_nothing_twice(tmp_path: Path):
@@ -75,12 +99,14 @@ def test_late_data_revises_a_closed_window_when_asked_and_only_within_its_horizo
     state = WindowState(tmp_path / "state.json", lateness_s=0, revise_within_s=7200)
     state.apply("t:0", 0, T0 + 10, "a")
     state.apply("t:0", 1, T0 + 3600 + 10, "a")  # closes 05
+    state.advance([])
     [closed] = state.closable()
     state.close(closed)
     assert state.apply("t:0", 2, T0 + 20, "b") == "late" and state.revisions() == ["2024-06-01T05"]
     assert state.closed["2024-06-01T05"] == {"a": 1, "b": 1} and state.revise("2024-06-01T05") == 2
     assert state.revisions() == [] and event_id("j", "d", "2024-06-01T05", 2) == "stream:j:d:2024-06-01T05:v2"
     state.apply("t:0", 3, T0 + 4 * 3600, "a")  # watermark 09:00: 05 is past the two hours' horizon
+    state.advance([])
     assert state.apply("t:0", 4, T0 + 30, "c") == "late" and state.revisions() == []
     state.save()
     saved = WindowState(tmp_path / "state.json", lateness_s=0, revise_within_s=7200)
@@ -91,5 +117,58 @@ def test_late_data_is_only_counted_by_default(tmp_path: Path):
     state = WindowState(tmp_path / "state.json", lateness_s=0)
     state.apply("t:0", 0, T0 + 10, "a")
     state.apply("t:0", 1, T0 + 3600 + 10, "a")
+    state.advance([])
     state.close(state.closable()[0])
     assert state.apply("t:0", 2, T0 + 20, "b") == "late" and state.revisions() == [] and state.closed == {}
+
+
+def test_a_flush_writes_the_file_then_announces_then_saves_then_acknowledges(tmp_path: Path):
+    """The order of coordinator/streamwindows.flush_batch, watched from the outside at each step:
+    when the event is sent, the window's Parquet file is whole on disk and the saved state does not
+    call it announced yet; when the batch is acknowledged (so faust may commit), the saved state
+    does; a send that fails leaves the window open and the batch unacknowledged."""
+    import asyncio
+
+    import pyarrow.parquet as pq
+
+    from coordinator.streamwindows import Announcer, flush_batch, load_event_schema
+
+    state = WindowState(tmp_path / "state.json", lateness_s=0)
+    for offset, (when, key) in enumerate([(T0 + 10, "a"), (T0 + 20, "b"), (T0 + 30, "a"), (T0 + 3600, "a")]):
+        state.apply("t:0", offset, when, key)
+    state.advance([])
+    steps: list[str] = []
+    repo = Path(__file__).resolve().parents[2]
+
+    def saved_announced() -> list[str]:
+        return json.loads(state.path.read_text())["announced"]
+
+    async def send(ident: str, value: bytes) -> None:
+        [location] = (tmp_path / "out").glob("*/part-0.parquet")
+        rows = pq.read_table(location).to_pylist()
+        assert value[:2] == b"\xce\x02" and ident.endswith("2024-06-01T05")
+        assert rows == [
+            {"hour": "2024-06-01T05", "user": "a", "events": 2},
+            {"hour": "2024-06-01T05", "user": "b", "events": 1},
+        ]
+        assert saved_announced() == [] and not list(location.parent.glob(".*"))  # no temporary left
+        steps.append("sent")
+
+    async def ack(event: int) -> None:
+        assert saved_announced() == ["2024-06-01T05"]
+        steps.append(f"ack {event}")
+
+    announce = Announcer(tmp_path / "out", "j", "d", "user", load_event_schema(repo / "topics"), send)
+    assert asyncio.run(flush_batch(state, [0, 1, 2, 3], announce, ack)) == ["stream:j:d:2024-06-01T05"]
+    assert steps == ["sent", "ack 0", "ack 1", "ack 2", "ack 3"]
+
+    async def refused(ident: str, value: bytes) -> None:
+        raise ConnectionError("the broker did not acknowledge")
+
+    state.apply("t:0", 4, T0 + 2 * 3600, "a")  # closes 06
+    state.advance([])
+    failing = Announcer(tmp_path / "out", "j", "d", "user", load_event_schema(repo / "topics"), refused)
+    with pytest.raises(ConnectionError):
+        asyncio.run(flush_batch(state, [4], failing, ack))
+    assert saved_announced() == ["2024-06-01T05"] and "2024-06-01T06" in state.windows
+    assert steps[-1] == "ack 3"  # offset 4 not acknowledged: faust commits nothing past it
