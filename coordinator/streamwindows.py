@@ -82,7 +82,9 @@ class WindowState:
         self.windows: dict[str, dict[str, int]] = data.get("windows", {})
         self.max_time: float | None = data.get("max_time")
         self.partition_time: dict[str, float] = data.get("partition_time", {})  # largest per source
-        self.mark: float | None = data.get("watermark")
+        # a state saved before the watermark was kept resumes at what it then was
+        old = None if self.max_time is None else self.max_time - lateness_s
+        self.mark: float | None = data.get("watermark", old)
         self.announced: set[str] = set(data.get("announced", []))
         self.closed: dict[str, dict[str, int]] = data.get("closed", {})  # kept for revisions
         self.versions: dict[str, int] = data.get("versions", {})  # the last version announced

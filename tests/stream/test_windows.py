@@ -1,5 +1,5 @@
 """The stream worker's own completion logic, without a broker: windows, watermark, lateness,
-replays and refused messages (coordinator/streamjob.py imports faust only to run)."""
+replays, refused messages and a flush's order (coordinator/streamwindows.py, no faust)."""
 
 from __future__ import annotations
 
@@ -75,6 +75,8 @@ def test_a_partition_behind_holds_the_watermark_and_one_caught_up_does_not(tmp_p
     state.save()
     again = WindowState(tmp_path / "state.json", lateness_s=0)  # a restart resumes it
     assert again.watermark == T0 + 5 * 3600 and again.partition_time == state.partition_time
+    (tmp_path / "old.json").write_text(json.dumps({"max_time": T0 + 700}))  # saved before it was kept
+    assert WindowState(tmp_path / "old.json", lateness_s=600).watermark == T0 + 100
 
 
 def test_a_replay_after_a_restart_counts_nothing_twice(tmp_path: Path):
