@@ -240,3 +240,18 @@ def test_coord_prune_runs_one_pass_and_says_what_it_deleted(tmp_path: Path, monk
     store.close()
     again = CliRunner().invoke(build_app(), ["prune", "--spec", str(spec)], catch_exceptions=False)
     assert "pruned 0 runs, 0 attempts and 0 events" in again.stdout
+
+
+def test_the_service_prunes_from_the_loop_s_periodic_hook(tmp_path: Path):
+    from coordinator.service import Service
+
+    with Service(SPEC, Settings(home=tmp_path, bus="local", retention_every_s=60)) as service:
+        hooks = [
+            task
+            for task in service.coordinator.every_turn
+            if isinstance(getattr(task, "__self__", None), Pruner)
+        ]
+        assert len(hooks) == 1
+        pruner = hooks[0].__self__
+        service.run(until_idle=True, timeout_s=30)
+        assert pruner.next_pass is not None  # the loop ticked it: its first pass is one interval away
