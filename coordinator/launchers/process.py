@@ -106,7 +106,11 @@ def is_alive(handle: Handle) -> bool:
 
 
 def terminate(handle: Handle, grace_s: float = 10.0) -> None:
-    """Stop the process group: SIGTERM, then SIGKILL after `grace_s`. Quiet if already gone."""
+    """Stop the process group: SIGTERM, then SIGKILL after `grace_s`. Quiet if already gone.
+
+    Returns once no process of the group is left running, not only its leader: a job's
+    children (spark-submit's JVM, a Python driver) may outlive the `/bin/sh` leader by a few
+    moments, and "cancelled" must mean stopped."""
     if not is_alive(handle):
         return
     pgid = int(handle.data["pid"])
@@ -117,9 +121,33 @@ def terminate(handle: Handle, grace_s: float = 10.0) -> None:
             return
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:
-            if not is_alive(handle):
+            if not is_alive(handle) and not group_running(pgid):
                 return
             time.sleep(0.05)
+
+
+def group_running(pgid: int) -> bool:
+    """Whether a process of group `pgid` is still running (zombies, which only wait for their
+    parent to reap them, do not count). Read from /proc; where there is none, a signal 0."""
+    try:
+        entries = list(os.scandir("/proc"))
+    except OSError:
+        try:
+            os.killpg(pgid, 0)
+        except (ProcessLookupError, PermissionError):
+            return False
+        return True
+    for entry in entries:
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", encoding="ascii", errors="replace") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] != "Z":
+            return True
+    return False
 
 
 def last_error_line(log_path: Path, limit_bytes: int = 64_000) -> str | None:
