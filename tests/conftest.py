@@ -99,6 +99,20 @@ def kafka_topic(kafka_bootstrap: str) -> Iterator[str]:
     admin.delete_topics([name])[name].result(30)
 
 
+@pytest.fixture
+def kafka_postgres(kafka_bootstrap: str, kafka_topic: str, postgres_url: str, tmp_path: Path) -> dict:
+    """Settings keywords for a coordinator on the real broker (a fresh topic and its dead-letter
+    topic) and the module's PostgreSQL store: `Settings(**kafka_postgres, instance_name=...)`."""
+    return dict(
+        home=tmp_path / "home",
+        bus="kafka",
+        kafka_bootstrap_servers=kafka_bootstrap,
+        topic_events=kafka_topic,
+        topic_dead_letter=kafka_topic + "-dlq",
+        state_url=postgres_url,
+    )
+
+
 # --------------------------------------------------------------------------- SQL databases
 def _with_path(url: str, database: str) -> str:
     parts = urlsplit(url)

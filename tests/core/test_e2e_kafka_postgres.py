@@ -19,18 +19,8 @@ from tests.core.dag import DAYS, check_dag, dag_spec, shuffled_events
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
 
 
-def test_dag_over_kafka_and_postgres(
-    kafka_bootstrap: str, kafka_topic: str, postgres_url: str, tmp_path: Path
-):
-    settings = Settings(
-        home=tmp_path / "home",
-        bus="kafka",
-        kafka_bootstrap_servers=kafka_bootstrap,
-        topic_events=kafka_topic,
-        topic_dead_letter=kafka_topic + "-dlq",
-        consumer_group=unique("coord"),
-        state_url=postgres_url,
-    )
+def test_dag_over_kafka_and_postgres(kafka_postgres: dict, postgres_url: str, tmp_path: Path):
+    settings = Settings(**kafka_postgres, consumer_group=unique("coord"))
     log = tmp_path / "ran.log"
     bus = open_bus(settings)
     with Publisher(bus, settings) as publisher:
@@ -57,7 +47,7 @@ def test_dag_over_kafka_and_postgres(
 
 
 def test_two_instances_share_the_work_and_never_launch_a_run_twice(
-    kafka_bootstrap: str, kafka_topic: str, postgres_url: str, tmp_path: Path
+    kafka_postgres: dict, postgres_url: str, tmp_path: Path
 ):
     import threading
 
@@ -69,15 +59,7 @@ def test_two_instances_share_the_work_and_never_launch_a_run_twice(
                 tx.conn.execute(table.delete())
     group = unique("coord")
     log = tmp_path / "ran.log"
-    base = dict(
-        home=tmp_path / "home",
-        bus="kafka",
-        kafka_bootstrap_servers=kafka_bootstrap,
-        topic_events=kafka_topic,
-        topic_dead_letter=kafka_topic + "-dlq",
-        consumer_group=group,
-        state_url=postgres_url,
-    )
+    base = dict(kafka_postgres, consumer_group=group)
     bus = open_bus(Settings(**base))
     with Publisher(bus, Settings(**base)) as publisher:
         publisher.publish_many(shuffled_events(seed=5))

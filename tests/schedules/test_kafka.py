@@ -30,16 +30,9 @@ jobs:
 
 
 def test_two_instances_on_kafka_record_run_and_publish_each_tick_once(
-    kafka_bootstrap: str, kafka_topic: str, postgres_url: str, tmp_path: Path
+    kafka_postgres: dict, postgres_url: str, tmp_path: Path
 ):
-    base = dict(
-        home=tmp_path / "home",
-        bus="kafka",
-        kafka_bootstrap_servers=kafka_bootstrap,
-        topic_events=kafka_topic,
-        topic_dead_letter=kafka_topic + "-dlq",
-        state_url=postgres_url,
-    )
+    base = kafka_postgres
     stub = StubLauncher(kind="command")
     fired: dict[str, int] = {}
     launched: dict[str, int] = {}
