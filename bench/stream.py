@@ -32,6 +32,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from coordinator.kinds.stream import DEFAULT_PYTHON, REPO_ROOT
 from coordinator.launchers.stream import free_port
+from coordinator.streamstate import summary
 
 DAY = 1717200000  # 2024-06-01T00:00Z
 RAW_CONSUMER = """
@@ -56,10 +57,7 @@ asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3])))
 
 
 def applied(run_dir: Path) -> int:
-    try:
-        return sum(json.loads((run_dir / "state.json").read_text())["counts"].values())
-    except (OSError, ValueError, KeyError):
-        return 0
+    return sum(summary(run_dir / "state").get("counts", {}).values())
 
 
 def main() -> int:
@@ -101,7 +99,7 @@ def main() -> int:
         "run_dir": str(run_dir),
         "job": "bench",
         "dataset": "stream.clicks",
-        "output_dir": str(run_dir / "windows"),
+        "output": str(run_dir / "windows" / "{partition}"),
         "lateness_s": 600,
         "topics_dir": str(REPO_ROOT / "topics"),
         "time_field": "ts",

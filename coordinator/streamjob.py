@@ -16,30 +16,38 @@ rebalance. Here:
   A state made afresh (a first start, another host's folder, a deleted file) gets a new
   generation and with it a consumer group of its own, `<group>.<generation>`, so it reads the
   topic from its start rather than from offsets committed for a state it does not hold.
-- **The watermark** is the minimum, over the assigned partitions still behind their end offset,
-  of the largest event time seen in each, minus the allowed lateness: a partition far behind
-  holds it back, so its backlog is not made late by another partition running ahead; a
+- **The watermark** is the minimum, over the source topic's partitions still behind their end
+  offset, of the largest event time applied in each, minus the allowed lateness: a partition far
+  behind holds it back, so its backlog is not made late by another partition running ahead; a
   partition caught up to its end offset (no lag: idle, or read to its end) does not, and when
   all are caught up it is the largest event time seen. It only moves forward and is saved with
-  the state (with each partition's largest event time), so a restart or a rebalance resumes it.
-  The hourly window [h, h+1h) closes once the watermark reaches h+1h; an event older than the
-  watermark is late: counted, not applied.
-- **In batches**: events are applied in memory and saved (one fsync) every `batch_max` events,
-  every `flush_s` seconds and whenever a window closes; only then are they acknowledged to
-  faust (a `noack` stream), so faust never commits an offset the saved state does not hold.
+  the state, so a restart or a rebalance resumes it. The hourly window [h, h+1h) closes once the
+  watermark reaches h+1h; an event older than the watermark is late: counted, not applied.
+- **Two workers of one job** (a handover, a coordinator that lost its lease and is not dead yet)
+  share its consumer group, and faust splits the partitions between them. The state is kept per
+  source partition in a folder both read (coordinator/streamstate.py): a partition's file is
+  written by the worker faust assigned it to, which claims it on assignment and resumes from it;
+  the watermark is computed over every partition's file and end offset, so a window is closed
+  only when every partition has passed it, whoever holds them; it is announced once, by the first
+  worker to find it closable, holding the folder's lock.
+- **In batches**: events are applied in memory and saved every `batch_max` events, every
+  `flush_s` seconds and whenever a window closes; only then are they acknowledged to faust (a
+  `noack` stream), so faust never commits an offset the saved state does not hold.
 - **Late data** (for a window already closed) is counted; with `late_data: reannounce` it also
   revises the window, kept `revise_within_s` behind the watermark, and the revision is announced
   at the next flush as a new version (its own folder `<window>.v<n>`, the event id suffixed
   `:v<n>`), so the batch jobs downstream re-run through the usual readiness rules.
 - **Each closed window is announced once** as a completion event of the output dataset,
   partition `YYYY-MM-DDTHH`, with the event id `stream:<job>:<dataset>:<window>`, its location
-  the window's folder `<output_dir>/<dataset>/<window>/` holding one Parquet file, `part-0.parquet`
-  (columns `hour`, the key field, `events`), as Spark reads a partition. Order:
+  the window's folder (the job's output template with `{partition}` replaced by the window)
+  holding one Parquet file, `part-0.parquet` (columns `hour`, the key field, `events`), as Spark
+  reads a partition. Order (coordinator/streamwindows.flush_batch):
+  0. the parts this worker owns saved, the others read, the watermark moved, holding the lock;
   1. the window's file written and flushed: to a hidden temporary file beside it, fsynced, renamed
      into place and the folder fsynced, so a reader sees the whole file or none;
   2. the completion event produced and acknowledged by the broker;
-  3. the window marked announced in the saved state;
-  4. (later) the offsets committed by faust, which commits only events acknowledged after 3.
+  3. the window marked announced in the saved state (then the lock released);
+  4. the events acknowledged to faust, which commits only acknowledged offsets.
   A crash between 2 and 3 announces the window again under the same id, which the coordinator
   de-duplicates; a crash before 2 rewrites the file from the saved state and announces it.
 
@@ -47,9 +55,11 @@ The event is written in the coordinator's wire format (topics/completion_event.v
 the 0xCE 0x02 header, keyed by dataset, the event id in the `event_id` header), so the
 coordinator reads it as it reads any producer's.
 
-The state file (`state.json`) and a heartbeat file (`heartbeat.json`: last beat, watermark,
-windows open, counters) live in the run folder the launcher gives; the launcher reads the
-heartbeat for the job's health.
+The state (`state_dir`, default `<run folder>/state/`) and a heartbeat file (`heartbeat.json`:
+last beat, watermark, windows open, counters, the partitions held) live in the run folder the
+launcher gives; the launcher reads the heartbeat for the job's health. The broker's security
+settings (COORD_KAFKA_SECURITY) come in the environment, as faust's credentials
+(coordinator/streambroker.py).
 """
 
 from __future__ import annotations
@@ -62,9 +72,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from coordinator.streambroker import SECURITY_ENV, broker_credentials
+from coordinator.streamstate import WindowState
 from coordinator.streamwindows import (
     Announcer,
-    WindowState,
     flush_batch,
     load_event_schema,
     log,
@@ -76,32 +87,32 @@ from coordinator.streamwindows import (
 # --------------------------------------------------------------------------- the faust app
 def build_app(config: dict[str, Any]) -> Any:
     import faust
+    from faust.types import TP
 
     run_dir = Path(config["run_dir"])
-    job, dataset = config["job"], config["dataset"]
-    out_dir = Path(config["output_dir"]) / dataset
-    out_dir.mkdir(parents=True, exist_ok=True)
+    job, dataset, topic = config["job"], config["dataset"], config["topic"]
     revise = config.get("revise_within_s") if config.get("late_data") == "reannounce" else None
-    state = WindowState(run_dir / "state.json", float(config["lateness_s"]), revise)
-    state.save()  # its generation names the consumer group below
+    state_dir = Path(config.get("state_dir") or run_dir / "state")
+    state = WindowState(state_dir, float(config["lateness_s"]), revise)  # its generation names the group
     schema = load_event_schema(Path(config["topics_dir"]))
     time_field, key_field = config["time_field"], config.get("key_field")
 
     app = faust.App(
         f"{config['group']}.{state.generation}",
         broker=f"kafka://{config['bootstrap']}",
+        broker_credentials=broker_credentials(config.get("security") or {}),
         store="memory://",
         datadir=str(run_dir / "faust"),
         web_bind="127.0.0.1",
         web_host="127.0.0.1",
         web_port=int(config["web_port"]),
         consumer_auto_offset_reset="earliest",
-        broker_session_timeout=10,
+        broker_session_timeout=float(config.get("session_timeout_s", 10)),
         broker_commit_interval=float(config.get("commit_interval_s", 2.8)),
         broker_heartbeat_interval=3,
         topic_allow_declare=False,
     )
-    source = app.topic(config["topic"], value_serializer="raw", key_serializer="raw")
+    source = app.topic(topic, value_serializer="raw", key_serializer="raw")
 
     async def send(ident: str, value: bytes) -> None:
         await app.producer.send_and_wait(
@@ -113,10 +124,38 @@ def build_app(config: dict[str, Any]) -> Any:
             headers=[("event_id", ident.encode())],
         )
 
-    announce = Announcer(out_dir, job, dataset, key_field or "key", schema, send)
-    pending: list[Any] = []  # events applied but not acknowledged to faust yet
+    announce = Announcer(config["output"], job, dataset, key_field or "key", schema, send)
+    pending: list[tuple[str, Any]] = []  # (source, event) applied, not acknowledged to faust yet
     flushing = asyncio.Lock()
     batch_max = int(config.get("batch_max", 500))
+    last_sync = [0.0]
+
+    def assigned() -> list[Any]:
+        return [tp for tp in app.consumer.assignment() if tp.topic == topic]
+
+    def local_ends() -> dict[str, int | None] | None:
+        """Every source partition's end offset as known without asking the broker: the assigned
+        ones' from their last fetch (None: not fetched yet), the others' from the last sync."""
+        mine = assigned()
+        if not mine:
+            return None
+        known = dict(state.ends or {})
+        known.update({f"{topic}:{tp.partition}": app.consumer.highwater(tp) for tp in mine})
+        return known
+
+    async def ends() -> dict[str, int | None] | None:
+        """Every source partition's end offset: the assigned ones' from their last fetch, the
+        others' (held by another worker of the job, or by none) asked of the broker."""
+        mine, count = assigned(), app.consumer.topic_partitions(topic)
+        if not mine or count is None:
+            return None
+        known: dict[str, int | None] = {f"{topic}:{tp.partition}": app.consumer.highwater(tp) for tp in mine}
+        others = [TP(topic, p) for p in range(count) if f"{topic}:{p}" not in known]
+        if others:
+            asked = await app.consumer.highwaters(*others)
+            known.update({f"{topic}:{p}": None for p in range(count) if f"{topic}:{p}" not in known})
+            known.update({f"{tp.topic}:{tp.partition}": end for tp, end in asked.items()})
+        return known
 
     async def flush(stream: Any) -> None:
         """Save the state, announce the windows it closed, then acknowledge the events it holds:
@@ -124,22 +163,20 @@ def build_app(config: dict[str, Any]) -> Any:
         async with flushing:
             batch = pending[:]
             del pending[:]
-            await flush_batch(state, batch, announce, stream.ack)
+            last_sync[0] = time.monotonic()
+            await flush_batch(state, batch, announce, stream.ack, ends)
+
+    @app.on_partitions_assigned.connect
+    async def claim(sender: Any, assigned: Any, **kwargs: Any) -> None:
+        """Own the partitions of this assignment: each resumes from its file (another worker may
+        have written it since); events held of a partition reloaded or gone are not acknowledged."""
+        sources = [f"{tp.topic}:{tp.partition}" for tp in assigned if tp.topic == topic]
+        async with flushing:
+            reloaded = await state.aclaim(sources, int(getattr(app, "consumer_generation_id", -1) or -1))
+            pending[:] = [(s, e) for s, e in pending if s in state.parts and s not in reloaded]
+        log.info("assigned %s (generation %s)", sorted(sources), getattr(app, "consumer_generation_id", None))
 
     streams: list[Any] = []
-
-    def lagging() -> list[str] | None:
-        """The assigned partitions of the source behind their end offset (the high watermark the
-        last fetch reported; one not fetched yet counts as behind); None before an assignment."""
-        assigned = [tp for tp in app.consumer.assignment() if tp.topic == config["topic"]]
-        if not assigned:
-            return None
-        behind = []
-        for tp in assigned:
-            where, end = f"{tp.topic}:{tp.partition}", app.consumer.highwater(tp)
-            if end is None or state.applied.get(where, -1) + 1 < end:
-                behind.append(where)
-        return behind
 
     @app.agent(source)
     async def clicks(stream: Any) -> None:
@@ -155,6 +192,8 @@ def build_app(config: dict[str, Any]) -> Any:
                 log.warning("%s offset %d refused: %s", where, message.offset, exc)
                 when, key = None, ""
             outcome = state.apply(where, message.offset, when, key)
+            if outcome == "foreign":  # claimed by another worker: not ours to apply nor to ack
+                continue
             if outcome == "late":
                 log.info(
                     "%s offset %d is late (watermark %s): counted, not applied",
@@ -162,16 +201,20 @@ def build_app(config: dict[str, Any]) -> Any:
                     message.offset,
                     state.watermark,
                 )
-            pending.append(event)
-            state.advance(lagging())
+            pending.append((where, event))
+            state.advance(local_ends())
             if len(pending) >= batch_max or state.closable():  # revisions: at the next flush
                 await flush(manual)
 
     @app.timer(interval=float(config.get("flush_s", 0.2)))
     async def flush_quiet() -> None:
-        """A batch left when the topic goes quiet is saved and acknowledged all the same, and a
-        partition that caught up meanwhile (its last fetch) lets the watermark move on."""
-        if streams and (state.advance(lagging()) is not None and state.closable() or pending):
+        """A batch left when the topic goes quiet is saved and acknowledged all the same; a
+        partition that caught up meanwhile (its last fetch) lets the watermark move on; and every
+        second the other workers' parts are read again (the heartbeat shows the whole job)."""
+        if not streams:
+            return
+        due = time.monotonic() - last_sync[0] >= 1.0
+        if pending or due or state.advance(local_ends()) is not None and state.closable():
             await flush(streams[0])
 
     @app.timer(interval=float(config.get("heartbeat_s", 2.0)))
@@ -184,9 +227,10 @@ def build_app(config: dict[str, Any]) -> Any:
             "at": time.time(),
             "pid": os.getpid(),
             "watermark": state.watermark,
-            "windows_open": len(state.windows),
+            "windows_open": len(state.open_windows()),
             "announced": len(state.announced),
-            **state.counts,
+            "partitions": sorted(state.parts),
+            **state.counts(),
         }
         write_atomically(run_dir / "heartbeat.json", json.dumps(beat))
 
@@ -217,6 +261,8 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m coordinator.streamjob CONFIG.json", file=sys.stderr)
         return 2
     config = json.loads(Path(args[0]).read_text())
+    # the broker's security settings come through the environment, never through the config file
+    config["security"] = json.loads(os.environ.pop(SECURITY_ENV, "") or "{}")
     die_with_parent(config.get("parent_pid"))
     from faust import Worker
 

@@ -1,6 +1,6 @@
-"""The stream worker's own parts, without faust: hourly windows, the watermark, lateness and
-replays (WindowState), the files it writes, the completion event's bytes, and the order in which
-a flush writes, announces, saves and acknowledges (coordinator/streamjob.py says why).
+"""The stream worker's own parts, without faust: hourly windows, the files it writes, the
+completion event's bytes, and the order in which a flush saves, announces and acknowledges
+(coordinator/streamjob.py says why; the state it keeps is coordinator/streamstate.py).
 
 Imported by the worker in its own interpreter: the standard library, fastavro and pyarrow only.
 """
@@ -12,7 +12,6 @@ import io
 import json
 import logging
 import os
-import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -66,137 +65,6 @@ def event_id(job: str, dataset: str, window: str, version: int = 1) -> str:
     """The id of a window's announcement: one per (job, dataset, window, version)."""
     base = f"stream:{job}:{dataset}:{window}"
     return base if version == 1 else f"{base}:v{version}"
-
-
-class WindowState:
-    """What the worker has applied: per-partition offsets, open windows' counts, the watermark,
-    and the windows already announced. Saved atomically (write, fsync, rename) to one file."""
-
-    def __init__(self, path: Path, lateness_s: float, revise_within_s: float | None = None) -> None:
-        self.path, self.lateness_s = path, lateness_s
-        # None: late data is counted only. Else closed windows' contents are kept this long (event
-        # time, behind the watermark), and late data revises them: a new version is announced.
-        self.revise_within_s = revise_within_s
-        data: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
-        self.applied: dict[str, int] = data.get("applied", {})
-        self.windows: dict[str, dict[str, int]] = data.get("windows", {})
-        self.max_time: float | None = data.get("max_time")
-        self.partition_time: dict[str, float] = data.get("partition_time", {})  # largest per source
-        # a state saved before the watermark was kept resumes at what it then was
-        old = None if self.max_time is None else self.max_time - lateness_s
-        self.mark: float | None = data.get("watermark", old)
-        self.announced: set[str] = set(data.get("announced", []))
-        self.closed: dict[str, dict[str, int]] = data.get("closed", {})  # kept for revisions
-        self.versions: dict[str, int] = data.get("versions", {})  # the last version announced
-        self.revised: set[str] = set(data.get("revised", []))  # closed windows late data changed
-        # A fresh state reads the topic from its start under a consumer group of its own: the group's
-        # committed offsets belong to the state they were committed with, and a state starting
-        # mid-topic (another host's folder, a deleted file) would close windows missing their start.
-        self.generation: str = data.get("generation") or uuid.uuid4().hex[:12]
-        self.counts: dict[str, int] = data.get(
-            "counts", {"events": 0, "late": 0, "rejected": 0, "replayed": 0}
-        )
-
-    @property
-    def watermark(self) -> float | None:
-        return self.mark
-
-    def advance(self, lagging: list[str] | None) -> float | None:
-        """Move the watermark on what the consumer knows: `lagging` names the assigned partitions
-        still behind their end offset (None: the assignment is not known yet, nothing moves).
-        Each holds it at its largest event time (one with no event yet holds it where it is);
-        with none lagging, the largest event time seen. Never moves back."""
-        if lagging is None:
-            return self.mark
-        if lagging:
-            times = [self.partition_time.get(source) for source in lagging]
-            if any(t is None for t in times):
-                return self.mark
-            candidate: float | None = min(t for t in times if t is not None)
-        else:
-            candidate = self.max_time
-        if candidate is not None and (self.mark is None or candidate - self.lateness_s > self.mark):
-            self.mark = candidate - self.lateness_s
-        return self.mark
-
-    def seen(self, source: str, offset: int) -> bool:
-        return offset <= self.applied.get(source, -1)
-
-    def apply(self, source: str, offset: int, when: float | None, key: str) -> str:
-        """Record one message; what became of it: applied, late, rejected (when None) or replayed."""
-        if self.seen(source, offset):
-            outcome = "replayed"
-        elif when is None:
-            outcome = "rejected"
-        elif window_key(when) in self.announced or (
-            self.watermark is not None and window_end(window_key(when)) <= self.watermark
-        ):
-            outcome = "late"  # its window has closed (or would have): counted, and maybe revised
-            self._revise(window_key(when), key)
-        else:
-            outcome = "events"
-            counts = self.windows.setdefault(window_key(when), {})
-            counts[key] = counts.get(key, 0) + 1
-            self.max_time = when if self.max_time is None else max(self.max_time, when)
-            if when > self.partition_time.get(source, when - 1):
-                self.partition_time[source] = when
-        if outcome != "replayed":
-            self.applied[source] = offset
-        self.counts[outcome] = self.counts.get(outcome, 0) + 1
-        return outcome
-
-    def _revise(self, window: str, key: str) -> None:
-        mark = self.watermark
-        if self.revise_within_s is None or mark is None or window_end(window) < mark - self.revise_within_s:
-            return
-        counts = self.closed.setdefault(window, {})
-        counts[key] = counts.get(key, 0) + 1
-        self.revised.add(window)
-
-    def revisions(self) -> list[str]:
-        """Closed windows that late data changed, to announce again as a new version."""
-        return sorted(self.revised)
-
-    def revise(self, window: str) -> int:
-        """Mark a revision announced; its version."""
-        self.revised.discard(window)
-        self.announced.add(window)
-        self.versions[window] = self.versions.get(window, 0) + 1
-        return self.versions[window]
-
-    def closable(self) -> list[str]:
-        """Open windows the watermark has passed, oldest first."""
-        mark = self.watermark
-        if mark is None:
-            return []
-        return sorted(w for w in self.windows if window_end(w) <= mark)
-
-    def close(self, window: str) -> None:
-        contents = self.windows.pop(window, {})
-        self.announced.add(window)
-        self.versions[window] = 1
-        if self.revise_within_s is not None:
-            self.closed[window] = contents
-            horizon = (self.watermark or 0.0) - self.revise_within_s
-            for old in [w for w in self.closed if window_end(w) < horizon]:
-                del self.closed[old]
-                self.versions.pop(old, None)
-
-    def save(self) -> None:
-        data = {
-            "applied": self.applied,
-            "windows": self.windows,
-            "max_time": self.max_time,
-            "partition_time": self.partition_time,
-            "watermark": self.mark,
-            "announced": sorted(self.announced),
-            "counts": self.counts,
-            "generation": self.generation,
-            "closed": self.closed,
-            "versions": self.versions,
-            "revised": sorted(self.revised),
-        }
-        write_atomically(self.path, json.dumps(data, sort_keys=True))
 
 
 def write_atomically(path: Path, text: str) -> None:
@@ -261,17 +129,23 @@ def load_event_schema(topics_dir: Path) -> Any:
 Send = Callable[[str, bytes], Awaitable[None]]  # (event id, value): returns once the broker acked
 
 
+def window_folder(template: str, window: str, version: int = 1) -> Path:
+    """Where a window's version is written: the output template with `{partition}` replaced by
+    the window (a revision by `<window>.v<n>`, beside the first version, which is kept)."""
+    return Path(template.replace("{partition}", window if version == 1 else f"{window}.v{version}"))
+
+
 class Announcer:
     """Writes a window's file and announces it: the worker's `send` produces to the events topic
-    and returns once the broker has acknowledged (tests give their own)."""
+    and returns once the broker has acknowledged (tests give their own). `template` is the
+    window's folder with `{partition}` in it (the job's output template, resolved)."""
 
-    def __init__(self, out_dir: Path, job: str, dataset: str, key_column: str, schema: Any, send: Send):
-        self.out_dir, self.job, self.dataset, self.key_column = out_dir, job, dataset, key_column
+    def __init__(self, template: str, job: str, dataset: str, key_column: str, schema: Any, send: Send):
+        self.template, self.job, self.dataset, self.key_column = template, job, dataset, key_column
         self.schema, self.send = schema, send
 
     async def __call__(self, window: str, counts: dict[str, int], version: int) -> str:
-        # a folder per window, as Spark reads a partition; a revision beside it, the first kept
-        folder = self.out_dir / (window if version == 1 else f"{window}.v{version}")
+        folder = window_folder(self.template, window, version)
         write_window_parquet(folder, window, self.key_column, counts)  # 1. written and flushed
         ident = event_id(self.job, self.dataset, window, version)
         value = completion_bytes(
@@ -299,35 +173,45 @@ class Announcer:
         return ident
 
 
+Ends = Callable[[], Awaitable["dict[str, int | None] | None"]]
+
+
 async def flush_batch(
-    state: WindowState,
-    batch: list[Any],
+    state: Any,
+    batch: list[tuple[str, Any]],
     announce: Callable[[str, dict[str, int], int], Awaitable[str]],
     ack: Callable[[Any], Awaitable[None]],
+    ends: Ends,
 ) -> list[str]:
-    """Save the state, announce each window it closed or late data revised, then acknowledge the
-    batch's events; the ids announced. Per window: 1. its file written and flushed and 2. its event
-    acknowledged by the broker (`announce`), 3. marked announced in the saved state; 4. only then
-    the batch acknowledged, and faust commits only acknowledged offsets."""
-    state.save()
+    """Save the parts, announce each window closed or revised, then acknowledge the batch's events
+    (`(source, event)` pairs); the ids announced. Holding the state folder's lock:
+    0. the parts owned here written (a part another worker claimed is dropped, unwritten), the
+       others read, and the watermark moved over every partition (`state.sync`, streamstate.py);
+    then per window: 1. its file written and flushed and 2. its event acknowledged by the broker
+    (`announce`), 3. marked announced in the saved state. Then, the lock released: 4. the events of
+    the parts saved acknowledged, and faust commits only acknowledged offsets. The events of a part
+    dropped are not: their offsets stay uncommitted here, and the part's new owner reads them."""
+    known = await ends()  # end offsets asked before the lock: it is held for file writes only
     announced = []
-    for window in state.closable():
-        counts = state.windows.get(window, {})
-        announced.append(await announce(window, counts, 1))
-        state.close(window)
-        state.save()  # 3.
-        log.info("window %s closed: %d events, announced as %s", window, sum(counts.values()), announced[-1])
-    for window in state.revisions():
-        counts = state.closed.get(window, {})
-        announced.append(await announce(window, counts, state.versions.get(window, 0) + 1))
-        state.revise(window)
-        state.save()  # 3.
-        log.info(
-            "window %s revised by late data: %d events, announced as %s",
-            window,
-            sum(counts.values()),
-            announced[-1],
-        )
-    for event in batch:
-        await ack(event)  # 4.
+    async with state.alocked():
+        lost = set(state.sync(known))  # 0.
+        for window in state.closable():
+            counts = state.contents(window)
+            ident = await announce(window, counts, 1)
+            announced.append(ident)
+            state.close(window, counts)  # 3.
+            log.info("window %s closed: %d events, announced as %s", window, sum(counts.values()), ident)
+        for window in state.revisions():
+            counts = state.revised_contents(window)
+            announced.append(await announce(window, counts, state.versions.get(window, 0) + 1))
+            state.revise(window)  # 3.
+            log.info(
+                "window %s revised by late data: %d events, announced as %s",
+                window,
+                sum(counts.values()),
+                announced[-1],
+            )
+    for source, event in batch:
+        if source in state.parts and source not in lost:
+            await ack(event)  # 4.
     return announced

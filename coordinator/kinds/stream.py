@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from coordinator.kinds.base import SpecRelative
 
@@ -33,7 +33,14 @@ class StreamSettings(SpecRelative):
     key_field: str | None = Field(default=None, description="a field counted per value within each window")
     lateness_s: float = Field(default=600.0, ge=0, description="how late after its window data may come")
     group: str | None = Field(default=None, description="the consumer group (default coord-stream-<job>)")
-    output_dir: str | None = Field(default=None, description="window files' folder (default: the run folder)")
+    output: str | None = Field(
+        default=None,
+        description="each window's folder, a template with {partition} (and {dataset}, {job}), as "
+        "batch jobs' outputs are; default: <run folder>/windows/{dataset}/{partition}",
+    )
+    output_dir: str | None = Field(
+        default=None, description="the older form: output <output_dir>/{dataset}/{partition}"
+    )
     python: str | None = Field(default=None, description="the worker's interpreter (default .venv-stream)")
     late_data: Literal["count", "reannounce"] = Field(
         default="count", description="late data is counted; reannounce also revises its window"
@@ -43,6 +50,34 @@ class StreamSettings(SpecRelative):
     commit_interval_s: float = Field(default=2.8, gt=0, description="how often faust commits offsets")
     restart_backoff_s: float = Field(default=1.0, gt=0, description="first wait before a restart; doubles")
     restart_backoff_max_s: float = Field(default=60.0, gt=0)
+
+    @model_validator(mode="after")
+    def _check_output(self) -> StreamSettings:
+        if self.output is not None and self.output_dir is not None:
+            raise ValueError("output and output_dir are two forms of one setting: give output only")
+        if self.output is not None:
+            if "{partition}" not in self.output:
+                raise ValueError(
+                    f"output {self.output!r} needs {{partition}}: each window is a partition of its own"
+                )
+            if "://" in self.output or self.output.startswith("file:"):
+                raise ValueError(
+                    f"output {self.output!r}: the stream worker writes windows to a local or mounted "
+                    "folder, a path without a scheme"
+                )
+        return self
+
+    def window_template(self, dataset: str, job: str, run_folder: Path) -> str:
+        """Each window's folder, absolute, with `{partition}` left for the worker to fill."""
+        if self.output is not None:
+            template = self.output.replace("{dataset}", dataset).replace("{job}", job)
+            base = self.folder()
+        elif self.output_dir is not None:
+            template, base = f"{self.output_dir}/{dataset}/{{partition}}", self.folder()
+        else:
+            template, base = f"windows/{dataset}/{{partition}}", run_folder
+        path = Path(template)
+        return str(path if path.is_absolute() else (base / path).resolve())
 
     def output_problems(self, outputs: Iterable[str]) -> list[tuple[int, str]]:
         """A stream job has one output, the dataset of its hourly windows (spec checks call this)."""

@@ -17,7 +17,8 @@ as a completion event of the job's output, which the engine records like any pro
   `restart_backoff_max_s`, back to the first wait after a worker that ran a minute;
 - **stopped on shutdown**: SIGTERM (faust leaves its group and flushes), SIGKILL after 15 s;
 - **its folder** `<home>/streams/<job>/`: `log` (every start appended), `config.json`, the
-  worker's `state.json` (window contents, offsets applied, watermark) and `heartbeat.json`,
+  worker's `state/` (coordinator/streamstate.py: per source partition, window contents, offsets
+  applied, event times; the watermark, the windows announced) and `heartbeat.json`,
   which `health()` reads (last beat, watermark, windows open, counts of events, late, refused).
 
 `StreamLauncher` refuses a per-partition run of such a job (an operator's rerun or backfill)
@@ -40,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 from coordinator.errors import LaunchError, SettingsError
 from coordinator.kinds.stream import REPO_ROOT, StreamSettings
 from coordinator.launchers.base import Handle, Launcher, RunContext, RunResult
+from coordinator.streambroker import SECURITY_ENV, security_options
 
 if TYPE_CHECKING:
     from coordinator.settings import Settings
@@ -187,14 +189,12 @@ class StreamSupervisor:
 
     def _config(self) -> dict[str, Any]:
         cfg = self.cfg
-        output = Path(cfg.output_dir) if cfg.output_dir else self.folder / "windows"
-        if not output.is_absolute():
-            output = cfg.folder() / output
         return {
             "run_dir": str(self.folder),
+            "state_dir": str(self.folder / "state"),
             "job": self.job,
             "dataset": self.output,
-            "output_dir": str(output),
+            "output": cfg.window_template(self.output, self.job, self.folder),
             "topic": cfg.topic,
             "events_topic": self.settings.topic_events,
             "bootstrap": self.settings.kafka_bootstrap_servers,
@@ -215,6 +215,8 @@ class StreamSupervisor:
         config = self.folder / "config.json"
         config.write_text(json.dumps(self._config(), indent=2))
         env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+        if self.settings.kafka_security:  # in the environment, never in the config file
+            env[SECURITY_ENV] = json.dumps(self.settings.kafka_security_config())
         with open(self.folder / "log", "ab") as out:
             out.write(f"--- start {self.starts + 1} at {time.strftime('%Y-%m-%dT%H:%M:%S')}\n".encode())
             out.flush()
@@ -297,8 +299,10 @@ def supervisor_for(spec: PipelineSpec, job: str, settings: Settings, store: Stat
     job_spec = spec.jobs[job]
     if len(job_spec.outputs) != 1 or spec.partitioning(job_spec.outputs[0]) != "hourly":
         raise SettingsError(f"stream job {job!r} needs exactly one output dataset partitioned hourly")
-    if settings.kafka_security:
-        raise SettingsError(f"stream job {job!r}: the stream worker does not take COORD_KAFKA_SECURITY yet")
+    try:
+        security_options(settings.kafka_security_config())
+    except ValueError as exc:
+        raise SettingsError(f"stream job {job!r}: COORD_KAFKA_SECURITY: {exc}") from None
     raw = job_spec.settings
     cfg = raw if isinstance(raw, StreamSettings) else StreamSettings.model_validate(dict(raw))
     return StreamSupervisor(job, job_spec.outputs[0], cfg, settings, store)

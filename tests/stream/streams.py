@@ -13,6 +13,7 @@ from coordinator.service import Service
 from coordinator.settings import Settings
 from coordinator.spec import parse_spec
 from coordinator.spec.models import PipelineSpec
+from coordinator.streamstate import summary
 from tests.conftest import unique
 
 DAY = datetime(2024, 6, 1, tzinfo=UTC).timestamp()
@@ -41,10 +42,8 @@ def wait_for(what: str, check, timeout_s: float = 60.0):
 
 
 def state(folder: Path) -> dict:
-    try:
-        return json.loads((folder / "state.json").read_text())
-    except (OSError, ValueError):
-        return {}
+    """The saved state of the stream job whose run folder is `folder`, in one dict ({}: none yet)."""
+    return summary(folder / "state")
 
 
 def kafka_settings(tmp_path: Path, kafka_bootstrap: str, topics: dict, **more: object) -> Settings:

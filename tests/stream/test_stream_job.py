@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -313,7 +314,7 @@ def test_a_fresh_state_reads_the_topic_from_its_start(kafka_bootstrap: str, topi
 
     serve_during(spec, settings, before)
     generation = state(folder)["generation"]
-    (folder / "state.json").unlink()
+    shutil.rmtree(folder / "state")
     serve_during(spec, settings, after)
 
     assert state(folder)["generation"] != generation and state(folder)["counts"]["events"] == 6
