@@ -89,6 +89,9 @@ class Launcher(abc.ABC):
 
     kind: str
     settings_model: type[BaseModel] | None = None
+    # True where `start` only spawns a local process (no network, no waiting): the engine then
+    # calls it on its loop's thread right after the claim commits (coordinator/workers.py)
+    quick_start: bool = False
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings

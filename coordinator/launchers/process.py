@@ -265,6 +265,8 @@ class ProcessLauncher(Launcher):
     run re-attached after a coordinator restart does not get a fresh one.
     """
 
+    quick_start = True  # start is a spawn: done on the engine's thread (coordinator/workers.py)
+
     def wait(self, handle: Handle, ctx: RunContext) -> RunResult:
         started = float(handle.data.get("started_at") or time.time())
         remaining = None if ctx.timeout_s is None else max(0.0, started + ctx.timeout_s - time.time())
