@@ -6,6 +6,7 @@ uvicorn --factory coordinator.api.app:app_from_environment
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -46,15 +47,20 @@ def create_app(
 
         publisher = Publisher(open_bus(settings), settings)
 
+    # POST /events' audit transactions, each waiting for its events to reach the bus (api/events.py):
+    # threads of their own, so that they never hold the ones the publishing itself needs
+    audit_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="coord-audit")
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
+        audit_pool.shutdown(wait=True)
         if owned:
             publisher.close()
 
     app = FastAPI(title="coordinator", version=__version__, lifespan=lifespan)
     app.state.settings, app.state.auth = settings, auth
-    app.state.publisher = publisher
+    app.state.publisher, app.state.audit_pool = publisher, audit_pool
     app.state.metrics = metrics
     app.state.spec, app.state.store, app.state.bus_ready = spec, store, bus_ready
     app.include_router(events.router)
