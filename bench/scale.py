@@ -48,7 +48,7 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -83,21 +83,14 @@ def _rows(k: int, size: int, now: float) -> tuple[tuple, tuple, tuple, tuple, st
     i, day = k % jobs, (k // jobs) % days
     partition = (PREFILL_DAY0 + timedelta(days=day)).isoformat()
     at = now - AGE_S + k * 0.001
-    stamp = datetime.fromtimestamp(at, UTC).isoformat().replace("+00:00", "Z")
     event_id = hashlib.md5(b"prefill%d" % k).hexdigest()
-    body = (
-        f'{{"event_id":"{event_id}","dataset":"src.{i}","partition":"{partition}",'
-        f'"producer":"bench","produced_at":"{stamp}"}}'
-    )
+    body = '{"producer":"bench"}'  # the rest is in the columns (store/rows.py: event_body)
     key = input_key([event_id])
     run_id = run_id_for(f"job_{i}", partition, key, 0)
     inputs = dumps([version_dict(Version(event_id, f"src.{i}", partition, at, None, None))])
     handle = f'{{"kind":"command","data":{{"run_id":"{run_id}","attempt":1}}}}'
     out_id = output_event_id(run_id, 1, f"out.{i}", "succeeded")
-    out_body = (
-        f'{{"event_id":"{out_id}","dataset":"out.{i}","partition":"{partition}","producer":"coordinator",'
-        f'"producer_run_id":"{run_id}","produced_at":"{stamp}","attributes":{{"job":"job_{i}"}}}}'
-    )
+    out_body = f'{{"producer":"coordinator","producer_run_id":"{run_id}","attributes":{{"job":"job_{i}"}}}}'
     return (
         (event_id, f"src.{i}", partition, "succeeded", at, at, body),
         (run_id, f"job_{i}", partition, key, 0, "succeeded", "default", 1, 1, 1, inputs, handle, None, 0.0,
@@ -338,24 +331,71 @@ def prune(settings: Settings, spec) -> dict[str, float]:  # noqa: ANN001
     return out
 
 
-def bytes_per_event(backend: L.Backend, spec, events: int = 20_000) -> dict[str, int]:  # noqa: ANN001
+def relation_sizes(url: str) -> dict[str, int]:
+    """Bytes of every coord_ table, of each of their indexes and TOAST tables (with its index,
+    named for the table it holds values of), by name: together, what `store_bytes` sums."""
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "WITH t AS (SELECT c.oid, c.relname, c.reltoastrelid FROM pg_class c"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = current_schema() AND c.relkind = 'r' AND c.relname LIKE 'coord%')"
+            " SELECT relname, pg_relation_size(oid) FROM t"
+            " UNION ALL SELECT i.indexrelid::regclass::text, pg_relation_size(i.indexrelid)"
+            " FROM t JOIN pg_index i ON i.indrelid = t.oid"
+            " UNION ALL SELECT t.relname || ' (toast)', pg_total_relation_size(t.reltoastrelid)"
+            " FROM t WHERE t.reltoastrelid <> 0"
+        ).fetchall()
+    return {name: int(size) for name, size in rows}
+
+
+def bytes_per_event(backend: L.Backend, spec, events: int = 20_000) -> dict[str, object]:  # noqa: ANN001
+    """What the coordinator leaves in the store per event: it drains `events` of the bench's
+    spec on an empty store (one run each), then as many more at later partitions. Three
+    figures: as left after the first drain (plain VACUUM: what PostgreSQL reuses, the bloat of
+    updates included), the marginal cost of the second drain (its growth per event: what the
+    store grows by once it has lived), and after VACUUM FULL (compact, over both drains)."""
     settings = backend.fresh()
-    L.publish_backlog(settings, events)
-    coord, launcher, stop, thread = L.serve(spec, settings)
-    L.wait_for(launcher, events, timeout_s=600)
-    time.sleep(2.0)  # the last results and outbox entries settle
-    stop.set()
-    thread.join(60)
-    coord.close()
     url = driver_url(settings)
-    vacuum(url)
-    left = store_bytes(url) / events
+    coord, launcher, stop, thread = L.serve(spec, settings)
+    try:
+        sizes = []
+        for first in (0, events):
+            L.publish_backlog(settings, events, make=lambda n, first=first: L.event(first + n))
+            L.wait_for(launcher, first + events, timeout_s=600)
+            time.sleep(2.0)  # the last results and outbox entries settle
+            vacuum(url)
+            sizes.append(relation_sizes(url))
+    finally:
+        stop.set()
+        thread.join(60)
+        coord.close()
     vacuum(url, full=True)
-    compact = store_bytes(url) / events
+    sizes.append(relation_sizes(url))
+    left, grown, compact = sum(sizes[0].values()), sum(sizes[1].values()), sum(sizes[2].values())
+    out: dict[str, object] = {
+        "as_left": round(left / events),
+        "marginal": round((grown - left) / events),
+        "compact": round(compact / (2 * events)),
+    }
     print(
-        f"  bytes per event: {left:,.0f} as left (after VACUUM), {compact:,.0f} after VACUUM FULL", flush=True
+        f"  bytes per event: {out['as_left']:,} as left (after VACUUM, {events:,} events),"
+        f" {out['marginal']:,} marginal (events {events:,} to {2 * events:,}),"
+        f" {out['compact']:,} after VACUUM FULL",
+        flush=True,
     )
-    return {"as_left": round(left), "compact": round(compact)}
+    database = url.rsplit("/", 1)[-1]
+    print(
+        f"    {'relation':<40} {'as left':>9} {'marginal':>9} {'compact':>9}  (bytes per event, {database})"
+    )
+    for name in sorted(sizes[0], key=lambda n: -sizes[0][n]):
+        a, c = sizes[0][name] / events, sizes[2][name] / events / 2
+        m = (sizes[1][name] - sizes[0][name]) / events
+        if max(abs(a), abs(m), c) >= 0.5:
+            print(f"    {name:<40} {a:>9.0f} {m:>9.0f} {c:>9.0f}")
+    out["relations_as_left"] = {n: round(b / events) for n, b in sizes[0].items() if b}
+    return out
 
 
 # ---------------------------------------------------------------------- main
@@ -370,6 +410,10 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="runs of the 1,000 events/s load")
     parser.add_argument("--restarts", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=5.0, help="duration of each offered load")
+    parser.add_argument(
+        "--only", choices=("all", "bytes"), default="all", help="bytes: only the bytes per event (a minute)"
+    )
+    parser.add_argument("--events", type=int, default=20_000, help="events of each bytes-per-event drain")
     args = parser.parse_args()
     if not (os.environ.get("KAFKA_BOOTSTRAP_SERVERS") and os.environ.get("COORD_TEST_POSTGRES_URL")):
         sys.exit("set KAFKA_BOOTSTRAP_SERVERS and COORD_TEST_POSTGRES_URL (Kafka + PostgreSQL)")
@@ -379,8 +423,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         plain = L.Backend("kafka_postgres", tmp)
-        result["bytes_per_event_detail"] = bytes_per_event(plain, spec)
-        result["bytes_per_event"] = result["bytes_per_event_detail"]["compact"]
+        result["bytes_per_event_detail"] = bytes_per_event(plain, spec, args.events)
+        result["bytes_per_event"] = result["bytes_per_event_detail"]["as_left"]
+        if args.only == "bytes":
+            print(json.dumps(result))
+            return
         print("  warm-up (not counted):", flush=True)
         L.offered_load(plain, spec, 1000, 2.0)
         for size in sizes:

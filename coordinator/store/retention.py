@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Connection, and_, bindparam, delete, exists, or_, select, text, tuple_
 
 from coordinator.store import schema as S
-from coordinator.store.rows import DEAD, in_states, loads
+from coordinator.store.rows import DEAD, in_states, input_ids
 from coordinator.store.sql import Sql
 
 FINISHED = ("succeeded", *DEAD)
@@ -105,7 +105,7 @@ class Retention:
                 continue
             kept.append(run_id)
             if lineage:  # what is live was built on these: their events stay
-                done.keep.update(d["event_id"] for d in loads(inputs))
+                done.keep.update(input_ids(inputs))
                 done.keep.update(event_id for _, event_id in outputs(run_id, job, attempt))
         if doomed:
             gone = [

@@ -14,7 +14,18 @@ from sqlalchemy import Connection, and_, case, exists, func, select
 from coordinator.events import CompletionEvent
 from coordinator.readiness import Version
 from coordinator.store import schema as S
-from coordinator.store.rows import ACTIVE, DEAD, RunRow, in_states, loads, pkey, unkey, version_of
+from coordinator.store.rows import (
+    ACTIVE,
+    DEAD,
+    EVENT_COLUMNS,
+    RunRow,
+    event_of,
+    in_states,
+    loads,
+    pkey,
+    unkey,
+    version_of,
+)
 
 
 class Views:
@@ -25,29 +36,29 @@ class Views:
     # ------------------------------------------------------------------ events
     def get_event(self, event_id: str) -> CompletionEvent | None:
         e = S.events
-        body = self.conn.execute(select(e.c.body).where(e.c.event_id == event_id)).scalar()
-        return CompletionEvent.model_validate_json(body) if body else None
+        row = self.conn.execute(select(*_event_columns()).where(e.c.event_id == event_id)).first()
+        return event_of(row) if row else None
 
     def events_at(self, datasets: Sequence[str], partition: str | None) -> list[CompletionEvent]:
         """The recorded events of `datasets` at `partition`, oldest recorded first."""
         e = S.events
         q = (
-            select(e.c.body)
+            select(*_event_columns())
             .where(e.c.dataset.in_(datasets), e.c.partition_key == pkey(partition))
             .order_by(e.c.recorded_at)
         )
-        return [CompletionEvent.model_validate_json(b) for b in self.conn.execute(q).scalars()]
+        return [event_of(row) for row in self.conn.execute(q)]
 
     def newest_event(
         self, dataset: str, partition: str | None, status: str | None = None
     ) -> CompletionEvent | None:
         """The last recorded event of a dataset partition (of that `status`, if given)."""
         e = S.events
-        q = select(e.c.body).where(e.c.dataset == dataset, e.c.partition_key == pkey(partition))
+        q = select(*_event_columns()).where(e.c.dataset == dataset, e.c.partition_key == pkey(partition))
         if status is not None:
             q = q.where(e.c.status == status)
-        body = self.conn.execute(q.order_by(e.c.recorded_at.desc()).limit(1)).scalar()
-        return CompletionEvent.model_validate_json(body) if body else None
+        row = self.conn.execute(q.order_by(e.c.recorded_at.desc()).limit(1)).first()
+        return event_of(row) if row else None
 
     def produced_times(self, dataset_prefix: str) -> dict[str, float]:
         """When each recorded event of the datasets whose names start with `dataset_prefix` was
@@ -226,6 +237,11 @@ class Views:
         r = S.runs
         q = select(r.c.pool, func.count()).where(in_states(ACTIVE)).group_by(r.c.pool)
         return {pool: n for pool, n in self.conn.execute(q)}
+
+
+def _event_columns():
+    """What an event is read from (rows.event_of)."""
+    return tuple(S.events.c[name] for name in EVENT_COLUMNS)
 
 
 def _newer_run(r):
