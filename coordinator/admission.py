@@ -25,6 +25,8 @@ from coordinator.spec.models import PipelineSpec
 
 UNKNOWN_DATASET = "unknown_dataset"
 BAD_PARTITION = "bad_partition"
+_DATASETS_KEPT = 100_000
+_KEYS_KEPT = 10_000
 
 
 def admission_problem(spec: PipelineSpec, dataset: str, partition: str | None) -> EventError | None:
@@ -54,21 +56,44 @@ def admit(spec: PipelineSpec, event: CompletionEvent) -> None:
 
 
 class Admission:
-    """`admission_problem` with its answers kept per (dataset, partition): the intake asks for every
-    event, and a stream repeats the same few pairs. The spec never changes once built."""
+    """`admission_problem` with its answers kept: the intake asks for every event. What a dataset
+    settles (unknown, let in unchecked, or its partitioning) is kept per dataset, and whether a
+    key fits a partitioning per (partitioning, key): a daily key is checked once for every
+    dataset of that partitioning, so the memory follows the spec and the keys in use, not every
+    (dataset, partition) pair ever seen. The spec never changes once built."""
 
-    __slots__ = ("spec", "_known")
+    __slots__ = ("spec", "_datasets", "_keys")
 
     def __init__(self, spec: PipelineSpec) -> None:
         self.spec = spec
-        self._known: dict[tuple[str, str | None], EventError | None] = {}
+        # dataset → its partitioning, or the answer that needs no key (an EventError, None)
+        self._datasets: dict[str, P.Partitioning | EventError | None] = {}
+        self._keys: dict[tuple[P.Partitioning, str | None], str | None] = {}  # → key_problem
 
     def problem(self, event: CompletionEvent) -> EventError | None:
-        key = (event.dataset, event.partition)
+        dataset = event.dataset
         try:
-            return self._known[key]
+            settled = self._datasets[dataset]
         except KeyError:
-            found = admission_problem(self.spec, event.dataset, event.partition)
-            if len(self._known) < 100_000:  # bounded: garbage keys must not grow it forever
-                self._known[key] = found
-            return found
+            settled = self._dataset(dataset)
+        if settled is None or isinstance(settled, EventError):
+            return settled
+        key = (settled, event.partition)
+        try:
+            problem = self._keys[key]
+        except KeyError:
+            problem = P.key_problem(settled, event.partition)
+            if len(self._keys) >= _KEYS_KEPT:  # bounded: garbage keys must not grow it forever
+                self._keys.clear()
+            self._keys[key] = problem
+        return None if problem is None else EventError(BAD_PARTITION, f"{dataset}: {problem}")
+
+    def _dataset(self, dataset: str) -> P.Partitioning | EventError | None:
+        spec = self.spec
+        if dataset in spec.datasets or dataset in spec.producers:
+            settled: P.Partitioning | EventError | None = spec.partitioning(dataset)
+        else:
+            settled = admission_problem(spec, dataset, None)
+        if len(self._datasets) < _DATASETS_KEPT:  # bounded: garbage names must not grow it forever
+            self._datasets[dataset] = settled
+        return settled

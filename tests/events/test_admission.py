@@ -78,3 +78,20 @@ def test_the_spec_file_key() -> None:
     spec = parse_spec("accept_unknown_datasets: true\ndatasets:\n  raw.a: {partitioning: daily}\n")
     assert spec.accept_unknown_datasets is True
     assert parse_spec("datasets:\n  raw.a: {partitioning: daily}\n").accept_unknown_datasets is False
+
+
+def test_answers_kept_per_partitioning_and_key_not_per_pair() -> None:
+    """Every dataset of one partitioning shares the answer for a key: a bus of many datasets
+    and ever new days keeps one entry a day, not one an event."""
+    admission = Admission(daily_spec(20))
+    for day in range(1, 11):
+        for i in range(20):
+            event = CompletionEvent(dataset=f"d.{i}", partition=f"2024-01-{day:02d}")
+            assert admission.problem(event) is None
+    assert len(admission._keys) == 10
+    refused = admission.problem(CompletionEvent(dataset="d.3", partition="2024-13-01"))
+    assert refused.reason == BAD_PARTITION and refused.detail.startswith("d.3: ")
+
+
+def daily_spec(n: int) -> PipelineSpec:
+    return PipelineSpec(datasets={f"d.{i}": DatasetSpec(partitioning="daily") for i in range(n)})
