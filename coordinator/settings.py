@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     dead_letter_timeout_s: float = Field(default=10.0, gt=0)
     # The bus unreachable for longer than this is an error that stops `run`, `serve` and `publish`
     bus_unreachable_s: float = Field(default=30.0, gt=0)
+    # glibc malloc arenas of a process on the Kafka bus (coordinator/bus/kafka_memory.py): with its
+    # default, librdkafka's threads make resident memory creep up for good; 0 leaves glibc's default
+    malloc_arena_max: int = Field(default=2, ge=0)
 
     # State store (SQLAlchemy URL); default is a SQLite file under `home`
     state_url: SecretStr | None = None  # a URL may carry a password: read it with resolved_state_url()

@@ -25,7 +25,9 @@ def open_bus(settings: Settings) -> Bus:
         return LocalBus(settings.home / "bus.db")
     if settings.bus == "kafka":
         from coordinator.bus.kafka import KafkaBus
+        from coordinator.bus.kafka_memory import cap_malloc_arenas
 
+        cap_malloc_arenas(settings.malloc_arena_max)  # before librdkafka's threads (see there)
         return KafkaBus(
             settings.kafka_bootstrap_servers,
             settings.kafka_security_config(),
