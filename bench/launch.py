@@ -12,7 +12,9 @@ so what is measured ends where the job's own code begins:
   process exiting) to the first statement of `second` — the job's end seen, its output recorded,
   the downstream run claimed and started;
 - floor: the median wall time of `python -S -c pass`, measured in the same run between the
-  backends' rounds, so a busy machine moves both alike.
+  backends' rounds, so a busy machine moves both alike; each is followed by the same under the
+  `/bin/sh` wrapper the launcher puts around a command (launchers/process.py), whose cost is
+  the difference of the medians (`shell_wrapper_ms`).
 
 Backends as in bench/latency.py: kafka_postgres (the broker and PostgreSQL of scripts/services,
 a fresh topic and database) and local (the embedded bus and SQLite). Each measure is taken n
@@ -21,7 +23,8 @@ shared, so p90s are printed too, not judged).
 
     eval "$(scripts/services env)"; python bench/launch.py [--n 20] [--only local]
 Prints figures as it goes and, as its last line, one JSON object:
-{"floor_ms", "local": {"single_p50_ms", "and_p50_ms", "hop_p50_ms"}, "kafka_postgres": {...}}.
+{"floor_ms", "shell_wrapper_ms", "local": {"single_p50_ms", "and_p50_ms", "hop_p50_ms"},
+"kafka_postgres": {...}}.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import argparse
 import http.client
 import json
 import multiprocessing as mp
+import shlex
 import socket
 import statistics
 import subprocess
@@ -183,12 +187,20 @@ def measure(
     return out
 
 
-def floor_ms(n: int) -> list[float]:
+def floor_ms(n: int, wrapped: list[float] | None = None, exit_file: Path | None = None) -> list[float]:
+    """n wall times of `python -S -c pass`; given `wrapped`, each is followed by one of the same
+    under the launcher's `/bin/sh` wrapper (launchers/process.py), appended there."""
     times = []
+    argv = [sys.executable, "-S", "-c", "pass"]
     for _ in range(n):
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-S", "-c", "pass"], check=True)
+        subprocess.run(argv, check=True)
         times.append((time.perf_counter() - t0) * 1000)
+        if wrapped is not None and exit_file is not None:
+            script = f"{shlex.join(argv)}; echo $? > {shlex.quote(str(exit_file))}"
+            t0 = time.perf_counter()
+            subprocess.run(["/bin/sh", "-c", script], check=True)
+            wrapped.append((time.perf_counter() - t0) * 1000)
     return times
 
 
@@ -206,9 +218,10 @@ def main() -> None:
     parser.add_argument("--only", choices=["kafka_postgres", "local"])
     args = parser.parse_args()
     result: dict[str, object] = {}
-    floors: list[float] = floor_ms(args.n)
+    wrapped: list[float] = []
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
+        floors: list[float] = floor_ms(args.n, wrapped, tmp / "exit_code")
         only = {"local": "local_sqlite", "kafka_postgres": "kafka_postgres", None: None}[args.only]
         for name in backend_names(only):
             key = "local" if name == "local_sqlite" else name
@@ -216,14 +229,16 @@ def main() -> None:
             spec = build_spec(tmp, marks.path)
             settings = Backend(name, tmp).fresh().model_copy(update={"batch_max_events": 500})
             times = measure(settings, spec, marks, args.n, args.warm_up)
-            floors += floor_ms(args.n)
+            floors += floor_ms(args.n, wrapped, tmp / "exit_code")
             figures = {f"{m}_p50_ms": round(statistics.median(v), 1) for m, v in times.items()}
             figures.update({f"{m}_p90_ms": p(v, 0.9) for m, v in times.items()})
             print(f"  {key}: {figures}", flush=True)
             result[key] = figures
     floor = round(statistics.median(floors), 1)
+    shell = round(statistics.median(wrapped) - statistics.median(floors), 2)
     print(f"  floor, `python -S -c pass`: {floor} ms (median of {len(floors)}, p90 {p(floors, 0.9)} ms)")
-    print(json.dumps({"floor_ms": floor, **result}))
+    print(f"  the /bin/sh wrapper around it adds {shell} ms (medians of {len(wrapped)}, alternating)")
+    print(json.dumps({"floor_ms": floor, "shell_wrapper_ms": shell, **result}))
 
 
 if __name__ == "__main__":

@@ -6,12 +6,14 @@ crash-safe):
  2. in one transaction: record the new events (dedupe by event id), compute readiness, create
     runs (unique by job, partition, input set: a replay creates nothing) — started at once
     when their pool has room, else ready; claim due ready runs within their pools;
- 3. after that commit: start the claimed runs on worker threads, commit the bus offsets;
+ 3. after that commit: start the claimed runs (a spawn on the loop's thread, the wait on a
+    worker thread: workers.py), commit the bus offsets;
  4. in a second transaction, with what the worker threads reported meanwhile: mark the outbox
-    events the bus confirmed as sent; record finished attempts (success → the job's output
-    events into the outbox; failure → retry with exponential backoff, then failed + a failed
-    event, downstream held); record the output events, whose readiness may create and claim
-    downstream runs;
+    events the bus confirmed as sent; store the handles of started jobs (held back while the
+    jobs start up, for up to 50 ms or until they end: workers.StartedHold); record finished
+    attempts (success → the job's output events into the outbox; failure → retry with
+    exponential backoff, then failed + a failed event, downstream held); record the output
+    events, whose readiness may create and claim downstream runs;
  5. after that commit: start those runs, hand the turn's outbox events to the bus (their
     acknowledgement is awaited at a later turn, so the broker's round trip overlaps the next
     batch).
@@ -40,6 +42,7 @@ from pathlib import Path
 
 from coordinator.availability import Availability
 from coordinator.bus.base import Bus
+from coordinator.bus.kafka_wake import WokenBus
 from coordinator.errors import BusError
 from coordinator.events import CompletionEvent
 from coordinator.hooks import Hook, Hooks
@@ -57,7 +60,7 @@ from coordinator.spec.models import PipelineSpec
 from coordinator.steps import TurnSteps
 from coordinator.store.store import OPEN, RunRow, StateStore, Tx
 from coordinator.turn import ClaimSchedule, RunStats, Step, unless_fatal
-from coordinator.workers import Workers
+from coordinator.workers import StartedHold, Workers
 
 log = logging.getLogger("coordinator.engine")
 
@@ -113,14 +116,16 @@ class Coordinator:
         self.ha = Availability(self)  # the lease, adoption and the run watchdog
         self.workers.may_launch, self.outbox.may_publish = self.ha.may_launch, self.ha.may_publish
         self.workers.wake = self._wake
+        self.held = StartedHold()  # handles written with the job's end, or 50 ms after its start
         self.every_turn.append(self.ha.tick)
 
     # ------------------------------------------------------------------ lifecycle
     @property
     def intake(self) -> EventIntake:
         if self._intake is None:
+            bus = WokenBus(self.bus)  # a consumer a worker's report can wake (bus/kafka_wake.py)
             self._intake = self._stack.enter_context(
-                EventIntake(self.bus, self.settings, spec=self.spec, store=self.store, hooks=self.hooks)
+                EventIntake(bus, self.settings, spec=self.spec, store=self.store, hooks=self.hooks)
             )
         return self._intake
 
@@ -226,6 +231,10 @@ class Coordinator:
                         break
                 else:
                     idle_since = None
+            if self.held:  # the handles of jobs still starting, written before the loop returns
+                now = self.clock()
+                held = self.held.pass_on([], write_anyway=True)
+                self._transact(now, lambda tx: self.steps.write_results(tx, held, now)[0])
         finally:
             stats.published += self.outbox.settle()  # what this loop published is on the bus
         return stats
@@ -272,8 +281,8 @@ class Coordinator:
             except BusError as exc:  # e.g. a rebalance: the batch is redelivered, a no-op then
                 unless_fatal(exc, "offsets not committed; the batch will be replayed")
         # 4. second transaction: what the workers reported, what the bus confirmed
-        reports = self.workers.take(block=want is None)
         sent = self.outbox.delivered()
+        reports = self.held.pass_on(self.workers.take(block=want is None), write_anyway=bool(sent))
         second = Step()
         if reports or sent:
             now = self.clock()

@@ -19,6 +19,7 @@ import collections
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -43,6 +44,39 @@ class Done:
 
 
 Report = Started | Done
+
+
+class StartedHold:
+    """`Started` reports held back for up to `hold_s`, so that the store is not written to while
+    the jobs they started are starting up, and a job that ends by then has its handle written with
+    its end, in one transaction instead of two.
+
+    Safe to hold: the run is in the store as `starting` since its claim, and a crash before its
+    handle is written is covered by recovery.py, which finds the process by its run folder. What
+    `pass_on` returns is written now: everything as soon as a `Done` is among it (or the caller
+    writes anyway), else nothing until the oldest held report is `hold_s` old."""
+
+    def __init__(self, hold_s: float = 0.05, clock: Callable[[], float] | None = None) -> None:
+        self.hold_s, self._clock = hold_s, clock or time.monotonic
+        self._held: list[Report] = []
+        self._since = 0.0
+
+    def pass_on(self, reports: list[Report], write_anyway: bool = False) -> list[Report]:
+        if self._held:
+            reports = self._held + reports
+        elif reports:
+            self._since = self._clock()
+        if write_anyway or not reports or any(isinstance(r, Done) for r in reports):
+            self._held = []
+            return reports
+        if self._clock() - self._since >= self.hold_s:
+            self._held = []
+            return reports
+        self._held = reports
+        return []
+
+    def __bool__(self) -> bool:
+        return bool(self._held)
 
 
 class WorkerThreads:

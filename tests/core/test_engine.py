@@ -326,3 +326,25 @@ def test_workers_reuse_idle_threads_and_never_queue_behind_a_long_job() -> None:
     release.set()
     for event in blocked:
         event.set()
+
+
+def test_started_handles_are_held_until_the_job_ends_or_for_their_hold() -> None:
+    """A job's handle is written with its end when it ends within the hold (one transaction, none
+    while it starts up), else once the hold has passed; whatever else is written takes them along."""
+    from coordinator.launchers.base import Handle, RunResult
+    from coordinator.workers import Done, Started, StartedHold
+
+    now = [100.0]
+    hold = StartedHold(hold_s=0.05, clock=lambda: now[0])
+    run = "run-1"  # what a report is about is not the hold's business
+    started, done = Started(run, Handle("command", {"pid": 1})), Done(run, RunResult(True))
+    assert hold.pass_on([started]) == [] and hold
+    now[0] += 0.02
+    assert hold.pass_on([]) == []
+    assert hold.pass_on([done]) == [started, done] and not hold  # ended within the hold: together
+    assert hold.pass_on([started]) == []
+    now[0] += 0.06
+    assert hold.pass_on([]) == [started] and not hold  # the hold passed: written alone
+    assert hold.pass_on([started]) == []
+    assert hold.pass_on([], write_anyway=True) == [started]  # a transaction happens anyway
+    assert hold.pass_on([]) == []
