@@ -40,6 +40,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 
+from coordinator.audit_queue import AuditQueue, settle, write_audits
 from coordinator.availability import Availability
 from coordinator.bus.base import Bus
 from coordinator.bus.kafka_wake import WokenBus
@@ -117,6 +118,7 @@ class Coordinator:
         self.workers.may_launch, self.outbox.may_publish = self.ha.may_launch, self.ha.may_publish
         self.workers.wake = self._wake
         self.held = StartedHold()  # handles written with the job's end, or 50 ms after its start
+        self.audits = AuditQueue()  # POST /events' audit rows, written in the next transaction
         self.every_turn.append(self.ha.tick)
 
     # ------------------------------------------------------------------ lifecycle
@@ -264,7 +266,7 @@ class Coordinator:
         events = self.own.drop(batch.events) if batch is not None else []
         now = self.clock()
         first = Step()
-        if events or self.claims.due(now):
+        if events or self.claims.due(now) or self.audits:
 
             def record_and_claim(tx: Tx) -> Step:
                 step = self.steps.record(tx, events, now, self.owner) if events else Step()
@@ -319,11 +321,19 @@ class Coordinator:
         outbox in that same transaction, so an event exists exactly when its cause does. The
         step is acted on (runs started, events published) only after this returns, committed.
         A StoreError ends the loop: nothing is committed."""
-        with self.store.begin() as tx:
-            self.ha.hold(tx)  # the fence: LeaseLost, nothing written, once the lease was adopted
-            step = work(tx)
-            if step.publish:
-                tx.outbox_add(step.publish, now)
+        audits: list = []
+        try:
+            with self.store.begin() as tx:
+                self.ha.hold(tx)  # the fence: LeaseLost, nothing written, once the lease was adopted
+                step = work(tx)
+                if step.publish:
+                    tx.outbox_add(step.publish, now)
+                audits = self.audits.take()  # what the HTTP side published meanwhile: its audit
+                write_audits(tx, [row for rows, _ in audits for row in rows])
+        except BaseException as exc:
+            settle(audits, exc)  # those requests write their rows themselves
+            raise
+        settle(audits)
         return step
 
     def drain(self, grace_s: float) -> RunStats:

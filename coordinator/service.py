@@ -203,6 +203,7 @@ class Service:
             self.settings, metrics=self.metrics, spec=self.spec, store=self.store,
             bus_ready=lambda: self._coordinator is not None and self._coordinator.intake.assigned(),
             bound_host=host,  # anonymous reads are for a loopback bind only (coordinator/auth.py)
+            audit_queue=lambda: self._coordinator.audits if self._coordinator is not None else None,
         )
         server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
 

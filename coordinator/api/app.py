@@ -6,7 +6,6 @@ uvicorn --factory coordinator.api.app:app_from_environment
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -14,6 +13,7 @@ from fastapi import FastAPI
 from coordinator import __version__
 from coordinator.api import events, fivetran, health
 from coordinator.api import metrics as metrics_api
+from coordinator.audit_queue import AuditQueue
 from coordinator.auth import Authenticator
 from coordinator.metrics import Metrics
 from coordinator.publish import Publisher
@@ -31,13 +31,16 @@ def create_app(
     store: StateStore | None = None,
     bus_ready: Callable[[], bool] | None = None,
     bound_host: str | None = None,
+    audit_queue: Callable[[], AuditQueue | None] | None = None,
 ) -> FastAPI:
     """The app. A publisher given is the caller's to close; one made here is closed at shutdown.
     With `metrics`, GET /metrics exposes them; with `spec` and `store`, the UI is served (api/ui.py);
     with `spec`, POST /events admits events against it (422 unknown_dataset / bad_partition).
     GET /healthz and /readyz (api/health.py): `bus_ready` says whether the engine's consumer has
     its partitions, `store` is asked whether it answers. Who may do what: coordinator/auth.py, whose
-    anonymous reads need `bound_host` (the address served; default settings.api_host) on loopback."""
+    anonymous reads need `bound_host` (the address served; default settings.api_host) on loopback.
+    `audit_queue` gives the engine's queue when an engine runs in this process on the same store:
+    POST /events' audit rows are written in its transactions (coordinator/audit_queue.py)."""
     auth = Authenticator.from_settings(settings, bound_host)  # a bad tokens file fails here, at start
     if spec is not None:
         fivetran.check_mapping(settings, spec)
@@ -47,20 +50,15 @@ def create_app(
 
         publisher = Publisher(open_bus(settings), settings)
 
-    # POST /events' audit transactions, each waiting for its events to reach the bus (api/events.py):
-    # threads of their own, so that they never hold the ones the publishing itself needs
-    audit_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="coord-audit")
-
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
-        audit_pool.shutdown(wait=True)
         if owned:
             publisher.close()
 
     app = FastAPI(title="coordinator", version=__version__, lifespan=lifespan)
     app.state.settings, app.state.auth = settings, auth
-    app.state.publisher, app.state.audit_pool = publisher, audit_pool
+    app.state.publisher, app.state.audit_queue = publisher, audit_queue
     app.state.metrics = metrics
     app.state.spec, app.state.store, app.state.bus_ready = spec, store, bus_ready
     app.include_router(events.router)

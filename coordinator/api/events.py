@@ -12,13 +12,15 @@ are durable on the bus.
 from __future__ import annotations
 
 import asyncio
-from concurrent.futures import Future
+import contextlib
+import time
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 
 from coordinator.admission import admission_problem
+from coordinator.audit_queue import HANDOVER_S, AuditEntry, AuditQueue, write_audits
 from coordinator.auth import Principal, require
 from coordinator.codec import event_from_json
 from coordinator.errors import BusError, EventError
@@ -46,57 +48,52 @@ def _publish(publisher: Publisher, events: list[CompletionEvent]) -> None:
 
 
 async def _publish_all(request: Request, events: list[CompletionEvent], actor: str) -> dict[str, Any]:
-    """Publish, and audit each event as published by `actor` (a token's name, or the webhook).
-
-    On PostgreSQL the audit's rows are written while the events travel to the bus and committed
-    once the bus has them (rolled back if it refused them): its transaction then leaves the
-    database and the interpreter to the engine, which starts the events' runs at about that
-    moment, instead of competing with the first transaction of their launch (2 ms of it,
-    bench/launch.py). On SQLite, whose write lock is the whole file's, the audit is written after
-    the publish, so that an open audit never holds the engine up for as long as the bus takes."""
-    store = getattr(request.app.state, "store", None)  # an events-only app has no audit
-    published: Future[bool] = Future()
-    audited = None
-    if store is not None and not store.url.startswith("sqlite"):
-        pool = request.app.state.audit_pool
-        audited = asyncio.wrap_future(pool.submit(_audit, store, actor, events, published))
+    """Publish, then audit each event as published by `actor` (a token's name, or the webhook)."""
     try:
         await run_in_threadpool(_publish, request.app.state.publisher, events)
     except BusError as exc:
-        refusal = _refuse(503, "bus_unavailable", str(exc))
+        raise _refuse(503, "bus_unavailable", str(exc)) from None
     except EventError as exc:
-        refusal = _refuse(422, exc.reason, exc.detail)
-    except BaseException:
-        published.set_result(False)
-        raise
-    else:
-        refusal = None
-    published.set_result(refusal is None)
-    if audited is not None:
-        await audited
-    elif store is not None and refusal is None:
-        await run_in_threadpool(_audit, store, actor, events, published)
-    if refusal is not None:
-        raise refusal
+        raise _refuse(422, exc.reason, exc.detail) from None
+    store = getattr(request.app.state, "store", None)
+    if store is not None:  # the audit lives in the state store; an events-only app has none
+        await _audit(request, store, actor, events)
     return {"event_ids": [e.event_id for e in events]}
 
 
-class _NotPublished(Exception):
-    """The bus refused the events: their audit rows are rolled back."""
+async def _audit(request: Request, store: Any, actor: str, events: list[CompletionEvent]) -> None:
+    """The audit rows, committed before the request answers: in the transaction of the engine of
+    this process, which records these very events a moment later (coordinator/audit_queue.py),
+    else — no engine here, or none took them in time — in a transaction of their own."""
+    at = time.time()
+    rows = [
+        AuditEntry(actor, "publish", e.dataset, e.partition, _detail(e), at)
+        for e in events
+    ]
+    engine_queue = request.app.state.audit_queue
+    queue: AuditQueue | None = engine_queue() if engine_queue is not None else None
+    if queue is not None:
+        handed = queue.put(rows)
+        try:
+            await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(handed)), HANDOVER_S)
+            return
+        except TimeoutError:
+            if not queue.withdraw(handed):  # taken meanwhile: that transaction decides
+                with contextlib.suppress(Exception):
+                    await asyncio.wrap_future(handed)
+                    return
+        except Exception:  # the engine's transaction failed: written here instead
+            pass
+    await run_in_threadpool(_write, store, rows)
 
 
-def _audit(store: Any, actor: str, events: list[CompletionEvent], published: Future[bool]) -> None:
-    from coordinator.store import audit
+def _detail(event: CompletionEvent) -> str:
+    return f"event {event.event_id} ({event.status.value}) as {event.producer}"
 
-    try:
-        with store.begin() as tx:
-            for e in events:
-                detail = f"event {e.event_id} ({e.status.value}) as {e.producer}"
-                audit.add(tx, actor, "publish", job=e.dataset, partition=e.partition, detail=detail)
-            if not published.result():
-                raise _NotPublished
-    except _NotPublished:
-        pass
+
+def _write(store: Any, rows: list[AuditEntry]) -> None:
+    with store.begin() as tx:
+        write_audits(tx, rows)
 
 
 @router.post("/events", status_code=202)
