@@ -83,11 +83,33 @@ from coordinator.streamwindows import (
     write_atomically,
 )
 
+ASK_S = 5.0  # the longest a flush waits for the end offsets of partitions held elsewhere
+
+
+class EndOffsets:
+    """The end offsets of partitions this worker does not hold, from a client of its own (no
+    group), started on first use in the worker's loop. Not faust's consumer: its calls run on its
+    thread's queue, behind a rebalance's callback, which waits for this worker's acknowledgements
+    (faust's wait_empty), which wait for the flush that asks: a deadlock."""
+
+    def __init__(self, bootstrap: str, auth: dict[str, Any]) -> None:
+        self.bootstrap, self.auth, self.client = bootstrap, auth, None
+
+    async def end_offsets(self, partitions: list[Any]) -> dict[Any, int]:
+        if self.client is None:
+            from aiokafka import AIOKafkaConsumer
+
+            client = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False, **self.auth)
+            await client.start()
+            self.client = client
+        return await self.client.end_offsets(partitions)
+
 
 # --------------------------------------------------------------------------- the faust app
 def build_app(config: dict[str, Any]) -> Any:
     import faust
-    from faust.types import TP
+    from aiokafka import TopicPartition
+    from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 
     run_dir = Path(config["run_dir"])
     job, dataset, topic = config["job"], config["dataset"], config["topic"]
@@ -97,6 +119,7 @@ def build_app(config: dict[str, Any]) -> Any:
     schema = load_event_schema(Path(config["topics_dir"]))
     time_field, key_field = config["time_field"], config.get("key_field")
 
+    session_s = float(config.get("session_timeout_s", 10))  # a dead worker's partitions move after it
     app = faust.App(
         f"{config['group']}.{state.generation}",
         broker=f"kafka://{config['bootstrap']}",
@@ -107,9 +130,9 @@ def build_app(config: dict[str, Any]) -> Any:
         web_host="127.0.0.1",
         web_port=int(config["web_port"]),
         consumer_auto_offset_reset="earliest",
-        broker_session_timeout=float(config.get("session_timeout_s", 10)),
+        broker_session_timeout=session_s,
         broker_commit_interval=float(config.get("commit_interval_s", 2.8)),
-        broker_heartbeat_interval=3,
+        broker_heartbeat_interval=min(3.0, session_s / 3),
         topic_allow_declare=False,
     )
     source = app.topic(topic, value_serializer="raw", key_serializer="raw")
@@ -124,6 +147,7 @@ def build_app(config: dict[str, Any]) -> Any:
             headers=[("event_id", ident.encode())],
         )
 
+    offsets = EndOffsets(config["bootstrap"], credentials_to_aiokafka_auth(app.conf.broker_credentials))
     announce = Announcer(config["output"], job, dataset, key_field or "key", schema, send)
     pending: list[tuple[str, Any]] = []  # (source, event) applied, not acknowledged to faust yet
     flushing = asyncio.Lock()
@@ -135,11 +159,13 @@ def build_app(config: dict[str, Any]) -> Any:
 
     def local_ends() -> dict[str, int | None] | None:
         """Every source partition's end offset as known without asking the broker: the assigned
-        ones' from their last fetch (None: not fetched yet), the others' from the last sync."""
-        mine = assigned()
-        if not mine:
+        ones' from their last fetch (None: not fetched yet); the others' unknown (None), so that
+        between syncs a partition held elsewhere holds the watermark at what its file said: that
+        it had caught up then says nothing of what has come since."""
+        mine, count = assigned(), app.consumer.topic_partitions(topic)
+        if not mine or count is None:
             return None
-        known = dict(state.ends or {})
+        known: dict[str, int | None] = {f"{topic}:{p}": None for p in range(count)}
         known.update({f"{topic}:{tp.partition}": app.consumer.highwater(tp) for tp in mine})
         return known
 
@@ -150,11 +176,15 @@ def build_app(config: dict[str, Any]) -> Any:
         if not mine or count is None:
             return None
         known: dict[str, int | None] = {f"{topic}:{tp.partition}": app.consumer.highwater(tp) for tp in mine}
-        others = [TP(topic, p) for p in range(count) if f"{topic}:{p}" not in known]
+        others = [TopicPartition(topic, p) for p in range(count) if f"{topic}:{p}" not in known]
         if others:
-            asked = await app.consumer.highwaters(*others)
-            known.update({f"{topic}:{p}": None for p in range(count) if f"{topic}:{p}" not in known})
-            known.update({f"{tp.topic}:{tp.partition}": end for tp, end in asked.items()})
+            known.update({f"{tp.topic}:{tp.partition}": None for tp in others})  # unknown: behind
+            try:
+                asked = await asyncio.wait_for(offsets.end_offsets(others), ASK_S)
+            except Exception as exc:  # the broker away or slow: asked again at the next flush
+                log.info("the end offsets of %d partitions held elsewhere are unknown: %r", len(others), exc)
+            else:
+                known.update({f"{tp.topic}:{tp.partition}": end for tp, end in asked.items()})
         return known
 
     async def flush(stream: Any) -> None:
@@ -191,9 +221,7 @@ def build_app(config: dict[str, Any]) -> Any:
             except ValueError as exc:
                 log.warning("%s offset %d refused: %s", where, message.offset, exc)
                 when, key = None, ""
-            outcome = state.apply(where, message.offset, when, key)
-            if outcome == "foreign":  # claimed by another worker: not ours to apply nor to ack
-                continue
+            outcome = state.apply(where, message.offset, when, key)  # foreign: acknowledged only
             if outcome == "late":
                 log.info(
                     "%s offset %d is late (watermark %s): counted, not applied",

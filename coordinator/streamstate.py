@@ -17,8 +17,9 @@ them and moves them on each rebalance. So:
 - **A partition's file is written only by its owner**, the worker that claimed it when faust
   assigned it. A claim from an older group generation than the file's is refused (a stale
   rebalance); a worker whose partition another claimed drops it at its next sync without writing
-  it nor acknowledging its events to faust, so its offsets are not committed from there and the
-  new owner reads the events. A claim loads the file: the new owner resumes where the old one
+  it, and applies none of its events any more: the new owner, assigned it in a newer group
+  generation, reads them from the offsets committed for it (the broker refuses a commit from an
+  older generation). A claim loads the file: the new owner resumes where the old one
   saved (offsets applied, event times, window contents), and a replay is skipped by its offset.
 - **A window's completeness is global**: the watermark is computed under the lock from every
   partition's file and end offset (`advance`), so a worker holding some partitions never closes a
@@ -27,6 +28,10 @@ them and moves them on each rebalance. So:
   job.json records it before the lock is released, so every other worker then sees it announced.
 - **Data applied after its window was announced** (by a worker whose view was older) is found at
   that worker's next sync, before its part is written: counted late, as it would have been.
+- **The lock is held for file writes and announcements only** (the end offsets of partitions
+  held elsewhere are asked before it, after a `peek` at their files). A worker paused while
+  holding it (a few ms of each flush) holds the others back until it resumes or dies (flock is
+  released with the process): a stall, never a loss nor a double announcement.
 - **Revisions are crash-safe**: each part keeps its late counts per window (cumulative, within the
   revision horizon) and job.json what of each part a revision announced, so a window is revised
   when some part holds late data not announced yet, written with the offsets that brought it.
@@ -114,6 +119,7 @@ class WindowState:
         self.parts: dict[str, Part] = {}
         self.others: dict[str, Part] = {}
         self.ends: dict[str, int | None] | None = None  # each partition's end offset, last known
+        self.peeked: dict[str, int] = {}  # the offset other workers' parts said they applied
         (self.folder / "parts").mkdir(parents=True, exist_ok=True)
         self.mark: float | None = None
         with self.locked():
@@ -213,7 +219,7 @@ class WindowState:
 
     def claim_locked(self, sources: Iterable[str], generation: int) -> set[str]:
         """Own exactly `sources` (faust's new assignment, in group `generation`); the sources whose
-        memory was replaced by their file, so events of theirs held but not saved are stale. A part
+        events held but not saved are stale: reloaded from their file, let go, or not taken. A part
         this worker still owns on disk keeps its memory (the file plus what was applied since)."""
         wanted, reloaded = set(sources), set()
         for source in [s for s in self.parts if s not in wanted]:
@@ -304,7 +310,10 @@ class WindowState:
         if ends is None:
             return self.mark
         known = self.known()
-        applied = {s: p.applied for s, p in known.items()}
+        # another worker's partition is caught up only by what its file said before `ends` were
+        # measured (`peek`): an end offset older than the offset applied says nothing
+        applied = {s: self.peeked.get(s, -1) for s in self.others}
+        applied.update({s: p.applied for s, p in self.parts.items()})
         behind = [s for s, end in ends.items() if end is None or applied.get(s, -1) + 1 < end]
         if behind:
             times = [known[s].time if s in known else None for s in behind]
@@ -334,9 +343,20 @@ class WindowState:
 
     # ------------------------------------------------------------------ a sync, under the lock
     def sync(self, ends: dict[str, int | None] | None) -> list[str]:
-        """Write the parts owned here and read the others', then move the watermark; the sources
-        lost (another worker claimed them: not written, their events not to be acknowledged).
-        What was applied for a window announced or passed meanwhile is made late first."""
+        """`exchange`, then `settle` on `ends` (measured after a `peek`)."""
+        lost = self.exchange()
+        self.settle(ends)
+        return lost
+
+    def peek(self) -> None:
+        """Read what the other workers' parts say they applied, before the end offsets are asked
+        for (no lock: each file is replaced whole), so that the broker's call is made outside it."""
+        self.peeked = {s: p.applied for s, p in self._read_parts().items() if s not in self.parts}
+
+    def exchange(self) -> list[str]:
+        """Write the parts owned here and read the others'; the sources lost (another worker
+        claimed them: not written, their events not applied here any more). What was applied for
+        a window announced or passed meanwhile is made late first."""
         self._read_job()
         passed_at = self.saved_mark
         lost = []
@@ -351,13 +371,19 @@ class WindowState:
             if part.dirty or disk is None:
                 self._write_part(part)
         self.others = {s: p for s, p in self._read_parts().items() if s not in self.parts}
-        if ends is not None:
-            self.ends = ends
+        return lost
+
+    def settle(self, ends: dict[str, int | None] | None) -> float | None:
+        """Move the watermark over every partition and save it. `ends` must be measured after a
+        `peek`: an end offset older than the offset a part says it applied would call a partition
+        caught up that has more to come."""
+        self.ends = ends
         before = self.saved_mark
-        self.advance(self.ends)
+        self.advance(ends)
         if self.mark != before:
             self._write_job()
-        return lost
+            self.saved_mark = self.mark
+        return self.mark
 
     def _settle(self, part: Part, passed_at: float | None) -> None:
         for window, counts in part.fresh.items():

@@ -186,15 +186,20 @@ async def flush_batch(
     """Save the parts, announce each window closed or revised, then acknowledge the batch's events
     (`(source, event)` pairs); the ids announced. Holding the state folder's lock:
     0. the parts owned here written (a part another worker claimed is dropped, unwritten), the
-       others read, and the watermark moved over every partition (`state.sync`, streamstate.py);
+       others read, and the watermark moved over every partition on end offsets measured before
+       (`peek`, `exchange`, `settle`: streamstate.py);
     then per window: 1. its file written and flushed and 2. its event acknowledged by the broker
-    (`announce`), 3. marked announced in the saved state. Then, the lock released: 4. the events of
-    the parts saved acknowledged, and faust commits only acknowledged offsets. The events of a part
-    dropped are not: their offsets stay uncommitted here, and the part's new owner reads them."""
-    known = await ends()  # end offsets asked before the lock: it is held for file writes only
+    (`announce`), 3. marked announced in the saved state. Then, the lock released: 4. the batch's
+    events acknowledged, and faust commits only acknowledged offsets. Those of a part dropped, or
+    never owned here, are acknowledged too, unapplied (else faust's next rebalance would wait for
+    them): another worker claimed the part in a newer group generation, so the broker refuses a
+    commit from this one's, and that owner reads them from the offsets committed for it."""
     announced = []
+    state.peek()  # what the others applied, then every partition's end offset, outside the lock
+    measured = await ends()
     async with state.alocked():
-        lost = set(state.sync(known))  # 0.
+        state.exchange()  # 0.
+        state.settle(measured)
         for window in state.closable():
             counts = state.contents(window)
             ident = await announce(window, counts, 1)
@@ -211,7 +216,6 @@ async def flush_batch(
                 sum(counts.values()),
                 announced[-1],
             )
-    for source, event in batch:
-        if source in state.parts and source not in lost:
-            await ack(event)  # 4.
+    for _source, event in batch:
+        await ack(event)  # 4.
     return announced

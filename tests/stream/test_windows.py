@@ -206,3 +206,68 @@ def test_a_flush_writes_the_file_then_announces_then_saves_then_acknowledges(tmp
         asyncio.run(flush_batch(state, [("t:0", 4)], failing, ack, ends))
     assert saved_announced() == ["2024-06-01T05"] and "2024-06-01T06" in state.open_windows()
     assert steps[-1] == "ack 3"  # offset 4 not acknowledged: faust commits nothing past it
+
+
+def test_two_workers_share_the_job_partition_by_partition(tmp_path: Path):
+    """Two workers' views of one state folder (what faust's rebalance does to them, by hand): a
+    partition moves with its file, the one who lost it drops what it had not saved, a window is
+    closed only when every partition's owner has passed it, and it is announced once."""
+    a = owning(tmp_path, "t:0", "t:1")
+    a.apply("t:0", 0, T0 + 10, "a")
+    a.apply("t:1", 0, T0 + 20, "b")
+    with a.locked():
+        a.sync(None)
+    a.apply("t:1", 1, T0 + 30, "b")  # applied in memory, not saved: lost with the partition
+    b = WindowState(tmp_path / "state", lateness_s=0)
+    assert b.claim(["t:1"], generation=2) == set() and b.parts["t:1"].applied == 0  # from its file
+    with a.locked():
+        assert a.sync(None) == ["t:1"] and list(a.parts) == ["t:0"]  # dropped, unwritten
+    assert summary(tmp_path / "state")["applied"] == {"t:0": 0, "t:1": 0}
+    assert b.apply("t:1", 1, T0 + 30, "b") == "events"  # the new owner reads it again
+
+    a.apply("t:0", 1, T0 + 3600 + 5, "a")  # partition 0 passes hour 05; partition 1 has not
+    with a.locked():
+        a.peek()
+        a.sync({"t:0": 2, "t:1": 2})  # partition 1 behind its end: it holds the watermark
+    assert a.watermark == T0 + 20 and a.closable() == []
+    b.apply("t:1", 2, T0 + 3600 + 9, "b")
+    with b.locked():
+        b.peek()  # partition 0's file: caught up to its end
+        b.sync({"t:0": 2, "t:1": 3})
+        assert b.closable() == ["2024-06-01T05"] and b.contents("2024-06-01T05") == {"a": 1, "b": 2}
+        b.close("2024-06-01T05", b.contents("2024-06-01T05"))
+    with a.locked():
+        a.peek()
+        a.sync({"t:0": 2, "t:1": 3})
+    assert a.closable() == [] and a.announced == {"2024-06-01T05"}  # not a second time
+
+
+def test_data_applied_for_a_window_another_worker_announced_meanwhile_is_late(tmp_path: Path):
+    a, b = owning(tmp_path, "t:0"), WindowState(tmp_path / "state", lateness_s=0)
+    b.claim(["t:1"])
+    a.apply("t:0", 0, T0 + 10, "a")
+    a.apply("t:0", 1, T0 + 3600 + 10, "a")
+    with a.locked():
+        a.sync(None)
+    b.apply("t:1", 0, T0 + 3600 + 20, "b")
+    with b.locked():
+        b.peek()
+        b.sync({"t:0": 2, "t:1": 1})  # all caught up: the watermark is 06:00:20
+        [hour_05] = b.closable()
+        b.close(hour_05, b.contents(hour_05))
+    assert a.apply("t:0", 2, T0 + 30, "a") == "events"  # a's view: hour 05 still open
+    with a.locked():
+        a.sync(None)
+    assert a.counts() == {"events": 3, "late": 1, "rejected": 0, "replayed": 0}
+    assert summary(tmp_path / "state")["windows"] == {"2024-06-01T06": {"a": 1, "b": 1}}
+
+
+def test_a_claim_from_an_older_group_generation_is_refused(tmp_path: Path):
+    """A rebalance's callback that ran late (its generation already followed by another's claim)
+    does not take the partition back from the worker the newer generation gave it to."""
+    a = WindowState(tmp_path / "state", lateness_s=0)
+    b = WindowState(tmp_path / "state", lateness_s=0)
+    b.claim(["t:0"], generation=5)
+    assert a.claim(["t:0"], generation=4) == {"t:0"} and a.parts == {}  # not taken: none held
+    assert summary(tmp_path / "state")["owners"] == {"t:0": b.owner}
+    assert a.apply("t:0", 0, T0, "a") == "foreign"
