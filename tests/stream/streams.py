@@ -3,7 +3,6 @@ state, a coordinator's settings on the real broker, and a service run while a sc
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from datetime import UTC, datetime
