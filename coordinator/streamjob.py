@@ -245,6 +245,16 @@ def build_app(config: dict[str, Any]) -> Any:
         if pending or due or state.advance(local_ends()) is not None and state.closable():
             await flush(streams[0])
 
+    def lag() -> int | None:
+        """Messages behind the end of the partitions held here (None: an end not fetched yet)."""
+        behind = 0
+        for tp in assigned():
+            end, part = app.consumer.highwater(tp), state.parts.get(f"{topic}:{tp.partition}")
+            if end is None:
+                return None
+            behind += max(0, end - (part.applied + 1 if part else 0))
+        return behind
+
     @app.timer(interval=float(config.get("heartbeat_s", 2.0)))
     async def heartbeat() -> None:
         parent = config.get("parent_pid")
@@ -254,6 +264,7 @@ def build_app(config: dict[str, Any]) -> Any:
         beat = {
             "at": time.time(),
             "pid": os.getpid(),
+            "lag": lag(),
             "watermark": state.watermark,
             "windows_open": len(state.open_windows()),
             "announced": len(state.announced),

@@ -15,6 +15,9 @@ Everything shown is masked (coordinator/secrets.py): command lines, errors, deta
                                        what changed), command, attempts, log tail, outputs (their
                                        consumers), root cause, the next command, and the audit of
                                        operator actions on it
+    GET  /api/streams                  each stream job's health from its worker's heartbeat: up,
+                                       its age, consumer lag, watermark, windows open, restarts,
+                                       messages late (launchers/stream.stream_status)
     /api/why, /api/timeline, /api/datasets/{name}: api/inspect.py
     GET  /api/audit?limit=N            every operator action, newest first                  (admin)
     POST /api/runs/{id}/retry          a failed or blocked run gets a fresh retry budget    (operate)
@@ -221,6 +224,14 @@ def runs(
             for r in rows
         ],
     }
+
+
+@router.get("/api/streams", dependencies=READ)
+def streams(request: Request) -> dict[str, Any]:
+    from coordinator.launchers.stream import stream_jobs, stream_status
+
+    settings, spec, _ = _ctx(request)
+    return {"streams": [stream_status(settings.home, job) for job in stream_jobs(spec)]}
 
 
 @router.get("/api/audit")

@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("coordinator.stream")
 STOP_GRACE_S = 15.0
 STABLE_RUN_S = 60.0  # a worker that ran this long resets the restart backoff
+STALE_BEAT_S = 10.0  # a heartbeat older than this: the worker is not up (its default beat is 2 s)
 
 
 def stream_dir(home: str | Path, job: str) -> Path:
@@ -231,6 +232,8 @@ class StreamSupervisor:
             )
         self.starts += 1
         self.started_at.append(time.monotonic())
+        record = {"starts": self.starts, "pid": process.pid, "at": time.time()}
+        (self.folder / "supervisor.json").write_text(json.dumps(record))  # for the UI (stream_status)
         log.info("stream %s: worker pid %d started (log %s)", self.job, process.pid, self.folder / "log")
         return process
 
@@ -246,10 +249,40 @@ class StreamSupervisor:
             process.wait()
 
 
+def stream_status(home: str | Path, job: str, clock: Any = time.time) -> dict[str, Any]:
+    """A stream job's health as its folder tells it, for the UI (which may run in a process of its
+    own): the worker's last heartbeat (its age, consumer lag, watermark, windows open and
+    announced, messages by outcome) and the supervisor's starts; `up` while the heartbeat is
+    fresh (within three beats, or 10 s)."""
+    folder = stream_dir(home, job)
+    found: dict[str, Any] = {}
+    for name in ("supervisor.json", "heartbeat.json"):
+        try:
+            found[name] = json.loads((folder / name).read_text())
+        except (OSError, ValueError):
+            found[name] = {}
+    beat, supervisor = found["heartbeat.json"], found["supervisor.json"]
+    age = max(0.0, clock() - beat["at"]) if "at" in beat else None
+    starts = supervisor.get("starts", 0)
+    return {
+        "job": job,
+        "up": age is not None and age < STALE_BEAT_S,
+        "heartbeat_age_s": None if age is None else round(age, 1),
+        "lag": beat.get("lag"),
+        "watermark": beat.get("watermark"),
+        "windows_open": beat.get("windows_open"),
+        "announced": beat.get("announced"),
+        "starts": starts,
+        "restarts": max(0, starts - 1),
+        **{outcome: beat.get(outcome) for outcome in StreamCollector.OUTCOMES},
+    }
+
+
 class StreamCollector:
     """The stream workers' health for /metrics, read from their heartbeats at each scrape:
     coord_stream_up, _starts, _heartbeat_age_seconds, _watermark_seconds (event time),
-    _windows_open, _windows_announced and _messages{outcome=events|late|rejected|replayed}."""
+    _windows_open, _windows_announced, _lag_messages and
+    _messages{outcome=events|late|rejected|replayed}."""
 
     OUTCOMES = ("events", "late", "rejected", "replayed")
 
@@ -268,6 +301,7 @@ class StreamCollector:
                 ("watermark_seconds", "the worker's watermark (event time, epoch seconds)"),
                 ("windows_open", "hourly windows not closed yet"),
                 ("windows_announced", "hourly windows closed and announced"),
+                ("lag_messages", "messages behind the end of the partitions the worker holds"),
             )
         }
         messages = CounterMetricFamily(
@@ -284,6 +318,8 @@ class StreamCollector:
                 gauges["watermark_seconds"].add_metric(job, health["watermark"])
             gauges["windows_open"].add_metric(job, health.get("windows_open", 0))
             gauges["windows_announced"].add_metric(job, health.get("announced", 0))
+            if health.get("lag") is not None:
+                gauges["lag_messages"].add_metric(job, health["lag"])
             for outcome in self.OUTCOMES:
                 messages.add_metric(job + [outcome], health.get(outcome, 0))
         yield from gauges.values()

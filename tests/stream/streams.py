@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -60,8 +62,9 @@ def kafka_settings(tmp_path: Path, kafka_bootstrap: str, topics: dict, **more: o
     return settings
 
 
-def serve_during(spec, settings: Settings, scenario) -> None:
-    """Run a service while `scenario(service)` runs in a thread; re-raise what the scenario raised."""
+def serve_during(spec, settings: Settings, scenario, **options: object) -> None:
+    """Run a service (`options`: Service's, e.g. http) while `scenario(service)` runs in a thread;
+    re-raise what the scenario raised."""
     done, failed = threading.Event(), []
 
     def drive(service: Service) -> None:
@@ -72,11 +75,35 @@ def serve_during(spec, settings: Settings, scenario) -> None:
         finally:
             done.set()
 
-    with Service(spec, settings, log_runs=False) as service:
+    with Service(spec, settings, log_runs=False, **options) as service:  # type: ignore[arg-type]
         driver = threading.Thread(target=drive, args=(service,), daemon=True)
         driver.start()
         service.run(stop=done.is_set, timeout_s=120)
         driver.join(5)
+    if failed:
+        raise failed[0]
+
+
+@contextmanager
+def running(spec, settings: Settings, **options: object) -> Iterator[Service]:
+    """A service running on a thread of its own while the caller's thread plays the scenario (one
+    that must stay on its thread, as a browser driven by Playwright does); stopped on leaving."""
+    stop, failed = threading.Event(), []
+
+    def run(service: Service) -> None:
+        try:
+            service.run(stop=stop.is_set, timeout_s=120)
+        except BaseException as exc:  # re-raised on the caller's thread below
+            failed.append(exc)
+
+    with Service(spec, settings, log_runs=False, **options) as service:  # type: ignore[arg-type]
+        thread = threading.Thread(target=run, args=(service,), daemon=True)
+        thread.start()
+        try:
+            yield service
+        finally:
+            stop.set()
+            thread.join(60)
     if failed:
         raise failed[0]
 

@@ -228,6 +228,19 @@ async function loadGrid() {
   wireLinks($("#grid"));
 }
 
+async function loadStreams() {  // each stream job's health, from its worker's heartbeat
+  const { streams } = await getJSON("/api/streams");
+  $("#streams-section").hidden = !streams.length;
+  if (!changed("streams", streams)) return;
+  const num = (n) => (n == null ? "" : String(n));
+  $("#streams tbody").innerHTML = streams.map((s) => `<tr data-job="${esc(s.job)}">
+    <td>${esc(s.job)}</td><td class="state-${s.up ? "running" : "failed"}">${s.up ? "up" : "down"}</td>
+    <td class="heartbeat">${esc(ago(s.heartbeat_age_s == null ? null : Math.round(s.heartbeat_age_s)))}</td>
+    <td class="lag">${num(s.lag)}</td><td class="watermark">${esc(when(s.watermark))}</td>
+    <td class="windows-open">${num(s.windows_open)}</td><td class="announced">${num(s.announced)}</td>
+    <td class="restarts">${num(s.restarts)}</td><td class="late">${num(s.late)}</td></tr>`).join("");
+}
+
 // ------------------------------------------------------------------ one run, why, one dataset
 async function openRun(runId) {
   state.run = runId;
@@ -361,7 +374,7 @@ async function loadDataset() {
 async function refresh() {
   try {
     await loadPartitions();
-    await Promise.all([loadJobs(), loadGraph(), loadTimeline(), loadGantt(), loadRuns(), loadGrid(), loadRun(), loadDataset()]);
+    await Promise.all([loadJobs(), loadGraph(), loadTimeline(), loadGantt(), loadRuns(), loadGrid(), loadStreams(), loadRun(), loadDataset()]);
     document.body.dataset.loaded = String(Date.now());
   } catch (e) {
     say(e.message, true);
