@@ -93,14 +93,20 @@ def _v9(conn: Connection) -> None:
     # primary key keeps them unique, and a (job, partition_key) index serves the lookups its
     # prefix served (SQLite keeps the key of stores made before: it cannot drop a table's
     # constraint without copying the table). The outbox's (sent_at, id) index goes: sent events
-    # leave the table, the primary key orders what is left. Event bodies keep only what the
-    # events' columns do not hold (rows.event_body).
+    # leave the table, the primary key orders what is left. A run's current attempt is kept on
+    # its row (store/runs.py). Event bodies keep only what the events' columns do not hold
+    # (rows.event_body).
     if conn.dialect.name == "postgresql":
         conn.execute(text("ALTER TABLE coord_runs DROP CONSTRAINT IF EXISTS uq_coord_runs_inputs"))
     conn.execute(
         text("CREATE INDEX IF NOT EXISTS ix_coord_runs_job_partition ON coord_runs (job, partition_key)")
     )
     conn.execute(text("DROP INDEX IF EXISTS ix_coord_outbox_pending"))
+    # the current attempt's log and details on the run's row (attempts written before stay)
+    have = {c["name"] for c in inspect(conn).get_columns("coord_runs")}
+    for name in ("log_path", "details"):
+        if name not in have:
+            conn.execute(text(f"ALTER TABLE coord_runs ADD COLUMN {name} TEXT"))
     _trim_event_bodies(conn)
 
 

@@ -7,7 +7,7 @@ What a slice may delete, and what it never touches:
   none of its outputs is a current version. So the newest run of each job partition stays (what
   `coord status` shows), the newest live one (what readiness reads as consumed: pruning it would
   make readiness launch the partition again) and the producer of each current version; runs not
-  finished are never candidates. Its attempts go with it.
+  finished are never candidates. Its attempts go with it (its current one is on its own row).
 - an attempt of a kept run older than the attempts' cutoff, except the run's current attempt.
 - an event recorded before the events' cutoff that is not a current version, not an input or an
   output of a kept run (the caller's `keep`, marked while the runs were walked: the lineage of
@@ -128,11 +128,18 @@ class Retention:
             kept.extend(set(doomed) - set(gone))
             if gone:
                 a = S.attempts
-                done.attempts += self.sql.execute(
+                stored = self.sql.execute(
                     "retention.attempts.of",
-                    lambda: delete(a).where(self.sql.in_list(a.c.run_id, "ids")),
+                    lambda: (
+                        delete(a)
+                        .where(self.sql.in_list(a.c.run_id, "ids"))
+                        .returning(a.c.run_id, a.c.attempt)
+                    ),
                     {"ids": gone},
-                ).rowcount
+                ).fetchall()
+                # with each run its attempts: those stored and its current one, on its own row
+                current = {(row[0], row[4]) for row in rows if row[0] in set(gone) and row[4] >= 1}
+                done.attempts += len({tuple(x) for x in stored} | current)
         if kept:
             done.attempts += self._trim_attempts(kept, attempts_before)
         return done

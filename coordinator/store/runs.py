@@ -204,24 +204,8 @@ class Runs:
         if not items:
             return set()
         rows = [{"b_id": i, "b_attempt": a, "b_handle": handle_json(h)} for i, a, h in items]
-        valid = self._update_current("runs.running", rows, _running_values)
-        if not valid:
-            return set()
-        self._attempts(
-            [
-                {
-                    "run_id": i,
-                    "attempt": a,
-                    "state": "running",
-                    "started_at": now,
-                    "finished_at": None,
-                    "error": None,
-                    "log_path": None,
-                }
-                for i, a in valid
-            ]
-        )
-        return {i for i, _ in valid}
+        # the attempt is the run's row until the run goes on to another (see `attempts`)
+        return {i for i, _ in self._update_current("runs.running", rows, _running_values)}
 
     def set_running(self, run_id: str, attempt: int, handle: Handle, now: float) -> bool:
         return bool(self.set_running_many([(run_id, attempt, handle)], now))
@@ -234,6 +218,8 @@ class Runs:
         """
         if not items:
             return set()
+        retried = [f for f in items if f.retry_at is not None]
+        started = self._started_at([f.run_id for f in retried]) if retried else {}
         valid = self._update_current(
             "runs.finish",
             [
@@ -245,30 +231,37 @@ class Runs:
                     "b_not_before": f.retry_at if f.retry_at is not None else 0.0,
                     "b_finished": None if f.retry_at is not None else now,
                     "b_handle": None if f.handle is None else handle_json(f.handle),
+                    "b_log_path": f.log_path,
+                    "b_details": _details_json(f),
                 }
                 for f in items
             ],
             _finish_values,
         )
         done = [f for f in items if (f.run_id, f.attempt) in valid]
-        if not done:
-            return set()
+        # an attempt the run goes on from leaves its row: the next claim starts the run afresh
         self._attempts(
             [
                 {
                     "run_id": f.run_id,
                     "attempt": f.attempt,
                     "state": f.state,
-                    "started_at": now,
+                    "started_at": started.get(f.run_id) or now,
                     "finished_at": now,
                     "error": f.error,
                     "log_path": f.log_path,
-                    "details": json.dumps(dict(f.details), default=str) if f.details else None,
+                    "details": _details_json(f),
                 }
                 for f in done
+                if f.retry_at is not None
             ]
         )
         return {f.run_id for f in done}
+
+    def _started_at(self, run_ids: list[str]) -> dict[str, float | None]:
+        r = S.runs
+        q = select(r.c.run_id, r.c.started_at).where(r.c.run_id.in_(sorted(set(run_ids))))
+        return dict(self.conn.execute(q).all())
 
     def finish(
         self,
@@ -307,8 +300,27 @@ class Runs:
         self.sql.write(a, rows, upsert)
 
     def attempts(self, run_id: str) -> list[dict]:
-        q = select(S.attempts).where(S.attempts.c.run_id == run_id).order_by(S.attempts.c.attempt)
-        return [dict(r._mapping) for r in self.conn.execute(q)]
+        """A run's attempts, oldest first, as coord_attempts' rows: those it went on from, as
+        stored, and its current one from the run's own row (once it runs or has ended). Stores
+        of earlier builds kept every attempt as a row; one still running then reads from the run."""
+        a, r = S.attempts, S.runs
+        q = select(a).where(a.c.run_id == run_id).order_by(a.c.attempt)
+        found = {m["attempt"]: dict(m) for m in self.conn.execute(q).mappings()}
+        run = self.conn.execute(select(r).where(r.c.run_id == run_id)).mappings().first()
+        if run and run["attempt"] >= 1 and run["state"] not in ("ready", "starting"):
+            kept = found.get(run["attempt"])
+            if kept is None or kept["finished_at"] is None:
+                found[run["attempt"]] = {
+                    "run_id": run_id,
+                    "attempt": run["attempt"],
+                    "state": run["state"],
+                    "started_at": run["started_at"] if run["started_at"] is not None else run["created_at"],
+                    "finished_at": run["finished_at"],
+                    "error": run["error"],
+                    "log_path": run["log_path"],
+                    "details": run["details"],
+                }
+        return [found[n] for n in sorted(found)]
 
     def retry(self, run_id: str, now: float) -> RunRow:
         """Make a failed or blocked run ready again, with a fresh retry budget."""
@@ -317,6 +329,10 @@ class Runs:
             raise StoreError(f"no run {run_id!r}")
         if run.state not in DEAD:
             raise StoreError(f"run {run_id} is {run.state}; only failed or blocked runs can be retried")
+        if run.attempt >= 1:  # the attempt that ended leaves the run's row for coord_attempts
+            (ended,) = [a for a in self.attempts(run_id) if a["attempt"] == run.attempt] or [None]
+            if ended is not None:
+                self._attempts([ended])
         r = S.runs
         self.conn.execute(
             update(r)
@@ -340,7 +356,13 @@ _BIND_TYPES = {
     "b_error": S.runs.c.error.type,
     "b_not_before": S.runs.c.not_before.type,
     "b_finished": S.runs.c.finished_at.type,
+    "b_log_path": S.runs.c.log_path.type,
+    "b_details": S.runs.c.details.type,
 }
+
+
+def _details_json(f: Finish) -> str | None:
+    return json.dumps(dict(f.details), default=str) if f.details else None
 
 
 def _running_values(b) -> dict:
@@ -354,6 +376,8 @@ def _finish_values(b) -> dict:
         "error": b["b_error"],
         "not_before": b["b_not_before"],
         "finished_at": b["b_finished"],
+        "log_path": b["b_log_path"],
+        "details": b["b_details"],
     }
 
 
@@ -403,6 +427,8 @@ def _claim_statement(limited: bool):
             started_at=now,
             handle=None,
             error=None,
+            log_path=None,
+            details=None,
         )
         .returning(*r.c)
     )

@@ -3,7 +3,8 @@
     coord_events      every event ever recorded, unique by event id (replays are no-ops)
     coord_partitions  the latest succeeded version of each dataset partition, with its schema
     coord_runs        one row per (job, partition, input set, generation): state, attempts, handle
-    coord_attempts    one row per attempt of a run: when, how it ended, its log
+    coord_attempts    one row per earlier attempt of a run: when, how it ended, its log (the
+                      current attempt is the run's own row: store/runs.py, `attempts`)
     coord_outbox      events to publish, written in the same transaction as the state change;
                       a sent event leaves it (coord_events keeps every event)
     coord_dead_letters one row per bus message refused, by (group, topic, partition, offset):
@@ -92,6 +93,10 @@ runs = Table(
     Column("created_at", Float, nullable=False),
     Column("started_at", Float),
     Column("finished_at", Float),
+    # the current attempt's log and launcher details (migration 9): an attempt leaves a row in
+    # coord_attempts only when the run goes on to another, so a run of one attempt is one row
+    Column("log_path", Text),
+    Column("details", Text),
     # no unique key on (job, partition_key, input_key, generation): the run id is a hash of
     # exactly these (rows.run_id_for), so the primary key keeps them unique; this index is the
     # (job, partition) lookup the key's prefix served, at half its size (migration 9)

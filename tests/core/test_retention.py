@@ -85,7 +85,8 @@ def contents(store: StateStore) -> tuple[set[str], set[str], set[tuple[str, int]
     with store.begin() as tx:
         runs = set(tx.conn.exec_driver_sql("SELECT run_id FROM coord_runs").scalars())
         events = set(tx.conn.exec_driver_sql("SELECT event_id FROM coord_events").scalars())
-        attempts = {tuple(r) for r in tx.conn.exec_driver_sql("SELECT run_id, attempt FROM coord_attempts")}
+        # the attempts the store knows (a run's current one is kept on the run's own row)
+        attempts = {(run_id, a["attempt"]) for run_id in runs for a in tx.attempts(run_id)}
     return runs, events, attempts
 
 

@@ -14,6 +14,7 @@ from sqlalchemy import create_engine, inspect
 
 from coordinator import history
 from coordinator.events import Column, CompletionEvent, Status
+from coordinator.handles import Handle
 from coordinator.readiness import step
 from coordinator.spec import parse_spec
 from coordinator.store import StateStore
@@ -81,6 +82,9 @@ def _legacy_inputs(inputs: str) -> str:
     return orjson.dumps([dict(zip(names, d, strict=False)) for d in orjson.loads(inputs)]).decode()
 
 
+_ATTEMPT = "run_id, attempt, state, started_at, finished_at, error, log_path, details"
+
+
 def _as_version_8(store: StateStore, events: list[CompletionEvent]) -> None:
     """Rewrite a store of this build as the build before left it (schema version 8)."""
     pg = store.url.startswith("postgresql")
@@ -95,6 +99,13 @@ def _as_version_8(store: StateStore, events: list[CompletionEvent]) -> None:
             legacy = _legacy_inputs(inputs)
             sql(f"UPDATE coord_runs SET inputs = {p.split(', ')[0]} WHERE run_id = {p.split(', ')[1]}",
                 {"b": legacy, "i": run_id} if pg else (legacy, run_id))  # fmt: skip
+        # every attempt that ran was a row of its own; runs had no log_path or details
+        sql(
+            f"INSERT INTO coord_attempts ({_ATTEMPT}) SELECT {_ATTEMPT} FROM coord_runs"
+            " WHERE attempt >= 1 AND state NOT IN ('ready', 'starting')"
+        )
+        sql("ALTER TABLE coord_runs DROP COLUMN log_path")
+        sql("ALTER TABLE coord_runs DROP COLUMN details")
         sql("DROP INDEX ix_coord_runs_job_partition")
         if pg:
             sql(
@@ -118,14 +129,15 @@ def _seen(store: StateStore, events: list[CompletionEvent]) -> dict:
         outputs = {run.run_id: history.run_outputs(tx, SPEC, run) for run in runs}
         return {
             "events": [tx.get_event(e.event_id) for e in events],
-            "at": tx.events_at(["raw.a", "raw.b", "mid"], "2024-01-01"),
+            # a and b were recorded at one time: which comes first is not kept
+            "at": sorted(tx.events_at(["raw.a", "raw.b", "mid"], "2024-01-01"), key=lambda e: e.event_id),
             "newest": tx.newest_event("mid", "2024-01-01"),
             "runs": runs,
             "attempts": {run.run_id: tx.attempts(run.run_id) for run in runs},
             "consumed": tx.consumed_inputs(),
             "snapshot": tx.load_snapshot(SPEC, [e for e in events if e.dataset.startswith("raw.")]).consumed,
             "outputs": outputs,
-            "upstream": history.upstream(tx, outputs[runs[0].run_id][0]),
+            "upstream": [history.upstream(tx, o) for made in outputs.values() for o in made],
             "consumers": [history.consuming_runs(tx, SPEC, e) for e in events if e.dataset == "raw.a"],
             "reading": tx.runs_reading(["join"], events[0].event_id),
         }
@@ -137,6 +149,7 @@ def test_a_version_8_store_migrates_and_reads_the_same(url):
     b = CompletionEvent(
         dataset="raw.b", partition="2024-01-01", produced_at=T0, columns=(Column(name="id", type="long"),)
     )
+    a2, b2 = (CompletionEvent(dataset=e.dataset, partition="2024-01-02", produced_at=T0) for e in (a, b))
     with store.begin() as tx:
         fresh = tx.insert_events([a, b, *ODD_EVENTS], 1.0)
         snap = tx.load_snapshot(SPEC, fresh)
@@ -156,9 +169,16 @@ def test_a_version_8_store_migrates_and_reads_the_same(url):
         )
         tx.insert_events([out], 3.0)
         tx.outbox_add([out], 3.0)
-    events = [a, b, *ODD_EVENTS, out]
+        # a run still running when the store is migrated
+        fresh = tx.insert_events([a2, b2], 4.0)
+        (running,) = tx.insert_runs(
+            step(SPEC, tx.load_snapshot(SPEC, fresh), fresh), {"join": "default"}, {"join": 1}, 4.0
+        )
+        assert [r.run_id for r in tx.claim("default", 4, "me#1", 5.0)] == [running.run_id]
+        assert tx.set_running(running.run_id, 1, Handle("command", {"pid": 1}), 5.0)
+    events = [a, b, *ODD_EVENTS, out, a2, b2]
     expected = _seen(store, events)
-    assert expected["events"] == events and expected["runs"][0].inputs == run.inputs
+    assert expected["events"] == events and expected["runs"][-1].inputs == run.inputs
     assert expected["outputs"][run.run_id] == [out]
     store.close()
 
@@ -185,3 +205,9 @@ def test_a_version_8_store_migrates_and_reads_the_same(url):
         if url.startswith("postgresql"):
             assert "uq_coord_runs_inputs" not in uniques
         assert [e for _, e in pending] == [out]
+        # the run that was running ends under this build: its one attempt reads as ended
+        with migrated.begin() as tx:
+            assert tx.finish_many([Finish(running.run_id, 1, "succeeded", log_path="r.log")], 6.0)
+            (attempt,) = tx.attempts(running.run_id)
+        assert (attempt["state"], attempt["finished_at"], attempt["log_path"]) == ("succeeded", 6.0, "r.log")
+        assert attempt["started_at"] == 5.0
