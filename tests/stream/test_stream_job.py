@@ -378,3 +378,51 @@ def test_late_data_reannounced_as_a_new_version_reruns_the_hour_downstream(
     assert pq.read_table(windows / "2024-06-01T00" / "part-0.parquet").column("events").to_pylist() == [1]
     assert pq.read_table(windows / "2024-06-01T00.v2" / "part-0.parquet").column("events").to_pylist() == [2]
     assert state(settings.home / "streams" / "clicks_hourly")["counts"]["late"] == 1
+
+
+def test_windows_are_written_where_the_output_template_says(
+    kafka_bootstrap: str, topics: dict, tmp_path: Path
+):
+    """`output` with {partition} (and {dataset}) as batch jobs' outputs: each window's folder is
+    the partition's own, the announced location the job downstream is given, a revision beside it."""
+    from confluent_kafka import Producer
+
+    out, hourly_job = tmp_path / "hourly.txt", tmp_path / "hourly_job.py"
+    hourly_job.write_text(
+        "import json, os\n"
+        "[i] = json.loads(os.environ['COORD_INPUTS'])\n"
+        "open(os.environ['OUT'], 'a').write(f\"{i['partition']} {i['location']}\\n\")\n"
+    )
+    per_hour = f"""\
+  per_hour:
+    kind: command
+    inputs: [stream.clicks]
+    outputs: [hourly.report]
+    settings: {{command: ["{sys.executable}", "{hourly_job}"], env: {{OUT: "{out}"}}}}
+"""
+    lake = tmp_path / "lake"
+    options = f'lateness_s: 0, late_data: reannounce, output: "{lake}/{{dataset}}/hour={{partition}}"'
+    spec = stream_spec(topics["clicks"], options, per_hour)
+    settings = kafka_settings(tmp_path, kafka_bootstrap, topics)
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+
+    def send(*minutes: int) -> None:
+        for minute in minutes:
+            producer.produce(topics["clicks"], json.dumps({"ts": DAY + minute * 60}).encode(), partition=0)
+        producer.flush(30)
+
+    def lines() -> list[str]:
+        return out.read_text().splitlines() if out.exists() else []
+
+    def scenario(service: Service) -> None:
+        send(10, 70)  # hour 00 closes
+        wait_for("hour 00's run", lambda: len(lines()) == 1)
+        send(20)  # late for hour 00: its revision
+        wait_for("hour 00's second run", lambda: len(lines()) == 2)
+
+    serve_during(spec, settings, scenario)
+    first, revised = (lake / "stream.clicks" / f"hour=2024-06-01T00{v}" for v in ("", ".v2"))
+    assert lines() == [f"2024-06-01T00 {first.as_uri()}", f"2024-06-01T00 {revised.as_uri()}"]
+    assert pq.read_table(first / "part-0.parquet").column("events").to_pylist() == [1]
+    assert pq.read_table(revised / "part-0.parquet").column("events").to_pylist() == [2]
+    assert not (settings.home / "streams" / "clicks_hourly" / "windows").exists()
