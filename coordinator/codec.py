@@ -57,6 +57,7 @@ _MAX_LEN = {
     "location": 4000,
     "error": 20000,
 }
+_SHORTEST_LIMIT = min(_MAX_LEN.values())
 
 
 def topics_dir() -> Path:
@@ -181,13 +182,18 @@ def _columns(columns: list[tuple[str, str, bool]]) -> tuple[Column, ...]:
     return found
 
 
-def _finish(values: dict[str, Any], columns: list[tuple[str, str, bool]] | None) -> CompletionEvent:
+def _finish(
+    values: dict[str, Any], columns: list[tuple[str, str, bool]] | None, size: int | None = None
+) -> CompletionEvent:
     """The event from type-checked `values` (every model field, in order; Status as enum);
-    enforces what Avro cannot say (lengths, ranges) and attaches the columns."""
-    for name, limit in _MAX_LEN.items():
-        value = values[name]
-        if value is not None and len(value) > limit:
-            raise EventError("invalid", f"{name} longer than {limit}")
+    enforces what Avro cannot say (lengths, ranges) and attaches the columns. `size`, the bytes
+    the values were read from: no string is longer (in characters) than that, so below the
+    shortest limit the lengths need no look."""
+    if size is None or size > _SHORTEST_LIMIT:
+        for name, limit in _MAX_LEN.items():
+            value = values[name]
+            if value is not None and len(value) > limit:
+                raise EventError("invalid", f"{name} longer than {limit}")
     if not values["event_id"]:
         raise EventError("invalid", "empty event_id")
     if not values["dataset"]:
@@ -333,7 +339,7 @@ class Codec:
                 raise EventError("undecodable", f"{type(exc).__name__}: {str(exc)[:200]}") from None
             if end != size:
                 raise EventError("undecodable", f"{size - end} trailing bytes")
-            return _finish(fields, columns)
+            return _finish(fields, columns, size)
         if magic == EVENT_MAGIC:
             read, start = self._reader_for_version(data[1]), 2
         elif magic == CONFLUENT_MAGIC and self.registry is not None:

@@ -17,10 +17,14 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
+class Message(NamedTuple):
+    """One message as an adapter hands it over. A named tuple, not a frozen dataclass: a consumer
+    builds one per message, and a frozen dataclass's __init__ (a guarded setattr per field) cost
+    more than the raw consume of the message itself (1.4 µs against 0.16)."""
+
     topic: str
     partition: int
     offset: int

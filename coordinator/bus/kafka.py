@@ -317,6 +317,7 @@ class KafkaConsumer(Consumer):
             raise _bus_error("consume", exc) from exc
         out: list[Message] = []
         append = out.append
+        new = tuple.__new__  # Message's own __new__ with its argument parsing, skipped: the hot path
         for m in raw:
             error = m.error()
             if error is not None:
@@ -329,14 +330,17 @@ class KafkaConsumer(Consumer):
             except UnicodeDecodeError:  # a header name that is not UTF-8 (another client wrote it)
                 headers = [("undecodable-header-names", b"")]
             append(
-                Message(
-                    m.topic(),
-                    m.partition(),
-                    m.offset(),
-                    m.key(),
-                    m.value(),
-                    tuple(headers) if headers else (),
-                    m.timestamp()[1],
+                new(
+                    Message,
+                    (
+                        m.topic(),
+                        m.partition(),
+                        m.offset(),
+                        m.key(),
+                        m.value(),
+                        tuple(headers) if headers else (),
+                        m.timestamp()[1],
+                    ),
                 )
             )
         if out:
