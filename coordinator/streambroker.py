@@ -20,6 +20,7 @@ worker's call), so the coordinator can check a setting without faust installed.
 from __future__ import annotations
 
 import ssl
+from pathlib import Path
 from typing import Any
 
 SECURITY_ENV = "COORD_STREAM_KAFKA_SECURITY"  # the worker's environment: the settings as JSON
@@ -74,6 +75,10 @@ def security_options(security: dict[str, str]) -> dict[str, Any]:
         raise ValueError(f"ssl.endpoint.identification.algorithm {algorithm!r} is neither https nor none")
     if not protocol.endswith("SSL") and any(k in options for k in SSL_KEYS.values()):
         raise ValueError(f"ssl.* settings need security.protocol SSL or SASL_SSL, not {protocol}")
+    for key, field in SSL_KEYS.items():
+        path = options.get(field) if field in ("cafile", "certfile", "keyfile") else None
+        if path is not None and not Path(path).is_file():
+            raise ValueError(f"{key} {path!r} is not a file")
     return options
 
 

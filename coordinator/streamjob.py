@@ -294,14 +294,20 @@ def die_with_parent(parent: int | None) -> None:
         os._exit(1)
 
 
+def load_config(path: Path) -> dict[str, Any]:
+    """The worker's config file, and the broker's security settings from the environment (they
+    never go in the file, which stays in the run folder)."""
+    config = json.loads(path.read_text())
+    config["security"] = json.loads(os.environ.pop(SECURITY_ENV, "") or "{}")
+    return config
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
         print("usage: python -m coordinator.streamjob CONFIG.json", file=sys.stderr)
         return 2
-    config = json.loads(Path(args[0]).read_text())
-    # the broker's security settings come through the environment, never through the config file
-    config["security"] = json.loads(os.environ.pop(SECURITY_ENV, "") or "{}")
+    config = load_config(Path(args[0]))
     die_with_parent(config.get("parent_pid"))
     from faust import Worker
 
