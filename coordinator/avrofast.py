@@ -204,7 +204,11 @@ def _put_long(out: bytearray, n: int) -> None:
 
 def _put_str(out: bytearray, text: str) -> None:
     data = text.encode()
-    _put_long(out, len(data))
+    size = len(data)
+    if size < 64:  # a one-byte length (zigzag: 2n): nearly every string, without a call
+        out.append(size << 1)
+    else:
+        _put_long(out, size)
     out += data
 
 
