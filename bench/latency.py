@@ -22,7 +22,9 @@ next loop turn records its end, and a smaller cap would measure the cap, not the
   writing, by COPY, the rows one event and its run leave in the store, measured in the same
   run on the same machine; `baseline_sqlite_writes_events_per_s` (local_sqlite) is SQLite alone
   writing the same rows by executemany; `sustained_to_baseline` is the coordinator's share of
-  that ceiling.
+  that ceiling. The drain and its baseline run max(3, --repeat) times each, in pairs whose order
+  turns: the figures are medians, `sustained_to_baseline` the median of the pairs' ratios, and
+  `sustained_runs_events_per_s` / `baseline_runs_events_per_s` list every run.
 - Scale-out (`kafka_postgres_xN`, --instances N, default 2): the 100 and 1,000 events/s loads
   and the sustained drain served by N coordinator processes in one consumer group over one
   PostgreSQL (topic of 2N partitions).
@@ -35,6 +37,7 @@ test PostgreSQL that scripts/services starts runs with fsync off; a durable serv
 flush per transaction (two per loop turn: its batch's events, then its results).
 
     python bench/latency.py [--seconds 5] [--backlog 20000] [--only local_sqlite] [--instances 2] [--repeat 3]
+        [--loads 100,1000,10000]
 Prints figures as it goes and, as its last line, one JSON object.
 """
 
@@ -47,7 +50,14 @@ from pathlib import Path
 
 # What the other benches use from here (`import latency as L`), each in its own module beside this one.
 from latency_baseline import _copy, postgres_floor, sqlite_floor  # noqa: F401
-from latency_load import command_spawn_ms, ingest_only, median_run, offered_load, sustained  # noqa: F401
+from latency_load import (  # noqa: F401
+    command_spawn_ms,
+    ingest_only,
+    median_run,
+    offered_load,
+    sustained,
+    sustained_against,
+)  # fmt: skip
 from latency_scaleout import scaled_out
 from latency_setup import (  # noqa: F401
     JOBS,
@@ -78,6 +88,9 @@ def main() -> None:
     parser.add_argument(
         "--instances", type=int, default=2, help="coordinator processes for the scale-out figures (0: none)"
     )
+    parser.add_argument(
+        "--loads", default=",".join(map(str, LOADS)), help="offered loads in events/s ('': none)"
+    )
     args = parser.parse_args()
     spec = build_spec()
     result: dict[str, object] = {}
@@ -90,23 +103,23 @@ def main() -> None:
             # untimed: a broker just started (JIT) and cold caches would be measured otherwise
             print(f"  {name} warm-up (not counted):", flush=True)
             offered_load(backend, spec, 1000, 2.0)
-            for rate in LOADS:
+            for rate in [int(r) for r in args.loads.split(",") if r]:
                 seconds = args.seconds if rate < 10000 else max(1.0, args.seconds / 2)
                 repeat = args.repeat if rate < 10000 else 1
                 figures[str(rate)] = median_run(
                     [offered_load(backend, spec, rate, seconds) for _ in range(repeat)]
                 )
-            figures["sustained_events_per_s"], figures["with_start_up_events_per_s"] = sustained(
-                backend, spec, args.backlog
-            )
+            floor = postgres_floor if name == "kafka_postgres" else sqlite_floor
+            drained = sustained_against(backend, spec, args.backlog, floor, max(3, args.repeat))
+            baseline = drained.pop("baseline")
+            figures["sustained_events_per_s"] = drained.pop("sustained_events_per_s")
+            figures["with_start_up_events_per_s"] = drained.pop("with_start_up_events_per_s")
             figures["ingest_only_events_per_s"] = ingest_only(backend, spec, args.backlog)
             if name == "kafka_postgres":
-                floor = postgres_floor(backend, args.backlog)
-                figures["baseline_postgres_writes_events_per_s"] = floor
+                figures["baseline_postgres_writes_events_per_s"] = baseline
             else:
-                floor = sqlite_floor(backend, args.backlog)
-                figures["baseline_sqlite_writes_events_per_s"] = floor
-            figures["sustained_to_baseline"] = round(figures["sustained_events_per_s"] / floor, 3)
+                figures["baseline_sqlite_writes_events_per_s"] = baseline
+            figures.update(drained)  # sustained_to_baseline: the median of same-run pairs' ratios
             result[name] = figures
             if name == "kafka_postgres" and args.instances > 1:
                 n = args.instances

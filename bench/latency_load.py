@@ -7,6 +7,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import latency_setup as S
@@ -114,3 +115,35 @@ def command_spawn_ms(tmp: Path, n: int = 20) -> float:
         launcher.wait(launcher.start(ctx), ctx)
         times.append((time.perf_counter() - t0) * 1000)
     return round(statistics.median(times), 1)
+
+
+def sustained_against(
+    backend: S.Backend,
+    spec: PipelineSpec,
+    backlog: int,
+    floor: Callable[[S.Backend, int], float],
+    repeat: int,
+) -> dict[str, object]:
+    """The sustained drain and the database-alone baseline `floor`, `repeat` times each, in pairs
+    whose order turns (the machine is shared: a neighbour's burst hits one pair, and both sides
+    of it alike): the medians, every run, and the median of the pairs' ratios."""
+    drains, colds, floors, ratios = [], [], [], []
+    for r in range(repeat):
+        if r % 2:
+            ceiling = floor(backend, backlog)
+            rate, cold = sustained(backend, spec, backlog)
+        else:
+            rate, cold = sustained(backend, spec, backlog)
+            ceiling = floor(backend, backlog)
+        drains.append(rate)
+        colds.append(cold)
+        floors.append(ceiling)
+        ratios.append(rate / ceiling)
+    return {
+        "sustained_events_per_s": round(statistics.median(drains)),
+        "with_start_up_events_per_s": round(statistics.median(colds)),
+        "baseline": round(statistics.median(floors)),
+        "sustained_to_baseline": round(statistics.median(ratios), 3),
+        "sustained_runs_events_per_s": drains,
+        "baseline_runs_events_per_s": floors,
+    }
