@@ -1,15 +1,16 @@
 """glibc's malloc arenas capped in a process that runs librdkafka's threads.
 
-glibc gives a thread that allocates while another holds the lock an arena of its own, up to
-eight per core, and keeps each arena's freed memory for that arena. librdkafka runs several
+glibc gives threads malloc arenas of their own (a new one for a new thread's first allocation,
+up to eight per core) and keeps what is freed in an arena for that arena. librdkafka runs several
 threads per client (its main thread, one per broker, the consumer's fetcher) and allocates and
 frees every message buffer on them; the coordinator has a consumer, producers and admin clients.
-Measured on Kafka + PostgreSQL (bench/memory.py, 300,000 events, one run each): with glibc's
-default the serving process's resident memory rose ~5 MB per 100,000 events without end, all of
-it memory malloc held free (what malloc had handed out stayed level at ~24 MB, Python's own
-allocations level too, and malloc_trim gave none of it back); with two arenas it levelled off at
-~128 MB after 100,000 events. The queue librdkafka pre-fetches into was not the cause: bounding it
-to 2 MB changed nothing.
+Measured on Kafka + PostgreSQL (bench/memory.py: a serving coordinator, one run an event, the
+memory read after each chunk), over 600,000 events: with glibc's default arenas resident memory
+rose 130 -> 153 MB (4.1 MB per 100,000 events after the warm-up, still rising at the end), the
+memory malloc held free doubling (17 -> 35 MB) while what it had handed out stayed at ~25 MB and
+Python's own objects were level, and malloc_trim gave none of it back; with two arenas, 126 -> 138
+MB (2.0 MB per 100,000, 1.4 over the second half; free memory held at 15-22 MB). The queue
+librdkafka pre-fetches into was not the cause: bounded to 2 MB it changed nothing.
 
 `cap_malloc_arenas(n)` sets glibc's M_ARENA_MAX for the arenas created from then on (those that
 exist stay), so it is called before the first Kafka client starts its threads. The environment's
