@@ -22,14 +22,18 @@ first pass over them put p99 at 1,000,000 stored events at 1.5-4 s). Then, on th
   days): after the pass with a plain VACUUM (the space PostgreSQL reuses) and after VACUUM FULL
   (what is left).
 
-bytes_per_event: the coord_ tables' size per event after the coordinator itself drained 20,000
-events of the bench's spec (one run each) on an empty store, after VACUUM (as left) and after
-VACUUM FULL (compact).
+bytes_per_event: the coord_ tables' size (with their indexes) per event after the coordinator
+itself drained 20,000 events (--events) of the bench's spec (one run each) on an empty store,
+after a plain VACUUM (as left: the figure reported as bytes_per_event); beside it the marginal
+cost (the growth per event while it drains as many more, VACUUM after each) and the size after
+VACUUM FULL (compact), with each table's and index's share. `--only bytes` measures only these
+(about a minute).
 
 The launcher is the stub (launches succeed at once), as in bench/latency.py; in the serving
 processes a counting variant that keeps nothing per run, so their memory is the coordinator's.
 
     python bench/scale.py [--sizes 0,100000,1000000] [--more 200000] [--repeat 3] [--restarts 3]
+                          [--only bytes] [--events 20000]
 Prints figures as it goes and, as its last line, one JSON object:
 {"stored": {"0": {"p99_ms", "restart_s", "rss_mb", ...}, ...}, "bytes_per_event": N, "prune_s": N}
 (prune_s: of the largest size).
@@ -76,8 +80,8 @@ WARM = 20_000  # events before the first RSS reading
 
 
 # ---------------------------------------------------------------------- the pre-fill
-def _rows(k: int, size: int, now: float) -> tuple[tuple, tuple, tuple, tuple, str, str, str, float]:
-    """Prefilled event k: its input event, run, attempt and output event rows (COPY tuples)."""
+def _rows(k: int, size: int, now: float) -> tuple[tuple, tuple, tuple, str, str, str, float]:
+    """Prefilled event k: its input event, run (with its attempt) and output event rows (COPY tuples)."""
     jobs = L.JOBS
     days = max(1, size // (jobs * VERSIONS))
     i, day = k % jobs, (k // jobs) % days
@@ -93,9 +97,9 @@ def _rows(k: int, size: int, now: float) -> tuple[tuple, tuple, tuple, tuple, st
     out_body = f'{{"producer":"coordinator","producer_run_id":"{run_id}","attributes":{{"job":"job_{i}"}}}}'
     return (
         (event_id, f"src.{i}", partition, "succeeded", at, at, body),
-        (run_id, f"job_{i}", partition, key, 0, "succeeded", "default", 1, 1, 1, inputs, handle, None, 0.0,
-         "coordinator#1", None, at, at, at + 0.5),
-        (run_id, 1, "succeeded", at, at + 0.5, None, None, None),
+        # the input key '' and the attempt on the run's row, as the store writes them (store/runs.py)
+        (run_id, f"job_{i}", partition, "", 0, "succeeded", "default", 1, 1, 1, inputs, handle, None, 0.0,
+         "coordinator#1", None, at, at, at + 0.5, None, None),
         (out_id, f"out.{i}", partition, "succeeded", at + 0.5, at + 0.5, out_body),
         partition, event_id, out_id, at,
     )  # fmt: skip
@@ -112,13 +116,12 @@ def prefill(url: str, size: int, now: float, batch: int = 20_000) -> float:
             rows = [_rows(k, size, now) for k in range(first, min(size, first + batch))]
             with conn.transaction(), conn.cursor() as cur:
                 L._copy(cur, "coord_events", (r[0] for r in rows))
-                L._copy(cur, "coord_events", (r[3] for r in rows))
+                L._copy(cur, "coord_events", (r[2] for r in rows))
                 L._copy(cur, "coord_runs", (r[1] for r in rows))
-                L._copy(cur, "coord_attempts", (r[2] for r in rows))
             for r in rows:
                 i = r[0][1][4:]
-                current[(f"src.{i}", r[4])] = (r[5], r[7])
-                current[(f"out.{i}", r[4])] = (r[6], r[7] + 0.5)
+                current[(f"src.{i}", r[3])] = (r[4], r[6])
+                current[(f"out.{i}", r[3])] = (r[5], r[6] + 0.5)
         with conn.transaction(), conn.cursor() as cur:
             L._copy(
                 cur,

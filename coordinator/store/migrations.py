@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 
 from pydantic import ValidationError
-from sqlalchemy import Connection, bindparam, inspect, select, text, update
+from sqlalchemy import Connection, MetaData, Table, bindparam, inspect, select, text, update
 
 from coordinator.errors import StoreError
 from coordinator.store import rows, schema
@@ -91,13 +91,17 @@ def _v9(conn: Connection) -> None:
     # Fewer bytes per event (bench/scale.py measures them). The runs' unique key on (job,
     # partition_key, input_key, generation) goes: the run id is a hash of exactly these, so the
     # primary key keeps them unique, and a (job, partition_key) index serves the lookups its
-    # prefix served (SQLite keeps the key of stores made before: it cannot drop a table's
-    # constraint without copying the table). The outbox's (sent_at, id) index goes: sent events
-    # leave the table, the primary key orders what is left. A run's current attempt is kept on
-    # its row (store/runs.py). Event bodies keep only what the events' columns do not hold
-    # (rows.event_body).
+    # prefix served (on SQLite the table is copied without it). New runs store their input key
+    # as '' (a hash of the inputs' event ids, read from them: rows.RunRow). The outbox's
+    # (sent_at, id) index goes: sent events leave the table, the primary key orders what is
+    # left. A run's current attempt is kept on its row (store/runs.py). Event bodies keep only
+    # what the events' columns do not hold (rows.event_body).
     if conn.dialect.name == "postgresql":
         conn.execute(text("ALTER TABLE coord_runs DROP CONSTRAINT IF EXISTS uq_coord_runs_inputs"))
+    elif "uq_coord_runs_inputs" in {u["name"] for u in inspect(conn).get_unique_constraints("coord_runs")}:
+        _copy_sqlite_runs(conn)
+    else:
+        conn.execute(text("DROP INDEX IF EXISTS uq_coord_runs_inputs"))  # were it an index
     conn.execute(
         text("CREATE INDEX IF NOT EXISTS ix_coord_runs_job_partition ON coord_runs (job, partition_key)")
     )
@@ -108,6 +112,22 @@ def _v9(conn: Connection) -> None:
         if name not in have:
             conn.execute(text(f"ALTER TABLE coord_runs ADD COLUMN {name} TEXT"))
     _trim_event_bodies(conn)
+
+
+def _copy_sqlite_runs(conn: Connection) -> None:
+    """coord_runs without the unique key, on SQLite: it cannot drop a table's constraint, so the
+    table is copied (its documented way: a new table, the rows, the old one dropped, the new one
+    renamed, its indexes made again)."""
+    have = {c["name"] for c in inspect(conn).get_columns("coord_runs")}
+    copy = Table("coord_runs_v9", MetaData(), *(c._copy() for c in schema.runs.columns))
+    copy.create(conn)
+    names = ", ".join(c.name for c in schema.runs.columns if c.name in have)
+    conn.execute(text(f"INSERT INTO coord_runs_v9 ({names}) SELECT {names} FROM coord_runs"))
+    conn.execute(text("DROP TABLE coord_runs"))
+    conn.execute(text("ALTER TABLE coord_runs_v9 RENAME TO coord_runs"))
+    for index in schema.runs.indexes:
+        index.create(conn, checkfirst=True)
+    _v2(conn)
 
 
 def _trim_event_bodies(conn: Connection, page: int = 5000) -> None:

@@ -18,7 +18,7 @@ from sqlalchemy import text
 
 from coordinator.events import Column, CompletionEvent
 from coordinator.handles import Handle
-from coordinator.readiness import Version
+from coordinator.readiness import Version, input_key
 
 ACTIVE = ("starting", "running")
 OPEN = ("ready", "starting", "running")
@@ -160,18 +160,21 @@ class RunRow:
     def from_dict(cls, m, inputs: tuple[Version, ...] | None = None) -> RunRow:
         """`inputs`, when the caller has them decoded already (they are the row's largest field)."""
         handle = loads(m["handle"]) if m["handle"] else None
+        if inputs is None:
+            inputs = tuple(version_of(d) for d in loads(m["inputs"]))
         return cls(
             m["run_id"],
             m["job"],
             unkey(m["partition_key"]),
-            m["input_key"],
+            # a hash of the inputs' event ids: stored by earlier builds only (runs.py)
+            m["input_key"] or input_key(v.event_id for v in inputs),
             m["generation"],
             m["state"],
             m["pool"],
             m["attempt"],
             m["max_attempts"],
             m["budget"],
-            inputs if inputs is not None else tuple(version_of(d) for d in loads(m["inputs"])),
+            inputs,
             Handle(handle["kind"], handle["data"]) if handle else None,
             m["error"],
             m["not_before"],

@@ -65,16 +65,7 @@ class Runs:
         rows: dict[str, dict[str, object]] = {}
         busy = self._open_partitions([c for c in cands if c.rerun and not c.violation]) if room else set()
         for c in cands:
-            generation = 0
-            if rerun:
-                top = self.conn.execute(
-                    select(func.max(S.runs.c.generation)).where(
-                        S.runs.c.job == c.job,
-                        S.runs.c.partition_key == pkey(c.partition),
-                        S.runs.c.input_key == c.input_key,
-                    )
-                ).scalar()
-                generation = 0 if top is None else top + 1
+            generation = self._next_generation(c.job, c.partition, c.input_key) if rerun else 0
             run_id = run_id_for(c.job, c.partition, c.input_key, generation)
             if run_id in rows:
                 continue
@@ -89,7 +80,7 @@ class Runs:
                 "run_id": run_id,
                 "job": c.job,
                 "partition_key": pkey(c.partition),
-                "input_key": c.input_key,
+                "input_key": "",  # a hash of the inputs' event ids: RunRow reads it from them
                 "generation": generation,
                 "state": "starting" if start else state,
                 "pool": pool,
@@ -111,6 +102,19 @@ class Runs:
             return []
         inserted = self.sql.insert_new(S.runs, "run_id", rows)
         return [RunRow.from_dict(r, self._inputs[run_id]) for run_id, r in rows.items() if run_id in inserted]
+
+    def _next_generation(self, job: str, partition: str | None, key: str, window: int = 16) -> int:
+        """One more than the newest generation of (job, partition, inputs) stored: run ids are
+        hashes of the four (rows.run_id_for), looked up a window of generations at a time."""
+        r = S.runs
+        first = 0
+        while True:
+            ids = {run_id_for(job, partition, key, g): g for g in range(first, first + window)}
+            q = select(r.c.run_id).where(r.c.run_id.in_(list(ids)))
+            found = [ids[i] for i in self.conn.execute(q).scalars()]
+            if len(found) < window:
+                return max(found, default=first - 1) + 1
+            first += window
 
     def _open_partitions(self, cands: Sequence[Candidate]) -> set[tuple[str, str]]:
         """(job, partition key) of these candidates that have a ready, starting or running run."""

@@ -77,7 +77,7 @@ runs = Table(
     Column("run_id", String(40), primary_key=True),
     Column("job", String(500), nullable=False),
     Column("partition_key", String(200), nullable=False),
-    Column("input_key", String(40), nullable=False),
+    Column("input_key", String(40), nullable=False),  # '': the inputs' hash, read from them (rows.py)
     Column("generation", Integer, nullable=False, default=0),
     Column("state", String(20), nullable=False),
     Column("pool", String(200), nullable=False),

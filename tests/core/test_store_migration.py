@@ -15,7 +15,7 @@ from sqlalchemy import create_engine, inspect
 from coordinator import history
 from coordinator.events import Column, CompletionEvent, Status
 from coordinator.handles import Handle
-from coordinator.readiness import step
+from coordinator.readiness import evaluate, input_key, step
 from coordinator.spec import parse_spec
 from coordinator.store import StateStore
 from coordinator.store.migrations import LATEST
@@ -97,6 +97,9 @@ def _as_version_8(store: StateStore, events: list[CompletionEvent]) -> None:
                 {"b": body, "i": e.event_id} if pg else (body, e.event_id))  # fmt: skip
         for run_id, inputs in sql("SELECT run_id, inputs FROM coord_runs").all():
             legacy = _legacy_inputs(inputs)
+            key = input_key(d[0] for d in orjson.loads(inputs))
+            sql(f"UPDATE coord_runs SET input_key = {p.split(', ')[0]} WHERE run_id = {p.split(', ')[1]}",
+                {"b": key, "i": run_id} if pg else (key, run_id))  # fmt: skip
             sql(f"UPDATE coord_runs SET inputs = {p.split(', ')[0]} WHERE run_id = {p.split(', ')[1]}",
                 {"b": legacy, "i": run_id} if pg else (legacy, run_id))  # fmt: skip
         # every attempt that ran was a row of its own; runs had no log_path or details
@@ -112,11 +115,14 @@ def _as_version_8(store: StateStore, events: list[CompletionEvent]) -> None:
                 "ALTER TABLE coord_runs ADD CONSTRAINT uq_coord_runs_inputs"
                 " UNIQUE (job, partition_key, input_key, generation)"
             )
-        else:
-            sql(
-                "CREATE UNIQUE INDEX uq_coord_runs_inputs"
-                " ON coord_runs (job, partition_key, input_key, generation)"
-            )
+        else:  # the table as create_all made it then, the key a constraint of the table
+            made = sql("SELECT sql FROM sqlite_master WHERE name = 'coord_runs'").scalar()
+            key = ", CONSTRAINT uq_coord_runs_inputs UNIQUE (job, partition_key, input_key, generation))"
+            sql(made.replace("coord_runs", "coord_runs_v8", 1).rstrip().rstrip(")") + key)
+            sql("INSERT INTO coord_runs_v8 SELECT * FROM coord_runs")
+            sql("DROP TABLE coord_runs")
+            sql("ALTER TABLE coord_runs_v8 RENAME TO coord_runs")
+            sql("CREATE INDEX ix_coord_runs_job_created ON coord_runs (job, created_at)")
         sql("CREATE INDEX ix_coord_outbox_pending ON coord_outbox (sent_at, id)")
         sql("DELETE FROM coord_schema_version WHERE version = 9")
     assert LATEST == 9
@@ -202,9 +208,28 @@ def test_a_version_8_store_migrates_and_reads_the_same(url):
         # runs keep the inputs as they were written (both forms read the same)
         assert all(i.startswith('[{"event_id"') for i in inputs)
         assert "ix_coord_runs_job_partition" in indexes and "ix_coord_outbox_pending" not in outbox_indexes
-        if url.startswith("postgresql"):
-            assert "uq_coord_runs_inputs" not in uniques
+        assert "uq_coord_runs_inputs" not in uniques | indexes
         assert [e for _, e in pending] == [out]
+        # a re-run on the same inputs is the next generation; new inputs start at generation 0
+        with migrated.begin() as tx:
+            snap = tx.load_snapshot(SPEC, [], extra_jobs=[("join", "2024-01-01")])
+            cand = evaluate(SPEC, snap, "join", "2024-01-01", force=True)
+            (again,) = tx.insert_runs([cand], {"join": "default"}, {"join": 1}, 7.0, rerun=True)
+            assert (again.generation, again.input_key) == (1, run.input_key)
+            a3 = CompletionEvent(dataset="raw.a", partition="2024-01-01", produced_at=T0 + timedelta(days=1))
+            fresh = tx.insert_events([a3], 7.0)
+            (newer,) = tx.insert_runs(
+                step(SPEC, tx.load_snapshot(SPEC, fresh), fresh), {"join": "default"}, {"join": 1}, 7.0
+            )
+            assert newer.generation == 0 and newer.input_key != run.input_key
+            assert tx.get_run(newer.run_id) == newer
+            # and newer inputs again: another run of generation 0 beside it (no key on input_key)
+            a4 = CompletionEvent(dataset="raw.a", partition="2024-01-01", produced_at=T0 + timedelta(days=2))
+            fresh = tx.insert_events([a4], 7.0)
+            (newest,) = tx.insert_runs(
+                step(SPEC, tx.load_snapshot(SPEC, fresh), fresh), {"join": "default"}, {"join": 1}, 7.0
+            )
+            assert newest.generation == 0 and tx.get_run(newest.run_id) == newest
         # the run that was running ends under this build: its one attempt reads as ended
         with migrated.begin() as tx:
             assert tx.finish_many([Finish(running.run_id, 1, "succeeded", log_path="r.log")], 6.0)
