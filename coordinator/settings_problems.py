@@ -44,6 +44,12 @@ NOT_SETTINGS = frozenset(
         "COORD_KAFKA_CONTROLLER_PORT",
         "COORD_PG_PORT",
         "COORD_MYSQL_PORT",
+        "COORD_SPARK_PORT",
+        "COORD_SPARK_REST_PORT",
+        "COORD_SPARK_UI_PORT",
+        "COORD_SPARK_WORKER_PORT",
+        "COORD_SPARK_WORKER_UI_PORT",
+        "COORD_MLFLOW_PORT",
         "COORD_FUZZ_EXAMPLES",
     }
 )

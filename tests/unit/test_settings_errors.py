@@ -145,3 +145,16 @@ def test_a_typo_inside_a_json_setting_names_the_key_it_resembles(monkeypatch: py
         f"COORD_FIVETRAN_CONNECTORS={rule!r}: "
         "app.ofset: Extra inputs are not permitted (did you mean 'offset'?)"
     )
+
+
+def test_the_service_scripts_port_variables_are_not_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """scripts/services reads its ports from COORD_*_PORT variables: a shell that moved the
+    services to other ports must still run the coordinator (every such variable the script reads)."""
+    import re
+
+    script = (Path(__file__).resolve().parents[2] / "scripts" / "services").read_text()
+    names = sorted(set(re.findall(r"\$\{(COORD_[A-Z_]+_PORT):-", script)))
+    assert len(names) >= 10, names  # the script's ports are read this way
+    for name in names:
+        monkeypatch.setenv(name, "1")
+    assert Settings().bus in ("local", "kafka")
