@@ -204,6 +204,11 @@ def build_app(config: dict[str, Any]) -> Any:
         async with flushing:
             reloaded = await state.aclaim(sources, int(getattr(app, "consumer_generation_id", -1) or -1))
             pending[:] = [(s, e) for s, e in pending if s in state.parts and s not in reloaded]
+        refused = [s for s in sources if s not in state.parts]
+        if refused:  # a newer generation's claim: this assignment is stale. Exit, acknowledging
+            # nothing: faust commits none of it, and the restarted worker joins a newer generation
+            log.error("%s claimed in a newer group generation: exiting to rejoin", refused)
+            os._exit(3)
         log.info("assigned %s (generation %s)", sorted(sources), getattr(app, "consumer_generation_id", None))
 
     streams: list[Any] = []

@@ -16,11 +16,12 @@ them and moves them on each rebalance. So:
 
 - **A partition's file is written only by its owner**, the worker that claimed it when faust
   assigned it. A claim from an older group generation than the file's is refused (a stale
-  rebalance); a worker whose partition another claimed drops it at its next sync without writing
-  it, and applies none of its events any more: the new owner, assigned it in a newer group
-  generation, reads them from the offsets committed for it (the broker refuses a commit from an
-  older generation). A claim loads the file: the new owner resumes where the old one
-  saved (offsets applied, event times, window contents), and a replay is skipped by its offset.
+  rebalance: the worker exits, acknowledging nothing, and rejoins when restarted). A worker whose
+  partition another claimed drops it at its next sync without writing it, and applies none of
+  its events any more: the new owner, assigned it in a newer group generation, reads them from
+  the offsets committed for it (the broker refuses a commit from an older generation). A claim
+  loads the file: the new owner resumes where the old one saved (offsets applied, event times,
+  window contents), and a replay is skipped by its offset.
 - **A window's completeness is global**: the watermark is computed under the lock from every
   partition's file and end offset (`advance`), so a worker holding some partitions never closes a
   window that others still feed, and the window's contents are the sum of every partition's part.
