@@ -2,7 +2,8 @@
 a topic of four partitions: the second starts mid-stream (faust splits the partitions between
 them), the first is paused past the session timeout as a coordinator that lost its lease but is
 not dead yet would be (the second takes every partition, then the first wakes with its old ones
-in memory), and the first stops (the partitions come back to the second). Then: exactly the
+in memory), the first stops (the partitions come back to the second), a third joins and the
+second is SIGKILLed (its partitions, and what it had not saved, go to the third). Then: exactly the
 expected hourly windows, each announced exactly once on the completion topic (messages counted,
 not ids), each with every one of its clicks, and no click counted twice or late."""
 
@@ -133,14 +134,15 @@ def test_two_workers_lose_no_window_and_announce_none_twice(
     def announced() -> int:
         return len(summary(shared / "state").get("announced", []))
 
-    def split(since: float) -> bool:
+    def split(since: float, one: Worker | None = None, other: Worker | None = None) -> bool:
         """Both workers hold partitions, none held twice, all held, as beats after `since` say."""
-        beats = [first.beat(), second.beat() if second else {}]
+        one, other = one or first, other or second
+        beats = [one.beat(), other.beat() if other else {}]
         held = [set(b.get("partitions", [])) for b in beats if b.get("at", 0) > since]
         return len(held) == 2 and all(held) and not held[0] & held[1] and len(held[0] | held[1]) == PARTITIONS
 
     first = Worker("a", tmp_path, stream_python, config)
-    second = None
+    second = third = None
     phases: dict[str, object] = {}
     try:
         wait_for("the first worker's partitions", lambda: len(first.holds()) == PARTITIONS, timeout_s=60)
@@ -175,7 +177,18 @@ def test_two_workers_lose_no_window_and_announce_none_twice(
         # the first stops: its partitions come back to the second
         first.stop()
         wait_for("the second to hold every partition again", lambda: len(second.holds()) == PARTITIONS)
-        produce(range(16, 18), 1.0)
+
+        # a third joins mid-stream, then the second is killed: its partitions, and what it held
+        # unsaved, go to the third once the session times out
+        joined = time.time()
+        third = Worker("c", tmp_path, stream_python, config)
+        flowing = threading.Thread(target=produce, args=(range(16, 18), 4.0))
+        flowing.start()
+        wait_for("the partitions split again", lambda: split(joined, second, third), timeout_s=60)
+        phases["a third"] = (second.holds(), third.holds())
+        flowing.join()
+        second.process.send_signal(signal.SIGKILL)
+        wait_for("the third to hold all", lambda: len(third.holds()) == PARTITIONS, timeout_s=60)
         producer.produce(topic, b"", partition=0)  # no event time: refused, counted, nothing else
         for partition in range(PARTITIONS):  # hour 18 + 31 min on every partition closes 00..17
             ts = DAY + HOURS * 3600 + 1860
@@ -184,11 +197,11 @@ def test_two_workers_lose_no_window_and_announce_none_twice(
         wait_for("hours 00..17 closed", lambda: announced() == HOURS, timeout_s=60)
         time.sleep(1.5)  # a window announced twice would have been by now
     finally:
-        for worker in (first, second):
+        for worker in (first, second, third):
             if worker is not None:
                 worker.stop()
 
-    # the partitions really moved: split, all on one while the other was paused, split again
+    # the partitions really moved: split, all on one while the other was paused, split again (twice)
     assert all(a and b and not set(a) & set(b) for a, b in phases.values()), phases
 
     # each hour announced exactly once: messages on the completion topic, not distinct ids
