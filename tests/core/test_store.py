@@ -150,6 +150,20 @@ def test_retry_gives_a_failed_run_a_fresh_budget(store):
             )
         again = tx.retry(run.run_id, 3.0)
         assert (again.state, again.max_attempts) == ("ready", 4)
+        # every attempt stays known: the retried one, and the one that ended the run, which was
+        # on the run's row until the retry (store/runs.py), then the third while it runs and ends
+        [third] = tx.claim("p", 2, "me", now=4.0)
+        assert [(a["attempt"], a["state"], a["error"]) for a in tx.attempts(run.run_id)] == [
+            (1, "failed", "boom"),
+            (2, "failed", "boom"),
+        ]
+        assert tx.set_running(run.run_id, 3, Handle("command", {"pid": 1}), 4.0)
+        assert tx.finish(run.run_id, 3, "succeeded", 5.0, log_path="3.log")
+        assert [(a["attempt"], a["state"], a["log_path"]) for a in tx.attempts(run.run_id)] == [
+            (1, "failed", None),
+            (2, "failed", None),
+            (3, "succeeded", "3.log"),
+        ]
 
 
 def test_outbox(store):
