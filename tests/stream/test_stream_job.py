@@ -161,6 +161,7 @@ jobs:
     )
     assert scraped['coord_stream_messages_total{job="clicks_hourly",outcome="late"}'] == 1
     assert 0 <= scraped[f"coord_stream_heartbeat_age_seconds{job}"] < 10
+    assert scraped[f"coord_stream_lag_messages{job}"] == 0  # read to the end
     assert scraped[f"coord_stream_watermark_seconds{job}"] == DAY + 26 * 3600 + 3300 - 7200
 
 
