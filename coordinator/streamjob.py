@@ -57,7 +57,10 @@ coordinator reads it as it reads any producer's.
 
 The state (`state_dir`, default `<run folder>/state/`) and a heartbeat file (`heartbeat.json`:
 last beat, watermark, windows open, counters, the partitions held) live in the run folder the
-launcher gives; the launcher reads the heartbeat for the job's health. The broker's security
+launcher gives; the launcher reads the heartbeat for the job's health. A run folder holding the previous release's
+`state.json` (one file per job) and no `job.json` in the state folder yet is converted at start,
+nothing re-read nor announced again; one that cannot be converted stops the worker saying why
+(coordinator/streamupgrade.py). The broker's security
 settings (COORD_KAFKA_SECURITY) come in the environment, as faust's credentials
 (coordinator/streambroker.py).
 """
@@ -74,6 +77,7 @@ from typing import Any
 
 from coordinator.streambroker import SECURITY_ENV, broker_credentials
 from coordinator.streamstate import WindowState
+from coordinator.streamupgrade import LEGACY_NAME, LegacyStateError, upgrade
 from coordinator.streamwindows import (
     Announcer,
     flush_batch,
@@ -115,6 +119,7 @@ def build_app(config: dict[str, Any]) -> Any:
     job, dataset, topic = config["job"], config["dataset"], config["topic"]
     revise = config.get("revise_within_s") if config.get("late_data") == "reannounce" else None
     state_dir = Path(config.get("state_dir") or run_dir / "state")
+    upgrade(run_dir / LEGACY_NAME, state_dir, float(config["lateness_s"]))  # the previous release's
     state = WindowState(state_dir, float(config["lateness_s"]), revise)  # its generation names the group
     schema = load_event_schema(Path(config["topics_dir"]))
     time_field, key_field = config["time_field"], config.get("key_field")
@@ -316,7 +321,16 @@ def main(argv: list[str] | None = None) -> int:
     die_with_parent(config.get("parent_pid"))
     from faust import Worker
 
-    app = build_app(config)
+    try:
+        app = build_app(config)
+    except LegacyStateError as exc:  # one line: the supervisor's log repeats the worker's last
+        print(
+            f"{exc.path} (the previous release's stream state) {exc.reason}; the worker does not "
+            "start, since starting afresh would read the topic from its start and announce every "
+            "window again: repair the file, or move it aside to start afresh all the same",
+            file=sys.stderr,
+        )
+        return os.EX_CONFIG
     Worker(app, loglevel="INFO").execute_from_commandline()
     return 0
 

@@ -67,6 +67,23 @@ def _add(into: Counts, counts: Counts, sign: int = 1) -> None:
             del into[key]
 
 
+@contextlib.contextmanager
+def folder_lock(folder: Path) -> Iterator[None]:
+    """The state folder's lock (flock: released with the process, whatever ends it)."""
+    fd = os.open(Path(folder) / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def part_path(folder: Path, source: str) -> Path:
+    """The file of one source partition (`topic:partition`) in a state folder."""
+    topic, _, partition = source.rpartition(":")
+    return Path(folder) / "parts" / f"{topic}.{partition}.json"
+
+
 class Part:
     """One source partition's share of the job's state (its file's contents), and what was
     applied to it since its file was last written (`fresh`, kept in memory only)."""
@@ -137,14 +154,8 @@ class WindowState:
                 self._write_job()
 
     # ------------------------------------------------------------------ the folder
-    @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
-        fd = os.open(self.folder / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)  # releases the lock
+    def locked(self) -> contextlib.AbstractContextManager[None]:
+        return folder_lock(self.folder)
 
     @contextlib.asynccontextmanager
     async def alocked(self) -> AsyncIterator[None]:
@@ -162,8 +173,7 @@ class WindowState:
             os.close(fd)
 
     def _part_path(self, source: str) -> Path:
-        topic, _, partition = source.rpartition(":")
-        return self.folder / "parts" / f"{topic}.{partition}.json"
+        return part_path(self.folder, source)
 
     def _read_part(self, source: str) -> Part | None:
         try:
