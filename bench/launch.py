@@ -13,8 +13,8 @@ so what is measured ends where the job's own code begins:
   the downstream run claimed and started;
 - floor: the median wall time of `python -S -c pass`, measured in the same run between the
   backends' rounds, so a busy machine moves both alike; each is followed by the same under the
-  `/bin/sh` wrapper the launcher puts around a command (launchers/process.py), whose cost is
-  the difference of the medians (`shell_wrapper_ms`).
+  `/bin/sh` wrapper that kept exit codes before the process spawner (launchers/spawner.py) and
+  still does where it cannot run; its cost is the difference of the medians (`shell_wrapper_ms`).
 
 Backends as in bench/latency.py: kafka_postgres (the broker and PostgreSQL of scripts/services,
 a fresh topic and database) and local (the embedded bus and SQLite). Each measure is taken n
@@ -189,7 +189,7 @@ def measure(
 
 def floor_ms(n: int, wrapped: list[float] | None = None, exit_file: Path | None = None) -> list[float]:
     """n wall times of `python -S -c pass`; given `wrapped`, each is followed by one of the same
-    under the launcher's `/bin/sh` wrapper (launchers/process.py), appended there."""
+    under the launcher's fallback `/bin/sh` wrapper (launchers/process.py), appended there."""
     times = []
     argv = [sys.executable, "-S", "-c", "pass"]
     for _ in range(n):

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from coordinator.launchers.base import Handle, Launcher
-from coordinator.launchers.process import _proc_start_time
+from coordinator.launchers.process import _proc_start_time, await_exit_file
 from coordinator.launchers.result import RESULT_FILE_ENV
 from coordinator.rundirs import EXIT_NAME, RESULT_NAME
 from coordinator.spec.models import PipelineSpec
@@ -84,13 +84,15 @@ def find_process(kind: str, workdir: Path) -> Handle | None:
             continue
         if marker in env:
             pid = int(entry.name)
-            # the session leader is the wrapper shell that records the exit code
+            # the session leader: the job itself, or the wrapper shell that records its exit code
             try:
                 if os.getsid(pid) != pid:
                     continue
             except OSError:
                 continue
             return Handle(kind, {"pid": pid, "start_time": _proc_start_time(pid), "workdir": str(workdir)})
+    if not (workdir / EXIT_NAME).exists():  # a job's spawner writes it a moment after the job ends
+        await_exit_file(Handle(kind, {}), workdir / EXIT_NAME)
     if (workdir / EXIT_NAME).exists():
         return ended_handle(kind, workdir)
     return None
@@ -104,4 +106,9 @@ def ended_handle(kind: str, workdir: Path) -> Handle:
 def left_no_result(handle: Handle) -> bool:
     """The process behind a stored handle is gone without recording an exit code."""
     workdir = handle.data.get("workdir")
-    return bool(workdir) and not (Path(str(workdir)) / EXIT_NAME).exists()
+    if not workdir:
+        return False
+    exit_file = Path(str(workdir)) / EXIT_NAME
+    if not exit_file.exists():  # its spawner writes it a moment after the job ends
+        await_exit_file(handle, exit_file)
+    return not exit_file.exists()

@@ -7,12 +7,15 @@ project's own scoring/push runners), so one mechanism gives every kind the same 
   same process (the start time guards against PID reuse) instead of launching it again;
 - its end is seen at once: the waiting thread blocks on a pidfd (Linux), which works for a child
   of ours and for one re-attached after a restart alike; elsewhere it checks every 50 ms;
-- its exit code is written by a tiny shell wrapper to `exit_code` in the run's folder, so a
-  process that ends while the coordinator is down still leaves its result behind (only a
-  parent learns a process's exit code: without the wrapper, an instance that adopts or
-  re-attaches a job could not tell success from failure). The wrapper costs about half a
-  millisecond before the job's first statement; Python starts it with vfork, whatever the
-  coordinator's size (bench/launch.py measures the whole path);
+- its exit code is written to `exit_code` in the run's folder by the job's parent, so a process
+  that ends while the coordinator is down still leaves its result behind (only a parent learns
+  a process's exit code: without it, an instance that adopts or re-attaches a job could not
+  tell success from failure). That parent is the coordinator process's spawner
+  (launchers/spawner.py), which starts the job's own argv with posix_spawn — nothing between
+  the coordinator and the job's first statement but a pipe's round trip. Where it cannot run,
+  the job starts under a `/bin/sh` wrapper that writes the code (`cmd; echo $? > exit_code`):
+  a shell's start and a fork more, measured in bench/launch.py's run as `shell_wrapper_ms`
+  (0.5 ms on a quiet machine, 1-2.5 ms on a busy one);
 - stdout+stderr go to `log` in the run's folder; the last error-looking line becomes the error,
   masked (`masked`): a job that prints its password leaves it in its own log, not in the state
   store, the UI, alerts or lineage.
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import os
 import select
 import shlex
@@ -34,10 +38,13 @@ from pathlib import Path
 from coordinator.errors import LaunchError
 from coordinator.launchers.base import Handle, Launcher, RunContext, RunResult
 from coordinator.launchers.result import RESULT_FILE_ENV, read_results
+from coordinator.launchers.spawning import SpawnerGone, spawner
 from coordinator.rundirs import EXIT_NAME, LOG_NAME, RESULT_NAME  # re-exported: the folder's files
 from coordinator.secrets import Masker, mask_argv
 
 ERROR_HINTS = ("error", "exception", "traceback", "failed", "fatal")
+SIGNAL_SUFFIX = ".signal"  # beside exit_code: the spawner's record of a job killed by a signal
+log = logging.getLogger("coordinator.launchers")
 
 
 def _proc_start_time(pid: int) -> str | None:
@@ -56,35 +63,66 @@ def start_process(
     cwd: Path | None = None,
 ) -> Handle:
     """Start `argv` detached in its own session; returns the durable handle. Raises LaunchError."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    for name in (EXIT_NAME, RESULT_NAME):
-        (workdir / name).unlink(missing_ok=True)
+    try:  # a new attempt's folder: nothing of an earlier start to clear (~0.25 ms a file call here)
+        os.mkdir(workdir)
+    except FileNotFoundError:
+        workdir.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:  # the same attempt started again (after a crash): its old results go
+        for name in (EXIT_NAME, EXIT_NAME + SIGNAL_SUFFIX, RESULT_NAME):
+            (workdir / name).unlink(missing_ok=True)
     child_env = {**os.environ, **(env or {}), RESULT_FILE_ENV: str(workdir / RESULT_NAME)}
-    # The wrapper records the exit code even if nobody is waiting for the process any more.
-    script = f"{shlex.join(argv)}; echo $? > {shlex.quote(str(workdir / EXIT_NAME))}"
+    data: dict[str, object] = {}
+    helper = spawner()
     try:
-        with open(workdir / LOG_NAME, "ab") as log:
-            proc = subprocess.Popen(
-                ["/bin/sh", "-c", script],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=child_env,
-                cwd=cwd or workdir,
-                start_new_session=True,
-            )
+        pid = None
+        if helper is not None:
+            try:
+                pid = helper.spawn(argv, child_env, cwd or workdir, workdir / LOG_NAME, workdir / EXIT_NAME)
+                data["spawner"] = _identity(helper.pid)
+            except SpawnerGone as exc:
+                log.warning("the process spawner did not answer (%s): this job starts under /bin/sh", exc)
+        if pid is None:
+            pid = _start_wrapped(argv, child_env, cwd or workdir, workdir)
     except OSError as exc:
         raise LaunchError(f"cannot start {argv[0]!r}: {exc}") from exc
     return Handle(
         kind,
         {
-            "pid": proc.pid,
-            "start_time": _proc_start_time(proc.pid),
+            "pid": pid,
+            "start_time": _proc_start_time(pid),
             "workdir": str(workdir),
             "argv": mask_argv(argv),  # for display only: the store keeps no --conf password
             "started_at": time.time(),
+            **data,
         },
     )
+
+
+_identities: dict[int, dict[str, object]] = {}
+
+
+def _identity(pid: int) -> dict[str, object]:
+    """A spawner's pid and start time (a reused pid is not it), read once."""
+    if pid not in _identities:
+        _identities[pid] = {"pid": pid, "start_time": _proc_start_time(pid)}
+    return _identities[pid]
+
+
+def _start_wrapped(argv: Sequence[str], env: Mapping[str, str], cwd: Path, workdir: Path) -> int:
+    """Where there is no spawner: the job under a shell that records its exit code even if nobody
+    waits for the process any more."""
+    script = f"{shlex.join(argv)}; echo $? > {shlex.quote(str(workdir / EXIT_NAME))}"
+    with open(workdir / LOG_NAME, "ab") as out:
+        proc = subprocess.Popen(
+            ["/bin/sh", "-c", script],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
+        )
+    return proc.pid
 
 
 def is_alive(handle: Handle) -> bool:
@@ -109,8 +147,8 @@ def terminate(handle: Handle, grace_s: float = 10.0) -> None:
     """Stop the process group: SIGTERM, then SIGKILL after `grace_s`. Quiet if already gone.
 
     Returns once no process of the group is left running, not only its leader: a job's
-    children (spark-submit's JVM, a Python driver) may outlive the `/bin/sh` leader by a few
-    moments, and "cancelled" must mean stopped."""
+    children (spark-submit's JVM, a Python driver) may outlive the leader by a few moments,
+    and "cancelled" must mean stopped."""
     if not is_alive(handle):
         return
     pgid = int(handle.data["pid"])
@@ -215,6 +253,23 @@ def wait_ended(handle: Handle, timeout_s: float | None, poll_s: float = 0.05) ->
         os.close(fd)
 
 
+def await_exit_file(handle: Handle, exit_file: Path) -> None:
+    """The spawner writes a job's exit code a moment after the job ends (a wrapper shell wrote it
+    before it ended itself): wait for it while the spawner lives (up to 5 s), and for a handle that
+    does not say whose child the job was (found after a restart) for a tenth of a second."""
+    spawner_of = handle.data.get("spawner")
+    deadline = time.monotonic() + (5.0 if spawner_of else 0.1)
+    pause = 0.0002
+    killed = exit_file.with_name(exit_file.name + SIGNAL_SUFFIX)  # the spawner's word for "no code"
+    while not exit_file.exists() and not killed.exists() and time.monotonic() < deadline:
+        if isinstance(spawner_of, Mapping) and _proc_start_time(int(spawner_of["pid"])) != spawner_of.get(
+            "start_time"
+        ):
+            return  # the spawner is gone: nobody will write it
+        time.sleep(pause)
+        pause = min(pause * 2, 0.01)
+
+
 def wait_process(handle: Handle, timeout_s: float | None, poll_s: float = 0.05) -> RunResult:
     """Block until the process ends or `timeout_s` passes (then stop it); read its result."""
     workdir = Path(str(handle.data["workdir"]))
@@ -227,6 +282,8 @@ def wait_process(handle: Handle, timeout_s: float | None, poll_s: float = 0.05) 
             details={"timed_out": True},
         )
     exit_file = workdir / EXIT_NAME
+    if not exit_file.exists():
+        await_exit_file(handle, exit_file)
     code_text = exit_file.read_text().strip() if exit_file.exists() else ""
     code = int(code_text) if code_text.lstrip("-").isdigit() else None
     outputs, details = read_results(workdir / RESULT_NAME)

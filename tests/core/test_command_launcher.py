@@ -102,3 +102,59 @@ def test_a_job_s_end_is_seen_at_once_by_its_own_launcher_and_after_a_restart(tmp
 
     # a PID that now names another process (its start time differs) has ended already
     assert wait_ended(Handle("command", {"pid": os.getpid(), "start_time": "0", "workdir": "."}), 5.0)
+
+
+def _stat(pid: int) -> list[str]:
+    with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+        return f.read().rsplit(")", 1)[1].split()
+
+
+def test_no_shell_between_the_coordinator_and_the_job_and_its_exit_code_is_kept(tmp_path: Path):
+    """The job is its own argv in a session of its own, a child of the process's spawner, which
+    writes its exit code whoever waits for it — none for a job killed by a signal, as the wrapper
+    shell, killed with the job's group, left none."""
+    from coordinator.launchers.process import terminate
+    from coordinator.launchers.spawning import spawner
+
+    launcher = CommandLauncher(Settings(home=tmp_path))
+    c = ctx(tmp_path, [sys.executable, "-c", "import time; time.sleep(30)"])
+    handle = launcher.start(c)
+    pid, helper = int(handle.data["pid"]), spawner()
+    assert helper is not None and handle.data["spawner"]["pid"] == helper.pid
+    deadline, cmd = time.monotonic() + 5, b""
+    while not cmd and time.monotonic() < deadline:  # empty for a moment while the exec completes
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmd = f.read()
+    assert cmd.split(b"\0")[0] == sys.executable.encode(), cmd  # the job itself, not /bin/sh
+    fields = _stat(pid)
+    assert int(fields[1]) == helper.pid and os.getsid(pid) == pid  # its parent, its own session
+    terminate(handle, grace_s=5)
+    started = time.monotonic()
+    result = launcher.wait(handle, c)
+    assert time.monotonic() - started < 1.0  # the end is known at once, code or not
+    assert not result.succeeded and "without an exit code (killed)" in (result.error or "")
+    assert not (c.workdir / "exit_code").exists()
+    assert (c.workdir / "exit_code.signal").read_text().strip() == "15"  # SIGTERM
+    ended = dataclasses.replace(ctx(tmp_path, [sys.executable, "-c", "pass"]), workdir=tmp_path / "w0")
+    assert launcher.wait(launcher.start(ended), ended).succeeded
+    assert (ended.workdir / "exit_code").read_text().strip() == "0"
+
+
+def test_a_missing_program_fails_to_start_and_a_dead_spawner_is_replaced(tmp_path: Path):
+    import pytest
+
+    from coordinator.errors import LaunchError
+    from coordinator.launchers.spawning import spawner
+
+    launcher = CommandLauncher(Settings(home=tmp_path))
+    with pytest.raises(LaunchError, match="cannot start 'no-such-program-here'"):
+        launcher.start(ctx(tmp_path, ["no-such-program-here", "x"]))
+    first = spawner()
+    assert first is not None
+    first.stop()  # killed: the next launch starts another
+    failing = ctx(tmp_path, [sys.executable, "-c", "raise SystemExit(3)"])
+    c = dataclasses.replace(failing, workdir=tmp_path / "w2")
+    handle = launcher.start(c)
+    assert handle.data["spawner"]["pid"] not in (None, first.pid)
+    result = launcher.wait(handle, c)
+    assert not result.succeeded and "exit code 3" in (result.error or "")

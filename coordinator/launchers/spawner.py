@@ -1,0 +1,103 @@
+"""The process spawner: a small process of the coordinator's that starts jobs and keeps their exit codes.
+
+Only a process's parent learns its exit code, and a job must outlive the coordinator that started
+it (an instance that adopts or re-attaches it must still learn whether it succeeded). A `/bin/sh`
+wrapper per job kept the code (`cmd; echo $? > exit_code`), at the price of a shell's start and
+a fork between the coordinator and every job's first statement (bench/launch.py measures it,
+`shell_wrapper_ms`: 0.5 ms on a quiet machine, 1-2.5 ms on a busy one). Instead, one spawner per
+coordinator process is the parent of the jobs: it starts each with posix_spawn (vfork) straight
+into the job's own argv, waits for it, and writes its exit code into the run folder's
+`exit_code` (for a job killed by a signal, only the signal, beside it: see `_reap`) — also once
+the coordinator is gone, since the spawner lives in a session of its own and leaves only when
+the coordinator has closed its pipe and its last job has ended.
+
+This file runs as a script under `python -S` (the standard library only, no site: it starts in
+a few milliseconds) and speaks one JSON line per request on stdin, one per answer on stdout:
+    {"argv": [...], "env": {...}, "cwd": "...", "log": "...", "exit": "..."} → {"pid": N} | {"error": "..."}
+The coordinator's side is launchers/spawning.py.
+"""
+
+import json
+import os
+import shutil
+import sys
+import threading
+
+_lock = threading.Lock()  # a child is registered before the reaper may pop it
+_exits: dict[int, str] = {}
+_children = threading.Condition(_lock)
+
+
+def _write_exit(path: str, text: str) -> None:
+    staging = f"{path}.{os.getpid()}"
+    try:
+        with open(staging, "w") as f:
+            f.write(f"{text}\n")
+        os.replace(staging, path)  # whole or not at all, for a reader polling for it
+    except OSError:
+        pass
+
+
+def _reap() -> None:
+    while True:
+        with _children:
+            while not _exits:
+                _children.wait()
+        try:
+            pid, status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            continue
+        if not os.WIFEXITED(status) and not os.WIFSIGNALED(status):
+            continue  # stopped or continued: not an end
+        with _lock:
+            path = _exits.get(pid)
+        if path is not None and os.WIFEXITED(status):
+            _write_exit(path, str(os.WEXITSTATUS(status)))
+        elif path is not None:
+            # A job killed by a signal leaves no code, as under the wrapper shell, which a kill of
+            # the job's group (a cancel, a timeout, a machine going down) took along: its run is
+            # "killed", or "lost" to an instance that adopts it. Only that it ended, and how.
+            _write_exit(f"{path}.signal", str(os.WTERMSIG(status)))
+        with _children:  # written: a spawner whose coordinator is gone may leave once none is left
+            _exits.pop(pid, None)
+            _children.notify_all()
+
+
+def _spawn(request: dict) -> int:
+    argv, env = request["argv"], request["env"]
+    program = argv[0] if os.sep in argv[0] else shutil.which(argv[0], path=env.get("PATH", os.defpath))
+    if program is None:
+        raise FileNotFoundError(f"[Errno 2] No such file or directory: {argv[0]!r}")
+    actions = [
+        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+        (os.POSIX_SPAWN_OPEN, 1, request["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644),
+        (os.POSIX_SPAWN_DUP2, 1, 2),
+    ]
+    os.chdir(request["cwd"])  # posix_spawn has no working folder of its own; only this thread spawns
+    with _lock:
+        pid = os.posix_spawn(program, argv, env, file_actions=actions, setsid=True)
+        _exits[pid] = request["exit"]
+        _children.notify_all()
+    return pid
+
+
+def main() -> None:
+    threading.Thread(target=_reap, daemon=True).start()
+    requests, answers = sys.stdin.buffer, sys.stdout
+    for line in requests:  # until the coordinator closes its end
+        try:
+            answer = {"pid": _spawn(json.loads(line))}
+        except Exception as exc:  # the coordinator raises it as a LaunchError
+            answer = {"error": str(exc) or type(exc).__name__}
+        try:
+            answers.write(json.dumps(answer) + "\n")
+            answers.flush()
+        except OSError:  # the coordinator died after asking: the job it asked for runs on
+            break
+    with _children:  # the coordinator is gone: keep the running jobs' exit codes, then leave
+        while _exits:
+            _children.wait()
+
+
+if __name__ == "__main__":
+    main()
