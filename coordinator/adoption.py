@@ -27,7 +27,6 @@ from pathlib import Path
 
 from coordinator.handles import Handle
 from coordinator.launchers.base import Launcher
-from coordinator.rundirs import EXIT_NAME
 from coordinator.store import RunRow, StateStore
 from coordinator.store import leases as L
 
@@ -60,9 +59,11 @@ def reachable(handle: Handle, dead_host: str, my_host: str) -> bool:
 
 
 def exited(handle: Handle) -> bool:
-    """The process behind the handle left its exit code in its run folder."""
-    workdir = handle.data.get("workdir")
-    return bool(workdir) and (Path(str(workdir)) / EXIT_NAME).exists()
+    """The process behind the handle left its exit code in its run folder (its spawner writes
+    it a moment after the end: launchers/spawner.py)."""
+    from coordinator.recovery import left_no_result
+
+    return bool(handle.data.get("workdir")) and not left_no_result(handle)
 
 
 def decide(

@@ -259,15 +259,14 @@ def await_exit_file(handle: Handle, exit_file: Path) -> None:
     does not say whose child the job was (found after a restart) for a tenth of a second."""
     spawner_of = handle.data.get("spawner")
     deadline = time.monotonic() + (5.0 if spawner_of else 0.1)
-    pause = 0.0002
+    often_until = time.monotonic() + 0.02  # it comes within a millisecond or so: look often, then less
     killed = exit_file.with_name(exit_file.name + SIGNAL_SUFFIX)  # the spawner's word for "no code"
     while not exit_file.exists() and not killed.exists() and time.monotonic() < deadline:
         if isinstance(spawner_of, Mapping) and _proc_start_time(int(spawner_of["pid"])) != spawner_of.get(
             "start_time"
         ):
             return  # the spawner is gone: nobody will write it
-        time.sleep(pause)
-        pause = min(pause * 2, 0.01)
+        time.sleep(0.0002 if time.monotonic() < often_until else 0.005)
 
 
 def wait_process(handle: Handle, timeout_s: float | None, poll_s: float = 0.05) -> RunResult:
