@@ -55,12 +55,14 @@ The event is written in the coordinator's wire format (topics/completion_event.v
 the 0xCE 0x02 header, keyed by dataset, the event id in the `event_id` header), so the
 coordinator reads it as it reads any producer's.
 
-The state (`state_dir`, default `<run folder>/state/`) and a heartbeat file (`heartbeat.json`:
-last beat, watermark, windows open, counters, the partitions held) live in the run folder the
-launcher gives; the launcher reads the heartbeat for the job's health. A run folder holding the previous release's
-`state.json` (one file per job) and no `job.json` in the state folder yet is converted at start,
-nothing re-read nor announced again; one that cannot be converted stops the worker saying why
-(coordinator/streamupgrade.py). The broker's security
+The state (`state_dir`, default `<run folder>/state/`) and a heartbeat file of this worker's own
+(`heartbeat-<worker token>.json`: last beat, the partitions held and their lag, the job's
+watermark, windows open, counters) live in the run folder the launcher gives; the launcher reads
+every worker's heartbeat for the job's health (coordinator/streambeats.py).
+
+A run folder holding the previous release's `state.json` (one file per job) and no `job.json` in
+the state folder yet is converted at start, nothing re-read nor announced again; one that cannot
+be converted stops the worker saying why (coordinator/streamupgrade.py). The broker's security
 settings (COORD_KAFKA_SECURITY) come in the environment, as faust's credentials
 (coordinator/streambroker.py).
 """
@@ -75,6 +77,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from coordinator.streambeats import write_beat
 from coordinator.streambroker import SECURITY_ENV, broker_credentials
 from coordinator.streamstate import WindowState
 from coordinator.streamupgrade import LEGACY_NAME, LegacyStateError, upgrade
@@ -84,7 +87,6 @@ from coordinator.streamwindows import (
     load_event_schema,
     log,
     parse_click,
-    write_atomically,
 )
 
 ASK_S = 5.0  # the longest a flush waits for the end offsets of partitions held elsewhere
@@ -281,7 +283,7 @@ def build_app(config: dict[str, Any]) -> Any:
             "partitions": sorted(state.parts),
             **state.counts(),
         }
-        write_atomically(run_dir / "heartbeat.json", json.dumps(beat))
+        write_beat(run_dir, state.owner, beat)  # a file per worker: two may share the run folder
 
     return app
 

@@ -15,8 +15,9 @@ Everything shown is masked (coordinator/secrets.py): command lines, errors, deta
                                        what changed), command, attempts, log tail, outputs (their
                                        consumers), root cause, the next command, and the audit of
                                        operator actions on it
-    GET  /api/streams                  each stream job's health from its worker's heartbeat: up,
-                                       its age, consumer lag, watermark, windows open, restarts,
+    GET  /api/streams                  each stream job's health from its workers' heartbeats: up,
+                                       workers up and their partitions, the youngest beat's age,
+                                       consumer lag summed, watermark, windows open, restarts,
                                        messages late (launchers/stream.stream_status)
     /api/why, /api/timeline, /api/datasets/{name}: api/inspect.py
     GET  /api/audit?limit=N            every operator action, newest first                  (admin)

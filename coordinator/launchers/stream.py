@@ -18,8 +18,9 @@ as a completion event of the job's output, which the engine records like any pro
 - **stopped on shutdown**: SIGTERM (faust leaves its group and flushes), SIGKILL after 15 s;
 - **its folder** `<home>/streams/<job>/`: `log` (every start appended), `config.json`, the
   worker's `state/` (coordinator/streamstate.py: per source partition, window contents, offsets
-  applied, event times; the watermark, the windows announced) and `heartbeat.json`,
-  which `health()` reads (last beat, watermark, windows open, counts of events, late, refused).
+  applied, event times; the watermark, the windows announced) and a heartbeat per worker,
+  `heartbeat-<worker token>.json`, which `health()` reads as the job's whole (coordinator/
+  streambeats.py: workers up, partitions each holds, lag summed, watermark, windows, counts).
 
 `StreamLauncher` refuses a per-partition run of such a job (an operator's rerun or backfill)
 with a reason, instead of starting a second worker.
@@ -41,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 from coordinator.errors import LaunchError, SettingsError
 from coordinator.kinds.stream import REPO_ROOT, StreamSettings
 from coordinator.launchers.base import Handle, Launcher, RunContext, RunResult
+from coordinator.streambeats import OUTCOMES, STALE_BEAT_S, stream_health
 from coordinator.streambroker import SECURITY_ENV, security_options
 
 if TYPE_CHECKING:
@@ -51,7 +53,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("coordinator.stream")
 STOP_GRACE_S = 15.0
 STABLE_RUN_S = 60.0  # a worker that ran this long resets the restart backoff
-STALE_BEAT_S = 10.0  # a heartbeat older than this: the worker is not up (its default beat is 2 s)
 
 
 def stream_dir(home: str | Path, job: str) -> Path:
@@ -125,13 +126,11 @@ class StreamSupervisor:
             self._thread = None
 
     def health(self) -> dict[str, Any]:
-        """The worker's last heartbeat (empty before the first), with its pid and starts."""
-        try:
-            beat = json.loads((self.folder / "heartbeat.json").read_text())
-        except (OSError, ValueError):
-            beat = {}
+        """The job's health from its workers' heartbeats (empty before the first; with every
+        worker sharing this folder, this instance's and any other's), whether this instance's
+        worker runs (`alive`) and how many times it was started."""
         alive = self.process is not None and self.process.poll() is None
-        return {**beat, "alive": alive, "starts": self.starts}
+        return {**stream_health(self.folder), "alive": alive, "starts": self.starts}
 
     # ------------------------------------------------------------------ the thread
     def _supervise(self) -> None:
@@ -251,40 +250,44 @@ class StreamSupervisor:
 
 def stream_status(home: str | Path, job: str, clock: Any = time.time) -> dict[str, Any]:
     """A stream job's health as its folder tells it, for the UI (which may run in a process of its
-    own): the worker's last heartbeat (its age, consumer lag, watermark, windows open and
-    announced, messages by outcome) and the supervisor's starts; `up` while the heartbeat is
-    fresh (within three beats, or 10 s)."""
+    own): from every worker's heartbeat (streambeats.job_health), the youngest beat's age, the
+    workers up and the partitions each holds, the consumer lag summed over them, the job's
+    watermark, windows open and announced, messages by outcome; and the supervisor's starts.
+    `up` while some worker's heartbeat is fresh (within 10 s)."""
     folder = stream_dir(home, job)
-    found: dict[str, Any] = {}
-    for name in ("supervisor.json", "heartbeat.json"):
-        try:
-            found[name] = json.loads((folder / name).read_text())
-        except (OSError, ValueError):
-            found[name] = {}
-    beat, supervisor = found["heartbeat.json"], found["supervisor.json"]
-    age = max(0.0, clock() - beat["at"]) if "at" in beat else None
-    starts = supervisor.get("starts", 0)
+    try:
+        supervisor = json.loads((folder / "supervisor.json").read_text())
+    except (OSError, ValueError):
+        supervisor = {}
+    now = clock()
+    health = stream_health(folder, now)
+    age = max(0.0, now - health["at"]) if "at" in health else None
+    starts = supervisor.get("starts", 0) if isinstance(supervisor, dict) else 0
     return {
         "job": job,
         "up": age is not None and age < STALE_BEAT_S,
         "heartbeat_age_s": None if age is None else round(age, 1),
-        "lag": beat.get("lag"),
-        "watermark": beat.get("watermark"),
-        "windows_open": beat.get("windows_open"),
-        "announced": beat.get("announced"),
+        "workers_up": health.get("workers_up", 0),
+        "workers": health.get("workers", []),
+        "partitions": health.get("partitions", []),
+        "lag": health.get("lag"),
+        "watermark": health.get("watermark"),
+        "windows_open": health.get("windows_open"),
+        "announced": health.get("announced"),
         "starts": starts,
         "restarts": max(0, starts - 1),
-        **{outcome: beat.get(outcome) for outcome in StreamCollector.OUTCOMES},
+        **{outcome: health.get(outcome) for outcome in OUTCOMES},
     }
 
 
 class StreamCollector:
     """The stream workers' health for /metrics, read from their heartbeats at each scrape:
-    coord_stream_up, _starts, _heartbeat_age_seconds, _watermark_seconds (event time),
-    _windows_open, _windows_announced, _lag_messages and
-    _messages{outcome=events|late|rejected|replayed}."""
+    coord_stream_up (this instance's worker), _workers_up (every worker of the job with a fresh
+    heartbeat), _partitions_held{worker}, _starts, _heartbeat_age_seconds (the youngest beat),
+    _watermark_seconds (event time), _windows_open, _windows_announced, _lag_messages (summed over
+    the workers up) and _messages{outcome=events|late|rejected|replayed}."""
 
-    OUTCOMES = ("events", "late", "rejected", "replayed")
+    OUTCOMES = OUTCOMES
 
     def __init__(self, supervisors: list[StreamSupervisor], clock: Any = time.time) -> None:
         self.supervisors, self.clock = supervisors, clock
@@ -296,14 +299,18 @@ class StreamCollector:
             name: GaugeMetricFamily(f"coord_stream_{name}", doc, labels=["job"])
             for name, doc in (
                 ("up", "1 while the stream job's worker runs here"),
+                ("workers_up", "workers of the stream job with a fresh heartbeat, here or elsewhere"),
                 ("starts", "workers started by this instance for the job"),
                 ("heartbeat_age_seconds", "seconds since the worker's last heartbeat"),
                 ("watermark_seconds", "the worker's watermark (event time, epoch seconds)"),
                 ("windows_open", "hourly windows not closed yet"),
                 ("windows_announced", "hourly windows closed and announced"),
-                ("lag_messages", "messages behind the end of the partitions the worker holds"),
+                ("lag_messages", "messages behind the end of the partitions the workers up hold"),
             )
         }
+        held = GaugeMetricFamily(
+            "coord_stream_partitions_held", "source partitions a worker holds", labels=["job", "worker"]
+        )
         messages = CounterMetricFamily(
             "coord_stream_messages", "messages by outcome", labels=["job", "outcome"]
         )
@@ -311,9 +318,12 @@ class StreamCollector:
             health, job = supervisor.health(), [supervisor.job]
             gauges["up"].add_metric(job, 1.0 if health["alive"] else 0.0)
             gauges["starts"].add_metric(job, health["starts"])
+            gauges["workers_up"].add_metric(job, health.get("workers_up", 0))
             if "at" not in health:
                 continue
             gauges["heartbeat_age_seconds"].add_metric(job, max(0.0, self.clock() - health["at"]))
+            for worker in health["workers"]:
+                held.add_metric(job + [str(worker["worker"])], len(worker["partitions"]))
             if health.get("watermark") is not None:
                 gauges["watermark_seconds"].add_metric(job, health["watermark"])
             gauges["windows_open"].add_metric(job, health.get("windows_open", 0))
@@ -323,6 +333,7 @@ class StreamCollector:
             for outcome in self.OUTCOMES:
                 messages.add_metric(job + [outcome], health.get(outcome, 0))
         yield from gauges.values()
+        yield held
         yield messages
 
 

@@ -3,6 +3,10 @@ state, a coordinator's settings on the real broker, and a service run while a sc
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -10,6 +14,8 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
+from coordinator.kinds.stream import REPO_ROOT
+from coordinator.launchers.stream import free_port
 from coordinator.service import Service
 from coordinator.settings import Settings
 from coordinator.spec import parse_spec
@@ -124,3 +130,50 @@ jobs:
 
 def stream_spec(topic: str, settings: str, more_jobs: str = "") -> PipelineSpec:
     return parse_spec(stream_spec_text(topic, settings, more_jobs))
+
+
+def worker_config(run: Path, kafka_bootstrap: str, topics: dict, **more: object) -> dict:
+    """A worker's config for the job `clicks_hourly` (run folder `run`, windows under it, the
+    state in `run/state` by default, a group of its own) on the test's topics; `more` on top."""
+    return {
+        "run_dir": str(run),
+        "job": "clicks_hourly",
+        "dataset": "stream.clicks",
+        "output": str(run / "windows" / "{partition}"),
+        "topic": topics["clicks"],
+        "events_topic": topics["events"],
+        "bootstrap": kafka_bootstrap,
+        "group": unique("g"),
+        "time_field": "ts",
+        "key_field": "user_id",
+        "heartbeat_s": 0.5,
+        "topics_dir": str(REPO_ROOT / "topics"),
+        **more,
+    }
+
+
+def start_worker(python: Path, config: dict, name: str, pythonpath: Path = REPO_ROOT) -> subprocess.Popen:
+    """A stream worker process on `config` (its run folder holds its config file and log, `name`d),
+    with `pythonpath` first (the repository, or an older release's package folder)."""
+    run = Path(config["run_dir"])
+    path = run / f"config-{name}.json"
+    path.write_text(json.dumps({**config, "web_port": free_port()}))
+    with open(run / f"log-{name}", "wb") as out:
+        return subprocess.Popen(
+            [str(python), "-m", "coordinator.streamjob", str(path)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=run,
+            env={**os.environ, "PYTHONPATH": str(pythonpath)},
+        )
+
+
+def stop_worker(process: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
+    """Stop a worker started by start_worker (`sig` first; killed if it outlives 30 s)."""
+    if process.poll() is None:
+        process.send_signal(sig)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -25,6 +25,7 @@ import pytest
 from coordinator.codec import Codec
 from coordinator.kinds.stream import REPO_ROOT
 from coordinator.launchers.stream import free_port
+from coordinator.streambeats import read_beats
 from coordinator.streamstate import summary
 from tests.conftest import unique
 from tests.stream.streams import DAY, USERS, wait_for
@@ -70,10 +71,7 @@ class Worker:
         )
 
     def beat(self) -> dict:
-        try:
-            return json.loads((self.folder / "heartbeat.json").read_text())
-        except (OSError, ValueError):
-            return {}
+        return max(read_beats(self.folder), key=lambda b: b["at"], default={})
 
     def holds(self) -> list[str]:
         return self.beat().get("partitions", [])

@@ -9,45 +9,18 @@ the old consumer group) kept, and the old file kept as state.json.migrated."""
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
 import time
 from collections import Counter
 from pathlib import Path
 
 from coordinator.codec import Codec
-from coordinator.kinds.stream import REPO_ROOT
-from coordinator.launchers.stream import free_port
 from coordinator.streamstate import summary
 from tests.conftest import unique
 from tests.stream.legacy import legacy_package
-from tests.stream.streams import DAY, clicks, wait_for
+from tests.stream.streams import DAY, clicks, start_worker, stop_worker, wait_for, worker_config
 
 HOURS = [f"2024-06-01T{h:02d}" for h in range(7)]
-
-
-def start(python: Path, run: Path, config: dict, pythonpath: Path, name: str) -> subprocess.Popen:
-    path = run / f"config-{name}.json"
-    path.write_text(json.dumps({**config, "web_port": free_port()}))
-    with open(run / f"log-{name}", "wb") as out:
-        return subprocess.Popen(
-            [str(python), "-m", "coordinator.streamjob", str(path)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=run,
-            env={**os.environ, "PYTHONPATH": str(pythonpath)},
-        )
-
-
-def stop(process: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
-    if process.poll() is None:
-        process.send_signal(sig)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def test_a_worker_upgraded_in_place_announces_nothing_twice(
@@ -57,23 +30,14 @@ def test_a_worker_upgraded_in_place_announces_nothing_twice(
 
     run = tmp_path / "run"
     run.mkdir()
-    config = {
-        "run_dir": str(run),
-        "job": "clicks_hourly",
-        "dataset": "stream.clicks",
-        "output_dir": str(tmp_path / "old-windows"),  # the previous release's setting
-        "output": str(tmp_path / "windows" / "{partition}"),  # this release's
-        "topic": topics["clicks"],
-        "events_topic": topics["events"],
-        "bootstrap": kafka_bootstrap,
-        "group": unique("g"),
-        "time_field": "ts",
-        "key_field": "user_id",
-        "lateness_s": 3600,
-        "heartbeat_s": 0.5,
-        "commit_interval_s": 60,  # the old worker is killed before it commits: all is replayed
-        "topics_dir": str(REPO_ROOT / "topics"),
-    }
+    config = worker_config(
+        run,
+        kafka_bootstrap,
+        topics,
+        output_dir=str(tmp_path / "old-windows"),  # the previous release's setting
+        lateness_s=3600,
+        commit_interval_s=60,  # the old worker is killed before it commits: all is replayed
+    )
     producer = Producer({"bootstrap.servers": kafka_bootstrap})
 
     def send(batch: list[tuple[int, dict]]) -> None:
@@ -85,21 +49,23 @@ def test_a_worker_upgraded_in_place_announces_nothing_twice(
     before, after = day[:27], day[27:42]  # hours 00..03 and half of 04; the rest of 04, 05, 06
     closing = [(p, {"ts": DAY + 8 * 3600 + 300, "user_id": "u1"}) for p in (0, 1)]  # closes 00..06
 
-    old = start(stream_python, run, config, legacy_package(tmp_path / "legacy"), "old")
+    old = start_worker(stream_python, config, "old", legacy_package(tmp_path / "legacy"))
     try:
         send(before)
         old_state = wait_for(
             "the old worker's three windows",
-            lambda: (s := _read(run / "state.json")).get("counts", {}).get("events") == 27
-            and len(s.get("announced", [])) == 3
-            and s,
+            lambda: (
+                (s := _read(run / "state.json")).get("counts", {}).get("events") == 27
+                and len(s.get("announced", [])) == 3
+                and s
+            ),
             timeout_s=90,
         )
     finally:
-        stop(old, signal.SIGKILL)
+        stop_worker(old, signal.SIGKILL)
     assert sorted(old_state["windows"]) == HOURS[3:5] and old_state["announced"] == HOURS[:3]
 
-    new = start(stream_python, run, config, REPO_ROOT, "new")
+    new = start_worker(stream_python, config, "new")
     try:
         wait_for("the conversion", lambda: (run / "state.json.migrated").exists(), timeout_s=60)
         send(after + closing)
@@ -108,9 +74,9 @@ def test_a_worker_upgraded_in_place_announces_nothing_twice(
             "every click applied",
             lambda: (s := summary(run / "state"))["counts"]["events"] == 44 and s,
         )
-        stop(new)
+        stop_worker(new)
     finally:
-        stop(new, signal.SIGKILL)
+        stop_worker(new, signal.SIGKILL)
 
     assert not (run / "state.json").exists()
     assert json.loads((run / "state.json.migrated").read_text()) == old_state

@@ -228,13 +228,16 @@ async function loadGrid() {
   wireLinks($("#grid"));
 }
 
-async function loadStreams() {  // each stream job's health, from its worker's heartbeat
+async function loadStreams() {  // each stream job's health, from its workers' heartbeats
   const { streams } = await getJSON("/api/streams");
   $("#streams-section").hidden = !streams.length;
   if (!changed("streams", streams)) return;
   const num = (n) => (n == null ? "" : String(n));
+  const up = (s) => (!s.up ? "down" : s.workers_up > 1 ? `${s.workers_up} up` : "up");
+  const held = (s) => (s.workers || []).map((w) =>
+    `worker ${String(w.worker).slice(0, 8)} (pid ${w.pid}): ${(w.partitions || []).join(", ") || "no partition"}, lag ${num(w.lag)}`).join("\n");
   $("#streams tbody").innerHTML = streams.map((s) => `<tr data-job="${esc(s.job)}">
-    <td>${esc(s.job)}</td><td class="state-${s.up ? "running" : "failed"}">${s.up ? "up" : "down"}</td>
+    <td>${esc(s.job)}</td><td class="workers state-${s.up ? "running" : "failed"}" title="${esc(held(s))}">${esc(up(s))}</td>
     <td class="heartbeat">${esc(ago(s.heartbeat_age_s == null ? null : Math.round(s.heartbeat_age_s)))}</td>
     <td class="lag">${num(s.lag)}</td><td class="watermark">${esc(when(s.watermark))}</td>
     <td class="windows-open">${num(s.windows_open)}</td><td class="announced">${num(s.announced)}</td>
