@@ -9,6 +9,8 @@ source partition (its part) and one for the job, each written holding the folder
                                         group generation it was assigned in)
     <state_dir>/.lock                   flock(2): every write, and every announcement, holds it
 
+(The previous release's single `state.json` is converted into this layout at start: streamupgrade.py.)
+
 Why per partition. One worker runs per job (the supervisor's lease), but a second one can live:
 a worker of a coordinator that lost its lease and is not dead yet, a handover, an operator's own.
 Two workers of a job share its consumer group, so faust splits the source partitions between

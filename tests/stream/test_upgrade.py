@@ -90,7 +90,7 @@ def test_without_revisions_the_old_counts_and_windows_carry_over(tmp_path: Path)
     assert state.contents(H[2]) == {"u1": 1, "u2": 1} and state.counts()["late"] == 1
 
 
-def test_a_crash_before_the_rename_is_finished_at_the_next_start(tmp_path: Path):
+def test_a_conversion_cut_short_is_finished_at_the_next_start(tmp_path: Path):
     path, saved = old_state(tmp_path)
     folder = path.parent / "state"
     assert upgrade(path, folder, 0.0)
@@ -99,6 +99,13 @@ def test_a_crash_before_the_rename_is_finished_at_the_next_start(tmp_path: Path)
     assert not upgrade(path, folder, 0.0)
     assert not path.exists() and (path.parent / "state.json.migrated").exists()
     assert (folder / "job.json").read_text() == converted
+
+    # a crash before job.json (parts written, or some of them): converted again, the same
+    (path.parent / "state.json.migrated").rename(path)
+    (folder / "job.json").unlink()
+    (folder / "parts" / "clicks.1.json").unlink()
+    assert upgrade(path, folder, 0.0) and (folder / "job.json").read_text() == converted
+    assert sorted(p.name for p in (folder / "parts").iterdir()) == ["clicks.0.json", "clicks.1.json"]
 
     # an old file of another generation beside a state in use: left alone, the state used
     path.write_text(json.dumps({**saved, "generation": "another"}))
