@@ -1,19 +1,16 @@
-"""The previous release's stream worker (one `state.json` per job), from the repository's history:
-its modules written into a package folder of their own, so its worker runs, or its WindowState is
-imported, exactly as that release had them."""
+"""The previous release's stream worker (one `state.json` per job): its modules as that release
+shipped them (kept in tests/stream/previous_release/ as text, so a shallow clone has them too),
+written into a package folder of their own, so its worker runs, or its WindowState is imported,
+exactly as that release had them."""
 
 from __future__ import annotations
 
 import importlib.util
-import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
 
-from coordinator.kinds.stream import REPO_ROOT
-from tests.conftest import missing
-
-RELEASE = "bb0e715"  # the last commit of the single-file layout
+RELEASE = Path(__file__).with_name("previous_release")  # commit bb0e715's, the single-file layout
 MODULES = ("streamjob.py", "streamwindows.py")
 
 
@@ -24,14 +21,7 @@ def legacy_package(into: Path) -> Path:
     package.mkdir(parents=True)
     (package / "__init__.py").write_text("")
     for name in MODULES:
-        shown = subprocess.run(
-            ["git", "-C", str(REPO_ROOT), "show", f"{RELEASE}:coordinator/{name}"],
-            capture_output=True,
-            text=True,
-        )
-        if shown.returncode != 0:
-            missing("the previous release's stream worker", f"git show {RELEASE}: {shown.stderr.strip()}")
-        (package / name).write_text(shown.stdout)
+        (package / name).write_text((RELEASE / f"{name}.txt").read_text())
     return into
 
 
