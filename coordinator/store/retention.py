@@ -138,7 +138,8 @@ class Retention:
                     {"ids": gone},
                 ).fetchall()
                 # with each run its attempts: those stored and its current one, on its own row
-                current = {(row[0], row[4]) for row in rows if row[0] in set(gone) and row[4] >= 1}
+                went = set(gone)
+                current = {(row[0], row[4]) for row in rows if row[0] in went and row[4] >= 1}
                 done.attempts += len({tuple(x) for x in stored} | current)
         if kept:
             done.attempts += self._trim_attempts(kept, attempts_before)
