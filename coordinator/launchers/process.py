@@ -80,7 +80,10 @@ def start_process(
         pid = None
         if helper is not None:
             try:
-                pid = helper.spawn(argv, child_env, cwd or workdir, workdir / LOG_NAME, workdir / EXIT_NAME)
+                # paths absolute: the spawner's own working folder is the last job's
+                run_dir = Path(os.path.abspath(workdir))
+                folder = Path(os.path.abspath(cwd)) if cwd is not None else run_dir
+                pid = helper.spawn(argv, child_env, folder, run_dir / LOG_NAME, run_dir / EXIT_NAME)
                 data["spawner"] = _identity(helper.pid)
             except SpawnerGone as exc:
                 log.warning("the process spawner did not answer (%s): this job starts under /bin/sh", exc)

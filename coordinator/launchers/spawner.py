@@ -65,6 +65,8 @@ def _reap() -> None:
 
 def _spawn(request: dict) -> int:
     argv, env = request["argv"], request["env"]
+    os.chdir(request["cwd"])  # posix_spawn has no working folder of its own; only this thread spawns
+    # looked up as a shell in that folder would: a relative path or PATH entry is from there
     program = argv[0] if os.sep in argv[0] else shutil.which(argv[0], path=env.get("PATH", os.defpath))
     if program is None:
         raise FileNotFoundError(f"[Errno 2] No such file or directory: {argv[0]!r}")
@@ -73,7 +75,6 @@ def _spawn(request: dict) -> int:
         (os.POSIX_SPAWN_OPEN, 1, request["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644),
         (os.POSIX_SPAWN_DUP2, 1, 2),
     ]
-    os.chdir(request["cwd"])  # posix_spawn has no working folder of its own; only this thread spawns
     with _lock:
         pid = os.posix_spawn(program, argv, env, file_actions=actions, setsid=True)
         _exits[pid] = request["exit"]

@@ -158,3 +158,19 @@ def test_a_missing_program_fails_to_start_and_a_dead_spawner_is_replaced(tmp_pat
     assert handle.data["spawner"]["pid"] not in (None, first.pid)
     result = launcher.wait(handle, c)
     assert not result.succeeded and "exit code 3" in (result.error or "")
+
+
+def test_a_relative_working_folder_is_the_coordinators_not_the_last_jobs(tmp_path: Path, monkeypatch):
+    """The spawner's own working folder moves with each job: a job's relative `cwd` still means
+    the coordinator's working folder, as it did under the shell."""
+    (tmp_path / "here").mkdir()
+    monkeypatch.chdir(tmp_path)
+    launcher = CommandLauncher(Settings(home=tmp_path))
+    command = [sys.executable, "-c", "import os; print(os.getcwd())"]
+    for i in range(2):  # the second after the spawner moved into the first one's folder
+        c = dataclasses.replace(
+            ctx(tmp_path, command), settings={"command": command, "cwd": "here"}, workdir=tmp_path / f"w{i}"
+        )
+        result = launcher.wait(launcher.start(c), c)
+        assert result.succeeded, result.error
+        assert (c.workdir / "log").read_text().strip() == str(tmp_path / "here")
