@@ -20,9 +20,13 @@ The coordinator's side is launchers/spawning.py.
 import json
 import os
 import shutil
+import signal
 import sys
 import threading
 
+# Python ignores SIGPIPE and SIGXFSZ, and a job would inherit that: as subprocess does
+# (restore_signals), the job gets them back at their defaults, and no signal blocked
+_DEFAULTED = [getattr(signal, name) for name in ("SIGPIPE", "SIGXFZ", "SIGXFSZ") if hasattr(signal, name)]
 _lock = threading.Lock()  # a child is registered before the reaper may pop it
 _exits: dict[int, str] = {}
 _children = threading.Condition(_lock)
@@ -76,7 +80,9 @@ def _spawn(request: dict) -> int:
         (os.POSIX_SPAWN_DUP2, 1, 2),
     ]
     with _lock:
-        pid = os.posix_spawn(program, argv, env, file_actions=actions, setsid=True)
+        pid = os.posix_spawn(
+            program, argv, env, file_actions=actions, setsid=True, setsigdef=_DEFAULTED, setsigmask=()
+        )
         _exits[pid] = request["exit"]
         _children.notify_all()
     return pid

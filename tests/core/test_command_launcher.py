@@ -174,3 +174,18 @@ def test_a_relative_working_folder_is_the_coordinators_not_the_last_jobs(tmp_pat
         result = launcher.wait(launcher.start(c), c)
         assert result.succeeded, result.error
         assert (c.workdir / "log").read_text().strip() == str(tmp_path / "here")
+
+
+def test_a_job_gets_sigpipe_at_its_default_as_under_a_shell(tmp_path: Path):
+    """Python ignores SIGPIPE; a job the spawner starts must not inherit that (a `cmd | head`
+    would then fail with EPIPE instead of ending quietly)."""
+    import signal
+
+    launcher = CommandLauncher(Settings(home=tmp_path))
+    c = ctx(tmp_path, ["cat", "/proc/self/status"])  # a program that leaves its signals as it got them
+    result = launcher.wait(launcher.start(c), c)
+    assert result.succeeded, result.error
+    lines = (c.workdir / "log").read_text().splitlines()
+    fields = dict(line.split(":\t", 1) for line in lines if ":\t" in line)
+    ignored, blocked = int(fields["SigIgn"], 16), int(fields["SigBlk"], 16)
+    assert not ignored & (1 << (signal.SIGPIPE - 1)) and blocked == 0
