@@ -171,22 +171,24 @@ class Cluster:
                 proc.kill()
                 proc.wait()
         for name in self.procs:
-            kill_jobs_of(name)
+            kill_jobs_of(name, self.home)
         self.publisher.close()
         self.store.close()
 
 
-def kill_jobs_of(name: str) -> int:
-    """SIGKILL the process groups of every job started by instance `name` (found by the
-    COORD_INSTANCE_NAME its jobs inherited); returns how many groups."""
-    marker, groups = f"COORD_INSTANCE_NAME={name}".encode(), set()
+def kill_jobs_of(name: str, home: Path) -> int:
+    """SIGKILL the process groups of every job started by instance `name` of the cluster at
+    `home` (found by the COORD_INSTANCE_NAME and COORD_HOME its jobs inherited: another test's
+    cluster running at the same time has instances of the same names); returns how many groups."""
+    groups: set[int] = set()
+    marker, place = f"COORD_INSTANCE_NAME={name}".encode(), f"COORD_HOME={home}".encode()
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
             with open(f"/proc/{entry.name}/environ", "rb") as f:
                 env = f.read().split(b"\0")
-            if marker in env and any(v.startswith(b"COORD_RUN_ID=") for v in env):
+            if marker in env and place in env and any(v.startswith(b"COORD_RUN_ID=") for v in env):
                 groups.add(os.getpgid(int(entry.name)))
         except OSError:
             continue

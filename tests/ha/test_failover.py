@@ -62,7 +62,7 @@ def test_a_killed_instance_and_its_jobs_are_taken_over_and_every_run_ends_once(c
     dead = {r.run_id for r in c.running_of("a")}
     c.procs["a"].send_signal(signal.SIGKILL)
     c.procs["a"].wait()
-    assert kill_jobs_of("a") >= 1
+    assert kill_jobs_of("a", c.home) >= 1
     killed = time.time()
     # a job may end between the look above and the kill: its result stands in attempt 1
     ended_before_kill = set(ends(c.ledger))
