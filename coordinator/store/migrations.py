@@ -155,13 +155,6 @@ def _trim_event_bodies(conn: Connection, page: int = 5000) -> None:
             )
 
 
-def _v10(conn: Connection) -> None:
-    # The events' index by (dataset, partition_key) becomes one by dataset: about a fifth of its
-    # size (deduplicated: a dataset's key once, then its rows), the same lookups (schema.py).
-    conn.execute(text("DROP INDEX IF EXISTS ix_coord_events_dp"))
-    conn.execute(text("CREATE INDEX IF NOT EXISTS ix_coord_events_dataset ON coord_events (dataset)"))
-
-
 MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (1, _v1),
     (2, _v2),
@@ -172,7 +165,6 @@ MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (7, _v7),
     (8, _v8),
     (9, _v9),
-    (10, _v10),
 ]
 LATEST = max(version for version, _ in MIGRATIONS)  # steps 6 and 7 were written side by side
 

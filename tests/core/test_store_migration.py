@@ -1,6 +1,6 @@
-"""Migrations 9 and 10 on SQLite and PostgreSQL: a store written by the build before (schema
-version 8: whole event bodies, runs' inputs as objects, their input keys, every attempt as a
-row, the runs' unique key, the outbox's pending index, the events' index by dataset partition)
+"""Migration 9 on SQLite and PostgreSQL: a store written by the build before (schema version 8:
+whole event bodies, runs' inputs as objects, their input keys, every attempt as a row, the runs'
+unique key, the outbox's pending index)
 migrates and reads the same events, runs and lineage; and the events' trimmed bodies read back
 as the events they were."""
 
@@ -125,10 +125,8 @@ def _as_version_8(store: StateStore, events: list[CompletionEvent]) -> None:
             sql("ALTER TABLE coord_runs_v8 RENAME TO coord_runs")
             sql("CREATE INDEX ix_coord_runs_job_created ON coord_runs (job, created_at)")
         sql("CREATE INDEX ix_coord_outbox_pending ON coord_outbox (sent_at, id)")
-        sql("DROP INDEX ix_coord_events_dataset")
-        sql("CREATE INDEX ix_coord_events_dp ON coord_events (dataset, partition_key)")
-        sql("DELETE FROM coord_schema_version WHERE version >= 9")
-    assert LATEST == 10
+        sql("DELETE FROM coord_schema_version WHERE version = 9")
+    assert LATEST == 9
 
 
 def _seen(store: StateStore, events: list[CompletionEvent]) -> dict:
@@ -205,7 +203,6 @@ def test_a_version_8_store_migrates_and_reads_the_same(url):
             inputs = tx.conn.exec_driver_sql("SELECT inputs FROM coord_runs").scalars().all()
             indexes = {i["name"] for i in inspect(tx.conn).get_indexes("coord_runs")}
             outbox_indexes = {i["name"] for i in inspect(tx.conn).get_indexes("coord_outbox")}
-            event_indexes = {i["name"] for i in inspect(tx.conn).get_indexes("coord_events")}
             uniques = {u["name"] for u in inspect(tx.conn).get_unique_constraints("coord_runs")}
             pending = tx.outbox_pending()
         assert not any('"event_id"' in body for body in bodies), bodies
@@ -213,7 +210,6 @@ def test_a_version_8_store_migrates_and_reads_the_same(url):
         assert all(i.startswith('[{"event_id"') for i in inputs)
         assert "ix_coord_runs_job_partition" in indexes and "ix_coord_outbox_pending" not in outbox_indexes
         assert "uq_coord_runs_inputs" not in uniques | indexes
-        assert "ix_coord_events_dataset" in event_indexes and "ix_coord_events_dp" not in event_indexes
         assert [e for _, e in pending] == [out]
         # a re-run on the same inputs is the next generation; new inputs start at generation 0
         with migrated.begin() as tx:
