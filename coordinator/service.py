@@ -205,7 +205,12 @@ class Service:
             bound_host=host,  # anonymous reads are for a loopback bind only (coordinator/auth.py)
             audit_queue=lambda: self._coordinator.audits if self._coordinator is not None else None,
         )
-        server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+        # httptools parses a request ~1 ms faster than h11 here (POST /events, the launch path's
+        # first hop); uvloop measured no faster than asyncio's own loop, so the loop is asyncio's
+        config = uvicorn.Config(
+            app, host=host, port=port, log_level="warning", http="httptools", loop="asyncio"
+        )
+        server = uvicorn.Server(config)
 
         def serve() -> None:
             with contextlib.suppress(SystemExit):  # uvicorn's way to say it could not bind: below
