@@ -330,6 +330,25 @@ def test_a_fresh_state_reads_the_topic_from_its_start(kafka_bootstrap: str, topi
     assert sorted(recorded) == [("2024-06-01T00", 1), ("2024-06-01T01", 1), ("2024-06-01T02", 1)]
 
 
+def hourly_job(tmp_path: Path, line: str) -> tuple[Path, str]:
+    """A `per_hour` command job on stream.clicks appending `line` (an f-string over its one input
+    `i`) to a file: the file, and the job's spec lines."""
+    out, script = tmp_path / "hourly.txt", tmp_path / "hourly_job.py"
+    script.write_text(
+        "import json, os\n"
+        "[i] = json.loads(os.environ['COORD_INPUTS'])\n"
+        f"open(os.environ['OUT'], 'a').write(f\"{line}\\n\")\n"
+    )
+    per_hour = f"""\
+  per_hour:
+    kind: command
+    inputs: [stream.clicks]
+    outputs: [hourly.report]
+    settings: {{command: ["{sys.executable}", "{script}"], env: {{OUT: "{out}"}}}}
+"""
+    return out, per_hour
+
+
 def test_late_data_reannounced_as_a_new_version_reruns_the_hour_downstream(
     kafka_bootstrap: str, topics: dict, tmp_path: Path
 ):
@@ -337,19 +356,7 @@ def test_late_data_reannounced_as_a_new_version_reruns_the_hour_downstream(
     under its own id and location, and the hourly job downstream runs again on it."""
     from confluent_kafka import Producer
 
-    out, hourly_job = tmp_path / "hourly.txt", tmp_path / "hourly_job.py"
-    hourly_job.write_text(
-        "import json, os\n"
-        "[i] = json.loads(os.environ['COORD_INPUTS'])\n"
-        "open(os.environ['OUT'], 'a').write(f\"{i['partition']} {i['row_count']} {i['event_id']}\\n\")\n"
-    )
-    per_hour = f"""\
-  per_hour:
-    kind: command
-    inputs: [stream.clicks]
-    outputs: [hourly.report]
-    settings: {{command: ["{sys.executable}", "{hourly_job}"], env: {{OUT: "{out}"}}}}
-"""
+    out, per_hour = hourly_job(tmp_path, "{i['partition']} {i['row_count']} {i['event_id']}")
     spec = stream_spec(topics["clicks"], "lateness_s: 0, late_data: reannounce", per_hour)
     settings = kafka_settings(tmp_path, kafka_bootstrap, topics)
     producer = Producer({"bootstrap.servers": kafka_bootstrap})
@@ -386,19 +393,7 @@ def test_windows_are_written_where_the_output_template_says(
     the partition's own, the announced location the job downstream is given, a revision beside it."""
     from confluent_kafka import Producer
 
-    out, hourly_job = tmp_path / "hourly.txt", tmp_path / "hourly_job.py"
-    hourly_job.write_text(
-        "import json, os\n"
-        "[i] = json.loads(os.environ['COORD_INPUTS'])\n"
-        "open(os.environ['OUT'], 'a').write(f\"{i['partition']} {i['location']}\\n\")\n"
-    )
-    per_hour = f"""\
-  per_hour:
-    kind: command
-    inputs: [stream.clicks]
-    outputs: [hourly.report]
-    settings: {{command: ["{sys.executable}", "{hourly_job}"], env: {{OUT: "{out}"}}}}
-"""
+    out, per_hour = hourly_job(tmp_path, "{i['partition']} {i['location']}")
     lake = tmp_path / "lake"
     options = f'lateness_s: 0, late_data: reannounce, output: "{lake}/{{dataset}}/hour={{partition}}"'
     spec = stream_spec(topics["clicks"], options, per_hour)
