@@ -21,6 +21,7 @@ A `Tx` is composed of the store's rooms, each a module of its own:
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -55,6 +56,25 @@ __all__ = [
 ]
 
 
+def use_wal(cur: sqlite3.Cursor, within_s: float = 60.0) -> None:
+    """Put the SQLite file in WAL mode, once: the mode is the file's and persists, so a file
+    already in it is left alone. Changing it needs the file to itself, and SQLite answers
+    "database is locked" at once, without waiting in its busy handler, while another connection
+    has a transaction open on it (two processes opening a fresh store together: the service and
+    a worker, a CLI command beside a running coordinator); so the change is tried again until
+    the other is done, for up to `within_s`."""
+    deadline = time.monotonic() + within_s
+    while True:
+        try:
+            if str(cur.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+                cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.02)
+
+
 class StateStore:
     """Opens lazily; `begin()` yields one transaction as a `Tx`."""
 
@@ -77,9 +97,9 @@ class StateStore:
                 def _sqlite_connect(dbapi_conn, _record) -> None:
                     dbapi_conn.isolation_level = None  # transactions are begun below, IMMEDIATE
                     cur = dbapi_conn.cursor()
-                    cur.execute("PRAGMA journal_mode=WAL")
-                    cur.execute("PRAGMA synchronous=NORMAL")
                     cur.execute("PRAGMA busy_timeout=60000")
+                    use_wal(cur)
+                    cur.execute("PRAGMA synchronous=NORMAL")
                     cur.close()
 
                 @event.listens_for(engine, "begin")

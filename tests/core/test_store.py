@@ -300,3 +300,31 @@ def test_alert_records_are_kept_once(store):
         assert [a["url"] for a in tx.alerts_due(3.0)] == ["http://127.0.0.1/other"]
         if tx.pg:  # one database per module: leave it empty for the next test
             tx.conn.exec_driver_sql("DROP TABLE coord_alerts")
+
+
+
+def test_a_fresh_sqlite_store_opened_by_several_at_once_opens_for_all(tmp_path: Path):
+    """A new file's switch to WAL: of connections switching it at the same moment, SQLite answers
+    some with "database is locked" at once, without waiting (its deadlock rule: they hold the file
+    shared and want it to themselves) — seen as a service and its UI opening one store together.
+    Each store waits its turn instead; 30 fresh files, three stores opening each at once."""
+    for n in range(30):
+        path = tmp_path / f"state{n}.db"
+        stores = [StateStore(f"sqlite:///{path}") for _ in range(3)]
+        barrier, errors = threading.Barrier(3), []
+
+        def open_it(store: StateStore, barrier: threading.Barrier, errors: list) -> None:
+            barrier.wait()
+            try:
+                assert store.engine is not None
+            except StoreError as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=open_it, args=(s, barrier, errors)) for s in stores]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        for store in stores:
+            store.close()
+        assert errors == [], errors
