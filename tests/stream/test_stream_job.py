@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -349,21 +350,16 @@ def hourly_job(tmp_path: Path, line: str) -> tuple[Path, str]:
     return out, per_hour
 
 
-def test_late_data_reannounced_as_a_new_version_reruns_the_hour_downstream(
-    kafka_bootstrap: str, topics: dict, tmp_path: Path
-):
-    """With `late_data: reannounce`, a click for a closed hour revises it: version 2 is announced
-    under its own id and location, and the hourly job downstream runs again on it."""
+def serve_a_late_revision(spec, settings, bootstrap: str, topic: str, out: Path) -> Callable[[], list[str]]:
+    """Serve the spec while hour 00 closes with one click (the job downstream runs and writes a
+    line to `out`) and a late click for it then revises it (a second line); the lines' reader."""
     from confluent_kafka import Producer
 
-    out, per_hour = hourly_job(tmp_path, "{i['partition']} {i['row_count']} {i['event_id']}")
-    spec = stream_spec(topics["clicks"], "lateness_s: 0, late_data: reannounce", per_hour)
-    settings = kafka_settings(tmp_path, kafka_bootstrap, topics)
-    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    producer = Producer({"bootstrap.servers": bootstrap})
 
     def send(*minutes: int) -> None:
         for minute in minutes:
-            producer.produce(topics["clicks"], json.dumps({"ts": DAY + minute * 60}).encode(), partition=0)
+            producer.produce(topic, json.dumps({"ts": DAY + minute * 60}).encode(), partition=0)
         producer.flush(30)
 
     def lines() -> list[str]:
@@ -372,10 +368,23 @@ def test_late_data_reannounced_as_a_new_version_reruns_the_hour_downstream(
     def scenario(service: Service) -> None:
         send(10, 70)  # hour 00 closes with one click
         wait_for("hour 00's run", lambda: len(lines()) == 1)
-        send(20)  # late for hour 00
+        send(20)  # late for hour 00: its revision
         wait_for("hour 00's second run", lambda: len(lines()) == 2)
 
     serve_during(spec, settings, scenario)
+    return lines
+
+
+def test_late_data_reannounced_as_a_new_version_reruns_the_hour_downstream(
+    kafka_bootstrap: str, topics: dict, tmp_path: Path
+):
+    """With `late_data: reannounce`, a click for a closed hour revises it: version 2 is announced
+    under its own id and location, and the hourly job downstream runs again on it."""
+
+    out, per_hour = hourly_job(tmp_path, "{i['partition']} {i['row_count']} {i['event_id']}")
+    spec = stream_spec(topics["clicks"], "lateness_s: 0, late_data: reannounce", per_hour)
+    settings = kafka_settings(tmp_path, kafka_bootstrap, topics)
+    lines = serve_a_late_revision(spec, settings, kafka_bootstrap, topics["clicks"], out)
     assert lines() == [
         "2024-06-01T00 1 stream:clicks_hourly:stream.clicks:2024-06-01T00",
         "2024-06-01T00 2 stream:clicks_hourly:stream.clicks:2024-06-01T00:v2",
@@ -391,30 +400,13 @@ def test_windows_are_written_where_the_output_template_says(
 ):
     """`output` with {partition} (and {dataset}) as batch jobs' outputs: each window's folder is
     the partition's own, the announced location the job downstream is given, a revision beside it."""
-    from confluent_kafka import Producer
 
     out, per_hour = hourly_job(tmp_path, "{i['partition']} {i['location']}")
     lake = tmp_path / "lake"
     options = f'lateness_s: 0, late_data: reannounce, output: "{lake}/{{dataset}}/hour={{partition}}"'
     spec = stream_spec(topics["clicks"], options, per_hour)
     settings = kafka_settings(tmp_path, kafka_bootstrap, topics)
-    producer = Producer({"bootstrap.servers": kafka_bootstrap})
-
-    def send(*minutes: int) -> None:
-        for minute in minutes:
-            producer.produce(topics["clicks"], json.dumps({"ts": DAY + minute * 60}).encode(), partition=0)
-        producer.flush(30)
-
-    def lines() -> list[str]:
-        return out.read_text().splitlines() if out.exists() else []
-
-    def scenario(service: Service) -> None:
-        send(10, 70)  # hour 00 closes
-        wait_for("hour 00's run", lambda: len(lines()) == 1)
-        send(20)  # late for hour 00: its revision
-        wait_for("hour 00's second run", lambda: len(lines()) == 2)
-
-    serve_during(spec, settings, scenario)
+    lines = serve_a_late_revision(spec, settings, kafka_bootstrap, topics["clicks"], out)
     first, revised = (lake / "stream.clicks" / f"hour=2024-06-01T00{v}" for v in ("", ".v2"))
     assert lines() == [f"2024-06-01T00 {first.as_uri()}", f"2024-06-01T00 {revised.as_uri()}"]
     assert pq.read_table(first / "part-0.parquet").column("events").to_pylist() == [1]
