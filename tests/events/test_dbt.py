@@ -46,18 +46,15 @@ def write_project(root: Path, files: dict[str, str]) -> Path:
     return root
 
 
-def dbt(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """One real dbt invocation in `root` (dbt-core with dbt-duckdb, offline)."""
-    command = [str(Path(sys.executable).parent / "dbt"), *args, "--profiles-dir", str(root),
-               "--project-dir", str(root), "--no-use-colors", "--no-send-anonymous-usage-stats"]
-    return subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=300)
-
-
-def keep_target(root: Path, name: str) -> Path:
-    """A copy of target/ as this invocation left it (the next invocation rewrites it)."""
-    kept = root / "kept" / name
-    shutil.copytree(root / "target", kept)
-    return kept
+def dbt(root: Path, invocations: dict[str, list[str]]) -> dict[str, dict]:
+    """Real dbt invocations in `root` (dbt-core with dbt-duckdb, offline), in order, in one child
+    process (tests/events/dbt_invocations.py): each one's exit code, output and a copy of target/
+    as it left it (the next invocation rewrites it) under kept/NAME."""
+    script = Path(__file__).with_name("dbt_invocations.py")
+    done = subprocess.run([sys.executable, str(script), str(root), json.dumps(list(invocations.items()))],
+                          cwd=root, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.splitlines()[-1])
 
 
 @pytest.fixture(scope="module")
@@ -65,10 +62,10 @@ def dbt_target(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """target/ of a real `dbt build`: a seed, a table model, a snapshot, an erroring model and
     one skipped because of it."""
     root = write_project(tmp_path_factory.mktemp("dbt"), PROJECT)
-    done = dbt(root, "build")
-    assert done.returncode == 1, done.stdout[-3000:]  # one model errors on purpose
-    assert "ERROR=1" in done.stdout and "SKIP=1" in done.stdout, done.stdout[-3000:]
-    return root / "target"
+    done = dbt(root, {"build": ["build"]})["build"]
+    assert done["returncode"] == 1, done["stdout"][-3000:]  # one model errors on purpose
+    assert "ERROR=1" in done["stdout"] and "SKIP=1" in done["stdout"], done["stdout"][-3000:]
+    return root / "kept" / "build"
 
 
 def test_artifacts_are_recent_schema_versions(dbt_target: Path) -> None:
@@ -147,13 +144,11 @@ def targets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     ls, retry (of what failed), run, test alone, compile, docs generate, seed (beside the catalog
     docs generate wrote), show, run --empty and run --sample."""
     root = write_project(tmp_path_factory.mktemp("gated"), GATED)
-    kept = {}
-    for name, args in INVOCATIONS.items():
-        done = dbt(root, *args)
+    done = dbt(root, INVOCATIONS)
+    for name in INVOCATIONS:
         failing = name in ("build", "retry", "test")  # tests fail on purpose
-        assert done.returncode == (1 if failing else 0), (name, done.stdout[-3000:])
-        kept[name] = keep_target(root, name)
-    return kept
+        assert done[name]["returncode"] == (1 if failing else 0), (name, done[name]["stdout"][-3000:])
+    return {name: root / "kept" / name for name in INVOCATIONS}
 
 
 def test_a_build_with_failing_tests_announces_its_models_unless_held(targets: dict[str, Path]) -> None:
