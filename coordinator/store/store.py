@@ -20,6 +20,7 @@ A `Tx` is composed of the store's rooms, each a module of its own:
 
 from __future__ import annotations
 
+import select
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -28,7 +29,7 @@ from contextlib import contextmanager
 import orjson
 import psycopg
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DisconnectionError, SQLAlchemyError
 
 from coordinator.errors import StoreError
 from coordinator.readiness import Version
@@ -75,6 +76,23 @@ def use_wal(cur: sqlite3.Cursor, within_s: float = 60.0) -> None:
             time.sleep(0.02)
 
 
+def _alive_or_replaced(dbapi_conn: psycopg.Connection, _record, _proxy) -> None:
+    """A pooled PostgreSQL connection as it is checked out: one the server has closed (a restart,
+    an administrator's termination, an idle timeout) is replaced — SQLAlchemy's pool takes a new
+    one when this raises DisconnectionError — with no round trip for one that is fine. An idle
+    connection has nothing to read; a server ending it sends its reason and closes the socket,
+    which makes it readable. So a readable (or known broken) connection is replaced, whatever it
+    holds. In the launch path's first transaction a ping (`pool_pre_ping`, "SELECT 1") was a
+    round trip of its own before the work's first statement: 0.3-0.5 ms of ~4.9 after an idle
+    pause (bench/txn.py)."""
+    if dbapi_conn.closed or dbapi_conn.pgconn.status != psycopg.pq.ConnStatus.OK:
+        raise DisconnectionError("the connection is closed")
+    idle = select.poll()  # poll, not select: the socket's number may be past select's 1,024
+    idle.register(dbapi_conn.pgconn.socket, select.POLLIN)
+    if idle.poll(0):
+        raise DisconnectionError("the server sent something on an idle connection (it ended it)")
+
+
 class StateStore:
     """Opens lazily; `begin()` yields one transaction as a `Tx`."""
 
@@ -108,9 +126,8 @@ class StateStore:
             else:
                 # orjson for any JSON parameter SQLAlchemy encodes itself (the turn's many-row
                 # statements bring theirs encoded already: see sql.py)
-                engine = create_engine(
-                    self.url, pool_pre_ping=True, pool_size=10, max_overflow=20, json_serializer=orjson.dumps
-                )
+                engine = create_engine(self.url, pool_size=10, max_overflow=20, json_serializer=orjson.dumps)
+                event.listen(engine, "checkout", _alive_or_replaced)
             with engine.begin() as conn:
                 migrate(conn)
             return engine

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -209,6 +210,35 @@ def test_a_failing_statement_of_the_compiled_path_rolls_the_transaction_back(pos
         store.close()
 
 
+@pytest.mark.postgres
+def test_pooled_connections_the_server_ended_are_replaced_at_checkout(postgres_url):
+    """No ping before each transaction: a pooled connection the server ended (a restart, an
+    administrator's pg_terminate_backend) is replaced as it is checked out, and the transaction
+    runs on a new one."""
+    import psycopg
+
+    store = StateStore(postgres_url)
+    try:
+        with store.begin() as tx:
+            (before,) = tx.conn.exec_driver_sql("SELECT pg_backend_pid()").one()
+        with psycopg.connect(postgres_url.replace("+psycopg", ""), autocommit=True) as admin:
+            (ended,) = admin.execute("SELECT pg_terminate_backend(%s)", (before,)).fetchone()
+            assert ended
+            for _ in range(100):  # the backend is gone once it no longer shows
+                if not admin.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (before,)).fetchone():
+                    break
+                time.sleep(0.01)
+        with store.begin() as tx:
+            assert [e.event_id for e in tx.insert_events([ev("raw.a", "2024-01-01", 3)], 1.0)] == [
+                "raw.a/2024-01-01/3"
+            ]
+            (after,) = tx.conn.exec_driver_sql("SELECT pg_backend_pid()").one()
+            assert after != before
+            tx.conn.exec_driver_sql("DELETE FROM coord_events")
+    finally:
+        store.close()
+
+
 def test_claims_take_at_most_the_limit_and_the_free_slots(store):
     for day in range(1, 5):
         ingest(store, [ev("raw.a", f"2024-01-0{day}"), ev("raw.b", f"2024-01-0{day}")])
@@ -300,7 +330,6 @@ def test_alert_records_are_kept_once(store):
         assert [a["url"] for a in tx.alerts_due(3.0)] == ["http://127.0.0.1/other"]
         if tx.pg:  # one database per module: leave it empty for the next test
             tx.conn.exec_driver_sql("DROP TABLE coord_alerts")
-
 
 
 def test_a_fresh_sqlite_store_opened_by_several_at_once_opens_for_all(tmp_path: Path):

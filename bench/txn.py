@@ -1,0 +1,172 @@
+"""The engine's first transaction of a turn, alone: one new event recorded, the run it makes
+ready created and claimed, the event in the outbox, its audit row — on PostgreSQL and SQLite.
+
+What it times is what `Coordinator._transact` runs for an event POST /events handed over (the
+launch path of bench/launch.py, `single`): `store.begin()`, the lease's fence, `steps.record`
+(publish_new, as for an event the coordinator publishes itself), the claim when it is due (it is
+in the launch bench: its events come further apart than a claim look's period), the outbox row,
+the audit row, the commit. Each iteration is a new daily partition of one input of one job; its
+run is then finished, untimed, so the pool always has room. The store is fresh (a new database
+of the PostgreSQL that `COORD_TEST_POSTGRES_URL` names; a new SQLite file).
+
+`--baseline DIR` (a directory holding another build's `coordinator` package, e.g. one exported
+with `git archive`) times that build too, in child processes alternating with this one's, so
+that a shared machine's drift falls on both alike.
+
+    eval "$(scripts/services env)"; python bench/txn.py [--n 300] [--rounds 4] [--baseline DIR]
+Prints the medians as it goes and, as its last line, one JSON object:
+{"postgres": {"p50_ms", "p90_ms"}, "sqlite": {...}, and "baseline" the same when given}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import date, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DAY0 = date(2024, 1, 1)
+
+
+def child(store_kind: str, n: int, warm_up: int, gap_s: float) -> list[float]:
+    """n timed transactions (after `warm_up` untimed ones) on a fresh store; milliseconds each."""
+    from coordinator.events import CompletionEvent
+    from coordinator.hooks import Hooks
+    from coordinator.lease import LeaseKeeper
+    from coordinator.settings import Settings
+    from coordinator.spec.models import DatasetSpec, JobSpec, PipelineSpec
+    from coordinator.steps import TurnSteps
+    from coordinator.store import audit
+    from coordinator.store.rows import Finish
+    from coordinator.store.store import StateStore
+    from coordinator.turn import ClaimSchedule
+
+    tmp = Path(tempfile.mkdtemp(prefix="txn-"))
+    if store_kind == "sqlite":
+        url = f"sqlite:///{tmp / 'state.db'}"
+    else:
+        import psycopg
+
+        base = os.environ["COORD_TEST_POSTGRES_URL"]
+        name = f"bench_txn_{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(base, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        url = base.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1) + f"/{name}"
+    spec = PipelineSpec(
+        datasets={"in.single": DatasetSpec(partitioning="daily")},
+        jobs={
+            "single": JobSpec(
+                kind="command", inputs=["in.single"], outputs=["out.single"], settings={"command": ["true"]}
+            )
+        },
+        pools={"default": 16},
+    ).checked()
+    store = StateStore(url)
+    keeper = LeaseKeeper(store, Settings(home=tmp), name="bench")
+    keeper.acquire()
+    owner = keeper.id
+    claims = ClaimSchedule()
+    steps = TurnSteps(spec, Hooks(), claims)
+    times: list[float] = []
+    clock = 1_700_000_000.0
+    for i in range(warm_up + n):
+        clock += 1.0  # a second apart: the claim look is due, as in the launch bench
+        partition = (DAY0 + timedelta(days=i)).isoformat()
+        event = CompletionEvent(dataset="in.single", partition=partition, producer="bench")
+        now = clock
+        started = time.perf_counter()
+        with store.begin() as tx:
+            keeper.hold(tx)
+            step = steps.record(tx, [event], now, owner, publish_new=True)
+            if claims.due(now):
+                step = step + steps.claim(tx, now, owner)
+            if step.publish:
+                tx.outbox_add(step.publish, now)
+            detail = f"event {event.event_id} (succeeded) as bench"
+            audit.add(tx, "bench", "publish", job="in.single", partition=partition, detail=detail, at=now)
+        took = time.perf_counter() - started
+        if len(step.start) != 1:
+            raise RuntimeError(f"iteration {i}: {len(step.start)} runs claimed, not 1")
+        if i >= warm_up:
+            times.append(took * 1000)
+        with store.begin() as tx:  # untimed: the run ends, its pool slot is free again
+            run = step.start[0]
+            tx.finish_many([Finish(run.run_id, run.attempt, "succeeded")], now)
+            tx.outbox_mark_sent_events([event.event_id])
+        time.sleep(gap_s)
+    store.close()
+    if store_kind != "sqlite":
+        import psycopg
+
+        with psycopg.connect(os.environ["COORD_TEST_POSTGRES_URL"], autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    return times
+
+
+def run_child(code_root: Path, store_kind: str, n: int, warm_up: int, gap_s: float) -> list[float]:
+    env = {**os.environ, "PYTHONPATH": str(code_root)}
+    args = [sys.executable, __file__, "--child", store_kind, "--n", str(n), "--warm-up", str(warm_up)]
+    args += ["--gap", str(gap_s)]
+    out = subprocess.run(args, env=env, check=True, capture_output=True, text=True, cwd=code_root).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def figures(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    return {
+        "p50_ms": round(statistics.median(ordered), 3),
+        "p90_ms": round(ordered[int(len(ordered) * 0.9)], 3),
+        "n": len(ordered),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=300, help="timed transactions per round")
+    parser.add_argument("--warm-up", type=int, default=30)
+    parser.add_argument(
+        "--gap", type=float, default=0.02, help="seconds between transactions (the launch bench's are apart)"
+    )
+    parser.add_argument("--rounds", type=int, default=4, help="child processes per build and store")
+    parser.add_argument("--baseline", type=Path, help="a directory holding another build's coordinator/")
+    parser.add_argument("--only", choices=["postgres", "sqlite"])
+    parser.add_argument("--child", choices=["postgres", "sqlite"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(args.child, args.n, args.warm_up, args.gap)))
+        return
+    builds = {"current": ROOT}
+    if args.baseline:
+        builds["baseline"] = args.baseline.resolve()
+    stores = [args.only] if args.only else ["postgres", "sqlite"]
+    samples: dict[str, dict[str, list[float]]] = {b: {s: [] for s in stores} for b in builds}
+    for r in range(args.rounds):
+        for store_kind in stores:
+            order = list(builds) if r % 2 == 0 else list(reversed(builds))
+            for build in order:
+                got = run_child(builds[build], store_kind, args.n, args.warm_up, args.gap)
+                samples[build][store_kind] += got
+                print(
+                    f"round {r + 1} {build:8s} {store_kind:8s} p50 {statistics.median(got):.3f} ms",
+                    flush=True,
+                )
+    result: dict[str, object] = {s: figures(samples["current"][s]) for s in stores}
+    if args.baseline:
+        result["baseline"] = {s: figures(samples["baseline"][s]) for s in stores}
+    for build in builds:
+        for s in stores:
+            f = figures(samples[build][s])
+            print(f"{build:8s} {s:8s} p50 {f['p50_ms']:.3f} ms  p90 {f['p90_ms']:.3f} ms  (n={f['n']})")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
