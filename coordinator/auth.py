@@ -25,12 +25,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from fastapi import HTTPException, Request
+from starlette.concurrency import run_in_threadpool
 
 from coordinator.errors import SettingsError
 from coordinator.tokens import LEGACY_NAME, PREFIX, TokenEntry, is_loopback, read_tokens_file, verify
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable
 
     from coordinator.settings import Settings
 
@@ -111,6 +112,11 @@ class Authenticator:
             self._verified[key] = principal
         return principal
 
+    def verified(self, authorization: str | None) -> bool:
+        """Whether this header's token was verified before (checking it again hashes nothing)."""
+        _, _, token = (authorization or "").partition(" ")
+        return hashlib.sha256(token.strip().encode()).digest() in self._verified
+
     def check(self, authorization: str | None, scope: str) -> Principal:
         """The principal allowed `scope` for this Authorization header, else the HTTPException."""
         scheme, _, token = (authorization or "").partition(" ")
@@ -153,11 +159,14 @@ def authenticator(request: Request) -> Authenticator:
     return found
 
 
-def require(scope: str) -> Callable[[Request], Principal]:
+def require(scope: str) -> Callable[[Request], Awaitable[Principal]]:
     """A dependency: `principal: Principal = Depends(require("operate"))`."""
 
-    def dependency(request: Request) -> Principal:
-        return authenticator(request).check(request.headers.get("authorization"), scope)
+    async def dependency(request: Request) -> Principal:
+        auth, header = authenticator(request), request.headers.get("authorization")
+        if auth.verified(header):  # checked before: no scrypt, so no worker thread to wait for
+            return auth.check(header, scope)
+        return await run_in_threadpool(auth.check, header, scope)
 
     dependency.__name__ = f"require_{scope}"
     return dependency

@@ -2,7 +2,9 @@
 
 One loop; each turn (`Coordinator._turn`) does, in this order (the order is what makes it
 crash-safe):
- 1. take a batch of events off the bus (EventIntake), skipping the coordinator's own (OwnEvents);
+ 1. take a batch of events off the bus (EventIntake), skipping the coordinator's own (OwnEvents),
+    and those POST /events handed over in this process (handover.py: recorded here first, then
+    published through the outbox, so their runs do not wait for the bus's round trip);
  2. in one transaction: record the new events (dedupe by event id), compute readiness, create
     runs (unique by job, partition, input set: a replay creates nothing) — started at once
     when their pool has room, else ready; claim due ready runs within their pools;
@@ -40,12 +42,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 
-from coordinator.audit_queue import AuditQueue, settle, write_audits
+from coordinator.admission import Admission
 from coordinator.availability import Availability
 from coordinator.bus.base import Bus
 from coordinator.bus.kafka_wake import WokenBus
 from coordinator.errors import BusError
 from coordinator.events import CompletionEvent
+from coordinator.handover import Handed, Handover, settle, write_audits
 from coordinator.hooks import Hook, Hooks
 from coordinator.intake import EventIntake, IntakeBatch
 from coordinator.launchers.base import Launcher, RunContext
@@ -118,7 +121,8 @@ class Coordinator:
         self.workers.may_launch, self.outbox.may_publish = self.ha.may_launch, self.ha.may_publish
         self.workers.wake = self._wake
         self.held = StartedHold()  # handles written with the job's end, or 50 ms after its start
-        self.audits = AuditQueue()  # POST /events' audit rows, written in the next transaction
+        self.admission = Admission(spec)  # the intake's check, for the events handed over
+        self.handover = Handover(self._wake)  # POST /events' events and audits, for the next turn
         self.every_turn.append(self.ha.tick)
 
     # ------------------------------------------------------------------ lifecycle
@@ -194,6 +198,8 @@ class Coordinator:
         stats = RunStats()
         started = time.monotonic()
         idle_since: float | None = None
+        if not self.ha.draining:
+            self.handover.open()
         if not self._recovered:
             self.owner = self.ha.begin()  # this process's lease: the owner of what it claims
             stats.launched += self._recover()
@@ -238,6 +244,7 @@ class Coordinator:
                 held = self.held.pass_on([], write_anyway=True)
                 self._transact(now, lambda tx: self.steps.write_results(tx, held, now)[0])
         finally:
+            self.handover.close("the engine's loop has returned")  # those requests publish themselves
             stats.published += self.outbox.settle()  # what this loop published is on the bus
         return stats
 
@@ -264,19 +271,16 @@ class Coordinator:
         stats.published += self.outbox.relay()  # what a crash or an outage left unsent
         # 2. first transaction: the batch's events, the runs they make ready, due claims
         events = self.own.drop(batch.events) if batch is not None else []
+        handed = self._admitted(self.handover.take()) if not self.ha.draining else []  # POST /events'
         now = self.clock()
         first = Step()
-        if events or self.claims.due(now) or self.audits:
-
-            def record_and_claim(tx: Tx) -> Step:
-                step = self.steps.record(tx, events, now, self.owner) if events else Step()
-                if self.ha.draining or not self.claims.due(self.clock()):
-                    return step
-                return step + self.steps.claim(tx, now, self.owner)
-
-            first = self._transact(now, record_and_claim)
-        # 3. after its commit: start the claimed runs, then move the offsets
-        launched = self._start(first.start)
+        if events or handed or self.claims.due(now):
+            first = self._record_and_claim(events, handed, now)
+        # 3. after its commit: start the claimed runs (then answer the requests), move the offsets
+        try:
+            launched = self._start(first.start)
+        finally:
+            settle(handed)
         if batch is not None and len(batch):
             try:
                 self.intake.commit(batch, wait=False)
@@ -307,6 +311,45 @@ class Coordinator:
         stats.launched, stats.published = stats.launched + launched, stats.published + len(sent)
         return stats, bool((batch is not None and len(batch)) or reports or launched or turn.publish)
 
+    def _admitted(self, handed: list[Handed]) -> list[Handed]:
+        """What the HTTP side handed over, but the requests with an event the spec refuses: those
+        are answered with that refusal (a 422), as intake would dead-letter the event."""
+        kept = []
+        for h in handed:
+            problem = next(filter(None, map(self.admission.problem, h.events)), None)
+            if problem is None:
+                kept.append(h)
+            else:
+                settle([h], problem)
+        return kept
+
+    def _record_and_claim(self, events: Sequence[CompletionEvent], handed: list[Handed], now: float) -> Step:
+        """Step 2's transaction: the bus batch's events and those the HTTP side handed over (new
+        ones into the outbox, for the bus: they come back as this coordinator's own), with their
+        audit rows, then the due claims. A failure is told to the requests, which do it themselves."""
+        incoming = [e for h in handed for e in h.events]
+
+        def work(tx: Tx) -> Step:
+            step = Step()
+            if incoming:
+                step += self.steps.record(tx, incoming, now, self.owner, publish_new=True)
+                write_audits(tx, [row for h in handed for row in h.rows])
+            if events:
+                step += self.steps.record(tx, events, now, self.owner)
+            if self.ha.draining or not self.claims.due(self.clock()):
+                return step
+            return step + self.steps.claim(tx, now, self.owner)
+
+        try:
+            step = self._transact(now, work)
+        except BaseException as exc:
+            settle(handed, exc)
+            raise
+        if incoming:
+            ids = {e.event_id for e in incoming}
+            self.own.remember(e for e in step.publish if e.event_id in ids)
+        return step
+
     def _poll(self, want: int, timeout: float) -> IntakeBatch | None:
         """The next batch; None when the bus is away (what was not committed comes back later)."""
         try:
@@ -321,25 +364,18 @@ class Coordinator:
         outbox in that same transaction, so an event exists exactly when its cause does. The
         step is acted on (runs started, events published) only after this returns, committed.
         A StoreError ends the loop: nothing is committed."""
-        audits: list = []
-        try:
-            with self.store.begin() as tx:
-                self.ha.hold(tx)  # the fence: LeaseLost, nothing written, once the lease was adopted
-                step = work(tx)
-                if step.publish:
-                    tx.outbox_add(step.publish, now)
-                audits = self.audits.take()  # what the HTTP side published meanwhile: its audit
-                write_audits(tx, [row for rows, _ in audits for row in rows])
-        except BaseException as exc:
-            settle(audits, exc)  # those requests write their rows themselves
-            raise
-        settle(audits)
+        with self.store.begin() as tx:
+            self.ha.hold(tx)  # the fence: LeaseLost, nothing written, once the lease was adopted
+            step = work(tx)
+            if step.publish:
+                tx.outbox_add(step.publish, now)
         return step
 
     def drain(self, grace_s: float) -> RunStats:
         """Stop starting runs; record those in flight as they end, for up to `grace_s` (on
         SIGTERM or Ctrl-C). What still runs then is left for adoption when the lease is released."""
         self.ha.draining = True
+        self.handover.close("the coordinator is stopping")
         deadline = time.monotonic() + grace_s
         return self.run(consume=False, stop=lambda: not self.workers.busy or time.monotonic() >= deadline)
 
@@ -351,7 +387,7 @@ class Coordinator:
         return len(runs)
 
     def _idle(self, check_bus: bool) -> bool:
-        if self.workers.busy or self.outbox.publishing:
+        if self.workers.busy or self.outbox.publishing or self.handover:
             return False
         if check_bus and not self.intake.caught_up():  # assigned and read to the end, not "lag 0"
             return False

@@ -203,7 +203,7 @@ class Service:
             self.settings, metrics=self.metrics, spec=self.spec, store=self.store,
             bus_ready=lambda: self._coordinator is not None and self._coordinator.intake.assigned(),
             bound_host=host,  # anonymous reads are for a loopback bind only (coordinator/auth.py)
-            audit_queue=lambda: self._coordinator.audits if self._coordinator is not None else None,
+            handover=lambda: self._coordinator.handover if self._coordinator is not None else None,
         )
         # httptools parses a request ~1 ms faster than h11 here (POST /events, the launch path's
         # first hop); uvloop measured no faster than asyncio's own loop, so the loop is asyncio's

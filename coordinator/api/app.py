@@ -13,8 +13,8 @@ from fastapi import FastAPI
 from coordinator import __version__
 from coordinator.api import events, fivetran, health
 from coordinator.api import metrics as metrics_api
-from coordinator.audit_queue import AuditQueue
 from coordinator.auth import Authenticator
+from coordinator.handover import Handover
 from coordinator.metrics import Metrics
 from coordinator.publish import Publisher
 from coordinator.settings import Settings
@@ -31,7 +31,7 @@ def create_app(
     store: StateStore | None = None,
     bus_ready: Callable[[], bool] | None = None,
     bound_host: str | None = None,
-    audit_queue: Callable[[], AuditQueue | None] | None = None,
+    handover: Callable[[], Handover | None] | None = None,
 ) -> FastAPI:
     """The app. A publisher given is the caller's to close; one made here is closed at shutdown.
     With `metrics`, GET /metrics exposes them; with `spec` and `store`, the UI is served (api/ui.py);
@@ -39,8 +39,8 @@ def create_app(
     GET /healthz and /readyz (api/health.py): `bus_ready` says whether the engine's consumer has
     its partitions, `store` is asked whether it answers. Who may do what: coordinator/auth.py, whose
     anonymous reads need `bound_host` (the address served; default settings.api_host) on loopback.
-    `audit_queue` gives the engine's queue when an engine runs in this process on the same store:
-    POST /events' audit rows are written in its transactions (coordinator/audit_queue.py)."""
+    `handover` gives the engine's when an engine runs in this process on the same store: POST
+    /events' events and audit rows are recorded in its next transaction (coordinator/handover.py)."""
     auth = Authenticator.from_settings(settings, bound_host)  # a bad tokens file fails here, at start
     if spec is not None:
         fivetran.check_mapping(settings, spec)
@@ -58,7 +58,7 @@ def create_app(
 
     app = FastAPI(title="coordinator", version=__version__, lifespan=lifespan)
     app.state.settings, app.state.auth = settings, auth
-    app.state.publisher, app.state.audit_queue = publisher, audit_queue
+    app.state.publisher, app.state.handover = publisher, handover
     app.state.metrics = metrics
     app.state.spec, app.state.store, app.state.bus_ready = spec, store, bus_ready
     app.include_router(events.router)

@@ -6,13 +6,13 @@ coordinator/auth.py), 413
 oversized, 422 undecodable / missing_field / wrong_type / invalid, and — when the app has the
 spec — unknown_dataset / bad_partition (coordinator/admission.py, the intake's own check), 503
 when the endpoint is not configured or the bus cannot take the event. A 202 means the events
-are durable on the bus.
+are durable: in the state store and its outbox when this process runs an engine (handed to its
+next transaction, coordinator/handover.py, which the outbox then publishes), else on the bus.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from typing import Any
 
@@ -20,11 +20,11 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 
 from coordinator.admission import admission_problem
-from coordinator.audit_queue import HANDOVER_S, AuditEntry, AuditQueue, write_audits
 from coordinator.auth import Principal, require
 from coordinator.codec import event_from_json
 from coordinator.errors import BusError, EventError
 from coordinator.events import CompletionEvent
+from coordinator.handover import HANDOVER_S, AuditEntry, Handover, write_audits
 from coordinator.publish import Publisher
 from coordinator.settings import Settings
 
@@ -48,43 +48,47 @@ def _publish(publisher: Publisher, events: list[CompletionEvent]) -> None:
 
 
 async def _publish_all(request: Request, events: list[CompletionEvent], actor: str) -> dict[str, Any]:
-    """Publish, then audit each event as published by `actor` (a token's name, or the webhook)."""
+    """Have the events recorded or published, and audited as published by `actor` (a token's
+    name, or the webhook): by the engine of this process when there is one (handover.py), else
+    here — published, then audited in a transaction of the request's own."""
+    at = time.time()
+    rows = [AuditEntry(actor, "publish", e.dataset, e.partition, _detail(e), at) for e in events]
+    ok = {"event_ids": [e.event_id for e in events]}
+    store = getattr(request.app.state, "store", None)
+    engine_handover = request.app.state.handover
+    handover: Handover | None = engine_handover() if engine_handover is not None else None
+    if store is not None and handover is not None and await _handed_over(handover, events, rows):
+        return ok
     try:
         await run_in_threadpool(_publish, request.app.state.publisher, events)
     except BusError as exc:
         raise _refuse(503, "bus_unavailable", str(exc)) from None
     except EventError as exc:
         raise _refuse(422, exc.reason, exc.detail) from None
-    store = getattr(request.app.state, "store", None)
     if store is not None:  # the audit lives in the state store; an events-only app has none
-        await _audit(request, store, actor, events)
-    return {"event_ids": [e.event_id for e in events]}
+        await run_in_threadpool(_write, store, rows)
+    return ok
 
 
-async def _audit(request: Request, store: Any, actor: str, events: list[CompletionEvent]) -> None:
-    """The audit rows, committed before the request answers: in the transaction of the engine of
-    this process, which records these very events a moment later (coordinator/audit_queue.py),
-    else — no engine here, or none took them in time — in a transaction of their own."""
-    at = time.time()
-    rows = [
-        AuditEntry(actor, "publish", e.dataset, e.partition, _detail(e), at)
-        for e in events
-    ]
-    engine_queue = request.app.state.audit_queue
-    queue: AuditQueue | None = engine_queue() if engine_queue is not None else None
-    if queue is not None:
-        handed = queue.put(rows)
+async def _handed_over(handover: Handover, events: list[CompletionEvent], rows: list[AuditEntry]) -> bool:
+    """Whether the engine's transaction recorded the events and their audit (committed); False
+    when it took nothing — not running, not in time — or its transaction failed."""
+    handed = handover.put(events, rows)
+    if handed is None:
+        return False
+    waited = asyncio.wrap_future(handed)
+    try:
         try:
-            await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(handed)), HANDOVER_S)
-            return
+            await asyncio.wait_for(asyncio.shield(waited), HANDOVER_S)
         except TimeoutError:
-            if not queue.withdraw(handed):  # taken meanwhile: that transaction decides
-                with contextlib.suppress(Exception):
-                    await asyncio.wrap_future(handed)
-                    return
-        except Exception:  # the engine's transaction failed: written here instead
-            pass
-    await run_in_threadpool(_write, store, rows)
+            if handover.withdraw(handed):  # never in a transaction
+                return False
+            await waited  # taken meanwhile: that transaction decides
+        return True
+    except EventError as exc:  # the engine's admission refused one (an app built without the spec)
+        raise _refuse(422, exc.reason, exc.detail) from None
+    except Exception:  # the engine's transaction failed: it committed nothing
+        return False
 
 
 def _detail(event: CompletionEvent) -> str:
