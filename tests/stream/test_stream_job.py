@@ -38,6 +38,7 @@ from tests.stream.streams import (
     stream_spec_text,
     wait_for,
 )
+from tests.topic_end import read_to_end
 
 DAILY_JOB = """import json, os
 inputs = json.loads(os.environ["COORD_INPUTS"])
@@ -50,7 +51,7 @@ with open(os.environ["OUT"], "a") as out:
 def test_clicks_become_hourly_partitions_and_one_daily_run(
     kafka_bootstrap: str, topics: dict, tmp_path: Path
 ):
-    from confluent_kafka import Consumer, Producer
+    from confluent_kafka import Producer
 
     out, daily_job = tmp_path / "daily.txt", tmp_path / "daily_job.py"
     daily_job.write_text(DAILY_JOB)
@@ -125,18 +126,8 @@ jobs:
     for window in day_windows:
         assert sum(pq.read_table(window).column("events").to_pylist()) == 6, window.name
 
-    consumer = Consumer(
-        {"bootstrap.servers": kafka_bootstrap, "group.id": unique("check"), "auto.offset.reset": "earliest"}
-    )
-    consumer.subscribe([topics["events"]])
-    ids: Counter[str] = Counter()
-    idle = time.monotonic()
-    while time.monotonic() - idle < 3:
-        message = consumer.poll(0.5)
-        if message is not None and not message.error():
-            ids[dict(message.headers())["event_id"].decode()] += 1
-            idle = time.monotonic()
-    consumer.close()
+    on_topic = read_to_end(kafka_bootstrap, topics["events"])
+    ids = Counter(dict(m.headers())["event_id"].decode() for m in on_topic)
     hourly = {i: n for i, n in ids.items() if i.startswith("stream:clicks_hourly:stream.clicks:2024-06-01T")}
     assert len(hourly) == 24 and set(hourly.values()) == {1}
 
