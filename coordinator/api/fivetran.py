@@ -6,7 +6,9 @@ dataset of its rule (coordinator/fivetran.py), in the partition the rule compute
 
 Fivetran retries a delivery that does not get a 2xx for 24 hours, then disables the webhook —
 for every connector it serves. So the replies are chosen by whether a retry can help:
-- 202 with event ids: the events are durable on the bus (a retried delivery gives the same ids);
+- 202 with event ids: the events are durable — in the state store and its outbox when an engine
+  runs in this process (coordinator/handover.py), else on the bus (a retried delivery gives the
+  same ids);
 - 202 with `ignored`: nothing to do here, for good — another event type (sync_start, the
   creation ping), a rescheduled sync, or a connector the mapping does not name (an account-wide
   webhook serves every connector). Counted in `coord_webhooks_ignored_total{source,reason}`;
