@@ -73,7 +73,7 @@ def start_process(
     except FileExistsError:  # the same attempt started again (after a crash): its old results go
         for name in (EXIT_NAME, EXIT_NAME + SIGNAL_SUFFIX, RESULT_NAME):
             (workdir / name).unlink(missing_ok=True)
-    child_env = {**os.environ, **(env or {}), RESULT_FILE_ENV: str(workdir / RESULT_NAME)}
+    job_env = {**(env or {}), RESULT_FILE_ENV: str(workdir / RESULT_NAME)}  # over this process's
     data: dict[str, object] = {}
     helper = spawner()
     try:
@@ -83,12 +83,12 @@ def start_process(
                 # paths absolute: the spawner's own working folder is the last job's
                 run_dir = Path(os.path.abspath(workdir))
                 folder = Path(os.path.abspath(cwd)) if cwd is not None else run_dir
-                pid = helper.spawn(argv, child_env, folder, run_dir / LOG_NAME, run_dir / EXIT_NAME)
+                pid = helper.spawn(argv, job_env, folder, run_dir / LOG_NAME, run_dir / EXIT_NAME)
                 data["spawner"] = _identity(helper.pid)
             except SpawnerGone as exc:
                 log.warning("the process spawner did not answer (%s): this job starts under /bin/sh", exc)
         if pid is None:
-            pid = _start_wrapped(argv, child_env, cwd or workdir, workdir)
+            pid = _start_wrapped(argv, {**os.environ, **job_env}, cwd or workdir, workdir)
     except OSError as exc:
         raise LaunchError(f"cannot start {argv[0]!r}: {exc}") from exc
     return Handle(

@@ -12,16 +12,19 @@ the coordinator is gone, since the spawner lives in a session of its own and lea
 the coordinator has closed its pipe and its last job has ended.
 
 This file runs as a script under `python -S` (the standard library only, no site: it starts in
-a few milliseconds) and speaks one JSON line per request on stdin, one per answer on stdout:
-    {"argv": [...], "env": {...}, "cwd": "...", "log": "...", "exit": "..."} → {"pid": N} | {"error": "..."}
-The coordinator's side is launchers/spawning.py.
+a few milliseconds). Both ends are the same interpreter, so they speak marshal, each message
+framed by its length (4 bytes, little-endian) on stdin and stdout: first the environment the
+coordinator had when it started the spawner (the base, kept here), then one request a job,
+    (argv, env_set, env_unset, cwd, log, exit)  →  pid (an int) | error (a str)
+where the job's environment is the base with `env_set` over it and `env_unset` taken out, so a
+request carries only what differs from the base (a job's own variables), not the whole
+environment. The coordinator's side is launchers/spawning.py.
 """
 
-import json
+import marshal
 import os
 import shutil
 import signal
-import sys
 import threading
 
 # Python ignores SIGPIPE and SIGXFSZ, and a job would inherit that: as subprocess does
@@ -67,38 +70,62 @@ def _reap() -> None:
             _children.notify_all()
 
 
-def _spawn(request: dict) -> int:
-    argv, env = request["argv"], request["env"]
-    os.chdir(request["cwd"])  # posix_spawn has no working folder of its own; only this thread spawns
+def _spawn(base: dict, request: tuple) -> int:
+    argv, env_set, env_unset, cwd, log_path, exit_path = request
+    env = {**base, **env_set}
+    for name in env_unset:
+        env.pop(name, None)
+    os.chdir(cwd)  # posix_spawn has no working folder of its own; only this thread spawns
     # looked up as a shell in that folder would: a relative path or PATH entry is from there
     program = argv[0] if os.sep in argv[0] else shutil.which(argv[0], path=env.get("PATH", os.defpath))
     if program is None:
         raise FileNotFoundError(f"[Errno 2] No such file or directory: {argv[0]!r}")
     actions = [
         (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-        (os.POSIX_SPAWN_OPEN, 1, request["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644),
+        (os.POSIX_SPAWN_OPEN, 1, log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644),
         (os.POSIX_SPAWN_DUP2, 1, 2),
     ]
     with _lock:
         pid = os.posix_spawn(
             program, argv, env, file_actions=actions, setsid=True, setsigdef=_DEFAULTED, setsigmask=()
         )
-        _exits[pid] = request["exit"]
+        _exits[pid] = exit_path
         _children.notify_all()
     return pid
 
 
+def _frames(fd: int):
+    """Each message read from `fd` (see the module's docstring), until the coordinator closes it."""
+    buffer = b""
+    while True:
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            return
+        buffer += chunk
+        while len(buffer) >= 4 and len(buffer) >= 4 + int.from_bytes(buffer[:4], "little"):
+            size = 4 + int.from_bytes(buffer[:4], "little")
+            yield marshal.loads(buffer[4:size])
+            buffer = buffer[size:]
+
+
+def _answer(value: object) -> None:
+    body = marshal.dumps(value)
+    data = len(body).to_bytes(4, "little") + body
+    while data:
+        data = data[os.write(1, data) :]
+
+
 def main() -> None:
     threading.Thread(target=_reap, daemon=True).start()
-    requests, answers = sys.stdin.buffer, sys.stdout
-    for line in requests:  # until the coordinator closes its end
+    requests = _frames(0)
+    base = next(requests, None)
+    for request in requests:  # until the coordinator closes its end
         try:
-            answer = {"pid": _spawn(json.loads(line))}
+            answer: object = _spawn(base, request)
         except Exception as exc:  # the coordinator raises it as a LaunchError
-            answer = {"error": str(exc) or type(exc).__name__}
+            answer = str(exc) or type(exc).__name__
         try:
-            answers.write(json.dumps(answer) + "\n")
-            answers.flush()
+            _answer(answer)
         except OSError:  # the coordinator died after asking: the job it asked for runs on
             break
     with _children:  # the coordinator is gone: keep the running jobs' exit codes, then leave

@@ -189,3 +189,33 @@ def test_a_job_gets_sigpipe_at_its_default_as_under_a_shell(tmp_path: Path):
     fields = dict(line.split(":\t", 1) for line in lines if ":\t" in line)
     ignored, blocked = int(fields["SigIgn"], 16), int(fields["SigBlk"], 16)
     assert not ignored & (1 << (signal.SIGPIPE - 1)) and blocked == 0
+
+
+def test_a_job_gets_the_coordinators_environment_as_it_is_at_the_launch(tmp_path: Path, monkeypatch):
+    """The spawner keeps the environment it was started with and is told only what differs: a
+    variable set, changed or removed in the coordinator after the spawner started reaches the job."""
+    from coordinator.launchers.spawning import spawner
+
+    monkeypatch.setenv("COORD_TEST_REMOVED", "1")
+    monkeypatch.setenv("COORD_TEST_CHANGED", "before")
+    helper = spawner()
+    assert helper is not None
+    helper.stop()  # the next launch starts one whose base holds both variables
+    launcher = CommandLauncher(Settings(home=tmp_path))
+    command = [sys.executable, "-c", "import json, os; print(json.dumps(dict(os.environ)))"]
+    seen = []
+    for i in range(2):
+        if i:  # the spawner runs on, its base as it was
+            monkeypatch.delenv("COORD_TEST_REMOVED")
+            monkeypatch.setenv("COORD_TEST_CHANGED", "after")
+            monkeypatch.setenv("COORD_TEST_ADDED", "2")
+        c = dataclasses.replace(ctx(tmp_path, command), workdir=tmp_path / f"w{i}")
+        result = launcher.wait(launcher.start(c), c)
+        assert result.succeeded, result.error
+        seen.append(json.loads((c.workdir / "log").read_text()))
+    assert seen[0]["COORD_TEST_REMOVED"] == "1" and seen[0]["COORD_TEST_CHANGED"] == "before"
+    assert "COORD_TEST_ADDED" not in seen[0]
+    job_own = {"GREETING", *(k for k in seen[1] if k.startswith("COORD_") and k not in os.environ)}
+    assert {k: v for k, v in seen[1].items() if k not in job_own} == dict(os.environ)
+    assert seen[1]["COORD_TEST_CHANGED"] == "after" and seen[1]["COORD_TEST_ADDED"] == "2"
+    assert seen[1]["GREETING"] == "hi j" and "COORD_TEST_REMOVED" not in seen[1]
