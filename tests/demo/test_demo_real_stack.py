@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from tests.conftest import unique
+from tests.topic_end import read_to_end
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.spark, pytest.mark.mlflow,
               pytest.mark.timeout(900)]
@@ -40,28 +41,11 @@ def topics(kafka_bootstrap: str):
 
 
 def _consume_all(bootstrap: str, topic: str) -> list:
-    from confluent_kafka import Consumer
-
     from coordinator.codec import codec_for
     from coordinator.settings import Settings
 
     codec = codec_for(Settings())
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": unique("check"),
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
-    consumer.subscribe([topic])
-    events, idle = [], 0
-    try:
-        while idle < 5:
-            msg = consumer.poll(1.0)
-            if msg is None:
-                idle += 1
-                continue
-            if msg.error() is None:
-                events.append(codec.decode(msg.value()))
-                idle = 0
-    finally:
-        consumer.close()
-    return events
+    return [codec.decode(message.value()) for message in read_to_end(bootstrap, topic)]
 
 
 def test_journey_on_kafka_postgres_spark_and_mlflow(tmp_path: Path, kafka_bootstrap: str, postgres_url: str,
