@@ -4,6 +4,7 @@
     keeper.acquire()        # a new `name#epoch` row (see store/leases.py); refuses a live twin
     keeper.start()          # renews every `lease_renew_s`, the row's TTL `lease_ttl_s`
     keeper.hold(tx)         # first thing in each write transaction: LeaseLost once adopted
+                            # (raised with the transaction's next answer, or before its commit)
     keeper.fresh()          # before a launch or a publish: renewed recently enough by our clock
     keeper.release()        # on a clean stop: how many runs are left running under it
 
@@ -191,9 +192,12 @@ class LeaseKeeper:
         if self.lost is not None:
             raise self.lost
         self.holds += 1
-        if not L.hold(tx, self.id):
-            self._lose("another instance adopted it (this process was paused or cut off past its TTL)")
-            raise self.lost  # type: ignore[misc]
+        L.hold(tx, self.id, self._adopted)  # raised by the transaction, with its next answer
+
+    def _adopted(self) -> LeaseLost:
+        self._lose("another instance adopted it (this process was paused or cut off past its TTL)")
+        assert self.lost is not None
+        return self.lost
 
     # ------------------------------------------------------------------ stop
     def stop(self) -> None:

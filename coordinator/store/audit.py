@@ -56,7 +56,7 @@ def add(
         "detail": detail,
     }
     # compiled once (sql.py): POST /events writes one in the launch path's first transaction
-    tx.sql.execute("audit.add", _insert, row)
+    tx.sql.execute_later("audit.add", _insert, row, S.audit.name)
 
 
 def _insert():

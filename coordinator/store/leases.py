@@ -19,10 +19,10 @@ nothing. SQLite transactions are serialised whole, which gives the same order.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import exists, func, select, text, update
+from sqlalchemy import bindparam, exists, func, literal_column, select, text, update
 
 from coordinator.events import CompletionEvent
 from coordinator.store import RunRow, Tx
@@ -122,19 +122,20 @@ def renew(tx: Tx, lease: str, now: float, ttl_s: float) -> bool:
     return done.rowcount == 1
 
 
-_HOLD_PG = "SELECT 1 FROM coord_leases WHERE lease_id = %(id)s AND state = 'live' FOR KEY SHARE"
-_HOLD_SQLITE = "SELECT 1 FROM coord_leases WHERE lease_id = ? AND state = 'live'"
+def hold(tx: Tx, lease: str, lost: Callable[[], BaseException]) -> None:
+    """The fence: this lease must still be live, and is kept so until the transaction ends (see
+    the module docstring); else the transaction raises `lost()`. It runs in every write
+    transaction, so it is compiled once and, on PostgreSQL, answered with the transaction's next
+    statement instead of a round trip of its own (sql.py's `check`): nothing the transaction
+    reads is handed back before it held, and what it wrote is rolled back when it did not."""
+    tx.sql.check("lease.hold", _hold_statement, {"fence_lease": lease}, lost)
 
 
-def hold(tx: Tx, lease: str) -> bool:
-    """Whether this lease is still live, kept so until the transaction ends (see the module
-    docstring). One statement on the driver's connection: it runs in every write transaction."""
-    driver = tx.conn.connection.driver_connection
-    if tx.pg:
-        cursor = driver.cursor()  # type: ignore[union-attr]
-        cursor.execute(_HOLD_PG, {"id": lease})
-        return cursor.fetchone() is not None
-    return driver.execute(_HOLD_SQLITE, (lease,)).fetchone() is not None  # type: ignore[union-attr]
+def _hold_statement():
+    t = S.leases
+    live = t.c.state == literal_column("'live'")  # a literal, no parameter: it runs inside others (sql.py)
+    q = select(t.c.lease_id).where(t.c.lease_id == bindparam("fence_lease", type_=t.c.lease_id.type), live)
+    return q.with_for_update(read=True, key_share=True)  # FOR KEY SHARE; SQLite renders none
 
 
 def release(tx: Tx, lease: str, now: float) -> int:

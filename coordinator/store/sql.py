@@ -12,6 +12,10 @@ nothing there asks which database it is on. The interface:
     pairs(key, query, c1, c2, pairs, order_by)     rows whose (c1, c2) is one of `pairs`
     update_each(key, table, match, where, types, rows, values)   UPDATE each row's match
     lock(name, wait)              a lock held until the transaction ends
+    check(key, build, params, failed)   a row that must be there (the lease's fence), else
+                                  failed() is raised, before the next statement's answer
+    execute_later(key, build, params, table)   a write nobody reads the answer of
+    settle(), forget()            what those left pending, run (before a commit) or dropped
 
 Why the tricks, as measured (the bench is bench/latency.py):
 - Compiled once, run on the driver's connection. Building, cache-keying and executing a Core
@@ -41,6 +45,8 @@ Why the tricks, as measured (the bench is bench/latency.py):
   transactions hold the write lock from BEGIN IMMEDIATE, a look first, then an insert of the
   rest. Likewise updates of rows still matching a condition: UPDATE ... FROM the recordset ...
   RETURNING on PostgreSQL (its row locks are the check), a look then an executemany on SQLite.
+- Statements that need no round trip of their own on PostgreSQL (writes nobody reads the
+  answer of, the lease's fence) travel with the next statement: deferred.py.
 - Locks: a transaction-scoped advisory lock on PostgreSQL (remembered, so taking it again in
   the same transaction costs no round trip); SQLite's transactions hold the write lock already.
 
@@ -65,6 +71,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
 from coordinator.errors import StoreError
+from coordinator.store.deferred import Deferred
 from coordinator.store.rows import dumps
 
 Build = Callable[[], object]
@@ -86,6 +93,10 @@ class Sql(abc.ABC):
     def execute(self, key: Hashable, build: Build, params: dict[str, object]):
         """(driver cursor) The statement `build()` returns, compiled once per `key` with named
         parameters; a list parameter may be given as a Python list (see `in_list`)."""
+        return self._run(*self._text(key, build, params))
+
+    def _text(self, key: Hashable, build: Build, params: dict[str, object]) -> tuple[str, dict[str, object]]:
+        """The SQL text of `execute`'s statement and its parameters, the literals included."""
         entry = self._named.get(key)
         if entry is None:
             compiled = build().compile(dialect=self._dialect())  # type: ignore[attr-defined]
@@ -94,7 +105,29 @@ class Sql(abc.ABC):
             defaults = {k: v for k, v in compiled.params.items() if k not in params}
             entry = self._named[key] = (str(compiled), defaults)
         sql, defaults = entry
-        return self._run(sql, {**defaults, **params} if defaults else params)
+        return sql, {**defaults, **params} if defaults else params
+
+    def execute_later(self, key: Hashable, build: Build, params: dict[str, object], table: str) -> None:
+        """`execute` of a statement into `table` whose answer nobody reads (an INSERT without
+        RETURNING): on PostgreSQL it may travel with the transaction's next statement."""
+        self.execute(key, build, params)
+
+    def check(
+        self, key: Hashable, build: Build, params: dict[str, object], failed: Callable[[], BaseException]
+    ) -> None:
+        """The statement must give a row, else the transaction raises `failed()`: at the latest
+        before the next statement runs (on PostgreSQL it may travel with that one), or `settle`."""
+        if self.execute(key, build, params).fetchone() is None:
+            raise failed()
+
+    def settle(self) -> None:
+        """What `check` and `execute_later` left to travel with a later statement, run now (the
+        transaction is about to commit, or SQLAlchemy runs a statement of its own)."""
+        return None  # nothing is left to travel on SQLite
+
+    def forget(self) -> None:
+        """The transaction ends: what was left to travel is dropped (it is rolled back)."""
+        return None
 
     @abc.abstractmethod
     def _dialect(self): ...
@@ -149,20 +182,27 @@ class Sql(abc.ABC):
         transaction holds it. Taken again in the same transaction, it is granted."""
 
 
-class PostgresSql(Sql):
+class PostgresSql(Deferred, Sql):
+    """Its `check`s and `execute_later`s travel with the next statement (deferred.py)."""
+
     _named: dict[Hashable, tuple[str, dict[str, object]]] = {}
 
     def __init__(self, conn: Connection) -> None:
         super().__init__(conn)
         self._locked: set[str] = set()  # names whose lock this transaction holds
+        self._deferred_init()
 
     def _dialect(self):
         return self.conn.dialect
 
     def _run(self, sql: str, params: dict[str, object]) -> psycopg.Cursor:
-        cursor = self._driver.cursor()  # type: ignore[union-attr]
-        cursor.execute(sql, params)
-        return cursor
+        return self._run_deferred(sql, params)
+
+    def check(self, key, build, params, failed) -> None:
+        self.check_later(*self._text(key, build, params), failed)
+
+    def execute_later(self, key, build, params, table: str) -> None:
+        self.later(table, *self._text(key, build, params))
 
     def insert(self, table):
         return postgresql.insert(table)
@@ -170,9 +210,9 @@ class PostgresSql(Sql):
     def in_list(self, column_, name: str):
         return column_ == any_(bindparam(name, type_=ARRAY(column_.type)))
 
-    def _rows(self, table, rows: list[dict], finish: Callable | None = None) -> psycopg.Cursor:
-        """INSERT of `rows` into `table` from one JSON recordset parameter, `finish` adding
-        ON CONFLICT / RETURNING to the statement."""
+    def _rows(self, table, rows: list[dict], finish: Callable | None = None) -> tuple[str, dict[str, object]]:
+        """The INSERT of `rows` into `table` from one JSON recordset parameter, `finish` adding
+        ON CONFLICT / RETURNING to the statement: its text and parameters."""
         cols = tuple(rows[0])
         types = {c: table.c[c].type for c in cols}
 
@@ -182,18 +222,18 @@ class PostgresSql(Sql):
             return finish(stmt) if finish else stmt
 
         key = (table.name, cols, getattr(finish, "__code__", None))  # `finish`'s code: its call site
-        return self.execute(key, build, {_recordset_tag(types): _json_rows(rows, cols)})
+        return self._text(key, build, {_recordset_tag(types): _json_rows(rows, cols)})
 
     def write(self, table, rows: list[dict], finish: Callable | None = None) -> None:
         if rows:
-            self._rows(table, rows, finish)
+            self.later(table.name, *self._rows(table, rows, finish))
 
     def insert_new(self, table, key: str, rows: Mapping[str, dict]) -> set[str]:
         column_ = table.c[key]
-        returning = self._rows(
+        sql, params = self._rows(
             table, list(rows.values()), lambda stmt: stmt.on_conflict_do_nothing().returning(column_)
         )
-        return {row[0] for row in returning.fetchall()}
+        return {row[0] for row in self._insert_fenced(sql, params, key).fetchall()}
 
     def pairs(
         self, key: str, query, c1, c2, pairs: list[tuple[str, str]], order_by: Sequence[str] = ()

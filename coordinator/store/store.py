@@ -34,6 +34,7 @@ from sqlalchemy.exc import DisconnectionError, SQLAlchemyError
 from coordinator.errors import StoreError
 from coordinator.readiness import Version
 from coordinator.store.alerts import AlertRecords
+from coordinator.store.deferred import PENDING
 from coordinator.store.events import Events
 from coordinator.store.migrations import migrate
 from coordinator.store.outbox import Outbox
@@ -93,6 +94,14 @@ def _alive_or_replaced(dbapi_conn: psycopg.Connection, _record, _proxy) -> None:
         raise DisconnectionError("the server sent something on an idle connection (it ended it)")
 
 
+def _settle_first(conn: Connection, *_args) -> None:
+    """Before a statement SQLAlchemy runs itself, what the transaction left to travel with its
+    next statement runs (deferred.py): that statement may read it."""
+    pending = conn.info.get(PENDING)
+    if pending is not None:
+        pending.settle()
+
+
 class StateStore:
     """Opens lazily; `begin()` yields one transaction as a `Tx`."""
 
@@ -128,6 +137,7 @@ class StateStore:
                 # statements bring theirs encoded already: see sql.py)
                 engine = create_engine(self.url, pool_size=10, max_overflow=20, json_serializer=orjson.dumps)
                 event.listen(engine, "checkout", _alive_or_replaced)
+                event.listen(engine, "before_cursor_execute", _settle_first)
             with engine.begin() as conn:
                 migrate(conn)
             return engine
@@ -138,7 +148,12 @@ class StateStore:
     def begin(self) -> Iterator[Tx]:
         try:
             with self.engine.begin() as conn:
-                yield Tx(conn)
+                tx = Tx(conn)
+                try:
+                    yield tx
+                    tx.sql.settle()  # what waited to travel with a later statement (deferred.py)
+                finally:
+                    tx.sql.forget()
         except DRIVER_ERRORS as exc:  # psycopg and sqlite3 too: statements run on the driver (sql.py)
             raise store_error(exc) from exc
 

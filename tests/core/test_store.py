@@ -239,6 +239,77 @@ def test_pooled_connections_the_server_ended_are_replaced_at_checkout(postgres_u
         store.close()
 
 
+@pytest.mark.parametrize("first", ["insert_events", "claim", "outbox_add"])
+def test_a_fenced_transaction_writes_nothing_whatever_its_first_statement(store, tmp_path: Path, first):
+    """The lease's fence travels with the transaction's next statement on PostgreSQL (inside an
+    insert of events, before a claim, before the commit): once the lease was adopted, the
+    transaction raises LeaseLost and leaves nothing; while it is live, it writes as ever."""
+    from coordinator.lease import LeaseKeeper, LeaseLost
+    from coordinator.settings import Settings
+    from coordinator.store import leases as L
+
+    keeper = LeaseKeeper(store, Settings(home=tmp_path), name=f"fence-{first}-{tmp_path.name}")
+    keeper.acquire()
+    ingest(store, [ev("raw.a", "2024-01-01"), ev("raw.b", "2024-01-01")])  # a ready run
+
+    def work(tx, n: int):
+        if first == "insert_events":
+            return [e.event_id for e in tx.insert_events([ev("raw.a", "2024-01-02", n)], 2.0)]
+        if first == "claim":
+            return [r.partition for r in tx.claim("p", 2, keeper.id, now=2.0)]
+        tx.outbox_add([ev("mid", "2024-01-01", n)], 2.0)
+        return None
+
+    with store.begin() as tx:
+        keeper.hold(tx)
+        assert work(tx, 1) == {"insert_events": ["raw.a/2024-01-02/1"], "claim": ["2024-01-01"]}.get(first)
+    with store.begin() as tx:
+        L.expire(tx, keeper.id, time.time(), "paused past its TTL")
+        assert keeper.id in [a.lease.lease_id for a in L.adopt(tx, "adopter#1", time.time())]
+        before = (tx.count_events(), tx.outbox_count(), len(tx.list_runs(states=["starting"])))
+    if first == "claim":
+        with store.begin() as tx:  # the adopter's: back to ready, for the fenced claim to find
+            tx.finish_many(
+                [Finish(r.run_id, r.attempt, "failed", retry_at=0.0) for r in tx.active_runs("adopter#1")],
+                2.0,
+            )
+            before = (before[0], before[1], 0)
+    with pytest.raises(LeaseLost, match="lost"), store.begin() as tx:
+        keeper.hold(tx)
+        work(tx, 2)
+        tx.outbox_add([ev("mid", "2024-01-02", 2)], 2.0)
+    assert keeper.lost is not None
+    with store.begin() as tx:
+        assert (tx.count_events(), tx.outbox_count(), len(tx.list_runs(states=["starting"]))) == before
+
+
+def test_writes_that_travel_with_a_later_statement_are_seen_by_every_read_after_them(store):
+    """On PostgreSQL an outbox or audit row, or a version, is written with the transaction's
+    next statement (or before its commit): every later read sees it, a second write of the same
+    table is deduplicated as before, and a transaction that fails leaves none of them."""
+    from coordinator.store import audit
+
+    d, e, f = ev("mid", "2024-01-01"), ev("mid", "2024-01-02"), ev("mid", "2024-01-03")
+    with store.begin() as tx:
+        tx.outbox_add([d], 1.0)
+        tx.outbox_add([d, e], 1.0)  # the same table again: one row of d all the same
+        audit.add(tx, "tester", "publish", job="mid", partition="2024-01-01", detail="traveling", at=1.0)
+        assert tx.outbox_count() == 2  # a statement SQLAlchemy runs itself
+        tx.outbox_mark_sent_events([d.event_id])  # one of the store's own, of that table
+        tx.outbox_add([f], 1.0)
+        assert tx.insert_events([ev("raw.a", "2024-01-01", 4)], 1.0)  # reads no outbox: f goes with it
+        assert [r.detail for r in audit.recent(tx, limit=1)] == ["traveling"]
+    with store.begin() as tx:
+        assert [x.event_id for _, x in tx.outbox_pending()] == [e.event_id, f.event_id]
+    with pytest.raises(RuntimeError), store.begin() as tx:
+        tx.outbox_add([ev("mid", "2024-01-04")], 1.0)
+        tx.insert_events([ev("raw.b", "2024-01-01", 5)], 1.0)
+        raise RuntimeError("the caller fails: its transaction is rolled back")
+    with store.begin() as tx:
+        assert [x.event_id for _, x in tx.outbox_pending()] == [e.event_id, f.event_id]
+        assert tx.count_events() == 1
+
+
 def test_claims_take_at_most_the_limit_and_the_free_slots(store):
     for day in range(1, 5):
         ingest(store, [ev("raw.a", f"2024-01-0{day}"), ev("raw.b", f"2024-01-0{day}")])
