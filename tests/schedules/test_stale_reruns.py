@@ -178,7 +178,8 @@ def test_a_superseded_run_still_running_never_finishes_after_its_successor(setti
     )
     coord = Coordinator(spec, settings)  # the command kind: real processes
     publish(settings, [event("raw.a", "a-stale", 10), event("raw.b", "b-1", 20)])
-    loop = threading.Thread(target=coord.run, kwargs={"timeout_s": 12})
+    # until idle: the re-run waits "ready" while the first runs, so idle means both ran (and the report)
+    loop = threading.Thread(target=coord.run, kwargs={"until_idle": True, "timeout_s": 12})
     loop.start()
     deadline = time.monotonic() + 10
     with StateStore(settings.resolved_state_url()) as store:
