@@ -2,10 +2,12 @@
 
     <home>/runs/<run_id>/attempt-<n>/
         log            the attempt's stdout and stderr
-        exit_code      written by the process launcher's wrapper when the command exits
+        exit_code      the job's exit code, written by its parent (launchers/spawner.py, or the
+                       /bin/sh wrapper where there is no spawner) when it exits
         result.jsonl   what the job reported (outputs, details): see launchers/result.py
 
-The engine creates the folder, the launchers write into it, recovery reads it after a restart,
+The engine names the folder, the process spawner makes it as it starts the job (the launcher
+does under the wrapper), the job writes into it, recovery reads it after a restart,
 and the views (history, the UI) find an attempt's log there when the launcher reported none.
 """
 

@@ -5,12 +5,16 @@ contend for it: `Started(run, handle)` is put once the launcher has started the 
 `Done(run, result)` when it ended, and the loop's next turn `take`s them. A crash before the
 handle is stored is what recovery.py covers.
 
-A launcher whose start only spawns a process (`Launcher.quick_start`) is started on the loop's
-own thread, straight after the commit that claimed the run, and only the wait goes to a worker
-thread: a spawn handed to a thread waited for that thread to be scheduled and then fought the
-loop for the interpreter lock (1.5-2.5 ms in a busy coordinator against 0.2 ms alone,
-bench/launch.py); on the loop's thread nothing else runs meanwhile. The order is unchanged:
-the run was committed `starting` before its process exists.
+A launcher whose start only spawns a process (`Launcher.quick_start`) has its start asked for
+on the loop's own thread, straight after the commit that claimed the run (`Launcher.begin`:
+the request written to the process spawner, which makes the folder and execs the job), and
+the rest goes to a worker thread: the spawner's answer (the pid), the handle, the wait. A
+spawn handed to a thread waited for that thread to be scheduled and then fought the loop for
+the interpreter lock (1.5-2.5 ms in a busy coordinator against 0.2 ms alone, bench/launch.py);
+waiting for the answer on the loop's thread kept the loop from its turn while the job was
+exec'd and the answer came back (0.8 ms in a busy coordinator). The order is unchanged: the
+run was committed `starting` before its process exists, and its `Started` comes before its
+`Done` from the one thread.
 """
 
 from __future__ import annotations
@@ -147,8 +151,10 @@ class Workers:
 
     def start(self, run: RunRow, handle: Handle | None = None) -> None:
         """Launch `run` (or, given the `handle` of its job, re-attach to it) and wait for it on a
-        thread; a quick-starting launcher's start happens here, on the caller's thread."""
+        thread; a quick-starting launcher's start is asked for here, on the caller's thread, and
+        its answer awaited on the thread."""
         self._inflight.add(run.run_id)
+        begun, ctx = None, None
         if handle is None:
             try:
                 launcher = self._launcher(run)
@@ -157,13 +163,13 @@ class Workers:
             if launcher is not None and launcher.quick_start:
                 ctx = self._context(run)
                 try:
-                    handle = self._launch(run, ctx, launcher)
+                    begun = self._begin(run, ctx, launcher)
                 except Exception as exc:
                     self._reports.put(Done(run, self._failed(run, exc)))
                     return
-                if handle is None:
+                if begun is None:
                     return
-        self.threads.submit(self._execute, run, handle)
+        self.threads.submit(self._execute, run, handle, begun, ctx)
 
     @property
     def inflight(self) -> set[str]:
@@ -191,16 +197,14 @@ class Workers:
                 self._inflight.discard(item.run.run_id)
         return items
 
-    def _launch(self, run: RunRow, ctx: RunContext, launcher: Launcher) -> Handle | None:
-        """Start the run's job and report its handle; None when this instance may not launch."""
+    def _begin(self, run: RunRow, ctx: RunContext, launcher: Launcher) -> Callable[[], Handle] | None:
+        """Ask for the run's job to start: what completes the start and gives its handle
+        (`Launcher.begin`); None when this instance may not launch."""
         if not self.may_launch():  # the lease is gone: the run is another instance's now
             log.warning("run %s: not launched, this instance lost its lease", run.run_id)
             return None
         self._hooks.emit("before_launch", run)
-        handle = launcher.start(ctx)
-        self._reports.put(Started(run, handle))
-        self.wake()
-        return handle
+        return launcher.begin(ctx)
 
     @staticmethod
     def _failed(run: RunRow, exc: Exception) -> RunResult:
@@ -210,15 +214,25 @@ class Workers:
         log.error("run %s: launcher failed unexpectedly", run.run_id, exc_info=exc)
         return RunResult(False, error=f"launcher error: {exc!r}")
 
-    def _execute(self, run: RunRow, handle: Handle | None) -> None:
-        """On a worker thread: start (unless started already), wait, report the result."""
+    def _execute(
+        self,
+        run: RunRow,
+        handle: Handle | None,
+        begun: Callable[[], Handle] | None,
+        ctx: RunContext | None,
+    ) -> None:
+        """On a worker thread: start (unless `handle` says it runs; completing the start `begun`
+        on the loop's thread, if it was), report the handle, wait, report the result."""
         try:
-            ctx = self._context(run)
+            ctx = ctx or self._context(run)
             launcher = self._launcher(run)
             if handle is None:
-                handle = self._launch(run, ctx, launcher)
-                if handle is None:
+                begun = begun or self._begin(run, ctx, launcher)
+                if begun is None:
                     return
+                handle = begun()
+                self._reports.put(Started(run, handle))
+                self.wake()
             self._hooks.emit("after_launch", run, handle)
             result = launcher.wait(handle, ctx)
         except Exception as exc:

@@ -12,7 +12,8 @@ not an exception) and raises LaunchError only when the job cannot be watched at 
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+import functools
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -90,7 +91,7 @@ class Launcher(abc.ABC):
     kind: str
     settings_model: type[BaseModel] | None = None
     # True where `start` only spawns a local process (no network, no waiting): the engine then
-    # calls it on its loop's thread right after the claim commits (coordinator/workers.py)
+    # calls `begin` on its loop's thread right after the claim commits (coordinator/workers.py)
     quick_start: bool = False
 
     def __init__(self, settings: Settings) -> None:
@@ -109,6 +110,13 @@ class Launcher(abc.ABC):
     @abc.abstractmethod
     def start(self, ctx: RunContext) -> Handle:
         """Start the job and return at once. Raises LaunchError if it could not start."""
+
+    def begin(self, ctx: RunContext) -> Callable[[], Handle]:
+        """The launch asked for, completed by calling what this returns, which gives the handle
+        (and raises as `start` does). A `quick_start` launcher is asked on the engine's thread and
+        completed on a worker's, so the engine does not wait for the answer; by default the
+        whole start happens in the completing call."""
+        return functools.partial(self.start, ctx)
 
     @abc.abstractmethod
     def wait(self, handle: Handle, ctx: RunContext) -> RunResult:

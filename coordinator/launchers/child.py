@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import BaseModel, SecretStr
 
 from coordinator.launchers.base import Handle, RunContext, RunResult
-from coordinator.launchers.process import ProcessLauncher, start_process
+from coordinator.launchers.process import ProcessLauncher, begin_process
 from coordinator.launchers.result import report_details
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -78,7 +78,7 @@ class ChildLauncher(ProcessLauncher):
     settings_env: str
     quiet_env: dict[str, str] = {}  # the libraries' own telemetry off
 
-    def start(self, ctx: RunContext) -> Handle:
+    def begin(self, ctx: RunContext) -> Callable[[], Handle]:
         settings = self.job_settings(ctx)
         argv = [sys.executable, "-m", self.module, "--job", ctx.job, "--workdir", str(ctx.workdir)]
         if ctx.partition is not None:
@@ -87,7 +87,7 @@ class ChildLauncher(ProcessLauncher):
             argv += ["--output", output]
         shown = settings_json(settings, settings.folder().resolve())
         env = {**self.quiet_env, **child_env(ctx, self.settings_env, shown)}
-        return start_process(self.kind, argv, ctx.workdir, env=env, cwd=settings.project())
+        return begin_process(self.kind, argv, ctx.workdir, env=env, cwd=settings.project()).handle
 
     def wait(self, handle: Handle, ctx: RunContext) -> RunResult:
         return with_cause(super().wait(handle, ctx))

@@ -12,11 +12,12 @@ result protocol (coordinator/launchers/result.py).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from coordinator.kinds.command import CommandSettings
 from coordinator.launchers.base import Handle, RunContext
-from coordinator.launchers.process import ProcessLauncher, start_process
+from coordinator.launchers.process import ProcessLauncher, begin_process
 
 
 def substitute(text: str, ctx: RunContext) -> str:
@@ -58,9 +59,9 @@ class CommandLauncher(ProcessLauncher):
     kind = "command"
     settings_model = CommandSettings
 
-    def start(self, ctx: RunContext) -> Handle:
+    def begin(self, ctx: RunContext) -> Callable[[], Handle]:
         cfg = CommandSettings.model_validate(dict(ctx.settings))
         argv = [substitute(a, ctx) for a in cfg.argv()]
         env = {**run_env(ctx), **dict(ctx.env), **{k: substitute(v, ctx) for k, v in cfg.env.items()}}
         cwd = Path(substitute(cfg.cwd, ctx)) if cfg.cwd else None
-        return start_process(self.kind, argv, ctx.workdir, env=env, cwd=cwd)
+        return begin_process(self.kind, argv, ctx.workdir, env=env, cwd=cwd).handle

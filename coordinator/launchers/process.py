@@ -11,8 +11,10 @@ project's own scoring/push runners), so one mechanism gives every kind the same 
   that ends while the coordinator is down still leaves its result behind (only a parent learns
   a process's exit code: without it, an instance that adopts or re-attaches a job could not
   tell success from failure). That parent is the coordinator process's spawner
-  (launchers/spawner.py), which starts the job's own argv with posix_spawn — nothing between
-  the coordinator and the job's first statement but a pipe's round trip. Where it cannot run,
+  (launchers/spawner.py), which makes the attempt's folder and starts the job's own argv with
+  posix_spawn — nothing between the coordinator and the job's first statement but one request
+  through a pipe (`begin_process`; the answer, the pid, is awaited later, on a worker thread:
+  `Starting.handle`). Where it cannot run,
   the job starts under a `/bin/sh` wrapper that writes the code (`cmd; echo $? > exit_code`):
   a shell's start and a fork more, measured in bench/launch.py's run as `shell_wrapper_ms`
   (1-2 ms on this 2-core machine under load). Measured here side by side, loaded (60 launches
@@ -26,6 +28,7 @@ project's own scoring/push runners), so one mechanism gives every kind the same 
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import dataclasses
 import logging
@@ -35,18 +38,19 @@ import shlex
 import signal
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from coordinator.errors import LaunchError
 from coordinator.launchers.base import Handle, Launcher, RunContext, RunResult
 from coordinator.launchers.result import RESULT_FILE_ENV, read_results
-from coordinator.launchers.spawning import SpawnerGone, spawner
+from coordinator.launchers.spawning import Asked, Spawner, SpawnerGone, spawner
 from coordinator.rundirs import EXIT_NAME, LOG_NAME, RESULT_NAME  # re-exported: the folder's files
 from coordinator.secrets import Masker, mask_argv
 
 ERROR_HINTS = ("error", "exception", "traceback", "failed", "fatal")
 SIGNAL_SUFFIX = ".signal"  # beside exit_code: the spawner's record of a job killed by a signal
+STALE_NAMES = (EXIT_NAME, EXIT_NAME + SIGNAL_SUFFIX, RESULT_NAME)  # an earlier start's results
 log = logging.getLogger("coordinator.launchers")
 
 
@@ -58,6 +62,36 @@ def _proc_start_time(pid: int) -> str | None:
         return None
 
 
+def begin_process(
+    kind: str,
+    argv: Sequence[str],
+    workdir: Path,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> Starting:
+    """Ask for `argv` to start detached in its own session, its environment this process's with
+    `env` over it, and return at once: `Starting.handle` waits for the spawner's answer and gives
+    the durable handle. The spawner makes the attempt's folder (clearing an earlier start's
+    results) and execs the job without this process waiting; where there is no spawner, the
+    wrapper's job is started here. Raises LaunchError."""
+    job_env = {**(env or {}), RESULT_FILE_ENV: str(workdir / RESULT_NAME)}  # over this process's
+    helper, started_at = spawner(), time.time()
+    if helper is not None:
+        # paths absolute: the spawner's own working folder is the last job's
+        run_dir = os.path.abspath(workdir)
+        folder = os.path.abspath(cwd) if cwd is not None else run_dir
+        stale = [os.path.join(run_dir, name) for name in STALE_NAMES]
+        try:
+            files = os.path.join(run_dir, LOG_NAME), os.path.join(run_dir, EXIT_NAME)
+            asked = helper.ask(argv, job_env, folder, run_dir, *files, stale)
+            return Starting(kind, argv, workdir, job_env, cwd, started_at, asked=(helper, asked))
+        except SpawnerGone as exc:
+            log.warning("the process spawner did not answer (%s): this job starts under /bin/sh", exc)
+    starting = Starting(kind, argv, workdir, job_env, cwd, started_at)
+    starting.wrapped()
+    return starting
+
+
 def start_process(
     kind: str,
     argv: Sequence[str],
@@ -66,42 +100,71 @@ def start_process(
     cwd: Path | None = None,
 ) -> Handle:
     """Start `argv` detached in its own session; returns the durable handle. Raises LaunchError."""
-    try:  # a new attempt's folder: nothing of an earlier start to clear (~0.25 ms a file call here)
-        os.mkdir(workdir)
-    except FileNotFoundError:
-        workdir.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:  # the same attempt started again (after a crash): its old results go
-        for name in (EXIT_NAME, EXIT_NAME + SIGNAL_SUFFIX, RESULT_NAME):
-            (workdir / name).unlink(missing_ok=True)
-    job_env = {**(env or {}), RESULT_FILE_ENV: str(workdir / RESULT_NAME)}  # over this process's
-    data: dict[str, object] = {}
-    helper = spawner()
-    try:
-        pid = None
-        if helper is not None:
+    return begin_process(kind, argv, workdir, env, cwd).handle()
+
+
+class Starting:
+    """A job whose start was asked for (`begin_process`); `handle()` completes it: the spawner's
+    answer (the pid, or why it could not start), then the handle with the job's start time.
+    Called on a worker thread, so the loop that asked goes on meanwhile."""
+
+    def __init__(
+        self,
+        kind: str,
+        argv: Sequence[str],
+        workdir: Path,
+        job_env: dict[str, str],
+        cwd: Path | None,
+        started_at: float,
+        asked: tuple[Spawner, Asked] | None = None,
+    ) -> None:
+        self.kind, self.argv, self.workdir, self.job_env, self.cwd = kind, argv, workdir, job_env, cwd
+        self.started_at, self._asked = started_at, asked
+        self._pid: int | None = None
+
+    def wrapped(self) -> None:
+        """The job started here under the `/bin/sh` wrapper (there is no spawner to ask)."""
+        workdir = self.workdir
+        try:
+            try:  # a new attempt's folder: nothing of an earlier start to clear
+                os.mkdir(workdir)
+            except FileNotFoundError:
+                workdir.mkdir(parents=True, exist_ok=True)
+            except FileExistsError:  # the same attempt started again (after a crash): its old results go
+                for name in STALE_NAMES:
+                    (workdir / name).unlink(missing_ok=True)
+            env = {**os.environ, **self.job_env}
+            self._pid = _start_wrapped(self.argv, env, self.cwd or workdir, workdir)
+        except OSError as exc:
+            raise LaunchError(f"cannot start {self.argv[0]!r}: {exc}") from exc
+
+    def handle(self) -> Handle:
+        """The durable handle, once the job started. Raises LaunchError."""
+        data: dict[str, object] = {}
+        if self._pid is None and self._asked is not None:
+            helper, asked = self._asked
             try:
-                # paths absolute: the spawner's own working folder is the last job's
-                run_dir = Path(os.path.abspath(workdir))
-                folder = Path(os.path.abspath(cwd)) if cwd is not None else run_dir
-                pid = helper.spawn(argv, job_env, folder, run_dir / LOG_NAME, run_dir / EXIT_NAME)
+                self._pid = helper.answer(asked)
                 data["spawner"] = _identity(helper.pid)
             except SpawnerGone as exc:
                 log.warning("the process spawner did not answer (%s): this job starts under /bin/sh", exc)
-        if pid is None:
-            pid = _start_wrapped(argv, {**os.environ, **job_env}, cwd or workdir, workdir)
-    except OSError as exc:
-        raise LaunchError(f"cannot start {argv[0]!r}: {exc}") from exc
-    return Handle(
-        kind,
-        {
-            "pid": pid,
-            "start_time": _proc_start_time(pid),
-            "workdir": str(workdir),
-            "argv": mask_argv(argv),  # for display only: the store keeps no --conf password
-            "started_at": time.time(),
-            **data,
-        },
-    )
+            except OSError as exc:
+                raise LaunchError(f"cannot start {self.argv[0]!r}: {exc}") from exc
+        if self._pid is None:
+            self.wrapped()
+        pid = self._pid
+        assert pid is not None
+        return Handle(
+            self.kind,
+            {
+                "pid": pid,
+                "start_time": _proc_start_time(pid),
+                "workdir": str(self.workdir),
+                "argv": mask_argv(self.argv),  # for display only: the store keeps no --conf password
+                "started_at": self.started_at,
+                **data,
+            },
+        )
 
 
 _identities: dict[int, dict[str, object]] = {}
@@ -320,14 +383,21 @@ def masked(result: RunResult, *holders: object) -> RunResult:
 
 
 class ProcessLauncher(Launcher):
-    """A launcher whose job is one detached child process started with `start_process`.
+    """A launcher whose job is one detached child process started with `begin_process`.
 
-    Subclasses only build the command line in `start`; waiting, the timeout, cancelling and
+    Subclasses only build the command line in `begin`; waiting, the timeout, cancelling and
     re-attaching are the same for every such kind. The timeout counts from the launch, so a
     run re-attached after a coordinator restart does not get a fresh one.
     """
 
-    quick_start = True  # start is a spawn: done on the engine's thread (coordinator/workers.py)
+    quick_start = True  # start is a spawn: asked for on the engine's thread (coordinator/workers.py)
+
+    @abc.abstractmethod
+    def begin(self, ctx: RunContext) -> Callable[[], Handle]:
+        """The job's `begin_process(...).handle`: the spawn asked for, its answer not awaited."""
+
+    def start(self, ctx: RunContext) -> Handle:
+        return self.begin(ctx)()
 
     def wait(self, handle: Handle, ctx: RunContext) -> RunResult:
         started = float(handle.data.get("started_at") or time.time())

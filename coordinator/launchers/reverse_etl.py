@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 
 from coordinator.errors import LaunchError
 from coordinator.kinds.reverse_etl import PushSettings
 from coordinator.launchers.base import Handle, RunContext
-from coordinator.launchers.process import ProcessLauncher, start_process
+from coordinator.launchers.process import ProcessLauncher, begin_process
 from coordinator.push.run import SETTINGS_ENV
 
 
@@ -39,7 +40,7 @@ class ReverseEtlLauncher(ProcessLauncher):
     kind = "reverse_etl"
     settings_model = PushSettings
 
-    def start(self, ctx: RunContext) -> Handle:
+    def begin(self, ctx: RunContext) -> Callable[[], Handle]:
         raw = ctx.settings
         settings = raw if isinstance(raw, PushSettings) else PushSettings.model_validate(dict(raw))
         argv = [
@@ -67,4 +68,4 @@ class ReverseEtlLauncher(ProcessLauncher):
         for output in ctx.outputs:
             argv += ["--output", output]
         env = {**dict(ctx.env), SETTINGS_ENV: settings_json(settings)}
-        return start_process(self.kind, argv, ctx.workdir, env=env)
+        return begin_process(self.kind, argv, ctx.workdir, env=env).handle

@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from coordinator.errors import LaunchError
@@ -90,7 +91,7 @@ class ScoreLauncher(process.ProcessLauncher):
             argv += ["--dataset", dataset]
         return argv
 
-    def start(self, ctx: RunContext) -> Handle:
+    def begin(self, ctx: RunContext) -> Callable[[], Handle]:
         js = self.job_settings(ctx)
         paths = (str(PROJECT_ROOT), os.environ.get("PYTHONPATH"))
         env = {
@@ -98,7 +99,7 @@ class ScoreLauncher(process.ProcessLauncher):
             "PYTHONPATH": os.pathsep.join(p for p in paths if p),
             **ctx.env,
         }
-        return process.start_process(self.kind, self.command(ctx, js), ctx.workdir, env=env)
+        return process.begin_process(self.kind, self.command(ctx, js), ctx.workdir, env=env).handle
 
     def wait(self, handle: Handle, ctx: RunContext) -> RunResult:
         result = super().wait(handle, ctx)

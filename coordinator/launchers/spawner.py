@@ -15,12 +15,13 @@ This file runs as a script under `python -S` (the standard library only, no site
 a few milliseconds). Both ends are the same interpreter, so they speak marshal, each message
 framed by its length (4 bytes, little-endian) on stdin and stdout: first the environment the
 coordinator had when it started the spawner (the base, kept here), then one request a job,
-    (argv, env_set, env_unset, cwd, log, exit)  →  pid (an int) | error (a str)
+    (argv, env_set, env_unset, cwd, folder, stale, log, exit)  →  pid (an int) | error (a str)
 where the job's environment is the base with `env_set` over it and `env_unset` taken out, so a
 request carries only what differs from the base (a job's own variables), not the whole
 environment. The coordinator's side is launchers/spawning.py.
 """
 
+import contextlib
 import marshal
 import os
 import shutil
@@ -70,8 +71,23 @@ def _reap() -> None:
             _children.notify_all()
 
 
+def _folder(path: str, stale: list) -> None:
+    """The attempt's folder: new (its run's too, for a first attempt), or an earlier start's,
+    whose results go."""
+    try:
+        os.mkdir(path)
+    except FileNotFoundError:  # a first attempt: its run's folder is new too
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        os.mkdir(path)
+    except FileExistsError:  # the same attempt started again (after a crash)
+        for name in stale:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(name)
+
+
 def _spawn(base: dict, request: tuple) -> int:
-    argv, env_set, env_unset, cwd, log_path, exit_path = request
+    argv, env_set, env_unset, cwd, folder, stale, log_path, exit_path = request
+    _folder(folder, stale)
     env = {**base, **env_set}
     for name in env_unset:
         env.pop(name, None)

@@ -8,6 +8,7 @@ next call; the launch that found it dead falls back to the wrapper.
 
 from __future__ import annotations
 
+import collections
 import logging
 import marshal
 import os
@@ -34,8 +35,21 @@ def _environ() -> Mapping[object, object]:
     return raw if isinstance(raw, dict) else dict(os.environ)
 
 
+class Asked:
+    """One job's start asked of the spawner; its answer (a pid, or why not) once read."""
+
+    __slots__ = ("done", "value")
+
+    def __init__(self) -> None:
+        self.done, self.value = False, None
+
+    def answered(self, value: object) -> None:
+        self.value, self.done = value, True
+
+
 class Spawner:
-    """One spawner process and the pipes to it; `spawn` may be called from any thread."""
+    """One spawner process and the pipes to it; `ask` and `answer` may be called from any thread,
+    several asks before their answers."""
 
     def __init__(self) -> None:
         # the base every job's environment is told against: the spawner keeps it
@@ -54,7 +68,9 @@ class Spawner:
         self._answered = select.poll()
         self._answered.register(self._from, select.POLLIN)
         self.pid, self.owner = self._proc.pid, os.getpid()  # a forked child starts its own
-        self._lock = threading.Lock()
+        self._sending, self._reading = threading.Lock(), threading.Lock()
+        self._asked: collections.deque[Asked] = collections.deque()
+        self._unread = b""  # read from the answers' pipe, not yet taken (guarded by `_reading`)
         try:
             self._send(self._base)
         except OSError:
@@ -64,24 +80,46 @@ class Spawner:
     def alive(self) -> bool:
         return self._proc.poll() is None
 
-    def spawn(
-        self, argv: Sequence[str], env: Mapping[str, str], cwd: Path, log_path: Path, exit_path: Path
-    ) -> int:
-        """The pid of the job started, its environment this process's with `env` over it. Raises
-        OSError as the spawn's own (a missing program or working folder), SpawnerGone when the
-        spawner cannot be asked."""
+    def ask(
+        self,
+        argv: Sequence[str],
+        env: Mapping[str, str],
+        cwd: str,
+        folder: str,
+        log_path: str,
+        exit_path: str,
+        stale: Sequence[str],
+    ) -> Asked:
+        """Ask for a job to start and return at once (`answer` waits for its pid): the spawner
+        makes the attempt's `folder` (or, there already, removes the `stale` files in it), and
+        starts `argv` in `cwd`, its environment this process's with `env` over it, its output
+        to `log_path`, its exit code to `exit_path` (absolute paths). Raises SpawnerGone."""
         env_set, env_unset = self._difference(env)
-        request = (list(argv), env_set, env_unset, str(cwd), str(log_path), str(exit_path))
-        with self._lock:
+        request = (list(argv), env_set, env_unset, cwd, folder, list(stale), log_path, exit_path)
+        asked = Asked()
+        with self._sending:
+            self._asked.append(asked)  # before the answer can come: answers come in this order
             try:
                 self._send(request)
-                answer = self._answer()
-            except (OSError, ValueError, EOFError) as exc:  # a broken pipe: it died
+            except OSError as exc:  # a broken pipe: it died
                 self.stop()
                 raise SpawnerGone(str(exc) or type(exc).__name__) from exc
-        if isinstance(answer, str):
-            raise OSError(answer)
-        return int(answer)
+        return asked
+
+    def answer(self, asked: Asked) -> int:
+        """The pid of the job `ask` asked for. Raises OSError as the spawn's own (a missing
+        program or working folder), SpawnerGone when the spawner died or did not answer."""
+        with self._reading:  # whoever reads an answer hands it to its asker
+            while not asked.done:
+                try:
+                    answer = self._answer()
+                except (OSError, ValueError, EOFError) as exc:  # a broken pipe: it died
+                    self.stop()
+                    raise SpawnerGone(str(exc) or type(exc).__name__) from exc
+                self._asked.popleft().answered(answer)
+        if isinstance(asked.value, str):
+            raise OSError(asked.value)
+        return int(asked.value)  # type: ignore[call-overload]
 
     def _difference(self, env: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
         """What a job's environment (this process's, `env` over it) sets and unsets against the
@@ -99,7 +137,8 @@ class Spawner:
             data = data[os.write(self._to, data) :]
 
     def _answer(self) -> object:
-        data = b""
+        """The next answer; what was read past it (the next answers) is kept for the next call."""
+        data = self._unread
         while len(data) < 4 or len(data) < 4 + int.from_bytes(data[:4], "little"):
             if not self._answered.poll(ANSWER_MS):
                 raise EOFError("no answer")
@@ -107,7 +146,9 @@ class Spawner:
             if not chunk:
                 raise EOFError("no answer")
             data += chunk
-        return marshal.loads(data[4:])
+        size = 4 + int.from_bytes(data[:4], "little")
+        self._unread = data[size:]
+        return marshal.loads(data[4:size])
 
     def stop(self) -> None:
         """Kill it (stuck); its running jobs go on, without their exit codes."""

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from coordinator.launchers.base import Handle, InputRef, RunContext
 from coordinator.launchers.command import CommandLauncher
-from coordinator.launchers.process import _proc_start_time, wait_ended
+from coordinator.launchers.process import _proc_start_time, wait_ended, wait_process
 from coordinator.settings import Settings
 
 SCRIPT = """
@@ -219,3 +219,44 @@ def test_a_job_gets_the_coordinators_environment_as_it_is_at_the_launch(tmp_path
     assert {k: v for k, v in seen[1].items() if k not in job_own} == dict(os.environ)
     assert seen[1]["COORD_TEST_CHANGED"] == "after" and seen[1]["COORD_TEST_ADDED"] == "2"
     assert seen[1]["GREETING"] == "hi j" and "COORD_TEST_REMOVED" not in seen[1]
+
+
+def test_several_starts_asked_before_their_answers_each_get_their_own_job(tmp_path: Path):
+    """The engine's thread asks for a start and a worker thread reads the answer later, so asks
+    run ahead of answers: read in any order, from any thread, each answer is its own job's. The
+    spawner makes each attempt's folder (a first attempt's run folder too), and one started again
+    loses the results of its earlier start."""
+    import threading
+
+    from coordinator.launchers.process import begin_process
+
+    workdirs = [tmp_path / "runs" / f"r{i}" / "attempt-1" for i in range(3)]
+    workdirs[2].mkdir(parents=True)
+    for name in ("exit_code", "exit_code.signal", "result.jsonl"):  # an earlier start's
+        (workdirs[2] / name).write_text("9\n")
+    script = "import sys, time; time.sleep(1); print(sys.argv[1])"
+    asked = [
+        begin_process("command", [sys.executable, "-c", script, str(i)], w) for i, w in enumerate(workdirs)
+    ]
+    handles: dict[int, Handle] = {}
+
+    def complete(i: int) -> None:
+        handles[i] = asked[i].handle()
+
+    time.sleep(0.3)  # the three answers wait in the pipe together: the first read takes them all
+    threads = [threading.Thread(target=complete, args=(i,)) for i in (2, 0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert sorted(handles) == [0, 1, 2]
+    for i, handle in handles.items():
+        with open(f"/proc/{handle.data['pid']}/cmdline", "rb") as f:
+            assert f.read().split(b"\0")[-2] == str(i).encode()  # the job asked for by this ask
+        assert handle.data["workdir"] == str(workdirs[i])
+    earlier = ("exit_code", "exit_code.signal", "result.jsonl")
+    assert not any((workdirs[2] / name).exists() for name in earlier)
+    for i, handle in handles.items():
+        assert wait_process(handle, 10.0).succeeded
+        assert (workdirs[i] / "log").read_text().strip() == str(i)
+        assert (workdirs[i] / "exit_code").read_text().strip() == "0"
