@@ -260,3 +260,32 @@ def test_several_starts_asked_before_their_answers_each_get_their_own_job(tmp_pa
         assert wait_process(handle, 10.0).succeeded
         assert (workdirs[i] / "log").read_text().strip() == str(i)
         assert (workdirs[i] / "exit_code").read_text().strip() == "0"
+
+
+def test_a_spawner_killed_from_outside_costs_one_launch_under_the_wrapper(tmp_path: Path):
+    """Nothing looks at the spawner before each launch: the launch that finds it dead (its pipe
+    broken) starts its job under the /bin/sh wrapper, and the next one starts another spawner."""
+    import signal
+
+    from coordinator.launchers.spawning import spawner
+
+    helper = spawner()
+    assert helper is not None
+    os.kill(helper.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while _stat(helper.pid)[0] != "Z" and time.monotonic() < deadline:  # dead, not yet reaped
+        time.sleep(0.01)
+    launcher = CommandLauncher(Settings(home=tmp_path))
+    pids = []
+    for i in range(2):
+        c = dataclasses.replace(
+            ctx(tmp_path, [sys.executable, "-c", "print('ran')"]), workdir=tmp_path / f"w{i}"
+        )
+        handle = launcher.start(c)
+        result = launcher.wait(handle, c)
+        assert result.succeeded, result.error
+        assert (c.workdir / "log").read_text().strip() == "ran"
+        assert (c.workdir / "exit_code").read_text().strip() == "0"
+        pids.append(handle.data.get("spawner", {}).get("pid"))
+    assert pids[0] is None  # under the wrapper
+    assert pids[1] not in (None, helper.pid)
