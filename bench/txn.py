@@ -15,7 +15,9 @@ that a shared machine's drift falls on both alike.
 
     eval "$(scripts/services env)"; python bench/txn.py [--n 300] [--rounds 4] [--baseline DIR]
 Prints the medians as it goes and, as its last line, one JSON object:
-{"postgres": {"p50_ms", "p90_ms"}, "sqlite": {...}, and "baseline" the same when given}.
+{"postgres": {"p50_ms", "p90_ms", "cpu_p50_ms", "n"}, "sqlite": {...}, and "baseline" the same
+when given}. The CPU time (this thread's, in the transaction) moves less than the wall time when
+the machine is busy with other work.
 """
 
 from __future__ import annotations
@@ -36,8 +38,9 @@ ROOT = Path(__file__).resolve().parent.parent
 DAY0 = date(2024, 1, 1)
 
 
-def child(store_kind: str, n: int, warm_up: int, gap_s: float) -> list[float]:
-    """n timed transactions (after `warm_up` untimed ones) on a fresh store; milliseconds each."""
+def child(store_kind: str, n: int, warm_up: int, gap_s: float) -> dict[str, list[float]]:
+    """n timed transactions (after `warm_up` untimed ones) on a fresh store: milliseconds each,
+    of wall time ("wall") and of this thread's CPU time ("cpu")."""
     from coordinator.events import CompletionEvent
     from coordinator.hooks import Hooks
     from coordinator.lease import LeaseKeeper
@@ -75,14 +78,14 @@ def child(store_kind: str, n: int, warm_up: int, gap_s: float) -> list[float]:
     owner = keeper.id
     claims = ClaimSchedule()
     steps = TurnSteps(spec, Hooks(), claims)
-    times: list[float] = []
+    times: dict[str, list[float]] = {"wall": [], "cpu": []}
     clock = 1_700_000_000.0
     for i in range(warm_up + n):
         clock += 1.0  # a second apart: the claim look is due, as in the launch bench
         partition = (DAY0 + timedelta(days=i)).isoformat()
         event = CompletionEvent(dataset="in.single", partition=partition, producer="bench")
         now = clock
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.thread_time()
         with store.begin() as tx:
             keeper.hold(tx)
             step = steps.record(tx, [event], now, owner, publish_new=True)
@@ -92,11 +95,12 @@ def child(store_kind: str, n: int, warm_up: int, gap_s: float) -> list[float]:
                 tx.outbox_add(step.publish, now)
             detail = f"event {event.event_id} (succeeded) as bench"
             audit.add(tx, "bench", "publish", job="in.single", partition=partition, detail=detail, at=now)
-        took = time.perf_counter() - started
+        took, took_cpu = time.perf_counter() - started, time.thread_time() - cpu
         if len(step.start) != 1:
             raise RuntimeError(f"iteration {i}: {len(step.start)} runs claimed, not 1")
         if i >= warm_up:
-            times.append(took * 1000)
+            times["wall"].append(took * 1000)
+            times["cpu"].append(took_cpu * 1000)
         with store.begin() as tx:  # untimed: the run ends, its pool slot is free again
             run = step.start[0]
             tx.finish_many([Finish(run.run_id, run.attempt, "succeeded")], now)
@@ -111,7 +115,7 @@ def child(store_kind: str, n: int, warm_up: int, gap_s: float) -> list[float]:
     return times
 
 
-def run_child(code_root: Path, store_kind: str, n: int, warm_up: int, gap_s: float) -> list[float]:
+def run_child(code_root: Path, store_kind: str, n: int, warm_up: int, gap_s: float) -> dict[str, list[float]]:
     env = {**os.environ, "PYTHONPATH": str(code_root)}
     args = [sys.executable, __file__, "--child", store_kind, "--n", str(n), "--warm-up", str(warm_up)]
     args += ["--gap", str(gap_s)]
@@ -147,24 +151,28 @@ def main() -> None:
     if args.baseline:
         builds["baseline"] = args.baseline.resolve()
     stores = [args.only] if args.only else ["postgres", "sqlite"]
-    samples: dict[str, dict[str, list[float]]] = {b: {s: [] for s in stores} for b in builds}
+    samples = {b: {s: {"wall": [], "cpu": []} for s in stores} for b in builds}
     for r in range(args.rounds):
         for store_kind in stores:
             order = list(builds) if r % 2 == 0 else list(reversed(builds))
             for build in order:
                 got = run_child(builds[build], store_kind, args.n, args.warm_up, args.gap)
-                samples[build][store_kind] += got
+                for what in ("wall", "cpu"):
+                    samples[build][store_kind][what] += got[what]
+                wall, cpu = statistics.median(got["wall"]), statistics.median(got["cpu"])
                 print(
-                    f"round {r + 1} {build:8s} {store_kind:8s} p50 {statistics.median(got):.3f} ms",
-                    flush=True,
+                    f"round {r + 1} {build:8s} {store_kind:8s} p50 {wall:.3f} ms (cpu {cpu:.3f})", flush=True
                 )
-    result: dict[str, object] = {s: figures(samples["current"][s]) for s in stores}
-    if args.baseline:
-        result["baseline"] = {s: figures(samples["baseline"][s]) for s in stores}
+    result: dict[str, object] = {}
     for build in builds:
+        into = result if build == "current" else result.setdefault(build, {})
         for s in stores:
-            f = figures(samples[build][s])
-            print(f"{build:8s} {s:8s} p50 {f['p50_ms']:.3f} ms  p90 {f['p90_ms']:.3f} ms  (n={f['n']})")
+            wall, cpu = figures(samples[build][s]["wall"]), figures(samples[build][s]["cpu"])
+            into[s] = {**wall, "cpu_p50_ms": cpu["p50_ms"]}  # type: ignore[index]
+            print(
+                f"{build:8s} {s:8s} p50 {wall['p50_ms']:.3f} ms  p90 {wall['p90_ms']:.3f} ms  "
+                f"cpu p50 {cpu['p50_ms']:.3f} ms  (n={wall['n']})"
+            )
     print(json.dumps(result))
 
 

@@ -81,19 +81,16 @@ class Events:
             )
         ran = self._newest_ran(readiness.reruns_for_events(spec, events))
         parts, jobs = readiness.needed_for_events(spec, events, snap, [*extra_jobs, *ran])
-        t = S.partitions
+        t, r = S.partitions, S.runs
         wanted = [(d, pkey(p)) for d, p in parts if (d, p) not in snap.latest]
+        # the queries as functions: built only when compiled (sql.py), not at every turn
         self._load_versions(
-            snap,
-            self.sql.pairs("versions", select(*_version_columns()), t.c.dataset, t.c.partition_key, wanted),
-        )
-        r = S.runs
-        q = select(r.c.job, r.c.partition_key, r.c.inputs, r.c.created_at, r.c.run_id).where(
-            in_states(DEAD, negate=True)
+            snap, self.sql.pairs("versions", _versions_query, t.c.dataset, t.c.partition_key, wanted)
         )
         job_keys = [(j, pkey(p)) for j, p in jobs]
         # in creation order: the last live run of a partition wins
-        rows = self.sql.pairs("consumed", q, r.c.job, r.c.partition_key, job_keys, ("created_at", "run_id"))
+        order = ("created_at", "run_id")
+        rows = self.sql.pairs("consumed", _consumed_query, r.c.job, r.c.partition_key, job_keys, order)
         for job, partition_key, inputs, _, _ in rows:
             snap.consumed[(job, unkey(partition_key))] = frozenset(input_ids(inputs))
         return snap
@@ -173,6 +170,17 @@ def _version_columns():
     """What a partition version is read as (Events._load_versions)."""
     c = S.partitions.c
     return (c.dataset, c.partition_key, c.event_id, c.produced_at, c.row_count, c.location, c.columns)
+
+
+def _versions_query():
+    return select(*_version_columns())
+
+
+def _consumed_query():
+    """What a job partition's live runs consumed (readiness' `consumed`)."""
+    r = S.runs
+    columns = (r.c.job, r.c.partition_key, r.c.inputs, r.c.created_at, r.c.run_id)
+    return select(*columns).where(in_states(DEAD, negate=True))
 
 
 def _dataset_versions():

@@ -158,7 +158,8 @@ class Sql(abc.ABC):
         self, key: str, query, c1, c2, pairs: list[tuple[str, str]], order_by: Sequence[str] = ()
     ) -> Iterator:
         """Rows (tuples) of `query` whose (c1, c2) is one of `pairs`, each pair's rows in
-        `order_by` order (columns of `query`)."""
+        `order_by` order (columns of `query`). `query` may be a function that builds it: it is
+        called only when the statement is compiled (building one costs more than a lookup)."""
 
     @abc.abstractmethod
     def update_each(
@@ -245,7 +246,7 @@ class PostgresSql(Deferred, Sql):
         def build():
             u = _recordset(types)
             # OFFSET 0 keeps the planner from flattening the LATERAL into a plain join
-            hits = query.where(c1 == u.c.k1, c2 == u.c.k2).offset(0).lateral("hits")
+            hits = _built(query).where(c1 == u.c.k1, c2 == u.c.k2).offset(0).lateral("hits")
             return select(*hits.c).select_from(u).join(hits, true()).order_by(*(hits.c[n] for n in order_by))
 
         rows = _json_rows([{"k1": a, "k2": b} for a, b in pairs], ("k1", "k2"))
@@ -342,12 +343,14 @@ class SqliteSql(Sql):
     ) -> Iterator:
         if not pairs:
             return iter(())
-        each = func.json_each(bindparam("pairs")).table_valued("value")
-        wanted = select(func.json_extract(each.c.value, "$[0]"), func.json_extract(each.c.value, "$[1]"))
-        ordered = query.order_by(*(query.selected_columns[n] for n in order_by))
-        return iter(
-            self.execute(("pairs", key), lambda: ordered.where(tuple_(c1, c2).in_(wanted)), {"pairs": pairs})
-        )
+
+        def build():
+            each = func.json_each(bindparam("pairs")).table_valued("value")
+            wanted = select(func.json_extract(each.c.value, "$[0]"), func.json_extract(each.c.value, "$[1]"))
+            q = _built(query)
+            return q.order_by(*(q.selected_columns[n] for n in order_by)).where(tuple_(c1, c2).in_(wanted))
+
+        return iter(self.execute(("pairs", key), build, {"pairs": pairs}))
 
     def update_each(self, key, table, match, where, types, rows, values) -> set[tuple]:
         (first, field), *_ = match.items()
@@ -402,6 +405,11 @@ def _compile_extreme(element, compiler, **kw) -> str:
 def _compile_extreme_sqlite(element, compiler, **kw) -> str:
     name = "max" if element.name == "greatest" else "min"
     return f"{name}({compiler.process(element.clauses, **kw)})"
+
+
+def _built(query):
+    """A query given as itself or as the function that builds it."""
+    return query() if callable(query) else query
 
 
 def _recordset_tag(types: Mapping[str, object]) -> str:
