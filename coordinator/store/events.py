@@ -83,14 +83,14 @@ class Events:
         parts, jobs = readiness.needed_for_events(spec, events, snap, [*extra_jobs, *ran])
         t, r = S.partitions, S.runs
         wanted = [(d, pkey(p)) for d, p in parts if (d, p) not in snap.latest]
-        # the queries as functions: built only when compiled (sql.py), not at every turn
-        self._load_versions(
-            snap, self.sql.pairs("versions", _versions_query, t.c.dataset, t.c.partition_key, wanted)
-        )
         job_keys = [(j, pkey(p)) for j, p in jobs]
-        # in creation order: the last live run of a partition wins
-        order = ("created_at", "run_id")
-        rows = self.sql.pairs("consumed", _consumed_query, r.c.job, r.c.partition_key, job_keys, order)
+        # the queries as functions: built only when compiled (sql.py), not at every turn; the
+        # runs in creation order: the last live run of a partition wins
+        versions, rows = self.sql.pairs_both(
+            ("versions", _versions_query, t.c.dataset, t.c.partition_key, wanted, ()),
+            ("consumed", _consumed_query, r.c.job, r.c.partition_key, job_keys, ("created_at", "run_id")),
+        )
+        self._load_versions(snap, versions)
         for job, partition_key, inputs, _, _ in rows:
             snap.consumed[(job, unkey(partition_key))] = frozenset(input_ids(inputs))
         return snap

@@ -63,7 +63,20 @@ from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Seq
 
 import psycopg
 from psycopg.types.json import Json
-from sqlalchemy import Connection, any_, bindparam, column, func, select, text, true, tuple_, update
+from sqlalchemy import (
+    Connection,
+    any_,
+    bindparam,
+    column,
+    func,
+    literal,
+    select,
+    text,
+    true,
+    tuple_,
+    union_all,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY, JSON
 from sqlalchemy.dialects.sqlite import pysqlite
@@ -75,6 +88,7 @@ from coordinator.store.deferred import Deferred
 from coordinator.store.rows import dumps
 
 Build = Callable[[], object]
+_places: dict[str, list[int]] = {}  # pairs_both: a lookup's order_by columns' places in its rows
 
 
 class Sql(abc.ABC):
@@ -160,6 +174,11 @@ class Sql(abc.ABC):
         """Rows (tuples) of `query` whose (c1, c2) is one of `pairs`, each pair's rows in
         `order_by` order (columns of `query`). `query` may be a function that builds it: it is
         called only when the statement is compiled (building one costs more than a lookup)."""
+
+    def pairs_both(self, first: tuple, second: tuple) -> tuple[Iterator, Iterator]:
+        """Two `pairs` lookups (each a tuple of its arguments) at once: one statement on
+        PostgreSQL (a round trip fewer for the readiness snapshot), two on SQLite."""
+        return self.pairs(*first), self.pairs(*second)
 
     @abc.abstractmethod
     def update_each(
@@ -251,6 +270,38 @@ class PostgresSql(Deferred, Sql):
 
         rows = _json_rows([{"k1": a, "k2": b} for a, b in pairs], ("k1", "k2"))
         return iter(self.execute(("pairs", key), build, {_recordset_tag(types): rows}))
+
+    def pairs_both(self, first: tuple, second: tuple) -> tuple[Iterator, Iterator]:
+        if not first[4] or not second[4]:
+            return self.pairs(*first), self.pairs(*second)
+        lookups = (first, second)
+
+        def build():
+            # each lookup's rows as (n, a JSON array of its columns): one column shape for both
+            selects = []
+            for n, (_, query, c1, c2, _, _) in enumerate(lookups):
+                u = _recordset({"k1": c1.type, "k2": c2.type}, f"pairs{n}")
+                hits = _built(query).where(c1 == u.c.k1, c2 == u.c.k2).offset(0).lateral(f"hits{n}")
+                selects.append(
+                    select(literal(n), func.json_build_array(*hits.c)).select_from(u).join(hits, true())
+                )
+            return union_all(*selects)
+
+        params = {
+            f"pairs{n}": _json_rows([{"k1": a, "k2": b} for a, b in q[4]], ("k1", "k2"))
+            for n, q in enumerate(lookups)
+        }
+        found: tuple[list, list] = ([], [])
+        for n, row in self.execute(("pairs_both", first[0], second[0]), build, params):
+            found[n].append(tuple(row))
+        for (key, query, _, _, _, order_by), rows in zip(lookups, found, strict=True):
+            if order_by:  # a union keeps no order: the lookup's own, by its columns' places
+                places = _places.get(key)
+                if places is None:
+                    names = list(_built(query).selected_columns.keys())
+                    places = _places[key] = [names.index(name) for name in order_by]
+                rows.sort(key=lambda row: [row[i] for i in places])
+        return iter(found[0]), iter(found[1])
 
     def update_each(self, key, table, match, where, types, rows, values) -> set[tuple]:
         cols = tuple(rows[0])
@@ -423,11 +474,11 @@ def _json_rows(rows: list[dict], cols: Sequence[str]) -> Json:
     return Json(rows, dumps=dumps)
 
 
-def _recordset(types: Mapping[str, object]):
+def _recordset(types: Mapping[str, object], name: str | None = None):
     """PostgreSQL rows from one JSON parameter: `json_to_recordset(:rows_...) AS (name type, ...)`,
-    the parameter named by `_recordset_tag(types)` and given by `_json_rows`."""
+    the parameter named `name` or by `_recordset_tag(types)` and given by `_json_rows`."""
     cols = [column(c, t) for c, t in types.items()]
-    tag = bindparam(_recordset_tag(types), type_=JSON)
+    tag = bindparam(name or _recordset_tag(types), type_=JSON)
     return func.json_to_recordset(tag).table_valued(*cols).render_derived(with_types=True)
 
 
