@@ -16,6 +16,8 @@ A `Tx` is composed of the store's rooms, each a module of its own:
     alerts.py   the alerts' records
     rows.py     RunRow, Finish, versions as stored, the key conventions
     sql.py      how a statement runs on PostgreSQL and on SQLite (and why, as measured)
+    deferred.py what a PostgreSQL transaction sends with its next statement (the lease's
+                fence, writes nobody reads the answer of): fewer round trips
 """
 
 from __future__ import annotations
