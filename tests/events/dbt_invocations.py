@@ -1,6 +1,7 @@
-"""Several real dbt invocations on one project in one child process, in order, each one's target/
-kept as it left it: `python dbt_invocations.py ROOT REQUEST` with REQUEST a JSON list of
-[name, [dbt arguments]]; prints one JSON object per invocation on its last line.
+"""Real dbt invocations in one child process, in order, each one's target/ kept as it left it:
+`python dbt_invocations.py REQUEST` with REQUEST a JSON list of [project folder, name, [dbt
+arguments]] (profiles.yml in the folder; target/ copied to FOLDER/kept/NAME); prints a JSON list
+of what each invocation gave on its last line.
 
 dbt-core's programmatic runner (as coordinator/dbtjob.py runs it) instead of one `dbt` process an
 invocation: dbt's import is most of a small project's invocation (~2 s of each ~4 s), and the
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import sys
 from contextlib import redirect_stdout
@@ -27,22 +29,24 @@ def exit_code(done: object) -> int:
     return 0 if getattr(done, "success", False) else 1
 
 
-def main(root: Path, request: list[tuple[str, list[str]]]) -> None:
+def main(request: list[tuple[str, str, list[str]]]) -> None:
     from dbt.cli.main import dbtRunner
 
-    common = ["--profiles-dir", str(root), "--project-dir", str(root), "--no-use-colors",
-              "--no-send-anonymous-usage-stats"]
-    results = {}
-    for name, args in request:
+    results = []
+    for folder, name, args in request:
+        root = Path(folder)
+        os.chdir(root)  # where a `dbt` command would run
+        common = ["--profiles-dir", str(root), "--project-dir", str(root), "--no-use-colors",
+                  "--no-send-anonymous-usage-stats"]
         out = io.StringIO()
         sys.argv = ["dbt", *args, *common]  # dbt writes its invocation_command from sys.argv
         with redirect_stdout(out):
             done = dbtRunner().invoke(sys.argv[1:])
         shutil.copytree(root / "target", root / "kept" / name)
-        results[name] = {"returncode": exit_code(done), "stdout": out.getvalue(),
-                         "exception": repr(done.exception) if done.exception else None}
+        results.append({"returncode": exit_code(done), "stdout": out.getvalue(),
+                        "exception": repr(done.exception) if done.exception else None})
     print(json.dumps(results))
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), json.loads(sys.argv[2]))
+    main(json.loads(sys.argv[1]))

@@ -46,26 +46,23 @@ def write_project(root: Path, files: dict[str, str]) -> Path:
     return root
 
 
-def dbt(root: Path, invocations: dict[str, list[str]]) -> dict[str, dict]:
-    """Real dbt invocations in `root` (dbt-core with dbt-duckdb, offline), in order, in one child
-    process (tests/events/dbt_invocations.py): each one's exit code, output and a copy of target/
-    as it left it (the next invocation rewrites it) under kept/NAME."""
+def dbt(invocations: list[tuple[Path, str, list[str]]]) -> list[dict]:
+    """Real dbt invocations (dbt-core with dbt-duckdb, offline), each (project folder, name, dbt
+    arguments), in order, in one child process (tests/events/dbt_invocations.py): each one's exit
+    code and output, and a copy of target/ as it left it (the next invocation rewrites it) under
+    FOLDER/kept/NAME."""
     script = Path(__file__).with_name("dbt_invocations.py")
-    done = subprocess.run([sys.executable, str(script), str(root), json.dumps(list(invocations.items()))],
-                          cwd=root, capture_output=True, text=True, timeout=600)
+    request = json.dumps([(str(root), name, args) for root, name, args in invocations])
+    done = subprocess.run([sys.executable, str(script), request], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.splitlines()[-1])
 
 
 @pytest.fixture(scope="module")
-def dbt_target(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def dbt_target(projects: dict[str, Path]) -> Path:
     """target/ of a real `dbt build`: a seed, a table model, a snapshot, an erroring model and
     one skipped because of it."""
-    root = write_project(tmp_path_factory.mktemp("dbt"), PROJECT)
-    done = dbt(root, {"build": ["build"]})["build"]
-    assert done["returncode"] == 1, done["stdout"][-3000:]  # one model errors on purpose
-    assert "ERROR=1" in done["stdout"] and "SKIP=1" in done["stdout"], done["stdout"][-3000:]
-    return root / "kept" / "build"
+    return projects["shop"] / "kept" / "build"
 
 
 def test_artifacts_are_recent_schema_versions(dbt_target: Path) -> None:
@@ -139,16 +136,27 @@ INVOCATIONS = {  # name → dbt arguments, in the order they run on one project
 
 
 @pytest.fixture(scope="module")
-def targets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def projects(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Both projects below built by their real invocations, in one child process (dbt's import
+    once): the shop project's `dbt build`, then the gated project's INVOCATIONS. The folders."""
+    shop = write_project(tmp_path_factory.mktemp("dbt"), PROJECT)
+    gated = write_project(tmp_path_factory.mktemp("gated"), GATED)
+    done = dbt([(shop, "build", ["build"]), *((gated, name, args) for name, args in INVOCATIONS.items())])
+    build = done[0]
+    assert build["returncode"] == 1, build["stdout"][-3000:]  # one model errors on purpose
+    assert "ERROR=1" in build["stdout"] and "SKIP=1" in build["stdout"], build["stdout"][-3000:]
+    for name, result in zip(INVOCATIONS, done[1:], strict=True):
+        failing = name in ("build", "retry", "test")  # tests fail on purpose
+        assert result["returncode"] == (1 if failing else 0), (name, result["stdout"][-3000:])
+    return {"shop": shop, "gated": gated}
+
+
+@pytest.fixture(scope="module")
+def targets(projects: dict[str, Path]) -> dict[str, Path]:
     """target/ as each real invocation left it: `dbt build` with failing and erroring tests, then
     ls, retry (of what failed), run, test alone, compile, docs generate, seed (beside the catalog
     docs generate wrote), show, run --empty and run --sample."""
-    root = write_project(tmp_path_factory.mktemp("gated"), GATED)
-    done = dbt(root, INVOCATIONS)
-    for name in INVOCATIONS:
-        failing = name in ("build", "retry", "test")  # tests fail on purpose
-        assert done[name]["returncode"] == (1 if failing else 0), (name, done[name]["stdout"][-3000:])
-    return {name: root / "kept" / name for name in INVOCATIONS}
+    return {name: projects["gated"] / "kept" / name for name in INVOCATIONS}
 
 
 def test_a_build_with_failing_tests_announces_its_models_unless_held(targets: dict[str, Path]) -> None:
