@@ -93,7 +93,7 @@ def hold_ms(backend: Backend, n: int = 2000) -> float:
             with store.begin() as tx:
                 started = time.perf_counter()
                 keeper.hold(tx)
-                tx.sql.settle()  # on PostgreSQL the fence waits for the next statement: run it now
+                tx.settle()  # on PostgreSQL the fence waits for the next statement: run it now
                 took.append(time.perf_counter() - started)
         keeper.release()
     return statistics.median(took) * 1000
