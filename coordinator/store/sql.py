@@ -234,15 +234,14 @@ class PostgresSql(Deferred, Sql):
         """The INSERT of `rows` into `table` from one JSON recordset parameter, `finish` adding
         ON CONFLICT / RETURNING to the statement: its text and parameters."""
         cols = tuple(rows[0])
-        types = {c: table.c[c].type for c in cols}
 
         def build():
-            u = _recordset(types)
+            u = _recordset({c: table.c[c].type for c in cols})
             stmt = self.insert(table).from_select(list(cols), select(*(u.c[c] for c in cols)))
             return finish(stmt) if finish else stmt
 
         key = (table.name, cols, getattr(finish, "__code__", None))  # `finish`'s code: its call site
-        return self._text(key, build, {_recordset_tag(types): _json_rows(rows, cols)})
+        return self._text(key, build, {_recordset_tag(cols): _json_rows(rows, cols)})
 
     def write(self, table, rows: list[dict], finish: Callable | None = None) -> None:
         if rows:
@@ -463,8 +462,9 @@ def _built(query):
     return query() if callable(query) else query
 
 
-def _recordset_tag(types: Mapping[str, object]) -> str:
-    return "rows_" + "_".join(types)[:40]
+def _recordset_tag(names: Iterable[str]) -> str:
+    """The recordset parameter's name, of its columns' names (a types mapping's keys)."""
+    return "rows_" + "_".join(names)[:40]
 
 
 def _json_rows(rows: list[dict], cols: Sequence[str]) -> Json:
