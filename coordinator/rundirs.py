@@ -4,6 +4,7 @@
         log            the attempt's stdout and stderr
         exit_code      the job's exit code, written by its parent (launchers/spawner.py, or the
                        /bin/sh wrapper where there is no spawner) when it exits
+        exit_code.signal  instead, the signal that killed it (the spawner's)
         result.jsonl   what the job reported (outputs, details): see launchers/result.py
 
 The engine names the folder, the process spawner makes it as it starts the job (the launcher
@@ -17,6 +18,8 @@ from pathlib import Path
 
 RUNS_DIR = "runs"
 LOG_NAME, EXIT_NAME, RESULT_NAME = "log", "exit_code", "result.jsonl"
+SIGNAL_SUFFIX = ".signal"  # beside exit_code: the spawner's record of a job killed by a signal
+STALE_NAMES = (EXIT_NAME, EXIT_NAME + SIGNAL_SUFFIX, RESULT_NAME)  # what a start again clears
 
 
 def runs_root(home: str | Path) -> Path:

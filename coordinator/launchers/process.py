@@ -45,12 +45,16 @@ from coordinator.errors import LaunchError
 from coordinator.launchers.base import Handle, Launcher, RunContext, RunResult
 from coordinator.launchers.result import RESULT_FILE_ENV, read_results
 from coordinator.launchers.spawning import Asked, Spawner, SpawnerGone, spawner
-from coordinator.rundirs import EXIT_NAME, LOG_NAME, RESULT_NAME  # re-exported: the folder's files
+from coordinator.rundirs import (  # re-exported: the folder's files
+    EXIT_NAME,
+    LOG_NAME,
+    RESULT_NAME,
+    SIGNAL_SUFFIX,
+    STALE_NAMES,
+)
 from coordinator.secrets import Masker, mask_argv
 
 ERROR_HINTS = ("error", "exception", "traceback", "failed", "fatal")
-SIGNAL_SUFFIX = ".signal"  # beside exit_code: the spawner's record of a job killed by a signal
-STALE_NAMES = (EXIT_NAME, EXIT_NAME + SIGNAL_SUFFIX, RESULT_NAME)  # an earlier start's results
 log = logging.getLogger("coordinator.launchers")
 
 
@@ -74,16 +78,13 @@ def begin_process(
     the durable handle. The spawner makes the attempt's folder (clearing an earlier start's
     results) and execs the job without this process waiting; where there is no spawner, the
     wrapper's job is started here. Raises LaunchError."""
-    job_env = {**(env or {}), RESULT_FILE_ENV: str(workdir / RESULT_NAME)}  # over this process's
+    job_env = {**(env or {}), RESULT_FILE_ENV: os.path.join(workdir, RESULT_NAME)}  # over this process's
     helper, started_at = spawner(), time.time()
     if helper is not None:
         # paths absolute: the spawner's own working folder is the last job's
-        run_dir = os.path.abspath(workdir)
-        folder = os.path.abspath(cwd) if cwd is not None else run_dir
-        stale = [os.path.join(run_dir, name) for name in STALE_NAMES]
+        folder = os.path.abspath(cwd) if cwd is not None else None
         try:
-            files = os.path.join(run_dir, LOG_NAME), os.path.join(run_dir, EXIT_NAME)
-            asked = helper.ask(argv, job_env, folder, run_dir, *files, stale)
+            asked = helper.ask(argv, job_env, folder, os.path.abspath(workdir))
             return Starting(kind, argv, workdir, job_env, cwd, started_at, asked=(helper, asked))
         except SpawnerGone as exc:
             log.warning("the process spawner did not answer (%s): this job starts under /bin/sh", exc)

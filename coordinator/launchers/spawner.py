@@ -13,12 +13,15 @@ the coordinator has closed its pipe and its last job has ended.
 
 This file runs as a script under `python -S` (the standard library only, no site: it starts in
 a few milliseconds). Both ends are the same interpreter, so they speak marshal, each message
-framed by its length (4 bytes, little-endian) on stdin and stdout: first the environment the
-coordinator had when it started the spawner (the base, kept here), then one request a job,
-    (argv, env_set, env_unset, cwd, folder, stale, log, exit)  →  pid (an int) | error (a str)
+framed by its length (4 bytes, little-endian) on stdin and stdout: first what holds for every
+job, kept here: the environment the coordinator had when it started the spawner (the base) and
+the names of an attempt folder's files (log, exit code, an earlier start's results), then one
+request a job,
+    (argv, env_set, env_unset, cwd, folder)  →  pid (an int) | error (a str)
 where the job's environment is the base with `env_set` over it and `env_unset` taken out, so a
 request carries only what differs from the base (a job's own variables), not the whole
-environment. The coordinator's side is launchers/spawning.py.
+environment; `folder` is the attempt's (absolute), `cwd` the job's working folder (None: the
+attempt's). The coordinator's side is launchers/spawning.py.
 """
 
 import contextlib
@@ -71,9 +74,9 @@ def _reap() -> None:
             _children.notify_all()
 
 
-def _folder(path: str, stale: list) -> None:
+def _folder(path: str, stale: tuple) -> None:
     """The attempt's folder: new (its run's too, for a first attempt), or an earlier start's,
-    whose results go."""
+    whose results (the `stale` names) go."""
     try:
         os.mkdir(path)
     except FileNotFoundError:  # a first attempt: its run's folder is new too
@@ -82,12 +85,14 @@ def _folder(path: str, stale: list) -> None:
     except FileExistsError:  # the same attempt started again (after a crash)
         for name in stale:
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(name)
+                os.unlink(os.path.join(path, name))
 
 
-def _spawn(base: dict, request: tuple) -> int:
-    argv, env_set, env_unset, cwd, folder, stale, log_path, exit_path = request
+def _spawn(setup: tuple, request: tuple) -> int:
+    base, log_name, exit_name, stale = setup
+    argv, env_set, env_unset, cwd, folder = request
     _folder(folder, stale)
+    log_path, exit_path, cwd = os.path.join(folder, log_name), os.path.join(folder, exit_name), cwd or folder
     env = {**base, **env_set}
     for name in env_unset:
         env.pop(name, None)
@@ -134,10 +139,10 @@ def _answer(value: object) -> None:
 def main() -> None:
     threading.Thread(target=_reap, daemon=True).start()
     requests = _frames(0)
-    base = next(requests, None)
+    setup = next(requests, None)
     for request in requests:  # until the coordinator closes its end
         try:
-            answer: object = _spawn(base, request)
+            answer: object = _spawn(setup, request)
         except Exception as exc:  # the coordinator raises it as a LaunchError
             answer = str(exc) or type(exc).__name__
         try:

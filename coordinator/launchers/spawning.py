@@ -20,6 +20,8 @@ import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from coordinator.rundirs import EXIT_NAME, LOG_NAME, STALE_NAMES
+
 log = logging.getLogger("coordinator.launchers")
 SCRIPT = Path(__file__).with_name("spawner.py")
 ANSWER_MS = 10_000  # a spawn answers in a millisecond; one that does not in this long is stuck
@@ -73,7 +75,7 @@ class Spawner:
         self._asked: collections.deque[Asked] = collections.deque()
         self._unread = b""  # read from the answers' pipe, not yet taken (guarded by `_reading`)
         try:
-            self._send(self._base)
+            self._send((self._base, LOG_NAME, EXIT_NAME, STALE_NAMES))
         except OSError:
             self.stop()
             raise
@@ -86,22 +88,14 @@ class Spawner:
         system call, which `alive` costs each launch (~25 µs on the launch's path here)."""
         return self._proc.returncode is not None
 
-    def ask(
-        self,
-        argv: Sequence[str],
-        env: Mapping[str, str],
-        cwd: str,
-        folder: str,
-        log_path: str,
-        exit_path: str,
-        stale: Sequence[str],
-    ) -> Asked:
+    def ask(self, argv: Sequence[str], env: Mapping[str, str], cwd: str | None, folder: str) -> Asked:
         """Ask for a job to start and return at once (`answer` waits for its pid): the spawner
-        makes the attempt's `folder` (or, there already, removes the `stale` files in it), and
-        starts `argv` in `cwd`, its environment this process's with `env` over it, its output
-        to `log_path`, its exit code to `exit_path` (absolute paths). Raises SpawnerGone."""
+        makes the attempt's `folder` (or, there already, removes an earlier start's results in
+        it), and starts `argv` in `cwd` (None: the folder), its environment this process's with
+        `env` over it, its output to the folder's log, its exit code to the folder's file
+        (absolute paths). Raises SpawnerGone."""
         env_set, env_unset = self._difference(env)
-        request = (list(argv), env_set, env_unset, cwd, folder, list(stale), log_path, exit_path)
+        request = (list(argv), env_set, env_unset, cwd, folder)
         asked = Asked()
         with self._sending:
             self._asked.append(asked)  # before the answer can come: answers come in this order
