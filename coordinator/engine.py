@@ -382,8 +382,7 @@ class Coordinator:
     def _start(self, runs: Sequence[RunRow]) -> int:
         if self.ha.draining:  # claimed while stopping: left for the next instance to launch
             return 0
-        for run in runs:
-            self.workers.start(run)
+        self.workers.start_many(runs)
         return len(runs)
 
     def _idle(self, check_bus: bool) -> bool:
