@@ -367,8 +367,9 @@ class Coordinator:
         with self.store.begin() as tx:
             self.ha.hold(tx)  # the fence: LeaseLost, nothing written, once the lease was adopted
             step = work(tx)
-            if step.publish:
-                tx.outbox_add(step.publish, now)
+            unwritten = [e for e in step.publish if e.event_id not in step.outboxed]
+            if unwritten:
+                tx.outbox_add(unwritten, now)
         return step
 
     def drain(self, grace_s: float) -> RunStats:

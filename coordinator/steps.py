@@ -42,8 +42,10 @@ class TurnSteps:
         fresh = tx.insert_events(events, now)
         if not fresh:
             return step
-        if publish_new:
+        if publish_new:  # into the outbox now: the write travels with the snapshot's statement
+            tx.outbox_add(fresh, now)
             step.publish += fresh
+            step.outboxed.update(e.event_id for e in fresh)
         snap = tx.load_snapshot(self.spec, fresh)
         before = dict(snap.latest)
         candidates = readiness.step(self.spec, snap, fresh)

@@ -49,12 +49,16 @@ class Step:
     publish: list[CompletionEvent] = field(default_factory=list)  # queued in the outbox: to the bus
     start: list[RunRow] = field(default_factory=list)  # claimed (state `starting`): to the workers
     stats: RunStats = field(default_factory=RunStats)
+    # ids of `publish` the step wrote into the outbox itself (early: the write then travels with
+    # the transaction's next statement, store/deferred.py); the engine's `_transact` writes the rest
+    outboxed: set[str] = field(default_factory=set)
 
     def __add__(self, other: Step) -> Step:
         stats = RunStats()
         stats.add(self.stats)
         stats.add(other.stats)
-        return Step(self.publish + other.publish, self.start + other.start, stats)
+        outboxed = self.outboxed | other.outboxed
+        return Step(self.publish + other.publish, self.start + other.start, stats, outboxed)
 
 
 class ClaimSchedule:
