@@ -74,9 +74,29 @@ jobs:
 """
 
 
+COORD = (sys.executable, "-c", "from coordinator.cli import main; main()")
+
+
 def coord(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", "from coordinator.cli import main; main()", *args],
-                          env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run([*COORD, *args], env=env, capture_output=True, text=True, timeout=120)
+
+
+def coord_at_once(*commands: tuple[tuple[str, ...], dict[str, str]]) -> list[subprocess.CompletedProcess]:
+    """Independent coord commands (arguments, environment) started together: each spends most of its
+    second starting up."""
+    procs = [(args, subprocess.Popen([*COORD, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True)) for args, env in commands]
+    done = []
+    try:
+        for args, proc in procs:
+            out, err = proc.communicate(timeout=120)
+            done.append(subprocess.CompletedProcess(args, proc.returncode, out, err))
+    finally:
+        for _, proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    return done
 
 
 def pushed_versions(product: str) -> dict[str, set[int]]:
@@ -119,14 +139,17 @@ def test_an_alias_move_rescores_and_pushes_through_serve(tmp_path: Path, mlflow_
     env = {k: v for k, v in os.environ.items() if not k.startswith(("COORD_", "MLFLOW_"))}
     env.update(COORD_HOME=str(home), COORD_BUS="local", COORD_MLFLOW_TRACKING_URI=mlflow_server,
                COORD_REGISTRY_POLL_S="1", COORD_ANONYMOUS_READS="true")
+    publishes = []
     for day in DAYS:
         features = lake / "user_features" / f"date={day}"
         features.mkdir(parents=True)
         table = churn.generate_features(ROWS, seed=9)
         table = table.append_column("feature_date", pa.array([day] * ROWS))
         pq.write_table(table, features / "part-0.parquet")
-        done = coord("publish", "reporting.user_features", "--partition", day, "--location", str(features),
-                     "--rows", str(ROWS), env=env)
+        publish = ("publish", "reporting.user_features", "--partition", day, "--location", str(features),
+                   "--rows", str(ROWS))
+        publishes.append((publish, env))
+    for done in coord_at_once(*publishes):
         assert done.returncode == 0, done.stdout + done.stderr
 
     port, log = free_port(), tmp_path / "serve.log"
@@ -174,14 +197,14 @@ def test_an_alias_move_rescores_and_pushes_through_serve(tmp_path: Path, mlflow_
     assert all(FACET_NAME not in e["run"]["facets"] for e in events if e["eventType"] == "START")
 
     # coord lineage: the newest day's scores were made with version 1, after the promote upstream
-    shown = coord("lineage", "scores.churn", "--partition", DAYS[1], "--spec", str(spec), "--json", env=env)
+    lineage_of_day = ("lineage", "scores.churn", "--partition", DAYS[1], "--spec", str(spec))
+    wide = {**env, "COLUMNS": "250"}     # the text view: one line per version, not wrapped
+    shown, text_view = coord_at_once(((*lineage_of_day, "--json"), env), (lineage_of_day, wide))
     assert shown.returncode == 0, shown.stdout + shown.stderr
     found = json.loads(shown.stdout)
     assert found["event"]["model"] == {"name": model, "version": "1", "uri": f"models:/{model}/1"}
     registry_inputs = [c for c in found["upstream"]["children"] if c["dataset"] == f"mlflow.models.{model}"]
     assert [c["model"]["version"] for c in registry_inputs] == ["1"]
-    text_view = coord("lineage", "scores.churn", "--partition", DAYS[1], "--spec", str(spec),
-                      env={**env, "COLUMNS": "250"})     # one line per version, not wrapped
     assert f"model {model} version 1 (models:/{model}/1)" in text_view.stdout
 
 
