@@ -13,9 +13,11 @@ transaction made 13 (bench/txn.py). Two kinds need no round trip of their own:
   statements).
 - The lease's fence (`check`): a row that must be there, else the transaction raises. It runs
   inside the next statement when that is an insert answering its new keys (`insert_new`: a
-  turn's events, its runs) — `WITH fence AS (... FOR KEY SHARE), new AS (INSERT ...
-  RETURNING key) SELECT key FROM new UNION ALL SELECT NULL FROM fence`, the NULL row saying the
-  lease held — else on its own just before it. Either way its lock is held, and its answer
+  turn's events, its runs) or an update answering the rows it changed (`update_each`: the
+  handles and ends of runs, which a job's end → its downstream begins with) — `WITH fence AS
+  (... FOR KEY SHARE), new AS (INSERT ... RETURNING key) SELECT key FROM new UNION ALL SELECT
+  NULL FROM fence`, the NULL row saying the lease held — else on its own just before it, with
+  the writes kept so far inside it. Either way its lock is held, and its answer
   known, before the transaction sees that of a statement after it; rows a fenced transaction
   inserted are rolled back with it.
 """
@@ -59,6 +61,9 @@ class Deferred:
         if self._check is not None:
             sql, params, failed = self._check
             self._check = None
+            if self._later and not any(t in sql for t, _, _ in self._later):
+                # the writes kept since travel with the fence: its rows are the fence's own
+                sql, params = self._with_writes(sql, params)
             if self._cursor(sql, params).fetchone() is None:
                 raise failed()
         if self._later:
@@ -100,21 +105,33 @@ class Deferred:
             return f"{head}, {sql[5:]}", merged
         return f"{head} {sql}", merged
 
-    def _insert_fenced(self, sql: str, params: dict[str, object], key: str) -> psycopg.Cursor:
+    def _insert_fenced(self, sql: str, params: dict[str, object], key: str) -> psycopg.Cursor | _Rows:
         """An INSERT ... RETURNING `key` with the kept fence inside it (see the module docstring);
         a cursor of the new keys, once the fence held."""
+        return self._fenced(sql, params, (key,))
+
+    def _fenced(
+        self, sql: str, params: dict[str, object], columns: tuple[str, ...]
+    ) -> psycopg.Cursor | _Rows:
+        """A data-modifying statement RETURNING `columns` (the first never NULL) with the kept
+        fence inside it, and the kept writes too where it reads none of their tables: one round
+        trip for the three. Its rows, once the fence held."""
         if self._check is None:
             return self._run_deferred(sql, params)
         fence, fence_params, failed = self._check
         self._check = None
-        if self._later:
+        if self._later and any(t in sql for t, _, _ in self._later):
             self.settle()
         self.conn.info.pop(PENDING, None)
+        nulls = ", ".join("NULL" for _ in columns)
         text = (
             f"WITH coord_fence AS ({fence}), coord_new AS ({sql}) "
-            f"SELECT {key} FROM coord_new UNION ALL SELECT NULL FROM coord_fence"
+            f"SELECT {', '.join(columns)} FROM coord_new UNION ALL SELECT {nulls} FROM coord_fence"
         )
-        rows = self._cursor(text, {**fence_params, **params}).fetchall()
+        merged = {**fence_params, **params}
+        if self._later:
+            text, merged = self._with_writes(text, merged)
+        rows = self._cursor(text, merged).fetchall()
         if not any(row[0] is None for row in rows):
             raise failed()
         return _Rows([row for row in rows if row[0] is not None])

@@ -50,14 +50,18 @@ class Outbox:
         )
 
     def outbox_mark_sent_events(self, event_ids: Sequence[str]) -> None:
-        """The same by event id (what the engine knows of the events it published itself)."""
+        """The same by event id (what the engine knows of the events it published itself). Its
+        answer is read by nobody: on PostgreSQL it travels with the transaction's next statement
+        (deferred.py), as the second transaction of a turn that records a job's end — the one
+        that starts its downstream runs — always begins with it."""
         if not event_ids:
             return
         o = S.outbox
-        self.sql.execute(
+        self.sql.execute_later(
             "outbox.sent",
             lambda: delete(o).where(self.sql.in_list(o.c.event_id, "ids")),
             {"ids": list(event_ids)},
+            o.name,
         )
 
     def outbox_count(self) -> int:

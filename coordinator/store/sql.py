@@ -315,7 +315,8 @@ class PostgresSql(Deferred, Sql):
                 .returning(*(table.c[c] for c in match))
             )
 
-        updated = self.execute((key, cols), build, {_recordset_tag(fields): _json_rows(rows, cols)})
+        sql, params = self._text((key, cols), build, {_recordset_tag(fields): _json_rows(rows, cols)})
+        updated = self._fenced(sql, params, tuple(match))  # the fence kept travels with it
         return {tuple(row) for row in updated.fetchall()}
 
     def lock(self, name: str, wait: bool) -> bool:

@@ -239,11 +239,12 @@ def test_pooled_connections_the_server_ended_are_replaced_at_checkout(postgres_u
         store.close()
 
 
-@pytest.mark.parametrize("first", ["insert_events", "claim", "outbox_add"])
+@pytest.mark.parametrize("first", ["insert_events", "claim", "outbox_add", "finish_many"])
 def test_a_fenced_transaction_writes_nothing_whatever_its_first_statement(store, tmp_path: Path, first):
     """The lease's fence travels with the transaction's next statement on PostgreSQL (inside an
-    insert of events, before a claim, before the commit): once the lease was adopted, the
-    transaction raises LeaseLost and leaves nothing; while it is live, it writes as ever."""
+    insert of events or an update of runs, before a claim, before the commit): once the lease
+    was adopted, the transaction raises LeaseLost and leaves nothing; while it is live, it
+    writes as ever."""
     from coordinator.lease import LeaseKeeper, LeaseLost
     from coordinator.settings import Settings
     from coordinator.store import leases as L
@@ -251,18 +252,28 @@ def test_a_fenced_transaction_writes_nothing_whatever_its_first_statement(store,
     keeper = LeaseKeeper(store, Settings(home=tmp_path), name=f"fence-{first}-{tmp_path.name}")
     keeper.acquire()
     ingest(store, [ev("raw.a", "2024-01-01"), ev("raw.b", "2024-01-01")])  # a ready run
+    started: list = []
+    if first == "finish_many":  # two runs started: one to end live, one fenced
+        ingest(store, [ev("raw.a", "2024-01-03"), ev("raw.b", "2024-01-03")])
+        with store.begin() as tx:
+            started = sorted(tx.claim("p", 2, keeper.id, now=1.5), key=lambda r: r.partition)
 
     def work(tx, n: int):
         if first == "insert_events":
             return [e.event_id for e in tx.insert_events([ev("raw.a", "2024-01-02", n)], 2.0)]
         if first == "claim":
             return [r.partition for r in tx.claim("p", 2, keeper.id, now=2.0)]
+        if first == "finish_many":  # an UPDATE of runs, its first statement
+            run = started[n - 1]
+            return sorted(tx.finish_many([Finish(run.run_id, run.attempt, "succeeded")], 2.0))
         tx.outbox_add([ev("mid", "2024-01-01", n)], 2.0)
         return None
 
     with store.begin() as tx:
         keeper.hold(tx)
-        assert work(tx, 1) == {"insert_events": ["raw.a/2024-01-02/1"], "claim": ["2024-01-01"]}.get(first)
+        expected = {"insert_events": ["raw.a/2024-01-02/1"], "claim": ["2024-01-01"]}
+        expected["finish_many"] = [started[0].run_id] if started else []
+        assert work(tx, 1) == expected.get(first)
     with store.begin() as tx:
         L.expire(tx, keeper.id, time.time(), "paused past its TTL")
         assert keeper.id in [a.lease.lease_id for a in L.adopt(tx, "adopter#1", time.time())]
