@@ -33,7 +33,7 @@ from coordinator.errors import EventError
 from coordinator.events import CompletionEvent, Status
 from coordinator.kinds.dbt import DbtSettings
 from coordinator.launchers.child import BLOCKED, Refused, child_args, finish, one_line
-from coordinator.launchers.result import report_details, report_output
+from coordinator.launchers.result import exit_child, report_details, report_output
 from coordinator.spec.partitions import window
 
 SETTINGS_ENV = "COORD_DBT_SETTINGS"
@@ -289,4 +289,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    exit_child(main())

@@ -36,7 +36,7 @@ from urllib.parse import quote
 from coordinator.events import Column
 from coordinator.kinds.el import ElSettings, source_parts
 from coordinator.launchers.child import Refused, child_args, finish, one_line
-from coordinator.launchers.result import report_details, report_output
+from coordinator.launchers.result import exit_child, report_details, report_output
 from coordinator.spec.partitions import window
 
 SETTINGS_ENV = "COORD_EL_SETTINGS"
@@ -228,4 +228,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    exit_child(main())

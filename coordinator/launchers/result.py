@@ -7,13 +7,15 @@ The launcher sets COORD_RESULT_FILE in the job's environment; the job (through
 (with "status" — succeeded, failed, skipped — and "error" where one job's outputs end apart:
 some built, one failed) and optionally {"details": {...}} lines (model version, push counts).
 The launcher reads the file when the job ends; the engine puts the outputs into the output
-completion events.
+completion events. A job's child ends through `exit_child` once its results are written.
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import os
+import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -102,3 +104,14 @@ def read_results(path: Path) -> tuple[tuple[OutputReport, ...], dict[str, object
             )
         )
     return tuple(outputs), details
+
+
+def exit_child(code: int) -> None:
+    """End a job's child process with `code`, its results written and its files closed.
+
+    The heap of a child that imported mlflow and scikit-learn, dbt or dlt is large, and the
+    interpreter's collection of it at exit came after the work was done, delaying the run's end
+    (measured from the last result to the exit: score 1.5-2.6 s, dbt 1.6 s, el 1.0 s, push 0.5 s).
+    Frozen, it is left to the operating system; objects still close as their references drop."""
+    gc.freeze()
+    sys.exit(code)

@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from coordinator.errors import CoordinatorError
-from coordinator.launchers.result import report_details, report_output
+from coordinator.launchers.result import exit_child, report_details, report_output
 from coordinator.push.config import PushSettings
 from coordinator.push.engine import PushResult, push
 from coordinator.push.sources import Source
@@ -139,4 +139,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_child(main())

@@ -13,13 +13,12 @@ columns); 1 any other failure.
 from __future__ import annotations
 
 import argparse
-import gc
 import os
 import sys
 from datetime import UTC, datetime
 
 from coordinator.errors import ScoringError, SignatureMismatch
-from coordinator.launchers.result import report_details, report_output
+from coordinator.launchers.result import exit_child, report_details, report_output
 from coordinator.scoring import output
 from coordinator.scoring.inprocess import DEFAULT_BATCH_ROWS, ScoreSummary
 from coordinator.scoring.resolve import ResolvedModel, resolve
@@ -138,9 +137,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    code = main()
-    # By now every result is written and closed. The heap holds mlflow, scikit-learn, scipy and
-    # pandas; the collection of all of it at interpreter exit took 1.3-2 s of each run, after the
-    # scores were out. Frozen objects are left to the operating system instead.
-    gc.freeze()
-    sys.exit(code)
+    exit_child(main())
