@@ -345,9 +345,7 @@ class Coordinator:
         except BaseException as exc:
             settle(handed, exc)
             raise
-        if incoming:
-            ids = {e.event_id for e in incoming}
-            self.own.remember(e for e in step.publish if e.event_id in ids)
+        self.own.remember(e for e in step.publish if e.event_id in step.outboxed)
         return step
 
     def _poll(self, want: int, timeout: float) -> IntakeBatch | None:
@@ -404,8 +402,7 @@ class Coordinator:
         now = self.clock()
         record = self.steps.record
         step = self._transact(now, lambda tx: record(tx, events, now, self.owner, publish_new=True))
-        ids = {e.event_id for e in events}
-        new = [e for e in step.publish if e.event_id in ids]
+        new = [e for e in step.publish if e.event_id in step.outboxed]  # not a blocked run's failed events
         self.own.remember(new)  # they come back off the bus: skipped, as run outputs are
         self._own_stats.add(step.stats)
         self._own_stats.launched += self._start(step.start)

@@ -155,7 +155,7 @@ class Workers:
         thread (`start_many` for a turn's runs)."""
         if handle is not None:
             self._inflight.add(run.run_id)
-            self.threads.submit(self._execute, run, handle, None, None)
+            self.threads.submit(self._execute, run, handle, None)
         else:
             self.start_many([run])
 
@@ -174,7 +174,7 @@ class Workers:
             except Exception:  # e.g. a kind that cannot be built: the thread reports it as a result
                 launcher = None
             if launcher is None or not launcher.quick_start:
-                self.threads.submit(self._execute, run, None, None, None)
+                self.threads.submit(self._execute, run, None, None)
                 continue
             ctx = self._context(run)
             try:
@@ -191,7 +191,7 @@ class Workers:
                 self._reports.put(Done(run, self._failed(run, exc)))
                 continue
             self._reports.put(Started(run, handle))  # the loop takes it at its next turn
-            self.threads.submit(self._execute, run, handle, None, ctx)
+            self.threads.submit(self._execute, run, handle, ctx)
 
     @property
     def inflight(self) -> set[str]:
@@ -236,20 +236,14 @@ class Workers:
         log.error("run %s: launcher failed unexpectedly", run.run_id, exc_info=exc)
         return RunResult(False, error=f"launcher error: {exc!r}")
 
-    def _execute(
-        self,
-        run: RunRow,
-        handle: Handle | None,
-        begun: Callable[[], Handle] | None,
-        ctx: RunContext | None,
-    ) -> None:
-        """On a worker thread: start (unless `handle` says it runs; completing the start `begun`
-        on the loop's thread, if it was), report the handle, wait, report the result."""
+    def _execute(self, run: RunRow, handle: Handle | None, ctx: RunContext | None) -> None:
+        """On a worker thread: start (unless `handle` says it runs: re-attached, or started by
+        `start_many`), report the handle, wait, report the result."""
         try:
             ctx = ctx or self._context(run)
             launcher = self._launcher(run)
             if handle is None:
-                begun = begun or self._begin(run, ctx, launcher)
+                begun = self._begin(run, ctx, launcher)
                 if begun is None:
                     return
                 handle = begun()

@@ -113,9 +113,9 @@ class Launcher(abc.ABC):
 
     def begin(self, ctx: RunContext) -> Callable[[], Handle]:
         """The launch asked for, completed by calling what this returns, which gives the handle
-        (and raises as `start` does). A `quick_start` launcher is asked on the engine's thread and
-        completed on a worker's, so the engine does not wait for the answer; by default the
-        whole start happens in the completing call."""
+        (and raises as `start` does). The engine asks for all of a turn's `quick_start` launches
+        before it completes any (coordinator/workers.py); by default the whole start happens in
+        the completing call."""
         return functools.partial(self.start, ctx)
 
     @abc.abstractmethod

@@ -13,8 +13,8 @@ project's own scoring/push runners), so one mechanism gives every kind the same 
   tell success from failure). That parent is the coordinator process's spawner
   (launchers/spawner.py), which makes the attempt's folder and starts the job's own argv with
   posix_spawn — nothing between the coordinator and the job's first statement but one request
-  through a pipe (`begin_process`; the answer, the pid, is awaited later, on a worker thread:
-  `Starting.handle`). Where it cannot run,
+  through a pipe (`begin_process`; the answer, the pid, is read by `Starting.handle`, after
+  the engine has asked for every start of its turn: coordinator/workers.py). Where it cannot run,
   the job starts under a `/bin/sh` wrapper that writes the code (`cmd; echo $? > exit_code`):
   a shell's start and a fork more, measured in bench/launch.py's run as `shell_wrapper_ms`
   (1-2 ms on this 2-core machine under load). Measured here side by side, loaded (60 launches
@@ -107,7 +107,7 @@ def start_process(
 class Starting:
     """A job whose start was asked for (`begin_process`); `handle()` completes it: the spawner's
     answer (the pid, or why it could not start), then the handle with the job's start time.
-    Called on a worker thread, so the loop that asked goes on meanwhile."""
+    Asking and answering apart lets a turn ask for all its starts before it waits for one."""
 
     def __init__(
         self,
