@@ -18,7 +18,8 @@ crash-safe):
     events, whose readiness may create and claim downstream runs;
  5. after that commit: start those runs, hand the turn's outbox events to the bus (their
     acknowledgement is awaited at a later turn, so the broker's round trip overlaps the next
-    batch).
+    batch) — after a 20 ms hold when the turn started jobs, so that the bus's work does not
+    compete with their start (outbox.py).
 State before offsets; the outbox in the same transaction as the state that caused it
 (`_transact`); offsets and publishing after the commit. A SIGKILL anywhere replays at most
 one batch and re-publishes at most the unsent outbox, both no-ops downstream; runs that were
@@ -53,7 +54,7 @@ from coordinator.hooks import Hook, Hooks
 from coordinator.intake import EventIntake, IntakeBatch
 from coordinator.launchers.base import Launcher, RunContext
 from coordinator.launchers.registry import build_launcher
-from coordinator.outbox import Outbox
+from coordinator.outbox import LAUNCH_QUIET_S, Outbox
 from coordinator.outcome import output_event_id
 from coordinator.own_events import OwnEvents
 from coordinator.publish import Publisher
@@ -257,7 +258,7 @@ class Coordinator:
             task(self.clock())
         stats.add(self._own_stats)  # what record_own did in those (schedule ticks)
         self._own_stats = RunStats()
-        busy = self.workers.busy or self.outbox.publishing > 0
+        busy = self.workers.busy or self.outbox.publishing > 0 or self.outbox.holding
         # 1. a batch off the bus (or, when not consuming, a short pause while nothing runs)
         batch = None
         if want is not None:
@@ -269,6 +270,7 @@ class Coordinator:
         elif not busy:
             time.sleep(0.02)
         stats.published += self.outbox.relay()  # what a crash or an outage left unsent
+        self.outbox.release()  # what a turn that started jobs held back (outbox.LAUNCH_QUIET_S)
         # 2. first transaction: the batch's events, the runs they make ready, due claims
         events = self.own.drop(batch.events) if batch is not None else []
         handed = self._admitted(self.handover.take()) if not self.ha.draining else []  # POST /events'
@@ -306,7 +308,7 @@ class Coordinator:
         # 5. after its commit: start the runs it claimed, hand the turn's outbox to the bus
         launched += self._start(second.start)
         turn = first + second
-        self.outbox.publish(turn.publish)
+        self.outbox.publish(turn.publish, after=self._quiet_until(launched))
         stats.add(turn.stats)
         stats.launched, stats.published = stats.launched + launched, stats.published + len(sent)
         return stats, bool((batch is not None and len(batch)) or reports or launched or turn.publish)
@@ -331,9 +333,9 @@ class Coordinator:
 
         def work(tx: Tx) -> Step:
             step = Step()
-            if incoming:
-                step += self.steps.record(tx, incoming, now, self.owner, publish_new=True)
+            if incoming:  # the audit rows first: on PostgreSQL they travel with the events' insert
                 write_audits(tx, [row for h in handed for row in h.rows])
+                step += self.steps.record(tx, incoming, now, self.owner, publish_new=True)
             if events:
                 step += self.steps.record(tx, events, now, self.owner)
             if self.ha.draining or not self.claims.due(self.clock()):
@@ -384,8 +386,14 @@ class Coordinator:
         self.workers.start_many(runs)
         return len(runs)
 
+    @staticmethod
+    def _quiet_until(launched: int) -> float | None:
+        """When a turn's events may reach the bus: after the jobs it started had the cores for
+        their start (outbox.LAUNCH_QUIET_S), at once when it started none."""
+        return time.monotonic() + LAUNCH_QUIET_S if launched else None
+
     def _idle(self, check_bus: bool) -> bool:
-        if self.workers.busy or self.outbox.publishing or self.handover:
+        if self.workers.busy or self.outbox.publishing or self.outbox.holding or self.handover:
             return False
         if check_bus and not self.intake.caught_up():  # assigned and read to the end, not "lag 0"
             return False
@@ -405,9 +413,10 @@ class Coordinator:
         new = [e for e in step.publish if e.event_id in step.outboxed]  # not a blocked run's failed events
         self.own.remember(new)  # they come back off the bus: skipped, as run outputs are
         self._own_stats.add(step.stats)
-        self._own_stats.launched += self._start(step.start)
+        launched = self._start(step.start)
+        self._own_stats.launched += launched
         if not self.outbox.dirty:  # else the turn's relay publishes them, with what it finds unsent
-            self.outbox.publish(step.publish)
+            self.outbox.publish(step.publish, after=self._quiet_until(launched))
         return len(new)
 
     # ------------------------------------------------------------------ restart

@@ -113,8 +113,7 @@ class Handover:
 
 def write_audits(tx: Tx, rows: Iterable[AuditEntry]) -> None:
     """The rows, in the caller's transaction."""
-    for r in rows:
-        audit.add(tx, r.actor, r.action, job=r.job, partition=r.partition, detail=r.detail, at=r.at)
+    audit.add_many(tx, [audit.row(r.actor, r.action, None, r.job, r.partition, r.detail, r.at) for r in rows])
 
 
 def settle(taken: Iterable[Handed], error: BaseException | None = None) -> None:

@@ -46,7 +46,7 @@ class TurnSteps:
             tx.outbox_add(fresh, now)
             step.publish += fresh
             step.outboxed.update(e.event_id for e in fresh)
-        snap = tx.load_snapshot(self.spec, fresh)
+        snap = tx.load_snapshot(self.spec, fresh, lock_pools=True)  # for pool_room, below
         before = dict(snap.latest)
         candidates = readiness.step(self.spec, snap, fresh)
         tx.save_versions([v for k, v in snap.latest.items() if before.get(k) != v], now)

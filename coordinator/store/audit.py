@@ -44,9 +44,30 @@ def add(
     detail: str | None = None,
     at: float | None = None,
 ) -> None:
+    one = row(actor, action, run_id, job, partition, detail, at)
+    tx.sql.execute_later("audit.add", _insert, one, S.audit.name)  # compiled once (sql.py)
+
+
+def add_many(tx: Tx, rows: list[dict[str, object]]) -> None:
+    """Rows made by `row`, in one statement: POST /events writes one a request in the launch
+    path's first transaction, where on PostgreSQL it travels with the events' insert."""
+    if rows:
+        tx.sql.write(S.audit, rows)
+
+
+def row(
+    actor: str,
+    action: str,
+    run_id: str | None = None,
+    job: str | None = None,
+    partition: str | None = None,
+    detail: str | None = None,
+    at: float | None = None,
+) -> dict[str, object]:
+    """An audit row's columns (an unknown action is refused: ValueError)."""
     if action not in ACTIONS:
         raise ValueError(f"unknown audit action {action!r}")
-    row = {
+    return {
         "at": time.time() if at is None else at,
         "actor": actor[:200],
         "action": action,
@@ -55,8 +76,6 @@ def add(
         "partition_key": pkey(partition),
         "detail": detail,
     }
-    # compiled once (sql.py): POST /events writes one in the launch path's first transaction
-    tx.sql.execute_later("audit.add", _insert, row, S.audit.name)
 
 
 def _insert():

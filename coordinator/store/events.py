@@ -18,6 +18,7 @@ from coordinator.readiness import Key, Snapshot, Version
 from coordinator.spec.models import PipelineSpec
 from coordinator.store import schema as S
 from coordinator.store.rows import DEAD, columns_of, dumps, event_body, in_states, input_ids, pkey, unkey
+from coordinator.store.runs import pool_lock
 from coordinator.store.sql import Sql
 
 
@@ -71,9 +72,15 @@ class Events:
 
     # ------------------------------------------------------------------ the readiness snapshot
     def load_snapshot(
-        self, spec: PipelineSpec, events: Sequence[CompletionEvent], extra_jobs: Iterable[Key] = ()
+        self,
+        spec: PipelineSpec,
+        events: Sequence[CompletionEvent],
+        extra_jobs: Iterable[Key] = (),
+        lock_pools: bool = False,
     ) -> Snapshot:
-        """The recorded state that `readiness.step(spec, snapshot, events)` reads."""
+        """The recorded state that `readiness.step(spec, snapshot, events)` reads. `lock_pools`:
+        the pools of the jobs it looks at are tried for their lock in its statement, as the runs
+        these events make ready may be created claimed (`pool_room`): a round trip fewer."""
         snap = Snapshot()
         for dataset in readiness.scans_for_events(spec, events):
             self._load_versions(
@@ -86,9 +93,11 @@ class Events:
         job_keys = [(j, pkey(p)) for j, p in jobs]
         # the queries as functions: built only when compiled (sql.py), not at every turn; the
         # runs in creation order: the last live run of a partition wins
+        pools = {spec.job_pools[j] for j, _ in jobs if j in spec.job_pools} if lock_pools else ()
         versions, rows = self.sql.pairs_both(
             ("versions", _versions_query, t.c.dataset, t.c.partition_key, wanted, ()),
             ("consumed", _consumed_query, r.c.job, r.c.partition_key, job_keys, ("created_at", "run_id")),
+            try_locks=[pool_lock(p) for p in pools],
         )
         self._load_versions(snap, versions)
         for job, partition_key, inputs, _, _ in rows:

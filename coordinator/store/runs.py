@@ -33,7 +33,8 @@ from coordinator.store.rows import (
     run_id_for,
     version_dict,
 )
-from coordinator.store.sql import Sql, greatest, least, rows_of
+from coordinator.store.sql import Sql
+from coordinator.store.sqlparts import greatest, least, rows_of
 
 
 class Runs:
@@ -170,7 +171,7 @@ class Runs:
     def pool_room(self, pool: str, size: int, now: float) -> int:
         """Free slots of `pool` for runs created in this transaction: 0 while due ready runs wait
         (they go first, through `claim`) or while another instance holds the pool's lock."""
-        if not self.sql.lock(_pool_lock(pool), wait=False):
+        if not self.sql.lock(pool_lock(pool), wait=False):
             return 0
         # one round trip for both (the lock above is a statement of its own: a statement's
         # snapshot is taken before it runs, so a lock taken inside one would not cover it)
@@ -191,7 +192,7 @@ class Runs:
         the engine claims inside its turn's transaction, and would otherwise hold its other
         instance up until it commits; it tries again next turn instead.
         """
-        if not self.sql.lock(_pool_lock(pool), wait):
+        if not self.sql.lock(pool_lock(pool), wait):
             return None
         params: dict[str, object] = {"pool": pool, "size": size, "now": now, "owner": owner}
         if limit is not None:
@@ -346,7 +347,8 @@ class Runs:
         return self.get_run(run_id)  # type: ignore[return-value]
 
 
-def _pool_lock(pool: str) -> str:
+def pool_lock(pool: str) -> str:
+    """The name of the lock a pool's claimers hold (`Sql.lock`)."""
     return "coord-pool:" + pool
 
 

@@ -59,15 +59,14 @@ from __future__ import annotations
 import abc
 import operator
 import sqlite3
-from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 
 import psycopg
-from psycopg.types.json import Json
 from sqlalchemy import (
     Connection,
+    Text,
     any_,
     bindparam,
-    column,
     func,
     literal,
     select,
@@ -78,14 +77,13 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.dialects.postgresql import ARRAY, JSON
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.sqlite import pysqlite
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.functions import FunctionElement
 
 from coordinator.errors import StoreError
 from coordinator.store.deferred import Deferred
 from coordinator.store.rows import dumps
+from coordinator.store.sqlparts import built, json_rows, recordset, recordset_tag
 
 Build = Callable[[], object]
 _places: dict[str, list[int]] = {}  # pairs_both: a lookup's order_by columns' places in its rows
@@ -175,9 +173,13 @@ class Sql(abc.ABC):
         `order_by` order (columns of `query`). `query` may be a function that builds it: it is
         called only when the statement is compiled (building one costs more than a lookup)."""
 
-    def pairs_both(self, first: tuple, second: tuple) -> tuple[Iterator, Iterator]:
+    def pairs_both(
+        self, first: tuple, second: tuple, try_locks: Sequence[str] = ()
+    ) -> tuple[Iterator, Iterator]:
         """Two `pairs` lookups (each a tuple of its arguments) at once: one statement on
-        PostgreSQL (a round trip fewer for the readiness snapshot), two on SQLite."""
+        PostgreSQL (a round trip fewer for the readiness snapshot), two on SQLite. `try_locks`:
+        names whose `lock(name, wait=False)` is tried in that same statement, its answer kept
+        for when the transaction asks (a lock's own round trip fewer; see `lock`)."""
         return self.pairs(*first), self.pairs(*second)
 
     @abc.abstractmethod
@@ -199,7 +201,8 @@ class Sql(abc.ABC):
     @abc.abstractmethod
     def lock(self, name: str, wait: bool) -> bool:
         """A lock on `name` until this transaction ends; False when `wait` is off and another
-        transaction holds it. Taken again in the same transaction, it is granted."""
+        transaction holds it. Taken again in the same transaction, it is granted; refused to a
+        try of `pairs_both` in this transaction, a try (`wait` off) is refused again at once."""
 
 
 class PostgresSql(Deferred, Sql):
@@ -210,6 +213,7 @@ class PostgresSql(Deferred, Sql):
     def __init__(self, conn: Connection) -> None:
         super().__init__(conn)
         self._locked: set[str] = set()  # names whose lock this transaction holds
+        self._refused: set[str] = set()  # names whose lock a try in this transaction did not get
         self._deferred_init()
 
     def _dialect(self):
@@ -236,12 +240,12 @@ class PostgresSql(Deferred, Sql):
         cols = tuple(rows[0])
 
         def build():
-            u = _recordset({c: table.c[c].type for c in cols})
+            u = recordset({c: table.c[c].type for c in cols})
             stmt = self.insert(table).from_select(list(cols), select(*(u.c[c] for c in cols)))
             return finish(stmt) if finish else stmt
 
         key = (table.name, cols, getattr(finish, "__code__", None))  # `finish`'s code: its call site
-        return self._text(key, build, {_recordset_tag(cols): _json_rows(rows, cols)})
+        return self._text(key, build, {recordset_tag(cols): json_rows(rows, cols)})
 
     def write(self, table, rows: list[dict], finish: Callable | None = None) -> None:
         if rows:
@@ -262,42 +266,56 @@ class PostgresSql(Deferred, Sql):
         types = {"k1": c1.type, "k2": c2.type}
 
         def build():
-            u = _recordset(types)
+            u = recordset(types)
             # OFFSET 0 keeps the planner from flattening the LATERAL into a plain join
-            hits = _built(query).where(c1 == u.c.k1, c2 == u.c.k2).offset(0).lateral("hits")
+            hits = built(query).where(c1 == u.c.k1, c2 == u.c.k2).offset(0).lateral("hits")
             return select(*hits.c).select_from(u).join(hits, true()).order_by(*(hits.c[n] for n in order_by))
 
-        rows = _json_rows([{"k1": a, "k2": b} for a, b in pairs], ("k1", "k2"))
-        return iter(self.execute(("pairs", key), build, {_recordset_tag(types): rows}))
+        rows = json_rows([{"k1": a, "k2": b} for a, b in pairs], ("k1", "k2"))
+        return iter(self.execute(("pairs", key), build, {recordset_tag(types): rows}))
 
-    def pairs_both(self, first: tuple, second: tuple) -> tuple[Iterator, Iterator]:
-        if not first[4] or not second[4]:
+    def pairs_both(
+        self, first: tuple, second: tuple, try_locks: Sequence[str] = ()
+    ) -> tuple[Iterator, Iterator]:
+        locks = sorted(set(try_locks) - self._locked)
+        if (not first[4] or not second[4]) and not locks:
             return self.pairs(*first), self.pairs(*second)
         lookups = (first, second)
+        asked = tuple(n for n, q in enumerate(lookups) if q[4])  # the lookups with pairs to look up
 
         def build():
-            # each lookup's rows as (n, a JSON array of its columns): one column shape for both
+            # each lookup's rows as (n, a JSON array of its columns): one column shape for all;
+            # the locks' as (2, [name, got])
             selects = []
-            for n, (_, query, c1, c2, _, _) in enumerate(lookups):
-                u = _recordset({"k1": c1.type, "k2": c2.type}, f"pairs{n}")
-                hits = _built(query).where(c1 == u.c.k1, c2 == u.c.k2).offset(0).lateral(f"hits{n}")
+            for n in asked:
+                _, query, c1, c2, _, _ = lookups[n]
+                u = recordset({"k1": c1.type, "k2": c2.type}, f"pairs{n}")
+                hits = built(query).where(c1 == u.c.k1, c2 == u.c.k2).offset(0).lateral(f"hits{n}")
                 selects.append(
                     select(literal(n), func.json_build_array(*hits.c)).select_from(u).join(hits, true())
                 )
-            return union_all(*selects)
+            if locks:
+                names = func.unnest(bindparam("locks", type_=ARRAY(Text()))).table_valued("name")
+                got = func.pg_try_advisory_xact_lock(func.hashtext(names.c.name))
+                selects.append(select(literal(2), func.json_build_array(names.c.name, got)))
+            return union_all(*selects) if len(selects) > 1 else selects[0]
 
-        params = {
-            f"pairs{n}": _json_rows([{"k1": a, "k2": b} for a, b in q[4]], ("k1", "k2"))
-            for n, q in enumerate(lookups)
+        params: dict[str, object] = {
+            f"pairs{n}": json_rows([{"k1": a, "k2": b} for a, b in lookups[n][4]], ("k1", "k2"))
+            for n in asked
         }
-        found: tuple[list, list] = ([], [])
-        for n, row in self.execute(("pairs_both", first[0], second[0]), build, params):
+        if locks:
+            params["locks"] = locks
+        found: tuple[list, list, list] = ([], [], [])
+        for n, row in self.execute(("pairs_both", first[0], second[0], asked, bool(locks)), build, params):
             found[n].append(tuple(row))
-        for (key, query, _, _, _, order_by), rows in zip(lookups, found, strict=True):
+        for name, got in found[2]:
+            (self._locked if got else self._refused).add(name)
+        for (key, query, _, _, _, order_by), rows in zip(lookups, found[:2], strict=True):
             if order_by:  # a union keeps no order: the lookup's own, by its columns' places
                 places = _places.get(key)
                 if places is None:
-                    names = list(_built(query).selected_columns.keys())
+                    names = list(built(query).selected_columns.keys())
                     places = _places[key] = [names.index(name) for name in order_by]
                 rows.sort(key=lambda row: [row[i] for i in places])
         return iter(found[0]), iter(found[1])
@@ -307,7 +325,7 @@ class PostgresSql(Deferred, Sql):
         fields = {k: types[k] for k in cols}
 
         def build():
-            u = _recordset(fields)
+            u = recordset(fields)
             return (
                 update(table)
                 .where(*(table.c[c] == u.c[f] for c, f in match.items()), where)
@@ -315,13 +333,15 @@ class PostgresSql(Deferred, Sql):
                 .returning(*(table.c[c] for c in match))
             )
 
-        sql, params = self._text((key, cols), build, {_recordset_tag(fields): _json_rows(rows, cols)})
+        sql, params = self._text((key, cols), build, {recordset_tag(fields): json_rows(rows, cols)})
         updated = self._fenced(sql, params, tuple(match))  # the fence kept travels with it
         return {tuple(row) for row in updated.fetchall()}
 
     def lock(self, name: str, wait: bool) -> bool:
         if name in self._locked:
             return True
+        if name in self._refused and not wait:
+            return False
         fn = "pg_advisory_xact_lock" if wait else "pg_try_advisory_xact_lock"
         (got,) = self.execute(
             ("lock", fn), lambda: text(f"SELECT {fn}(hashtext(:p))"), {"p": name}
@@ -398,7 +418,7 @@ class SqliteSql(Sql):
         def build():
             each = func.json_each(bindparam("pairs")).table_valued("value")
             wanted = select(func.json_extract(each.c.value, "$[0]"), func.json_extract(each.c.value, "$[1]"))
-            q = _built(query)
+            q = built(query)
             return q.order_by(*(q.selected_columns[n] for n in order_by)).where(tuple_(c1, c2).in_(wanted))
 
         return iter(self.execute(("pairs", key), build, {"pairs": pairs}))
@@ -429,61 +449,3 @@ class SqliteSql(Sql):
 
     def lock(self, name: str, wait: bool) -> bool:
         return True  # a SQLite transaction (BEGIN IMMEDIATE) holds the database's write lock
-
-
-class greatest(FunctionElement):
-    """`greatest(a, b)`; SQLite's two-argument `max` is the same."""
-
-    name = "greatest"
-    inherit_cache = True
-
-
-class least(FunctionElement):
-    """`least(a, b)`; SQLite's two-argument `min` is the same."""
-
-    name = "least"
-    inherit_cache = True
-
-
-@compiles(greatest)
-@compiles(least)
-def _compile_extreme(element, compiler, **kw) -> str:
-    return f"{element.name}({compiler.process(element.clauses, **kw)})"
-
-
-@compiles(greatest, "sqlite")
-@compiles(least, "sqlite")
-def _compile_extreme_sqlite(element, compiler, **kw) -> str:
-    name = "max" if element.name == "greatest" else "min"
-    return f"{name}({compiler.process(element.clauses, **kw)})"
-
-
-def _built(query):
-    """A query given as itself or as the function that builds it."""
-    return query() if callable(query) else query
-
-
-def _recordset_tag(names: Iterable[str]) -> str:
-    """The recordset parameter's name, of its columns' names (a types mapping's keys)."""
-    return "rows_" + "_".join(names)[:40]
-
-
-def _json_rows(rows: list[dict], cols: Sequence[str]) -> Json:
-    """The JSON recordset parameter (orjson; the rows as they are when they have just `cols`)."""
-    if len(rows[0]) != len(cols):
-        rows = [{c: r[c] for c in cols} for r in rows]
-    return Json(rows, dumps=dumps)
-
-
-def _recordset(types: Mapping[str, object], name: str | None = None):
-    """PostgreSQL rows from one JSON parameter: `json_to_recordset(:rows_...) AS (name type, ...)`,
-    the parameter named `name` or by `_recordset_tag(types)` and given by `_json_rows`."""
-    cols = [column(c, t) for c, t in types.items()]
-    tag = bindparam(name or _recordset_tag(types), type_=JSON)
-    return func.json_to_recordset(tag).table_valued(*cols).render_derived(with_types=True)
-
-
-def rows_of(cursor) -> Iterable[dict]:
-    """A driver cursor's rows as dicts by column name."""
-    names = [c[0] for c in cursor.description]
-    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
