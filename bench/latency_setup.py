@@ -4,6 +4,8 @@ stub launcher. bench/scale.py, bench/launch.py, bench/leases.py and bench/memory
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
 import sys
 import threading
@@ -91,6 +93,10 @@ def produce(settings_json: str, rate: int, seconds: float, first: int) -> None:
 
 
 class Backend:
+    """A backend's fresh topics and stores; on Kafka + PostgreSQL they are deleted again as the
+    process exits (left behind, every run would add a database and three topics to the broker
+    and the server the next runs measure on)."""
+
     def __init__(self, name: str, tmp: Path) -> None:
         self.name, self.tmp = name, tmp
 
@@ -113,6 +119,7 @@ class Backend:
         base = os.environ["COORD_TEST_POSTGRES_URL"]
         with psycopg.connect(base, autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "bench_{tag}"')
+        atexit.register(_discard, bootstrap, [topic, topic + "-dlq"], base, f"bench_{tag}")
         url = base.rsplit("/", 1)[0] + f"/bench_{tag}"
         return Settings(
             home=home,
@@ -124,6 +131,19 @@ class Backend:
             state_url=url.replace("postgresql://", "postgresql+psycopg://", 1),
             batch_max_events=2000,
         )
+
+
+def _discard(bootstrap: str, topics: list[str], base_url: str, database: str) -> None:
+    """Delete a fresh backend's topics and database (at exit; what is gone already is fine)."""
+    import psycopg
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for future in admin.delete_topics(topics, operation_timeout=30).values():
+        with contextlib.suppress(Exception):  # e.g. a dead-letter topic never made: nothing to delete
+            future.result(30)
+    with psycopg.connect(base_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
 
 
 def serve(
