@@ -18,8 +18,8 @@ crash-safe):
     events, whose readiness may create and claim downstream runs;
  5. after that commit: start those runs, hand the turn's outbox events to the bus (their
     acknowledgement is awaited at a later turn, so the broker's round trip overlaps the next
-    batch) — after a 20 ms hold when the turn started jobs, so that the bus's work does not
-    compete with their start (outbox.py).
+    batch) — held while jobs start (until none was started for 20 ms, 200 ms at most), so
+    that the bus's work does not compete with their start (outbox.py).
 State before offsets; the outbox in the same transaction as the state that caused it
 (`_transact`); offsets and publishing after the commit. A SIGKILL anywhere replays at most
 one batch and re-publishes at most the unsent outbox, both no-ops downstream; runs that were
@@ -54,7 +54,7 @@ from coordinator.hooks import Hook, Hooks
 from coordinator.intake import EventIntake, IntakeBatch
 from coordinator.launchers.base import Launcher, RunContext
 from coordinator.launchers.registry import build_launcher
-from coordinator.outbox import LAUNCH_QUIET_S, Outbox
+from coordinator.outbox import Outbox
 from coordinator.outcome import output_event_id
 from coordinator.own_events import OwnEvents
 from coordinator.publish import Publisher
@@ -270,7 +270,7 @@ class Coordinator:
         elif not busy:
             time.sleep(0.02)
         stats.published += self.outbox.relay()  # what a crash or an outage left unsent
-        self.outbox.release()  # what a turn that started jobs held back (outbox.LAUNCH_QUIET_S)
+        self.outbox.release()  # what waited while jobs started (outbox.py)
         # 2. first transaction: the batch's events, the runs they make ready, due claims
         events = self.own.drop(batch.events) if batch is not None else []
         handed = self._admitted(self.handover.take()) if not self.ha.draining else []  # POST /events'
@@ -308,7 +308,7 @@ class Coordinator:
         # 5. after its commit: start the runs it claimed, hand the turn's outbox to the bus
         launched += self._start(second.start)
         turn = first + second
-        self.outbox.publish(turn.publish, after=self._quiet_until(launched))
+        self.outbox.publish(turn.publish, started=launched > 0)
         stats.add(turn.stats)
         stats.launched, stats.published = stats.launched + launched, stats.published + len(sent)
         return stats, bool((batch is not None and len(batch)) or reports or launched or turn.publish)
@@ -386,12 +386,6 @@ class Coordinator:
         self.workers.start_many(runs)
         return len(runs)
 
-    @staticmethod
-    def _quiet_until(launched: int) -> float | None:
-        """When a turn's events may reach the bus: after the jobs it started had the cores for
-        their start (outbox.LAUNCH_QUIET_S), at once when it started none."""
-        return time.monotonic() + LAUNCH_QUIET_S if launched else None
-
     def _idle(self, check_bus: bool) -> bool:
         if self.workers.busy or self.outbox.publishing or self.outbox.holding or self.handover:
             return False
@@ -416,7 +410,7 @@ class Coordinator:
         launched = self._start(step.start)
         self._own_stats.launched += launched
         if not self.outbox.dirty:  # else the turn's relay publishes them, with what it finds unsent
-            self.outbox.publish(step.publish, after=self._quiet_until(launched))
+            self.outbox.publish(step.publish, started=launched > 0)
         return len(new)
 
     # ------------------------------------------------------------------ restart

@@ -15,17 +15,19 @@ this instance owns is relayed, and what dead ones left: the events of runs a liv
 owns are its own to publish (they are in flight to it), so an instance that adopts a dead lease
 beside two or more live ones does not put the peers' events on the bus a second time.
 
-A turn that started jobs holds its events back for `LAUNCH_QUIET_S` (`publish(after=...)`,
-handed on by `release` at a later turn): publishing sets off the producer's send, the broker's
-append and acknowledgement, and the consumers' fetch of the event (this coordinator's own
-included) — work that, on a machine of few cores, competed with the interpreters of the jobs
-just started for them. On 2 cores, POST /events → the job's first statement on Kafka +
-PostgreSQL was ~1.4 ms later when the turn published at once (bench/launch.py, traced in `coord
-serve`: the spawn → first statement span, 14.2 → 12.5-13.1 ms, alternating runs). The events
-are committed in the outbox already, so holding them changes what the bus sees when, never what
-it gets; they keep their order (what comes after waits behind them), and the loop's end, a
-relay (which publishes what the outbox holds unsent) or a stale lease hand them on or leave them
-to it.
+Events wait while jobs start: publishing sets off the producer's send, the broker's append and
+acknowledgement, and the consumers' fetch of the event (this coordinator's own included) — work
+that, on a machine of few cores, competed with the interpreters of the jobs just started. On 2
+cores, POST /events → the job's first statement on Kafka + PostgreSQL was ~1.4 ms later when
+the turn published at once (bench/launch.py, traced in `coord serve`: the spawn → first
+statement span, 14.2 → 12.5-13.1 ms, alternating runs). So a turn that started jobs
+(`publish(started=True)`) holds what it publishes, and what is held already, until no job has
+been started for `LAUNCH_QUIET_S` — a quiet spell, not a fixed delay: a delay fixed at the start
+put the publishing right into the next start of a chain of short jobs — and for at most
+`MAX_HOLD_S`, so that a coordinator starting jobs without pause still publishes (`release`, each
+turn). The events are committed in the outbox already, so holding them changes when the bus
+sees them, never what it gets; they keep their order; the loop's end, a relay (which publishes
+what the outbox holds unsent) or a stale lease hand them on or leave them to it.
 """
 
 from __future__ import annotations
@@ -42,7 +44,8 @@ from coordinator.turn import unless_fatal
 
 log = logging.getLogger("coordinator.engine")
 NOT_YET = "outbox not published yet, it stays for the relay"
-LAUNCH_QUIET_S = 0.02  # how long a turn that started jobs holds its events (see the docstring)
+LAUNCH_QUIET_S = 0.02  # events wait until no job was started for this long (see the docstring)
+MAX_HOLD_S = 0.2  # ... or until the oldest held has waited this long
 
 
 Others = Callable[[Tx, Sequence[CompletionEvent]], set[str]]
@@ -84,29 +87,39 @@ class Outbox:
         self._acked: list[str] = []  # ids of events the bus confirmed, not yet marked sent
         self.may_publish: Callable[[], bool] = lambda: True  # the lease's gate (availability.py)
         self.others: Others | None = None  # a live peer's events, which the relay leaves to it
-        self._held: list[tuple[float, list[CompletionEvent]]] = []  # (monotonic time due, events)
+        self._held: list[CompletionEvent] = []  # waiting for a quiet spell (see the docstring)
+        self._held_since = 0.0  # time.monotonic() when the oldest of them was held
+        self._quiet_at = 0.0  # time.monotonic() from which no job has been started for a while
 
-    def publish(self, events: Sequence[CompletionEvent], after: float | None = None) -> None:
-        """Hand committed outbox events to the bus without waiting; with `after` (a time.monotonic
-        value), not before then (`release`). Events given while others are held wait behind them."""
+    def publish(self, events: Sequence[CompletionEvent], started: bool = False) -> None:
+        """Hand committed outbox events to the bus without waiting; `started`: the turn that
+        committed them started jobs, so they (and what waits already) are held until `release`
+        finds a quiet spell."""
+        now = time.monotonic()
+        if started:
+            self._quiet_at = now + LAUNCH_QUIET_S
         if not events:
             return
-        if self._held or (after is not None and after > time.monotonic()):
-            due = max(after or 0.0, self._held[-1][0] if self._held else 0.0)
-            self._held.append((due, list(events)))
+        if self._held or now < self._quiet_at:
+            if not self._held:
+                self._held_since = now
+            self._held += events
             return
         self._send(events)
 
     @property
     def holding(self) -> bool:
-        """Events wait to be handed to the bus (`publish(after=...)`)."""
+        """Events wait for a quiet spell to be handed to the bus."""
         return bool(self._held)
 
     def release(self, everything: bool = False) -> None:
-        """Hand on the held events whose time has come (`everything`: all, as the loop ends)."""
+        """Hand on what is held once no job was started for LAUNCH_QUIET_S, or the oldest has
+        waited MAX_HOLD_S (`everything`: now, as the loop ends)."""
+        if not self._held:
+            return
         now = time.monotonic()
-        while self._held and (everything or self._held[0][0] <= now):
-            _, events = self._held.pop(0)
+        if everything or now >= self._quiet_at or now - self._held_since >= MAX_HOLD_S:
+            events, self._held = self._held, []
             self._send(events)
 
     def _send(self, events: Sequence[CompletionEvent]) -> None:

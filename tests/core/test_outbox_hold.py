@@ -1,7 +1,7 @@
-"""The outbox's hold: a turn that started jobs hands its events to the bus only after
-outbox.LAUNCH_QUIET_S, so the bus's work does not compete with the jobs' start. On the
-embedded bus and SQLite: what is held reaches the bus once, in order, not before its time,
-and the loop's end or a relay hands it on."""
+"""The outbox's hold: events wait while jobs start (until none was started for
+outbox.LAUNCH_QUIET_S, outbox.MAX_HOLD_S at most), so the bus's work does not compete with the
+jobs' start. On the embedded bus and SQLite: what is held reaches the bus once, in order, not
+before its time, and the loop's end or a relay hands it on."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from coordinator import outbox as outbox_module
 from coordinator.bus.local import LocalBus
 from coordinator.events import CompletionEvent
 from coordinator.intake import EventIntake
@@ -33,7 +34,9 @@ def store(settings: Settings):
 
 
 @pytest.fixture
-def outbox(settings: Settings, store: StateStore):
+def outbox(settings: Settings, store: StateStore, monkeypatch):
+    monkeypatch.setattr(outbox_module, "LAUNCH_QUIET_S", 0.3)  # spans a test's steps on a busy machine
+    monkeypatch.setattr(outbox_module, "MAX_HOLD_S", 60.0)
     publisher = Publisher(LocalBus(settings.home / "bus.db"), settings)
     box = Outbox(store, lambda: publisher)
     box.dirty = False  # nothing from an earlier life: the relay has nothing to do
@@ -59,27 +62,52 @@ def on_bus(settings: Settings) -> list[str]:
         return seen
 
 
-def test_held_events_reach_the_bus_at_their_time_in_order(
+def test_held_events_reach_the_bus_after_a_quiet_spell_in_order(
     settings: Settings, store: StateStore, outbox: Outbox
 ):
     first, later = committed(store, 2, "launching turn"), committed(store, 1, "next turn")
-    outbox.publish(first, after=time.monotonic() + 0.3)
+    outbox.publish(first, started=True)
     outbox.publish(later)  # given while others are held: waits behind them
     assert outbox.holding and not outbox.settled
     outbox.release()
     assert outbox.delivered(wait=True) == [] and on_bus(settings) == []  # not before its time
-    time.sleep(0.3)
+    time.sleep(0.2)
+    outbox.publish([], started=True)  # another start: the quiet spell begins again
+    time.sleep(0.2)
+    outbox.release()
+    assert outbox.holding  # 0.4 s since the first start, 0.2 s since the last
+    time.sleep(0.1)
     outbox.release()
     assert not outbox.holding
     assert len(outbox.delivered(wait=True)) == 3
     assert on_bus(settings) == [e.event_id for e in first + later]
+    outbox.publish(committed(store, 1, "quiet turn"))  # nothing held, no start: at once
+    assert not outbox.holding and len(outbox.delivered(wait=True)) == 1
+
+
+def test_jobs_started_without_pause_hold_events_for_a_while_only(
+    settings: Settings, store: StateStore, outbox: Outbox, monkeypatch
+):
+    monkeypatch.setattr(outbox_module, "MAX_HOLD_S", 0.3)
+    events = committed(store, 2, "launching turn")
+    outbox.publish(events[:1], started=True)
+    deadline = time.monotonic() + 5
+    while outbox.holding and time.monotonic() < deadline:
+        outbox.publish([], started=True)  # a start every few milliseconds: never a quiet spell
+        outbox.release()
+        time.sleep(0.005)
+    assert not outbox.holding
+    outbox.publish(events[1:], started=True)  # held again, its own while
+    assert outbox.holding
+    outbox.release(everything=True)
+    assert len(outbox.delivered(wait=True)) == 2
 
 
 def test_the_loops_end_hands_on_what_is_held_and_marks_it_sent(
     settings: Settings, store: StateStore, outbox: Outbox
 ):
     events = committed(store, 2, "launching turn")
-    outbox.publish(events, after=time.monotonic() + 60)
+    outbox.publish(events, started=True)
     assert outbox.settle() == 2  # the loop returns: published now, confirmed, marked sent
     assert on_bus(settings) == [e.event_id for e in events]
     with store.begin() as tx:
@@ -88,11 +116,10 @@ def test_the_loops_end_hands_on_what_is_held_and_marks_it_sent(
 
 def test_a_relay_publishes_what_is_held_once(settings: Settings, store: StateStore, outbox: Outbox):
     events = committed(store, 2, "launching turn")
-    outbox.publish(events, after=time.monotonic() + 0.05)
+    outbox.publish(events, started=True)
     outbox.dirty = True  # e.g. a publish the bus refused: the relay sends what the outbox holds
     assert outbox.relay() == 2 and not outbox.holding
-    time.sleep(0.06)
-    outbox.release()
+    outbox.release(everything=True)
     assert outbox.settle() == 0
     assert on_bus(settings) == [e.event_id for e in events]  # once each
 
@@ -101,10 +128,9 @@ def test_a_stale_lease_leaves_what_is_held_to_the_relay(
     settings: Settings, store: StateStore, outbox: Outbox
 ):
     events = committed(store, 1, "launching turn")
-    outbox.publish(events, after=time.monotonic() + 0.05)
+    outbox.publish(events, started=True)
     outbox.may_publish = lambda: False  # the lease went stale meanwhile
-    time.sleep(0.05)
-    outbox.release()
+    outbox.release(everything=True)
     assert outbox.dirty and on_bus(settings) == []
     outbox.may_publish = lambda: True
     assert outbox.relay() == 1 and on_bus(settings) == [events[0].event_id]
