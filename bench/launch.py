@@ -21,10 +21,17 @@ a fresh topic and database) and local (the embedded bus and SQLite). Each measur
 times (--n, default 20) after --warm-up untimed ones; the figures are medians (the machine is
 shared, so p90s are printed too, not judged).
 
-    eval "$(scripts/services env)"; python bench/launch.py [--n 20] [--only local]
+`--baseline DIR` (a directory holding another build's `coordinator` package, e.g. a `git
+worktree` of an earlier commit) serves that build too, beside this one, each on a topic and
+store of its own, and takes their rounds in turn (the order swapped every round): on a shared
+machine whose speed drifts from minute to minute, rounds taken seconds apart see the same
+machine, where runs taken one after the other did not. Its figures are under "baseline", and
+"gain_ms" is the baseline's median minus this build's, per measure.
+
+    eval "$(scripts/services env)"; python bench/launch.py [--n 20] [--only local] [--baseline DIR]
 Prints figures as it goes and, as its last line, one JSON object:
 {"floor_ms", "shell_wrapper_ms", "local": {"single_p50_ms", "and_p50_ms", "hop_p50_ms"},
-"kafka_postgres": {...}}.
+"kafka_postgres": {...}} (and with --baseline: "baseline": {the same}, "gain_ms": {...}).
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import multiprocessing as mp
+import os
 import shlex
 import socket
 import statistics
@@ -50,6 +57,7 @@ from coordinator.settings import Settings
 from coordinator.spec.models import DatasetSpec, JobSpec, PipelineSpec
 
 TOKEN = "bench-launch-token"
+ROOT = Path(__file__).resolve().parent.parent  # this build: the coordinator package beside bench/
 DAY0 = date(2024, 1, 1)
 MARKS = """\
 import sys, time
@@ -84,13 +92,87 @@ def build_spec(tmp: Path, marks: Path) -> PipelineSpec:
     ).checked()
 
 
-def _serve(settings: Settings, spec: PipelineSpec, port: int, stop) -> None:
-    """In a process of its own: the coordinator as `coord serve` runs it, until `stop` is set."""
+def _serve_child(setup: Path) -> None:
+    """`--serve SETUP`, in a process of its own: the coordinator as `coord serve` runs it (of the
+    build first on PYTHONPATH), with the settings, spec and port in SETUP, until stdin closes."""
+    import threading
+
+    import coordinator
     from coordinator.service import Service
 
-    settings = settings.model_copy(update={"api_token": SecretStr(TOKEN)})
-    with Service(spec, settings, http=("127.0.0.1", port), freeze_gc=True, log_runs=False) as service:
-        service.run(stop=stop.is_set)
+    given = json.loads(setup.read_text())
+    settings = Settings(**given["settings"]).model_copy(update={"api_token": SecretStr(TOKEN)})
+    spec = PipelineSpec.model_validate(given["spec"]).checked()
+    print(f"serving {Path(coordinator.__file__).resolve().parent.parent}", flush=True)
+    stopped = threading.Event()
+    threading.Thread(target=lambda: (sys.stdin.read(), stopped.set()), daemon=True).start()
+    with Service(
+        spec, settings, http=("127.0.0.1", given["port"]), freeze_gc=True, log_runs=False
+    ) as service:
+        service.run(stop=stopped.is_set)
+
+
+def _plain(value):
+    """Settings as JSON, their secrets included (they are the bench's own: a fresh store's URL)."""
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return str(value) if isinstance(value, Path) else value
+
+
+class Served:
+    """A coordinator serving in a child interpreter, of the build at `code` (its `coordinator`
+    package first on the child's path), on a port of its own, with its own marks file."""
+
+    def __init__(self, code: Path, settings: Settings, spec: PipelineSpec, marks: Marks, tmp: Path) -> None:
+        self.code, self.marks, self.port = code.resolve(), marks, free_port()
+        setup = tmp / f"serve-{self.port}.json"
+        given = {
+            "settings": _plain(settings.model_dump()),
+            "spec": spec.model_dump(mode="json"),
+            "port": self.port,
+        }
+        setup.write_text(json.dumps(given))
+        env = {**os.environ, "PYTHONPATH": str(self.code)}
+        argv = [sys.executable, str(Path(__file__).resolve()), "--serve", str(setup)]
+        self.proc = subprocess.Popen(
+            argv, env=env, cwd=self.code, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        served = (self.proc.stdout.readline() if self.proc.stdout else "").strip()
+        if served != f"serving {self.code}":
+            self.stop()
+            raise RuntimeError(f"the coordinator of {self.code} did not start (it said {served!r})")
+        self.poster = Poster(self.port)
+        self.poster.ready(self.proc)
+
+    def round(self, day: str) -> tuple[float, float, float]:
+        """One round of the three measures, in ms."""
+        poster, marks = self.poster, self.marks
+        t0 = time.time()
+        poster.post("in.single", day)
+        single = marks.wait("single")["single"] - t0
+        poster.post("in.left", day)
+        time.sleep(0.05)  # the left input is recorded: the right one alone makes the run ready
+        t0 = time.time()
+        poster.post("in.right", day)
+        both = marks.wait("both")["both"] - t0
+        poster.post("in.chain", day)
+        seen = marks.wait("first-end")
+        seen.update(marks.wait("second"))
+        hop = seen["second"] - seen["first-end"]
+        time.sleep(0.05)  # the chain's end recorded before the next round starts
+        return single * 1000, both * 1000, hop * 1000
+
+    def stop(self) -> None:
+        if self.proc.stdin:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
 
 
 def free_port() -> int:
@@ -133,9 +215,9 @@ class Poster:
         if response.status != 202:
             raise RuntimeError(f"POST /events: {response.status} {text!r}")
 
-    def ready(self, server: mp.process.BaseProcess, timeout_s: float = 120.0) -> None:
+    def ready(self, server: subprocess.Popen, timeout_s: float = 120.0) -> None:
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and server.is_alive():
+        while time.monotonic() < deadline and server.poll() is None:
             try:
                 self.conn.request("GET", "/readyz")
                 response = self.conn.getresponse()
@@ -148,42 +230,18 @@ class Poster:
         raise RuntimeError("the coordinator did not become ready")
 
 
-def measure(
-    settings: Settings, spec: PipelineSpec, marks: Marks, n: int, warm_up: int
-) -> dict[str, list[float]]:
-    """n timed rounds of each measure (after `warm_up` untimed ones), in ms."""
-    port = free_port()
-    ctx = mp.get_context("spawn")
-    stop = ctx.Event()
-    proc = ctx.Process(target=_serve, args=(settings, spec, port, stop))
-    proc.start()
-    out: dict[str, list[float]] = {"single": [], "and": [], "hop": []}
-    try:
-        poster = Poster(port)
-        poster.ready(proc)
-        for i in range(warm_up + n):
-            day = (DAY0 + timedelta(days=i)).isoformat()
-            t0 = time.time()
-            poster.post("in.single", day)
-            single = marks.wait("single")["single"] - t0
-            poster.post("in.left", day)
-            time.sleep(0.05)  # the left input is recorded: the right one alone makes the run ready
-            t0 = time.time()
-            poster.post("in.right", day)
-            both = marks.wait("both")["both"] - t0
-            poster.post("in.chain", day)
-            seen = marks.wait("first-end")
-            seen.update(marks.wait("second"))
-            hop = seen["second"] - seen["first-end"]
+def measure(served: list[Served], n: int, warm_up: int) -> list[dict[str, list[float]]]:
+    """n timed rounds of each measure (after `warm_up` untimed ones) of each served build, in
+    ms; with two, their rounds in turn, the first of each pair swapped every round."""
+    out: list[dict[str, list[float]]] = [{"single": [], "and": [], "hop": []} for _ in served]
+    for i in range(warm_up + n):
+        day = (DAY0 + timedelta(days=i)).isoformat()
+        order = list(range(len(served)))
+        for k in order if i % 2 == 0 else reversed(order):
+            single, both, hop = served[k].round(day)
             if i >= warm_up:
                 for name, value in (("single", single), ("and", both), ("hop", hop)):
-                    out[name].append(value * 1000)
-            time.sleep(0.05)  # the chain's end recorded before the next round starts
-    finally:
-        stop.set()
-        proc.join(60)
-        if proc.is_alive():
-            proc.kill()
+                    out[k][name].append(value)
     return out
 
 
@@ -216,8 +274,14 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=20, help="timed rounds per backend (each: single, and, hop)")
     parser.add_argument("--warm-up", type=int, default=3)
     parser.add_argument("--only", choices=["kafka_postgres", "local"])
+    parser.add_argument("--baseline", type=Path, help="a directory holding another build's coordinator/")
+    parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    result: dict[str, object] = {}
+    if args.serve:
+        _serve_child(args.serve)
+        return
+    builds = [ROOT] + ([args.baseline] if args.baseline else [])
+    result: dict[str, dict[str, object]] = {"current": {}, "baseline": {}}
     wrapped: list[float] = []
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
@@ -225,20 +289,38 @@ def main() -> None:
         only = {"local": "local_sqlite", "kafka_postgres": "kafka_postgres", None: None}[args.only]
         for name in backend_names(only):
             key = "local" if name == "local_sqlite" else name
-            marks = Marks(tmp / f"marks-{key}.txt")
-            spec = build_spec(tmp, marks.path)
-            settings = Backend(name, tmp).fresh().model_copy(update={"batch_max_events": 500})
-            times = measure(settings, spec, marks, args.n, args.warm_up)
+            served: list[Served] = []
+            try:
+                for b, code in enumerate(builds):
+                    marks = Marks(tmp / f"marks-{key}-{b}.txt")
+                    spec = build_spec(tmp, marks.path)
+                    settings = Backend(name, tmp).fresh().model_copy(update={"batch_max_events": 500})
+                    served.append(Served(code, settings, spec, marks, tmp))
+                times = measure(served, args.n, args.warm_up)
+            finally:
+                for s in served:
+                    s.stop()
             floors += floor_ms(args.n, wrapped, tmp / "exit_code")
-            figures = {f"{m}_p50_ms": round(statistics.median(v), 1) for m, v in times.items()}
-            figures.update({f"{m}_p90_ms": p(v, 0.9) for m, v in times.items()})
-            print(f"  {key}: {figures}", flush=True)
-            result[key] = figures
+            for which, got in zip(("current", "baseline"), times, strict=False):
+                figures = {f"{m}_p50_ms": round(statistics.median(v), 1) for m, v in got.items()}
+                figures.update({f"{m}_p90_ms": p(v, 0.9) for m, v in got.items()})
+                print(f"  {key}{'' if which == 'current' else ' (baseline)'}: {figures}", flush=True)
+                result[which][key] = figures
     floor = round(statistics.median(floors), 1)
     shell = round(statistics.median(wrapped) - statistics.median(floors), 2)
     print(f"  floor, `python -S -c pass`: {floor} ms (median of {len(floors)}, p90 {p(floors, 0.9)} ms)")
     print(f"  the /bin/sh wrapper around it adds {shell} ms (medians of {len(wrapped)}, alternating)")
-    print(json.dumps({"floor_ms": floor, "shell_wrapper_ms": shell, **result}))
+    out: dict[str, object] = {"floor_ms": floor, "shell_wrapper_ms": shell, **result["current"]}
+    if args.baseline:
+        out["baseline"] = result["baseline"]
+        out["gain_ms"] = {
+            key: {
+                m: round(result["baseline"][key][f"{m}_p50_ms"] - figures[f"{m}_p50_ms"], 1)  # type: ignore[index]
+                for m in ("single", "and", "hop")
+            }
+            for key, figures in result["current"].items()
+        }
+    print(json.dumps(out))
 
 
 if __name__ == "__main__":
