@@ -39,11 +39,7 @@ class TurnSteps:
         has room); part of the caller's transaction. `publish_new`: the events new to the store
         go into the outbox too."""
         step = Step()
-        spec = self.spec
-        # the pools of the jobs these events may make ready: their locks are tried in the
-        # events' insert, so that their room is read with the snapshot (store/deferred.py)
-        pools = {spec.job_pools[j] for e in events for j, _ in spec.consumers.get(e.dataset, ())}
-        fresh = tx.insert_events(events, now, lock_pools=pools)
+        fresh = tx.insert_events(events, now)
         if not fresh:
             return step
         if publish_new:  # into the outbox now: the write travels with the snapshot's statement
@@ -54,6 +50,7 @@ class TurnSteps:
         before = dict(snap.latest)
         candidates = readiness.step(self.spec, snap, fresh)
         tx.save_versions([v for k, v in snap.latest.items() if before.get(k) != v], now)
+        spec = self.spec
         pools = {spec.job_pools[c.job] for c in candidates if c.violation is None}
         room = {pool: tx.pool_room(pool, spec.pool_sizes[pool], now) for pool in pools}
         created = tx.insert_runs(

@@ -20,18 +20,12 @@ transaction made 13 (bench/txn.py). Two kinds need no round trip of their own:
   the writes kept so far inside it. Either way its lock is held, and its answer
   known, before the transaction sees that of a statement after it; rows a fenced transaction
   inserted are rolled back with it.
-- Tries of locks (`try_locks` of `insert_new`): `pg_try_advisory_xact_lock` of each name, in a
-  WITH query of that insert, its answer a row of its own (`coord_lock`: 'y' or 'n' and the
-  name), kept in `_locked` / `_refused` for `lock` (sql.py). The launch path takes its pools'
-  locks so in its first statement; a statement after it may then read a pool's room under the
-  lock (a statement's snapshot is taken when it starts: a lock taken inside the statement
-  that reads would not cover the read).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import psycopg
 from sqlalchemy import Connection
@@ -50,9 +44,6 @@ class Deferred:
     def _deferred_init(self) -> None:
         self._later: list[tuple[str, str, dict[str, object]]] = []  # (table, SQL, params)
         self._check: tuple[str, dict[str, object], Callable[[], BaseException]] | None = None
-        self._locked: set[str] = set()  # names whose lock this transaction holds
-        self._refused: set[str] = set()  # names whose lock a try in this transaction did not get
-        self.statements = 0  # sent so far: a read is current while no statement came after it
 
     def later(self, table: str, sql: str, params: dict[str, object]) -> None:
         if any(t == table for t, _, _ in self._later):
@@ -86,7 +77,6 @@ class Deferred:
     def _cursor(self, sql: str, params: dict[str, object]) -> psycopg.Cursor:
         cursor = self._driver.cursor()
         cursor.execute(sql, params)
-        self.statements += 1
         return cursor
 
     def _run_deferred(self, sql: str, params: dict[str, object]) -> psycopg.Cursor:
@@ -115,53 +105,35 @@ class Deferred:
             return f"{head}, {sql[5:]}", merged
         return f"{head} {sql}", merged
 
-    def _insert_fenced(
-        self, sql: str, params: dict[str, object], key: str, locks: Sequence[str] = ()
-    ) -> psycopg.Cursor | _Rows:
-        """An INSERT ... RETURNING `key` with the kept fence and the tries of `locks` inside it
-        (see the module docstring); a cursor of the new keys, once the fence held."""
-        return self._fenced(sql, params, (key,), locks)
+    def _insert_fenced(self, sql: str, params: dict[str, object], key: str) -> psycopg.Cursor | _Rows:
+        """An INSERT ... RETURNING `key` with the kept fence inside it (see the module docstring);
+        a cursor of the new keys, once the fence held."""
+        return self._fenced(sql, params, (key,))
 
     def _fenced(
-        self, sql: str, params: dict[str, object], columns: tuple[str, ...], locks: Sequence[str] = ()
+        self, sql: str, params: dict[str, object], columns: tuple[str, ...]
     ) -> psycopg.Cursor | _Rows:
         """A data-modifying statement RETURNING `columns` (the first never NULL) with the kept
-        fence inside it, the tries of `locks`, and the kept writes too where it reads none of
-        their tables: one round trip for them all. Its rows, once the fence held."""
-        tries = sorted(set(locks) - self._locked - self._refused)
-        if self._check is None and not tries:
+        fence inside it, and the kept writes too where it reads none of their tables: one round
+        trip for the three. Its rows, once the fence held."""
+        if self._check is None:
             return self._run_deferred(sql, params)
-        fenced, self._check = self._check, None
+        fence, fence_params, failed = self._check
+        self._check = None
         if self._later and any(t in sql for t, _, _ in self._later):
             self.settle()
         self.conn.info.pop(PENDING, None)
         nulls = ", ".join("NULL" for _ in columns)
-        tag = ", NULL::text" if tries else ""  # coord_lock: NULL for the statement's own rows
-        heads, selects = [], [f"SELECT {', '.join(columns)}{tag} FROM coord_new"]
-        merged = dict(params)
-        if fenced is not None:
-            heads.append(f"coord_fence AS ({fenced[0]})")
-            selects.append(f"SELECT {nulls}{tag} FROM coord_fence")
-            merged.update(fenced[1])
-        heads.append(f"coord_new AS ({sql})")
-        if tries:
-            heads.append(
-                "coord_locks AS (SELECT name, pg_try_advisory_xact_lock(hashtext(name)) AS got"
-                " FROM unnest(%(coord_lock_names)s::text[]) AS name)"
-            )
-            selects.append(f"SELECT {nulls}, CASE WHEN got THEN 'y' ELSE 'n' END || name FROM coord_locks")
-            merged["coord_lock_names"] = tries
-        text = "WITH " + ", ".join(heads) + " " + " UNION ALL ".join(selects)
+        text = (
+            f"WITH coord_fence AS ({fence}), coord_new AS ({sql}) "
+            f"SELECT {', '.join(columns)} FROM coord_new UNION ALL SELECT {nulls} FROM coord_fence"
+        )
+        merged = {**fence_params, **params}
         if self._later:
             text, merged = self._with_writes(text, merged)
         rows = self._cursor(text, merged).fetchall()
-        if tries:
-            for row in rows:
-                if row[-1] is not None:
-                    (self._locked if row[-1][0] == "y" else self._refused).add(row[-1][1:])
-            rows = [row[:-1] for row in rows if row[-1] is None]
-        if fenced is not None and not any(row[0] is None for row in rows):
-            raise fenced[2]()
+        if not any(row[0] is None for row in rows):
+            raise failed()
         return _Rows([row for row in rows if row[0] is not None])
 
 

@@ -38,23 +38,18 @@ class Events:
             body = self._bodies[event.event_id] = event.model_dump_json(exclude_defaults=True)
         return body
 
-    def insert_events(
-        self, events: Sequence[CompletionEvent], now: float, lock_pools: Iterable[str] = ()
-    ) -> list[CompletionEvent]:
+    def insert_events(self, events: Sequence[CompletionEvent], now: float) -> list[CompletionEvent]:
         """Record events; returns those not seen before (in order, first copy of each).
 
         On PostgreSQL one INSERT … ON CONFLICT DO NOTHING RETURNING says which were new (and is
-        right under concurrency: of two instances recording one event, exactly one gets it).
-        `lock_pools`: pools whose lock is tried in that statement, for the runs the events may
-        make ready (so the snapshot's statement after it can read their room)."""
+        right under concurrency: of two instances recording one event, exactly one gets it)."""
         unique: dict[str, CompletionEvent] = {}
         for e in events:
             unique.setdefault(e.event_id, e)
         if not unique:
             return []
         rows = {row["event_id"]: row for row in self._event_rows(unique.values(), now)}
-        locks = [pool_lock(p) for p in sorted(set(lock_pools))]
-        new = self.sql.insert_new(S.events, "event_id", rows, try_locks=locks)
+        new = self.sql.insert_new(S.events, "event_id", rows)
         return [e for e in unique.values() if e.event_id in new]
 
     def _event_rows(self, events: Iterable[CompletionEvent], now: float) -> list[dict]:
@@ -98,14 +93,11 @@ class Events:
         job_keys = [(j, pkey(p)) for j, p in jobs]
         # the queries as functions: built only when compiled (sql.py), not at every turn; the
         # runs in creation order: the last live run of a partition wins
-        pools = sorted({spec.job_pools[j] for j, _ in jobs if j in spec.job_pools}) if lock_pools else []
-        held = [p for p in pools if self.sql.holds(pool_lock(p))]
-        if held:  # locked before this statement (insert_events' tries): their room is read in it
-            self.read_rooms_along(held)
+        pools = {spec.job_pools[j] for j, _ in jobs if j in spec.job_pools} if lock_pools else ()
         versions, rows = self.sql.pairs_both(
             ("versions", _versions_query, t.c.dataset, t.c.partition_key, wanted, ()),
             ("consumed", _consumed_query, r.c.job, r.c.partition_key, job_keys, ("created_at", "run_id")),
-            try_locks=[pool_lock(p) for p in pools if p not in held],
+            try_locks=[pool_lock(p) for p in pools],
         )
         self._load_versions(snap, versions)
         for job, partition_key, inputs, _, _ in rows:

@@ -15,7 +15,6 @@ import json
 from collections.abc import Sequence
 
 from sqlalchemy import Connection, bindparam, exists, func, select, text, tuple_, update
-from sqlalchemy.dialects.postgresql import ARRAY
 
 from coordinator.errors import StoreError
 from coordinator.handles import Handle
@@ -174,20 +173,11 @@ class Runs:
         (they go first, through `claim`) or while another instance holds the pool's lock."""
         if not self.sql.lock(pool_lock(pool), wait=False):
             return 0
-        read = {row[0]: row[1:] for row in self.sql.along("pool.rooms") or ()}.get(pool)
-        if read is not None:  # read with the snapshot, under the lock, no statement since
-            earliest_ready, running = read
-            ready_due = earliest_ready is not None and earliest_ready <= now
-        else:  # one round trip for both (after the lock's statement: a statement's snapshot is
-            # taken before it runs, so a lock taken inside one would not cover it)
-            params = {"pool": pool, "now": now}
-            ready_due, running = self.sql.execute("pool.room", _pool_room_statement, params).fetchone()
+        # one round trip for both (the lock above is a statement of its own: a statement's
+        # snapshot is taken before it runs, so a lock taken inside one would not cover it)
+        params = {"pool": pool, "now": now}
+        ready_due, running = self.sql.execute("pool.room", _pool_room_statement, params).fetchone()
         return 0 if ready_due else max(0, size - running)
-
-    def read_rooms_along(self, pools: list[str]) -> None:
-        """Read the room of `pools` (whose locks this transaction holds) inside the next snapshot
-        statement on PostgreSQL, for `pool_room` right after it."""
-        self.sql.read_along("pool.rooms", _rooms_statement, {"room_pools": pools})
 
     def claim(
         self, pool: str, size: int, owner: str, now: float, limit: int | None = None, *, wait: bool = True
@@ -403,17 +393,6 @@ def _pool_room_statement():
     waiting = exists().where(in_states(["ready"]), r.c.pool == p, r.c.not_before <= t)
     active = select(func.count()).select_from(r).where(in_states(ACTIVE), r.c.pool == p)
     return select(waiting, active.scalar_subquery())
-
-
-def _rooms_statement():
-    """Per pool named in `room_pools`: the earliest not_before of its ready runs, and how many
-    of its runs are starting or running (`pool_room` decides with its `now`)."""
-    r = S.runs
-    pools = func.unnest(bindparam("room_pools", type_=ARRAY(r.c.pool.type)))
-    names = pools.table_valued("pool").render_derived(name="p")
-    ready = select(func.min(r.c.not_before)).where(in_states(["ready"]), r.c.pool == names.c.pool)
-    active = select(func.count()).select_from(r).where(in_states(ACTIVE), r.c.pool == names.c.pool)
-    return select(names.c.pool, ready.scalar_subquery(), active.scalar_subquery())
 
 
 def _claim_statement(limited: bool):

@@ -11,12 +11,10 @@ nothing there asks which database it is on. The interface:
     insert_new(table, key, rows)  INSERT the rows not stored yet; the keys inserted now
     pairs(key, query, c1, c2, pairs, order_by)     rows whose (c1, c2) is one of `pairs`
     update_each(key, table, match, where, types, rows, values)   UPDATE each row's match
-    lock(name, wait)              a lock held until the transaction ends (`holds(name)`: held?)
+    lock(name, wait)              a lock held until the transaction ends
     check(key, build, params, failed)   a row that must be there (the lease's fence), else
                                   failed() is raised, before the next statement's answer
     execute_later(key, build, params, table)   a write nobody reads the answer of
-    read_along(key, build, params), along(key)  a query read inside the next pairs_both, and its
-                                  rows while no statement has run since
     settle(), forget()            what those left pending, run (before a commit) or dropped
 
 Why the tricks, as measured (the bench is bench/latency.py):
@@ -50,12 +48,7 @@ Why the tricks, as measured (the bench is bench/latency.py):
 - Statements that need no round trip of their own on PostgreSQL (writes nobody reads the
   answer of, the lease's fence) travel with the next statement: deferred.py.
 - Locks: a transaction-scoped advisory lock on PostgreSQL (remembered, so taking it again in
-  the same transaction costs no round trip), tried inside an insert (`insert_new(try_locks=)`)
-  or the snapshot's statement (`pairs_both(try_locks=)`) where the caller knows it will want
-  it; SQLite's transactions hold the write lock already. The launch path's transaction is so
-  three statements: the events' insert (with the fence, the audit row, the pools' tries), the
-  snapshot (with the outbox row and the pools' room, `read_along`), the runs' insert (with the
-  partitions' versions) — it was six (tests/core/test_store.py counts them).
+  the same transaction costs no round trip); SQLite's transactions hold the write lock already.
 
 Errors are the drivers' own (psycopg.Error, sqlite3.Error): StateStore.begin maps them to
 StoreError at the store's edge.
@@ -168,12 +161,9 @@ class Sql(abc.ABC):
         is given the dialect's insert); compiled once per table, shape and `finish`'s code."""
 
     @abc.abstractmethod
-    def insert_new(
-        self, table, key: str, rows: Mapping[str, dict], try_locks: Sequence[str] = ()
-    ) -> set[str]:
+    def insert_new(self, table, key: str, rows: Mapping[str, dict]) -> set[str]:
         """INSERT the `rows` (by the value of their unique `key` column) not stored yet; returns
-        the keys inserted now. `try_locks`: names whose `lock(name, wait=False)` is tried in the
-        same statement on PostgreSQL (deferred.py), its answer kept for `lock`."""
+        the keys inserted now."""
 
     @abc.abstractmethod
     def pairs(
@@ -187,23 +177,10 @@ class Sql(abc.ABC):
         self, first: tuple, second: tuple, try_locks: Sequence[str] = ()
     ) -> tuple[Iterator, Iterator]:
         """Two `pairs` lookups (each a tuple of its arguments) at once: one statement on
-        PostgreSQL (a round trip fewer for the readiness snapshot), two on SQLite. There, also:
-        `try_locks`, names whose `lock(name, wait=False)` is tried in that statement (its answer
-        kept for `lock`), and the query `read_along` left for it."""
+        PostgreSQL (a round trip fewer for the readiness snapshot), two on SQLite. `try_locks`:
+        names whose `lock(name, wait=False)` is tried in that same statement, its answer kept
+        for when the transaction asks (a lock's own round trip fewer; see `lock`)."""
         return self.pairs(*first), self.pairs(*second)
-
-    def read_along(self, key: Hashable, build: Build, params: dict[str, object]) -> None:
-        """A query to read inside the next `pairs_both` statement on PostgreSQL (nothing on
-        SQLite): its rows are `along(key)` until the transaction's next statement."""
-        return None
-
-    def along(self, key: Hashable) -> list[tuple] | None:
-        """The rows `read_along(key)` read, while no statement has run since; else None."""
-        return None
-
-    def holds(self, name: str) -> bool:
-        """Whether this transaction holds the lock on `name` (a SQLite transaction holds all)."""
-        return True
 
     @abc.abstractmethod
     def update_each(
@@ -235,9 +212,9 @@ class PostgresSql(Deferred, Sql):
 
     def __init__(self, conn: Connection) -> None:
         super().__init__(conn)
+        self._locked: set[str] = set()  # names whose lock this transaction holds
+        self._refused: set[str] = set()  # names whose lock a try in this transaction did not get
         self._deferred_init()
-        self._along: tuple[Hashable, Build, dict[str, object]] | None = None  # for the next pairs_both
-        self._read: tuple[Hashable, list[tuple], int] | None = None  # its rows, and self.statements then
 
     def _dialect(self):
         return self.conn.dialect
@@ -274,14 +251,12 @@ class PostgresSql(Deferred, Sql):
         if rows:
             self.later(table.name, *self._rows(table, rows, finish))
 
-    def insert_new(
-        self, table, key: str, rows: Mapping[str, dict], try_locks: Sequence[str] = ()
-    ) -> set[str]:
+    def insert_new(self, table, key: str, rows: Mapping[str, dict]) -> set[str]:
         column_ = table.c[key]
         sql, params = self._rows(
             table, list(rows.values()), lambda stmt: stmt.on_conflict_do_nothing().returning(column_)
         )
-        return {row[0] for row in self._insert_fenced(sql, params, key, try_locks).fetchall()}
+        return {row[0] for row in self._insert_fenced(sql, params, key).fetchall()}
 
     def pairs(
         self, key: str, query, c1, c2, pairs: list[tuple[str, str]], order_by: Sequence[str] = ()
@@ -299,29 +274,18 @@ class PostgresSql(Deferred, Sql):
         rows = json_rows([{"k1": a, "k2": b} for a, b in pairs], ("k1", "k2"))
         return iter(self.execute(("pairs", key), build, {recordset_tag(types): rows}))
 
-    def read_along(self, key: Hashable, build: Build, params: dict[str, object]) -> None:
-        self._along = (key, build, params)
-
-    def along(self, key: Hashable) -> list[tuple] | None:
-        read = self._read
-        return read[1] if read is not None and read[0] == key and read[2] == self.statements else None
-
-    def holds(self, name: str) -> bool:
-        return name in self._locked
-
     def pairs_both(
         self, first: tuple, second: tuple, try_locks: Sequence[str] = ()
     ) -> tuple[Iterator, Iterator]:
-        locks = sorted(set(try_locks) - self._locked - self._refused)
-        along, self._along = self._along, None
-        if (not first[4] or not second[4]) and not locks and along is None:
+        locks = sorted(set(try_locks) - self._locked)
+        if (not first[4] or not second[4]) and not locks:
             return self.pairs(*first), self.pairs(*second)
         lookups = (first, second)
         asked = tuple(n for n, q in enumerate(lookups) if q[4])  # the lookups with pairs to look up
 
         def build():
             # each lookup's rows as (n, a JSON array of its columns): one column shape for all;
-            # the locks' as (2, [name, got]), the query read along as (3, [its columns])
+            # the locks' as (2, [name, got])
             selects = []
             for n in asked:
                 _, query, c1, c2, _, _ = lookups[n]
@@ -334,9 +298,6 @@ class PostgresSql(Deferred, Sql):
                 names = func.unnest(bindparam("locks", type_=ARRAY(Text()))).table_valued("name")
                 got = func.pg_try_advisory_xact_lock(func.hashtext(names.c.name))
                 selects.append(select(literal(2), func.json_build_array(names.c.name, got)))
-            if along is not None:
-                extra = built(along[1]).subquery("coord_along")
-                selects.append(select(literal(3), func.json_build_array(*extra.c)))
             return union_all(*selects) if len(selects) > 1 else selects[0]
 
         params: dict[str, object] = {
@@ -345,16 +306,11 @@ class PostgresSql(Deferred, Sql):
         }
         if locks:
             params["locks"] = locks
-        if along is not None:
-            params.update(along[2])
-        found: tuple[list, list, list, list] = ([], [], [], [])
-        key = ("pairs_both", first[0], second[0], asked, bool(locks), along and along[0])
-        for n, row in self.execute(key, build, params):
+        found: tuple[list, list, list] = ([], [], [])
+        for n, row in self.execute(("pairs_both", first[0], second[0], asked, bool(locks)), build, params):
             found[n].append(tuple(row))
         for name, got in found[2]:
             (self._locked if got else self._refused).add(name)
-        if along is not None:
-            self._read = (along[0], found[3], self.statements)
         for (key, query, _, _, _, order_by), rows in zip(lookups, found[:2], strict=True):
             if order_by:  # a union keeps no order: the lookup's own, by its columns' places
                 places = _places.get(key)
@@ -439,9 +395,7 @@ class SqliteSql(Sql):
             rows,
         )
 
-    def insert_new(
-        self, table, key: str, rows: Mapping[str, dict], try_locks: Sequence[str] = ()
-    ) -> set[str]:
+    def insert_new(self, table, key: str, rows: Mapping[str, dict]) -> set[str]:
         column_ = table.c[key]
         there = {
             row[0]
