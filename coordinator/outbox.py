@@ -18,9 +18,11 @@ beside two or more live ones does not put the peers' events on the bus a second 
 Events wait while jobs start: publishing sets off the producer's send, the broker's append and
 acknowledgement, and the consumers' fetch of the event (this coordinator's own included) — work
 that, on a machine of few cores, competed with the interpreters of the jobs just started. On 2
-cores, POST /events → the job's first statement on Kafka + PostgreSQL was ~1.4 ms later when
-the turn published at once (bench/launch.py, traced in `coord serve`: the spawn → first
-statement span, 14.2 → 12.5-13.1 ms, alternating runs). So a turn that started jobs
+cores, traced in `coord serve` on Kafka + PostgreSQL, the span from the spawn to the job's first
+statement was 14.2 ms when the turn published at once, 12.5-13.1 ms when it did not. Measured
+against the same build holding nothing (bench/launch.py --baseline, rounds in turn, twice):
+single 0.7 / 1.1 ms sooner, AND 0.7 / 0.7, hop 2.0 / 0.8; on the embedded bus, whose publish is
+a local append, no difference beyond the runs' noise. So a turn that started jobs
 (`publish(started=True)`) holds what it publishes, and what is held already, until no job has
 been started for `LAUNCH_QUIET_S` — a quiet spell, not a fixed delay: a delay fixed at the start
 put the publishing right into the next start of a chain of short jobs — and for at most
