@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 
-from sqlalchemy import bindparam, or_, select
+from sqlalchemy import or_, select
 
 from coordinator.store import StateStore, Tx
 from coordinator.store import schema as S
@@ -33,24 +33,15 @@ class AuditRow:
         return asdict(self)
 
 
-def add(
-    tx: Tx,
-    actor: str,
-    action: str,
-    *,
-    run_id: str | None = None,
-    job: str | None = None,
-    partition: str | None = None,
-    detail: str | None = None,
-    at: float | None = None,
-) -> None:
-    one = row(actor, action, run_id, job, partition, detail, at)
-    tx.sql.execute_later("audit.add", _insert, one, S.audit.name)  # compiled once (sql.py)
+def add(tx: Tx, actor: str, action: str, **fields: str | float | None) -> None:
+    """One row (`row`'s fields, by name), in the caller's transaction."""
+    add_many(tx, [row(actor, action, **fields)])  # type: ignore[arg-type]
 
 
 def add_many(tx: Tx, rows: list[dict[str, object]]) -> None:
-    """Rows made by `row`, in one statement: POST /events writes one a request in the launch
-    path's first transaction, where on PostgreSQL it travels with the events' insert."""
+    """Rows made by `row`, in one statement (a write nobody reads the answer of: on PostgreSQL
+    it travels with the transaction's next statement — POST /events' with the events' insert in
+    the launch path's first transaction)."""
     if rows:
         tx.sql.write(S.audit, rows)
 
@@ -76,12 +67,6 @@ def row(
         "partition_key": pkey(partition),
         "detail": detail,
     }
-
-
-def _insert():
-    a = S.audit
-    names = ("at", "actor", "action", "run_id", "job", "partition_key", "detail")
-    return a.insert().values({n: bindparam(n, type_=a.c[n].type) for n in names})
 
 
 def record(store: StateStore, actor: str, action: str, **fields: object) -> None:
