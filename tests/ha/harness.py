@@ -161,6 +161,23 @@ class Cluster:
             time.sleep(0.2)
         return time.monotonic()
 
+    def assigned(self) -> dict[str, int]:
+        """How many of the topic's partitions each member of the group holds, by its static
+        instance id, as the group's coordinator on the broker tells it; nothing while the group
+        is not stable (a member still joining, or a rebalance moving partitions)."""
+        from confluent_kafka import ConsumerGroupState
+        from confluent_kafka.admin import AdminClient
+
+        admin = AdminClient({"bootstrap.servers": self.kafka_bootstrap})
+        group = admin.describe_consumer_groups([self.group], request_timeout=10)[self.group].result(15)
+        if group.state != ConsumerGroupState.STABLE:
+            return {}
+        held = {}
+        for m in group.members:
+            mine = [tp for tp in m.assignment.topic_partitions if tp.topic == self.topic]
+            held[m.group_instance_id or m.member_id] = len(mine)
+        return held
+
     def running_of(self, name: str) -> list:
         return [r for r in self.runs() if r.state == "running" and (r.owner or "").startswith(name + "#")]
 

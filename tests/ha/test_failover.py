@@ -34,7 +34,12 @@ def both_running(c: Cluster, first: int) -> int:
     c.start("a")
     c.start("b")
     c.wait(lambda: {"a#1", "b#1"} <= set(c.leases()), 60, lambda: c.stderr("a") + c.stderr("b"))
-    time.sleep(3)  # both in the consumer group
+    # both hold partitions of the topic: days published earlier could all go to the first to join
+    c.wait(
+        lambda: sorted(n for n, held in c.assigned().items() if held) == ["a", "b"],
+        60,
+        lambda: f"{c.assigned()}\n{c.stderr('a')}{c.stderr('b')}",
+    )
     day = first
     deadline = time.monotonic() + 60
     while not (c.running_of("a") and c.running_of("b")):
