@@ -15,6 +15,10 @@ so what is measured ends where the job's own code begins:
   backends' rounds, so a busy machine moves both alike; each is followed by the same under the
   `/bin/sh` wrapper that kept exit codes before the process spawner (launchers/spawner.py) and
   still does where it cannot run; its cost is the difference of the medians (`shell_wrapper_ms`).
+  The floor is also sampled once at the end of every round, while the coordinator serves
+  (`floor_in_rounds_ms`, per backend and build): the jobs of a round start on the machine as it
+  is then, with the coordinator's threads awake, and the floor beside them is the fair measure
+  of what the coordinator adds (`single_over_floor_ms`, ...: a median minus that floor's).
 
 Backends as in bench/latency.py: kafka_postgres (the broker and PostgreSQL of scripts/services,
 a fresh topic and database) and local (the embedded bus and SQLite). Each measure is taken n
@@ -30,8 +34,9 @@ machine, where runs taken one after the other did not. Its figures are under "ba
 
     eval "$(scripts/services env)"; python bench/launch.py [--n 20] [--only local] [--baseline DIR]
 Prints figures as it goes and, as its last line, one JSON object:
-{"floor_ms", "shell_wrapper_ms", "local": {"single_p50_ms", "and_p50_ms", "hop_p50_ms"},
-"kafka_postgres": {...}} (and with --baseline: "baseline": {the same}, "gain_ms": {...}).
+{"floor_ms", "shell_wrapper_ms", "local": {"single_p50_ms", "and_p50_ms", "hop_p50_ms",
+"floor_in_rounds_ms", "single_over_floor_ms", ...}, "kafka_postgres": {...}} (and with
+--baseline: "baseline": {the same}, "gain_ms": {...}).
 """
 
 from __future__ import annotations
@@ -101,7 +106,10 @@ def _serve_child(setup: Path) -> None:
     from coordinator.service import Service
 
     given = json.loads(setup.read_text())
-    settings = Settings(**given["settings"]).model_copy(update={"api_token": SecretStr(TOKEN)})
+    # an earlier build (--baseline) knows fewer settings: the ones it lacks are left at this
+    # build's defaults by the caller, so leaving them out asks of it nothing it cannot do
+    known = {k: v for k, v in given["settings"].items() if k in Settings.model_fields}
+    settings = Settings(**known).model_copy(update={"api_token": SecretStr(TOKEN)})
     spec = PipelineSpec.model_validate(given["spec"]).checked()
     print(f"serving {Path(coordinator.__file__).resolve().parent.parent}", flush=True)
     stopped = threading.Event()
@@ -148,8 +156,9 @@ class Served:
         self.poster = Poster(self.port)
         self.poster.ready(self.proc)
 
-    def round(self, day: str) -> tuple[float, float, float]:
-        """One round of the three measures, in ms."""
+    def round(self, day: str) -> tuple[float, float, float, float]:
+        """One round of the three measures and, last, one sample of the floor taken while this
+        coordinator serves (its threads awake as a job's start finds them), in ms."""
         poster, marks = self.poster, self.marks
         t0 = time.time()
         poster.post("in.single", day)
@@ -164,7 +173,8 @@ class Served:
         seen.update(marks.wait("second"))
         hop = seen["second"] - seen["first-end"]
         time.sleep(0.05)  # the chain's end recorded before the next round starts
-        return single * 1000, both * 1000, hop * 1000
+        floor = floor_ms(1)[0]
+        return single * 1000, both * 1000, hop * 1000, floor
 
     def stop(self) -> None:
         if self.proc.stdin:
@@ -233,14 +243,14 @@ class Poster:
 def measure(served: list[Served], n: int, warm_up: int) -> list[dict[str, list[float]]]:
     """n timed rounds of each measure (after `warm_up` untimed ones) of each served build, in
     ms; with two, their rounds in turn, the first of each pair swapped every round."""
-    out: list[dict[str, list[float]]] = [{"single": [], "and": [], "hop": []} for _ in served]
+    out: list[dict[str, list[float]]] = [{"single": [], "and": [], "hop": [], "floor": []} for _ in served]
     for i in range(warm_up + n):
         day = (DAY0 + timedelta(days=i)).isoformat()
         order = list(range(len(served)))
         for k in order if i % 2 == 0 else reversed(order):
-            single, both, hop = served[k].round(day)
+            single, both, hop, floor = served[k].round(day)
             if i >= warm_up:
-                for name, value in (("single", single), ("and", both), ("hop", hop)):
+                for name, value in (("single", single), ("and", both), ("hop", hop), ("floor", floor)):
                     out[k][name].append(value)
     return out
 
@@ -302,8 +312,17 @@ def main() -> None:
                     s.stop()
             floors += floor_ms(args.n, wrapped, tmp / "exit_code")
             for which, got in zip(("current", "baseline"), times, strict=False):
+                in_rounds = got.pop("floor")
                 figures = {f"{m}_p50_ms": round(statistics.median(v), 1) for m, v in got.items()}
                 figures.update({f"{m}_p90_ms": p(v, 0.9) for m, v in got.items()})
+                # the floor beside each round, as the jobs of that round found the machine
+                figures["floor_in_rounds_ms"] = round(statistics.median(in_rounds), 1)
+                figures.update(
+                    {
+                        f"{m}_over_floor_ms": round(statistics.median(v) - statistics.median(in_rounds), 1)
+                        for m, v in got.items()
+                    }
+                )
                 print(f"  {key}{'' if which == 'current' else ' (baseline)'}: {figures}", flush=True)
                 result[which][key] = figures
     floor = round(statistics.median(floors), 1)
