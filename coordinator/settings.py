@@ -17,21 +17,41 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import AfterValidator, Field, SecretStr, StringConstraints, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings import SettingsError as SourceError
 
 from coordinator.errors import SettingsError
 from coordinator.fivetran import ConnectorRule
-from coordinator.settings_problems import describe, dotenv_names, unknown_names
+from coordinator.settings_problems import (
+    describe,
+    dotenv_names,
+    no_nul,
+    state_scheme,
+    topic_name,
+    unknown_names,
+)
 from coordinator.tokens import TokenEntry
+
+# Kafka's rule for a topic name: a name it refuses, the consumer subscribes to nothing, silently
+Topic = Annotated[str, AfterValidator(topic_name)]
+# the state store's columns: coord_dead_letters.consumer_group is varchar(255); a lease id
+# NAME#EPOCH goes into coord_runs.owner (200), so the name leaves room for '#' and a 19-digit epoch
+ConsumerGroup = Annotated[str, StringConstraints(min_length=1, max_length=255), AfterValidator(no_nul)]
+InstanceName = Annotated[str, StringConstraints(min_length=1, max_length=180), AfterValidator(no_nul)]
 
 
 class Settings(BaseSettings):
     # an empty variable counts as unset (COORD_STATE_URL= in a compose file means "the default");
-    # unknown names are refused by __init__, where .env's other tools' variables stay allowed
+    # unknown names are refused by __init__, where .env's other tools' variables stay allowed;
+    # no float may be inf or nan: a TTL or timeout of inf never expires, nan compares false to all
     model_config = SettingsConfigDict(
-        env_prefix="COORD_", env_file=".env", env_ignore_empty=True, frozen=True, extra="ignore"
+        env_prefix="COORD_",
+        env_file=".env",
+        env_ignore_empty=True,
+        frozen=True,
+        extra="ignore",
+        allow_inf_nan=False,
     )
 
     home: Path = Field(default=Path(".coord"), description="Folder for the embedded defaults' files")
@@ -41,11 +61,13 @@ class Settings(BaseSettings):
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     # extra librdkafka settings (SASL user and password...): secrets, read with kafka_security_config()
     kafka_security: dict[str, SecretStr] = Field(default_factory=dict)
-    topic_events: str = "coord.completions"
-    topic_dead_letter: str = "coord.dead-letter"
-    consumer_group: str = "coordinator"
+    topic_events: Topic = "coord.completions"
+    topic_dead_letter: Topic = "coord.dead-letter"
+    consumer_group: ConsumerGroup = "coordinator"
     schema_registry_url: str | None = None
-    max_event_bytes: int = 1_000_000
+    # a completion event with its envelope is a few hundred bytes (one with columns, more): a
+    # smaller bound dead-letters every message, so it is at least 1 KiB
+    max_event_bytes: int = Field(default=1_000_000, ge=1024)
     # A dead letter the dead-letter topic has not taken after this long is booked in the state store
     # instead (coord_dead_letters, state 'unwritable') and the loop moves on (coordinator/deadletter.py)
     dead_letter_timeout_s: float = Field(default=10.0, gt=0)
@@ -56,12 +78,14 @@ class Settings(BaseSettings):
     malloc_arena_max: int = Field(default=2, ge=0)
 
     # State store (SQLAlchemy URL); default is a SQLite file under `home`
-    state_url: SecretStr | None = None  # a URL may carry a password: read it with resolved_state_url()
+    # a URL may carry a password: read it with resolved_state_url(); SQLite or PostgreSQL only
+    state_url: Annotated[SecretStr, AfterValidator(state_scheme)] | None = None
 
     # Engine: this instance's name (owner of the runs it launches; distinct per instance when several
     # share one PostgreSQL store) and the largest batch of events taken off the bus at once
-    instance_name: str = "coordinator"
-    batch_max_events: int = Field(default=1000, ge=1)
+    # (librdkafka's consume() takes at most 1,000,000 messages at once)
+    instance_name: InstanceName = "coordinator"
+    batch_max_events: int = Field(default=1000, ge=1, le=1_000_000)
     # High availability: each instance's lease is renewed every lease_renew_s and expires
     # lease_ttl_s after the last renewal, when a live instance adopts its runs; on SIGTERM or
     # Ctrl-C running jobs get shutdown_grace_s to finish before they are left to be adopted
@@ -92,7 +116,7 @@ class Settings(BaseSettings):
 
     # HTTP side
     api_host: str = "127.0.0.1"
-    api_port: int = 8765
+    api_port: int = Field(default=8765, ge=0, le=65535)  # 0: a free port the system picks
     api_token: SecretStr | None = None  # the legacy shared token: one admin token named "api"
     # Scoped tokens (coordinator/auth.py): `coord token create` prints the {name, hash, scopes}
     # entry to put here (a JSON list) or as a line of the tokens file

@@ -137,7 +137,7 @@ def _json_shape(model: type[BaseModel], field: str) -> str:
     if origin is dict:
         return 'a JSON object, like \'{"name": "value"}\''
     if origin in (list, tuple, set):
-        return "a JSON list, like '[\"a\", \"b\"]'"
+        return 'a JSON list, like \'["a", "b"]\''
     return "JSON"
 
 
@@ -150,3 +150,44 @@ def _parts(annotation: Any) -> Iterable[Any]:
 def _nearest(name: str, known: Iterable[str]) -> str:
     close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.75)
     return f" (did you mean {close[0]}?)" if close else ""
+
+
+# ---------------------------------------------------------------- checks of single values
+# (the settings' own validators: each says what is allowed, for the line naming the variable)
+
+
+def no_nul(value: str) -> str:
+    """PostgreSQL text cannot hold a NUL character: a name with one fails at every write."""
+    if "\0" in value:
+        raise ValueError("a NUL character is not allowed")
+    return value
+
+
+_TOPIC = re.compile(r"[a-zA-Z0-9._-]{1,249}")
+
+
+def topic_name(value: str) -> str:
+    """Kafka's rule for a topic name. A name the broker refuses leaves the consumer subscribed to
+    nothing: `coord run` would consume nothing and exit 0, saying nothing."""
+    if not _TOPIC.fullmatch(value) or value in (".", ".."):
+        raise ValueError(
+            "a Kafka topic name is 1 to 249 characters of a-z, A-Z, 0-9, '.', '_' and '-', "
+            "and not '.' or '..'"
+        )
+    return value
+
+
+STATE_SCHEMES = ("sqlite", "postgresql")
+
+
+def state_scheme(value: SecretStr) -> SecretStr:
+    """The state store runs on SQLite or PostgreSQL only (its SQL, locks and migrations are
+    theirs); another database would fail later, on a driver it does not have or on its SQL."""
+    url = value.get_secret_value()
+    scheme = url.split("://", 1)[0].split("+", 1)[0] if "://" in url else ""
+    if scheme not in STATE_SCHEMES:
+        shown = repr(scheme) if scheme else "no scheme"
+        raise ValueError(
+            f"the state store is SQLite or PostgreSQL (sqlite:///FILE or postgresql://...), not {shown}"
+        )
+    return value

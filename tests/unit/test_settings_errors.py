@@ -30,7 +30,7 @@ def coord(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess
         (
             {"COORD_SPARK_CONF": "spark.ui.enabled=false"},
             "settings: COORD_SPARK_CONF='spark.ui.enabled=false': not JSON (Expecting value: line 1 column 1 "
-            "(char 0)); expected a JSON object, like '{\"name\": \"value\"}'",
+            '(char 0)); expected a JSON object, like \'{"name": "value"}\'',
         ),
         (
             {"COORD_SPARK_CONF": '["a"]'},
@@ -80,7 +80,10 @@ def test_every_problem_is_its_own_line_and_secrets_stay_hidden(tmp_path: Path) -
 def test_the_alert_webhooks_take_a_url_a_comma_list_or_json(monkeypatch: pytest.MonkeyPatch) -> None:
     for value, urls in [
         ("https://hooks.example/a", ["https://hooks.example/a"]),
-        ("https://hooks.example/a, https://hooks.example/b", ["https://hooks.example/a", "https://hooks.example/b"]),
+        (
+            "https://hooks.example/a, https://hooks.example/b",
+            ["https://hooks.example/a", "https://hooks.example/b"],
+        ),
         ('["https://hooks.example/a?x=1,2"]', ["https://hooks.example/a?x=1,2"]),
         ("", []),
     ]:
@@ -158,3 +161,67 @@ def test_the_service_scripts_port_variables_are_not_settings(monkeypatch: pytest
     for name in names:
         monkeypatch.setenv(name, "1")
     assert Settings().bus in ("local", "kafka")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "said"),
+    [
+        # every message would be dead-lettered "oversized: 77 bytes > -5"
+        ("COORD_MAX_EVENT_BYTES", "-5", "Input should be greater than or equal to 1024"),
+        ("COORD_MAX_EVENT_BYTES", "0", "Input should be greater than or equal to 1024"),
+        # librdkafka's consume() refuses more than 1,000,000 at `coord run`
+        ("COORD_BATCH_MAX_EVENTS", "2000000", "Input should be less than or equal to 1000000"),
+        # the dead-letter book's consumer_group is varchar(255); a lease id NAME#EPOCH fits runs.owner (200)
+        ("COORD_CONSUMER_GROUP", "g" * 256, "String should have at most 255 characters"),
+        ("COORD_INSTANCE_NAME", "i" * 230, "String should have at most 180 characters"),
+        ("COORD_STATE_URL", "mysql://coord:s3cret@db/coord", "the state store is SQLite or PostgreSQL"),
+        ("COORD_API_PORT", "70000", "Input should be less than or equal to 65535"),
+        ("COORD_API_PORT", "-1", "Input should be greater than or equal to 0"),
+        ("COORD_LEASE_TTL_S", "inf", "Input should be a finite number"),
+        ("COORD_SHUTDOWN_GRACE_S", "nan", "Input should be a finite number"),
+        ("COORD_TOPIC_EVENTS", "bad topic!", "a Kafka topic name is 1 to 249 characters"),
+        ("COORD_TOPIC_EVENTS", "t" * 260, "a Kafka topic name is 1 to 249 characters"),
+        ("COORD_TOPIC_DEAD_LETTER", "..", "a Kafka topic name is 1 to 249 characters"),
+    ],
+)
+def test_values_the_bus_or_the_store_would_refuse_later_are_refused_at_once(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, said: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SettingsError) as raised:
+        Settings()
+    line = str(raised.value)
+    assert line.startswith(f"{variable}=") and said in line, line
+    assert "\n" not in line and "s3cret" not in line
+
+
+def test_names_with_a_nul_character_are_refused() -> None:
+    """A .env file or a keyword can hold one; PostgreSQL text cannot."""
+    with pytest.raises(SettingsError) as raised:
+        Settings(consumer_group="a\0b", instance_name="x\0")
+    assert str(raised.value).splitlines() == [
+        "setting consumer_group='a\\x00b': a NUL character is not allowed",
+        "setting instance_name='x\\x00': a NUL character is not allowed",
+    ]
+
+
+def test_the_bounds_keep_what_is_in_use(monkeypatch: pytest.MonkeyPatch) -> None:
+    for variable, value in [
+        ("COORD_MAX_EVENT_BYTES", "1024"),
+        ("COORD_BATCH_MAX_EVENTS", "1000000"),
+        ("COORD_API_PORT", "0"),  # the system picks a free port
+        ("COORD_STATE_URL", "postgresql+psycopg://coord@127.0.0.1/coord"),
+        ("COORD_TOPIC_EVENTS", "team_a.coord-completions.v2"),
+        ("COORD_INSTANCE_NAME", "i" * 180),
+    ]:
+        monkeypatch.setenv(variable, value)
+    assert Settings().batch_max_events == 1_000_000
+
+
+def test_an_unsupported_state_store_stops_a_command_in_one_line(tmp_path: Path) -> None:
+    done = coord(tmp_path, "runs", COORD_STATE_URL="mysql://coord:s3cret@127.0.0.1/coord")
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    assert done.stderr.splitlines() == [
+        "settings: COORD_STATE_URL=(hidden): the state store is SQLite or PostgreSQL "
+        "(sqlite:///FILE or postgresql://...), not 'mysql'"
+    ]
