@@ -38,7 +38,7 @@ from pydantic import ValidationError
 
 from coordinator.avrofast import matches, read_event, write_event
 from coordinator.errors import EventError, SchemaVersionError
-from coordinator.events import Column, CompletionEvent, Status
+from coordinator.events import Column, CompletionEvent, Status, nul_problem
 
 EVENT_MAGIC = 0xCE
 DEAD_LETTER_MAGIC = 0xDE
@@ -198,6 +198,9 @@ def _finish(
         raise EventError("invalid", "empty event_id")
     if not values["dataset"]:
         raise EventError("invalid", "empty dataset")
+    nul = nul_problem(values)
+    if nul is not None:
+        raise EventError("invalid", nul)
     row_count = values["row_count"]
     if row_count is not None and row_count < 0:
         raise EventError("invalid", "negative row_count")

@@ -11,7 +11,7 @@ import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 # The bus message header that carries the event id beside the encoded event (as CloudEvents'
 # Kafka binding carries ce_id): a consumer can skip or route a message without decoding it.
@@ -23,12 +23,43 @@ class Status(StrEnum):
     FAILED = "failed"
 
 
+def _unicode(value: str) -> str:
+    """`value`, if it can be written as UTF-8: a lone surrogate (JSON's "\\ud800" parses to one)
+    cannot, and would fail the event's encoding or its store's write long after it was accepted."""
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("not valid Unicode (a lone surrogate)") from None
+    return value
+
+
 class Column(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str
     type: str
     nullable: bool = True
+
+    @field_validator("name", "type")
+    @classmethod
+    def _valid_unicode(cls, value: str) -> str:
+        return _unicode(value)
+
+
+# The fields a store keeps in columns of their own (the rest travels in the event's JSON body):
+# text there cannot hold a NUL character (PostgreSQL refuses it), so an event carrying one in
+# them is refused as it is decoded, like any other invalid event, and never reaches the store.
+KEY_FIELDS = ("event_id", "dataset", "partition", "producer", "producer_run_id")
+
+
+def nul_problem(values: dict) -> str | None:
+    """Which key field of an event's `values` holds a NUL character, said as its refusal."""
+    for name in KEY_FIELDS:
+        value = values.get(name)
+        if value is not None and "\x00" in value:
+            return f"{name} contains a NUL character"
+    return None
 
 
 def _new_event_id() -> str:
@@ -74,11 +105,39 @@ class CompletionEvent(BaseModel):
     producer: str = Field(default="unknown", max_length=200)
     producer_run_id: str | None = Field(default=None, max_length=500)
     produced_at: datetime = Field(default_factory=_now)
-    row_count: int | None = Field(default=None, ge=0)
+    # an Avro long, and the stores' BIGINT: a count beyond it could be accepted but never written
+    row_count: int | None = Field(default=None, ge=0, le=2**63 - 1)
     location: str | None = Field(default=None, max_length=4000)
     columns: tuple[Column, ...] | None = None
     error: str | None = Field(default=None, max_length=20000)
     attributes: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator(*KEY_FIELDS)
+    @classmethod
+    def _no_nul(cls, value: str | None) -> str | None:
+        if value is not None and "\x00" in value:
+            raise ValueError("contains a NUL character")
+        return value
+
+    @field_validator(*KEY_FIELDS, "location", "error")
+    @classmethod
+    def _valid_unicode(cls, value: str | None) -> str | None:
+        return value if value is None else _unicode(value)
+
+    @field_validator("row_count", mode="before")
+    @classmethod
+    def _not_a_boolean(cls, value: object) -> object:
+        if isinstance(value, bool):  # an int to Python, but a JSON `true` is no count of 1
+            raise ValueError("a count, not a boolean")
+        return value
+
+    @field_validator("attributes")
+    @classmethod
+    def _valid_attributes(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, text in value.items():
+            _unicode(name)
+            _unicode(text)
+        return value
 
     @property
     def succeeded(self) -> bool:

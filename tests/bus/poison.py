@@ -64,6 +64,22 @@ def _event(dataset: str, partition: str | None) -> bytes:
     return encode(CompletionEvent(dataset=dataset, partition=partition, producer="poison-test"))
 
 
+def unchecked(**fields: object) -> bytes:
+    """An event the model would refuse, encoded as a producer of another build could send it."""
+    values = {"dataset": "raw.orders", "partition": "2025-01-01", "producer": "poison-test", **fields}
+    return encode(CompletionEvent.model_construct(**values))
+
+
+# a NUL character in a field the store keeps in a column of its own: PostgreSQL's text refuses it
+# (the transaction failed on every restart, and the good events behind it waited for good)
+NUL_POISON = [
+    ("NUL in event_id", {"event_id": "id\x00nul"}),
+    ("NUL in partition", {"partition": "2025-01-01\x00"}),
+    ("NUL in producer", {"producer": "\x00"}),
+    ("NUL in producer_run_id", {"producer_run_id": "run\x00"}),
+]
+
+
 def poison(max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> list[Poison]:
     """Every bad message, in the order they are produced."""
     padded = _event("raw.orders", "2025-01-01")
@@ -98,6 +114,7 @@ def poison(max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> list[Poison]:
         Poison("hour 24", b"raw.clicks", _event("raw.clicks", "2025-01-01T24"), "bad_partition"),
         Poison("not a static key", b"raw.regions", _event("raw.regions", "fr"), "bad_partition"),
         Poison("key for unpartitioned", b"raw.fx", _event("raw.fx", "2025-01-01"), "bad_partition"),
+        *(Poison(name, b"raw.orders", unchecked(**fields), "invalid") for name, fields in NUL_POISON),
     ]
 
 

@@ -146,3 +146,27 @@ def test_an_event_that_starts_a_run_is_recorded_in_four_statements(postgres_url,
             for table in ("coord_attempts", "coord_runs", "coord_outbox", "coord_partitions", "coord_events"):
                 tx.conn.exec_driver_sql(f"DELETE FROM {table}")
         store.close()
+
+
+def test_nul_characters_outside_the_key_fields_are_stored_and_read_back(postgres_url):
+    """Only the fields with columns of their own refuse a NUL (events.KEY_FIELDS); the rest travel
+    in the event's JSON body, which PostgreSQL stores as text with the NUL escaped."""
+    from coordinator.events import CompletionEvent, Status
+
+    event = CompletionEvent(
+        dataset="raw.a",
+        partition="2024-04-01",
+        status=Status.FAILED,
+        error="boom\x00",
+        location="x\x00y",
+        attributes={"k\x00": "v\x00", "é": "😀"},
+    )
+    store = StateStore(postgres_url)
+    try:
+        with store.begin() as tx:
+            assert tx.insert_events([event], 1.0) == [event]
+        with store.begin() as tx:
+            assert tx.get_event(event.event_id) == event
+            tx.conn.exec_driver_sql("DELETE FROM coord_events")
+    finally:
+        store.close()

@@ -232,3 +232,37 @@ def test_what_is_not_a_dead_letter_record_is_refused(data) -> None:
 
     with pytest.raises(EventError):
         decode_dead_letter(data)
+
+
+@pytest.mark.parametrize(
+    "payload, reason, where",
+    [
+        ({"dataset": "raw.a", "event_id": "a\x00b"}, "invalid", "event_id"),
+        ({"dataset": "raw.a", "partition": "2024-01-01\x00"}, "invalid", "partition"),
+        ({"dataset": "raw.a\x00"}, "invalid", "dataset"),
+        ({"dataset": "raw.a", "producer": "\x00"}, "invalid", "producer"),
+        ({"dataset": "raw.a", "row_count": 2**63}, "invalid", "row_count"),
+        ({"dataset": "raw.a", "row_count": True}, "invalid", "row_count"),
+        ({"dataset": "raw.a", "attributes": {"k": "\udfff"}}, "invalid", "attributes"),
+        ({"dataset": "raw.a", "attributes": {"\ud800": "v"}}, "invalid", "attributes"),
+        ({"dataset": "raw.a", "columns": [{"name": "\ud800", "type": "int"}]}, "invalid", "columns.0.name"),
+        ({"dataset": "raw.a", "error": "\ud800", "status": "failed"}, "invalid", "error"),
+    ],
+)
+def test_json_events_the_bus_or_the_store_could_not_take_are_refused(payload, reason, where):
+    """Each of these was accepted (a 202 for POST /events) and then failed the event's encoding or
+    its store's write, which ended the engine: a NUL in a field stored in a column of its own
+    (PostgreSQL's text refuses it), a count beyond a long, a lone surrogate (JSON's "\\ud800")."""
+    from coordinator.codec import event_from_json
+
+    with pytest.raises(EventError) as refused:
+        event_from_json(payload)
+    assert refused.value.reason == reason and refused.value.detail.startswith(f"{where}:"), refused.value
+    assert event_from_json({"dataset": "raw.a", "row_count": 2**63 - 1}).row_count == 2**63 - 1
+
+
+def test_nul_characters_outside_the_key_fields_and_real_unicode_round_trip():
+    event = CompletionEvent(
+        dataset="raw.a", attributes={"k": "a\x00b", "é": "😀"}, location="s3://x\x00", row_count=0
+    )
+    assert decode(encode(event)) == event

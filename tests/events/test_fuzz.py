@@ -27,11 +27,14 @@ FUZZ_EVENTS = settings(FUZZ, max_examples=max(EXAMPLES // 3, 1))
 CODEC = registry_codec(50_000)
 
 text = st.text(st.characters(exclude_categories=("Cs",)), max_size=30)
+# the fields a store keeps in columns of their own hold no NUL (events.KEY_FIELDS)
+key_text = st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00"), max_size=30)
 column = st.builds(Column, name=text, type=text, nullable=st.booleans())
 columns = st.none() | st.lists(column, max_size=4).map(tuple)
 events = st.builds(
-    CompletionEvent, dataset=text.filter(bool), partition=st.none() | text, status=st.sampled_from(Status),
-    producer=text, producer_run_id=st.none() | text, row_count=st.none() | st.integers(0, 2**63 - 1),
+    CompletionEvent, dataset=key_text.filter(bool), partition=st.none() | key_text,
+    status=st.sampled_from(Status), producer=key_text, producer_run_id=st.none() | key_text,
+    row_count=st.none() | st.integers(0, 2**63 - 1),
     location=st.none() | text, columns=columns, error=st.none() | text,
     attributes=st.dictionaries(text, text, max_size=4))
 
