@@ -43,8 +43,9 @@ def read_columns(path: Path) -> list[dict[str, Any]]:
     """Columns from a JSON or YAML file: a list of {name, type, nullable?} or a {name: type} mapping."""
     try:
         data = yaml.safe_load(path.read_text())  # YAML is a superset of JSON
-    except (OSError, yaml.YAMLError) as exc:
-        raise typer.BadParameter(f"cannot read {path}: {exc}", param_hint="--columns-from") from None
+    except (OSError, yaml.YAMLError, UnicodeDecodeError, RecursionError) as exc:  # not UTF-8, nested too deep
+        why = "nested too deeply" if isinstance(exc, RecursionError) else exc
+        raise typer.BadParameter(f"cannot read {path}: {why}", param_hint="--columns-from") from None
     if isinstance(data, dict) and "columns" in data:
         data = data["columns"]
     if isinstance(data, dict):

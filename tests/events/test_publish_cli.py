@@ -59,6 +59,17 @@ def test_cli_refuses_bad_input_with_a_reason(settings: Settings) -> None:
     assert read_events(settings, 0) == []
 
 
+@pytest.mark.parametrize("content", [b"id: \xff\xfe\n", b"x: " + b"[" * 5000], ids=["not UTF-8", "nested"])
+def test_a_columns_file_it_cannot_read_is_refused_in_one_line(settings: Settings, tmp_path: Path,
+                                                              content: bytes) -> None:
+    columns = tmp_path / "columns.yaml"
+    columns.write_bytes(content)
+    result = CliRunner().invoke(build_app(), ["publish", "x", "--columns-from", str(columns)])
+    assert result.exit_code == 2 and "cannot read" in result.output, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert read_events(settings, 0) == []
+
+
 def test_sdk_publish_from_the_package(settings: Settings) -> None:
     import coordinator
     from coordinator import publish
