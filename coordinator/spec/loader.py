@@ -23,6 +23,9 @@ from coordinator.spec.models import Path, PipelineSpec
 from coordinator.spec.parts import assemble
 
 MAX_VALUES = 1_000_000  # values a spec may expand to; a large pipeline has tens of thousands
+# lists and mappings inside each other; a spec needs a handful (a kind's settings a few more), and
+# the composer recurses per level: a few hundred levels were a RecursionError, not a problem
+MAX_DEPTH = 100
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -30,9 +33,16 @@ def load_spec(path: str | FsPath, env: Mapping[str, str] | None = None) -> Pipel
     """Read and validate the spec at `path`. Raises SpecError with every problem found."""
     path = FsPath(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except OSError as exc:
         raise SpecError([SpecProblem(str(path), 0, f"cannot read the spec: {exc.strerror or exc}")]) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:  # the line of the first byte that is not UTF-8
+        line = data[: exc.start].count(b"\n") + 1
+        bad = data[exc.start : exc.start + 1].hex()
+        said = f"not UTF-8 text: byte 0x{bad} ({exc.reason})"
+        raise SpecError([SpecProblem(str(path), line, said)]) from None
     return parse_spec(text, str(path), env, base_dir=path.parent)
 
 
@@ -46,7 +56,10 @@ def parse_spec(
     the kinds' settings resolve against (load_spec: the spec file's folder); else the working one."""
     env = os.environ if env is None else env
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = yaml.compose(text, Loader=_Loader)
+    except _TooDeep as exc:
+        said = f"nested too deeply (more than {MAX_DEPTH} levels)"
+        raise SpecError([SpecProblem(file, exc.line, said)]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else 0
@@ -70,7 +83,7 @@ def parse_spec(
     seen: set[tuple[int, str]] = set()
     for loc, message in schema:
         located = _known_prefix(loc, lines)
-        where = ".".join(map(str, located))
+        where = ".".join(map(_shown, located))
         key = (line_of(located), where)
         if key in seen:  # a union reports each alternative; one message per place is enough
             continue
@@ -80,6 +93,34 @@ def parse_spec(
     if problems:
         raise SpecError(sorted(problems, key=lambda p: p.line))
     return spec
+
+
+class _TooDeep(Exception):
+    def __init__(self, line: int) -> None:
+        self.line = line
+
+
+class _Loader(yaml.SafeLoader):
+    """The safe loader, stopping at MAX_DEPTH levels of nesting before its recursion would."""
+
+    _depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise _TooDeep(self.peek_event().start_mark.line + 1)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def _shown(step: str | int) -> str:
+    """A step of a path as a message shows it: a name with a NUL or a control character quoted,
+    one of hundreds of characters cut short (its problem may be that it is too long)."""
+    text = str(step)
+    text = text if text.isprintable() else repr(text)
+    return text if len(text) <= 80 else f"{text[:60]}... ({len(text)} characters)"
 
 
 def _known_prefix(loc: Path, lines: dict[Path, int]) -> Path:
@@ -100,7 +141,6 @@ class _Reader:
         self._open: set[int] = set()  # the nodes being read (an alias into one of them loops)
         self._left = MAX_VALUES  # aliases can make a small file expand without bound
 
-
     def problem(self, node: yaml.Node, message: str) -> None:
         self.problems.append(SpecProblem(self.file, node.start_mark.line + 1, message))
 
@@ -110,6 +150,9 @@ class _Reader:
         if self._left < 0:
             too_many = f"more than {MAX_VALUES:,} values (aliases?)"
             raise SpecError([SpecProblem(self.file, self.lines[path], too_many)])
+        if len(path) > MAX_DEPTH:  # aliases into aliases nest deeper than the text does
+            too_deep = f"nested too deeply (more than {MAX_DEPTH} levels)"
+            raise SpecError([SpecProblem(self.file, self.lines[path], too_deep)])
         if id(node) in self._open:
             self.problem(node, "an alias that contains itself")
             return None

@@ -23,6 +23,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StringConstraints,
     ValidationError,
     field_validator,
     model_validator,
@@ -31,13 +32,37 @@ from pydantic import (
 from coordinator.errors import SpecError, SpecProblem
 from coordinator.events import Column
 from coordinator.kinds import KINDS, settings_model
+from coordinator.schedules import PREFIX as SCHEDULE_PREFIX
 from coordinator.schedules import ScheduleSpec, implied_datasets, schedule_of
 from coordinator.spec import partitions as P
-from coordinator.spec.partitions import Mapping, Partitioning
+from coordinator.spec.partitions import Mapping, Partitioning, no_nul
 from coordinator.validation import message
 
 Path = tuple[str | int, ...]
 DEFAULT_POOL, DEFAULT_POOL_SIZE = "default", 8
+
+# Names as long as the state store's columns take (store/schema.py): a longer one validated, then
+# failed every write of it at run time — on every restart — so it is the spec's problem, on its
+# line. A schedule's name leaves room for the `schedule.` of its dataset.
+DATASET_NAME_MAX, JOB_NAME_MAX, POOL_NAME_MAX = 500, 500, 200
+SCHEDULE_NAME_MAX = DATASET_NAME_MAX - len(SCHEDULE_PREFIX)
+
+
+def _name(what: str, longest: int, why: str = "the state store's limit") -> Any:
+    def fits(name: str) -> str:
+        if len(name) > longest:
+            raise ValueError(f"a {what} name is at most {longest} characters ({why}), not {len(name)}")
+        return no_nul(name)
+
+    return Annotated[str, StringConstraints(min_length=1), AfterValidator(fits)]
+
+
+DatasetName = _name("dataset", DATASET_NAME_MAX)
+JobName = _name("job", JOB_NAME_MAX)
+PoolName = _name("pool", POOL_NAME_MAX)
+ScheduleName = _name(
+    "schedule", SCHEDULE_NAME_MAX, f"its dataset {SCHEDULE_PREFIX}<name> is at most {DATASET_NAME_MAX}"
+)
 
 
 class _Model(BaseModel):
@@ -54,7 +79,7 @@ class InputSpec(_Model):
     hourly job) opts out of "a `latest` input only gates": a new version of the input — a model
     whose `champion` alias moved — re-runs the job's newest partition that already ran."""
 
-    dataset: str = Field(min_length=1)
+    dataset: DatasetName
     mapping: Mapping = "same"
     on_change: Literal["rerun_latest"] | None = None
 
@@ -72,7 +97,7 @@ class RetrySpec(_Model):
 class JobSpec(_Model):
     kind: str = Field(min_length=1)
     inputs: tuple[InputSpec, ...] = ()
-    outputs: tuple[str, ...] = ()
+    outputs: tuple[DatasetName, ...] = ()
     partitioning: Partitioning | None = None
     trigger: Literal["all", "any"] = "all"
     # when a partition that ran runs again: an input newer than its last run consumed (any_new),
@@ -80,7 +105,7 @@ class JobSpec(_Model):
     rerun_on: Literal["any_new", "all_new"] = "any_new"
     retries: RetrySpec = RetrySpec()
     timeout_s: float | None = Field(default=None, gt=0)
-    pool: str = DEFAULT_POOL
+    pool: PoolName = DEFAULT_POOL
     # "HH:MM" after its partition ends (a daily partition at the next midnight UTC) by which the
     # job should have run; a partition still waiting for inputs past it is alerted (alerts.py)
     deadline: str | None = Field(default=None, pattern=r"^\d{1,3}:[0-5]\d$")
@@ -118,11 +143,11 @@ class Doubt:
 
 
 class PipelineSpec(_Model):
-    datasets: dict[str, DatasetSpec] = Field(default_factory=dict)
-    jobs: dict[str, JobSpec] = Field(default_factory=dict)
-    pools: dict[str, PoolSize] = Field(default_factory=dict)
+    datasets: dict[DatasetName, DatasetSpec] = Field(default_factory=dict)
+    jobs: dict[JobName, JobSpec] = Field(default_factory=dict)
+    pools: dict[PoolName, PoolSize] = Field(default_factory=dict)
     # cron schedules whose ticks are the datasets `schedule.<name>` (coordinator/schedules.py)
-    schedules: dict[str, ScheduleSpec] = Field(default_factory=dict)
+    schedules: dict[ScheduleName, ScheduleSpec] = Field(default_factory=dict)
     # events of datasets this spec does not name are recorded, not dead-lettered (a shared bus)
     accept_unknown_datasets: bool = False
 
@@ -132,6 +157,8 @@ class PipelineSpec(_Model):
         """Each schedule declares its dataset, unless `datasets:` does (problems() compares them)."""
         if isinstance(data, dict) and isinstance(data.get("datasets", {}), dict):
             implied = implied_datasets(data.get("schedules"))
+            # a schedule's name that is no name is reported on that schedule, not again as a dataset
+            implied = {k: v for k, v in implied.items() if len(k) <= DATASET_NAME_MAX and "\0" not in k}
             if implied:
                 data = {**data, "datasets": {**implied, **(data.get("datasets") or {})}}
         return data

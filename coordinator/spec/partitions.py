@@ -15,20 +15,52 @@ Mappings (how one input of a job relates to the job's partition):
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, StringConstraints, Tag
 
 Granularity = Literal["daily", "hourly", "none"]
+PARTITION_KEY_MAX = 200  # the state store's partition_key columns (store/schema.py)
+
+
+def no_nul(value: str) -> str:
+    """PostgreSQL text cannot hold a NUL character (YAML can: "\\0" in a double-quoted scalar)."""
+    if "\0" in value:
+        raise ValueError("a NUL character is not allowed in a name")
+    return value
+
+
+def _distinct(keys: tuple[str, ...]) -> tuple[str, ...]:
+    twice = sorted({k for k in keys if keys.count(k) > 1})
+    if twice:
+        raise ValueError(f"static keys are distinct: {', '.join(map(repr, twice))} given twice")
+    return keys
+
+
+StaticKey = Annotated[
+    str, StringConstraints(min_length=1, max_length=PARTITION_KEY_MAX), AfterValidator(no_nul)
+]
 
 
 class StaticPartitioning(BaseModel):
+    """Keys as declared: at least one (a dataset without any could never be complete), each
+    once (key_range walks them in order) and each a key the state store can hold."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    static: tuple[str, ...]
+    static: Annotated[tuple[StaticKey, ...], Field(min_length=1), AfterValidator(_distinct)]
 
 
-Partitioning = Granularity | StaticPartitioning
+def _form(value: object) -> str:
+    return "static" if isinstance(value, dict | StaticPartitioning) else "name"
+
+
+# told apart by their form, so that a mapping's mistake (`static: []`) is said as that, and not
+# as "Input should be 'daily', 'hourly' or 'none'", the other alternative's complaint
+Partitioning = Annotated[
+    Annotated[Granularity, Tag("name")] | Annotated[StaticPartitioning, Tag("static")],
+    Discriminator(_form),
+]
 
 
 class WindowMapping(BaseModel):

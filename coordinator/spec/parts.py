@@ -15,10 +15,10 @@ from __future__ import annotations
 from pathlib import Path as FsPath
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from coordinator.kinds import KINDS, settings_model
-from coordinator.spec.models import DatasetSpec, Doubt, JobSpec, Path, PipelineSpec
+from coordinator.spec.models import DatasetName, DatasetSpec, Doubt, JobName, JobSpec, Path, PipelineSpec
 from coordinator.validation import message
 
 Problem = tuple[Path, str]  # (where in the spec's data, message)
@@ -37,13 +37,18 @@ def assemble(
     top = {k: v for k, v in data.items() if k not in ("datasets", "jobs")}
     top = _top_level(top, problems, doubt)
     datasets: dict[str, DatasetSpec] = {}
-    for name, value in _mapping(data, "datasets", problems).items():
+    for name, value in _mapping(data, "datasets", problems, _DATASET_NAME).items():
         kept, bad = _salvaged(DatasetSpec, value, ("datasets", name), problems)
         if kept is None or "partitioning" in bad:
             doubt.datasets.add(name)
         datasets[name] = kept if kept is not None else DatasetSpec()
     jobs: dict[str, JobSpec] = {}
-    for name, value in _mapping(data, "jobs", problems).items():
+    named = _mapping(data, "jobs", problems, _JOB_NAME)
+    raw_jobs = data.get("jobs") if isinstance(data.get("jobs"), dict) else {}
+    for name, value in raw_jobs.items():
+        if name not in named and isinstance(value, dict):  # a job left out: its outputs are not unknown
+            doubt.produced.update(o for o in _listed(value.get("outputs")) if isinstance(o, str))
+    for name, value in named.items():
         job = _job(name, _with_base_dir(value, base_dir), problems, doubt)
         if job is not None:
             jobs[name] = job
@@ -153,17 +158,29 @@ def _salvaged(
         return None, bad
 
 
-def _mapping(data: dict[Any, Any], key: str, problems: list[Problem]) -> dict[str, Any]:
+_DATASET_NAME, _JOB_NAME = TypeAdapter(DatasetName), TypeAdapter(JobName)
+
+
+def _mapping(data: dict[Any, Any], key: str, problems: list[Problem], names: TypeAdapter) -> dict[str, Any]:
+    """The `datasets:` or `jobs:` mapping, without the names that are no names (each reported)."""
     value = data.get(key)
     if value is None:
         return {}
     if not isinstance(value, dict):
         problems.append(((key,), "should be a mapping of names to definitions"))
         return {}
-    for name in value:
+    kept = {}
+    for name, v in value.items():
         if not isinstance(name, str):
             problems.append(((key, name), f"a name is text, not {name!r}"))
-    return {name: v for name, v in value.items() if isinstance(name, str)}
+            continue
+        try:
+            names.validate_python(name)
+        except ValidationError as exc:
+            problems.extend(((key, name), message(e, PipelineSpec)) for e in exc.errors())
+            continue
+        kept[name] = v
+    return kept
 
 
 def _listed(value: Any) -> list[Any]:

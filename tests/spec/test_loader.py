@@ -198,3 +198,137 @@ def test_relative_paths_in_kind_settings_mean_the_spec_s_folder(tmp_path: Path, 
     assert spec.jobs["c"].settings == {"command": "true"}  # a kind without paths gets nothing
     with pytest.raises(SpecError, match="application 'apps/mine.py' not found"):
         parse_spec(path.read_text(), str(path), env={})  # text alone: the working folder
+
+
+def problems_of(text: str) -> list[str]:
+    with pytest.raises(SpecError) as info:
+        parse_spec(text, "p.yaml", env={})
+    return [str(p) for p in info.value.problems]
+
+
+LONG = "x" * 501
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        (
+            f"datasets:\n  {LONG}: {{partitioning: daily}}\n",
+            f"p.yaml:2: datasets.{'x' * 60}... (501 characters): a dataset name is at most 500 characters",
+        ),
+        (
+            f"jobs:\n  {LONG}: {{kind: command, settings: {{command: x}}}}\n",
+            f"p.yaml:2: jobs.{'x' * 60}... (501 characters): a job name is at most 500 characters",
+        ),
+        (
+            f"datasets: {{a: {{}}}}\njobs:\n  j:\n    kind: command\n    inputs: [a,\n      {LONG}]\n"
+            "    settings: {command: x}\n",
+            "p.yaml:6: jobs.j.inputs.1: a dataset name is at most 500 characters",
+        ),
+        (
+            f"jobs:\n  j:\n    kind: command\n    outputs:\n      - {LONG}\n    settings: {{command: x}}\n",
+            "p.yaml:5: jobs.j.outputs.0: a dataset name is at most 500 characters",
+        ),
+        (
+            f"pools:\n  {'p' * 201}: 2\n",
+            f"p.yaml:2: pools.{'p' * 60}... (201 characters): a pool name is at most 200 characters",
+        ),
+        (
+            f"jobs:\n  j:\n    kind: command\n    pool: {'p' * 201}\n    settings: {{command: x}}\n",
+            "p.yaml:4: jobs.j.pool: a pool name is at most 200 characters",
+        ),
+        (
+            f"schedules:\n  {'s' * 492}: {{cron: '0 6 * * *'}}\n",
+            f"p.yaml:2: schedules.{'s' * 60}... (492 characters): a schedule name is at most 491 characters "
+            "(its dataset schedule.<name> is at most 500)",
+        ),
+        (
+            'datasets:\n  "a\\0b": {}\n',
+            "p.yaml:2: datasets.'a\\x00b': a NUL character is not allowed in a name",
+        ),
+        (
+            'jobs:\n  j: {kind: command, inputs: ["a\\0"], settings: {command: x}}\n',
+            "p.yaml:2: jobs.j.inputs.0: a NUL character is not allowed in a name",
+        ),
+        ('pools: {"q\\0": 1}\n', "p.yaml:1: pools.'q\\x00': a NUL character is not allowed in a name"),
+    ],
+)
+def test_a_name_the_state_store_cannot_hold_is_a_problem_on_its_line(text: str, said: str) -> None:
+    """Too long for the store's column (store/schema.py), or with a NUL PostgreSQL text cannot
+    hold: such a name used to validate and then fail every write at run time, on every restart."""
+    found = problems_of(text)
+    assert len(found) == 1 and found[0].startswith(said), found
+
+
+def test_names_as_long_as_the_store_takes_load() -> None:
+    spec = parse_spec(
+        f"datasets:\n  {'d' * 500}: {{partitioning: daily}}\npools:\n  {'p' * 200}: 2\n"
+        f"schedules:\n  {'s' * 491}: {{cron: '0 6 * * *'}}\njobs:\n  {'j' * 500}:\n    kind: command\n"
+        f"    inputs: [{'d' * 500}, schedule.{'s' * 491}]\n    outputs: [{'o' * 500}]\n"
+        f"    pool: {'p' * 200}\n"
+        "    settings: {command: x}\n",
+        "p.yaml",
+        env={},
+    )
+    assert spec.partitioning("o" * 500) == "daily"
+
+
+def test_a_job_left_out_for_its_name_makes_no_unknown_inputs_downstream() -> None:
+    found = problems_of(
+        f"jobs:\n  {LONG}: {{kind: command, outputs: [o], settings: {{command: x}}}}\n"
+        "  k: {kind: command, inputs: [o], settings: {command: x}}\n"
+    )
+    assert len(found) == 1 and "a job name is at most 500 characters" in found[0], found
+
+
+@pytest.mark.parametrize("command", ["[]", '""', "' '", '[""]', '"\'unclosed"'])
+def test_a_command_job_without_a_program_is_a_problem_on_its_line(command: str) -> None:
+    """The launcher runs argv[0]: an empty command passed validation and failed every launch."""
+    found = problems_of(f"jobs:\n  j:\n    kind: command\n    settings:\n      command: {command}\n")
+    assert len(found) == 1 and found[0].startswith("p.yaml:5: job 'j', settings command: "), found
+
+
+def test_a_spec_that_is_not_utf8_is_a_problem_on_the_line_of_the_byte(tmp_path: Path) -> None:
+    path = tmp_path / "pipeline.yaml"
+    path.write_bytes(b'datasets:\n  a: {partitioning: daily}\n  b: "\xff\xfe\xfa"\n')
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    assert [str(p) for p in info.value.problems] == [
+        f"{path}:3: not UTF-8 text: byte 0xff (invalid start byte)"
+    ]
+
+
+def test_yaml_nested_too_deeply_is_a_problem_not_a_recursion_error() -> None:
+    found = problems_of("x: " + "[" * 800 + "]" * 800 + "\n")
+    assert found == ["p.yaml:1: nested too deeply (more than 100 levels)"], found
+    deep_settings = "{a: " * 99 + "1" + "}" * 99
+    found = problems_of(f"jobs:\n  j:\n    kind: command\n    settings:\n      env: {deep_settings}\n")
+    assert found == ["p.yaml:5: nested too deeply (more than 100 levels)"], found
+    # each anchor 90 deep, each one inside the next: shallow text, deep values
+    chained = "a0: &a0 " + "[" * 90 + "1" + "]" * 90 + "\n"
+    chained += "".join(f"a{i}: &a{i} " + "[" * 90 + f"*a{i - 1}" + "]" * 90 + "\n" for i in range(1, 15))
+    assert problems_of(chained) == ["p.yaml:1: nested too deeply (more than 100 levels)"]
+
+
+def test_coord_commands_say_a_spec_that_is_not_utf8_or_too_deep_in_one_problem(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    coord = str(Path(sys.executable).parent / "coord")
+    (tmp_path / "bytes.yaml").write_bytes(b'datasets:\n  a: {partitioning: daily}\n  b: "\xff\xfe\xfa"\n')
+    (tmp_path / "deep.yaml").write_text("x: " + "[" * 800 + "]" * 800 + "\n")
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "COLUMNS": "300",
+        "COORD_HOME": str(tmp_path / "h"),
+    }
+    for name, said in (("bytes.yaml", ":3: not UTF-8 text"), ("deep.yaml", ":1: nested too deeply")):
+        spec = str(tmp_path / name)
+        for args in (["validate", spec], ["run", spec], ["publish", "--spec", spec, "a", "-p", "2024-01-01"]):
+            done = subprocess.run(
+                [coord, *args], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60
+            )
+            assert done.returncode == 1, (args, done.stdout, done.stderr)
+            assert f"{spec}{said}" in done.stdout + done.stderr, (args, done.stdout, done.stderr)
+            assert "Traceback" not in done.stdout + done.stderr, args

@@ -69,3 +69,24 @@ def test_key_range():
     assert P.key_range(StaticPartitioning(static=("a", "b", "c")), "b", "c") == ["b", "c"]
     with pytest.raises(ValueError):
         P.key_range("daily", "2024-01-01", "nope")
+
+
+@pytest.mark.parametrize(
+    ("static", "said"),
+    [
+        ("[]", "at least 1 item"),  # a dataset with no key could never be complete
+        ("[eu, us, eu]", "static keys are distinct: 'eu' given twice"),
+        ('[eu, ""]', "String should have at least 1 character"),
+        ('[eu, "a\\0b"]', "a NUL character is not allowed"),
+        (f"[eu, {'k' * 201}]", "String should have at most 200 characters"),  # the store's partition_key
+    ],
+)
+def test_static_keys_are_some_distinct_and_storable(static: str, said: str) -> None:
+    from coordinator.errors import SpecError
+    from coordinator.spec import parse_spec
+
+    with pytest.raises(SpecError) as info:
+        parse_spec(f"datasets:\n  a:\n    partitioning: {{static: {static}}}\n", "p.yaml", env={})
+    found = [str(p) for p in info.value.problems]
+    assert len(found) == 1 and found[0].startswith("p.yaml:3: datasets.a.partitioning.static: "), found
+    assert said in found[0], found
