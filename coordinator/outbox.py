@@ -10,7 +10,9 @@ counts as sent only once the bus has it.
 What is left unsent — a crash between commit and acknowledgement, a bus outage, an event the
 bus refused — stays in the outbox and is published again by `relay` (`OutboxRelay.drain`:
 publish, flush, then mark sent). A re-published event has the same event id, which every
-consumer, this coordinator included, de-duplicates: nothing lost, nothing doubled. Only what
+consumer, this coordinator included, de-duplicates: nothing lost, nothing doubled. An event no
+retry can send — one that does not encode (over max_event_bytes) — is logged as an error and
+taken out instead, so the relay goes on with the others (it stays recorded in the store). Only what
 this instance owns is relayed, and what dead ones left: the events of runs a live peer instance
 owns are its own to publish (they are in flight to it), so an instance that adopts a dead lease
 beside two or more live ones does not put the peers' events on the bus a second time.
@@ -38,7 +40,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 
-from coordinator.errors import BusError, StoreError
+from coordinator.errors import BusError, EventError, StoreError
 from coordinator.events import CompletionEvent
 from coordinator.publish import Publisher
 from coordinator.store.store import StateStore, Tx
@@ -71,12 +73,36 @@ class OutboxRelay:
                     return sent
                 theirs = self.others(tx, [e for _, e in pending]) if self.others else set()
                 mine = [(i, e) for i, e in pending if e.event_id not in theirs]
-                self.publisher.publish_many(e for _, e in mine)
+                try:
+                    self.publisher.publish_many(e for _, e in mine)
+                    published = len(mine)
+                except EventError:  # one cannot be encoded: publish_many queued none of them
+                    published = self._publish_encodable(mine)
                 self.publisher.flush()  # durable on the bus before it counts as sent
                 tx.outbox_mark_sent([i for i, _ in mine])
-            sent += len(mine)
+            sent += published
             if len(pending) < batch or not mine:
                 return sent
+
+    def _publish_encodable(self, rows: list[tuple[int, CompletionEvent]]) -> int:
+        """Publish those of `rows` that encode; how many. One that does not (over
+        max_event_bytes, say) never will, on any retry, so it leaves the outbox with the rest
+        instead of stopping the relay — and the engine — before every event behind it. It stays
+        recorded in the store; the error names it."""
+        encode, good = self.publisher.codec.encode, []
+        for _, event in rows:
+            try:
+                encode(event)
+            except EventError as exc:
+                log.error(
+                    "outbox: event %s dropped, it cannot be published: %s (%s)",
+                    event.event_id,
+                    exc.reason,
+                    exc.detail,
+                )
+                continue
+            good.append(event)
+        return self.publisher.publish_many(good)
 
 
 class Outbox:
@@ -134,6 +160,8 @@ class Outbox:
         except BusError as exc:
             self.dirty = True
             unless_fatal(exc, NOT_YET)
+        except EventError:  # none was queued; the relay publishes the others and drops that one
+            self.dirty = True
 
     def _on_delivery(self, event: CompletionEvent, error: str | None) -> None:
         self.publishing -= 1
