@@ -145,7 +145,12 @@ class ConnectorRule(BaseModel):
         delta, calendar = self._shift()
         zone = ZoneInfo(self.timezone)
         # Calendar days move the wall-clock date in the zone; hours and minutes move the instant.
-        local = when.astimezone(zone) + delta if calendar else (when + delta).astimezone(zone)
+        try:
+            local = when.astimezone(zone) + delta if calendar else (when + delta).astimezone(zone)
+        except OverflowError:  # moved before year 1 or past 9999: no key names such a partition
+            raise EventError(
+                "bad_partition", f"payload field {self.from_!r} is {value!r}, out of range with offset"
+            ) from None
         return local.strftime(P.DAILY_FORMAT if self.partition == "daily" else P.HOURLY_FORMAT)
 
 

@@ -2,12 +2,13 @@
 
 Every refusal has a clear status and a `reason`: 401 unauthenticated / bad_signature, 403
 forbidden (the token lacks `publish`, or may not publish that dataset or as that producer:
-coordinator/auth.py), 413
-oversized, 422 undecodable / missing_field / wrong_type / invalid, and — when the app has the
-spec — unknown_dataset / bad_partition (coordinator/admission.py, the intake's own check), 503
-when the endpoint is not configured or the bus cannot take the event. A 202 means the events
-are durable: in the state store and its outbox when this process runs an engine (handed to its
-next transaction, coordinator/handover.py, which the outbox then publishes), else on the bus.
+coordinator/auth.py), 413 oversized (the body, as soon as it passes max_event_bytes, or an
+event as encoded for the bus), 422 undecodable / missing_field / wrong_type / invalid, and —
+when the app has the spec — unknown_dataset / bad_partition (coordinator/admission.py, the
+intake's own check), 503 when the endpoint is not configured or the bus cannot take the event.
+A 202 means the events are durable: in the state store and its outbox when this process runs an
+engine (handed to its next transaction, coordinator/handover.py, which the outbox then
+publishes), else on the bus.
 """
 
 from __future__ import annotations
@@ -36,10 +37,30 @@ def _refuse(status: int, reason: str, detail: str = "") -> HTTPException:
 
 
 async def _body(request: Request, settings: Settings) -> bytes:
-    body = await request.body()
-    if len(body) > settings.max_event_bytes:
-        raise _refuse(413, "oversized", f"{len(body)} bytes > {settings.max_event_bytes}")
-    return body
+    """The raw body, refused (413) before it is read when Content-Length is over the limit, and
+    as soon as what a chunked body has sent is: never the whole of a huge body in memory."""
+    limit = settings.max_event_bytes
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _refuse(413, "oversized", f"{declared} bytes > {limit}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _refuse(413, "oversized", f"over {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _check_encodable(publisher: Publisher, events: list[CompletionEvent]) -> None:
+    """Each event as the bus gets it, encoded once here: its Avro form carries what the body did
+    not (a generated event id, produced_at), so a body under the limit can still give an event
+    over it, which no relay of the outbox could ever send. 413 oversized, 422 otherwise."""
+    for event in events:
+        try:
+            publisher.codec.encode(event)
+        except EventError as exc:
+            raise _refuse(413 if exc.reason == "oversized" else 422, exc.reason, exc.detail) from None
 
 
 def _publish(publisher: Publisher, events: list[CompletionEvent]) -> None:
@@ -54,6 +75,7 @@ async def _publish_all(request: Request, events: list[CompletionEvent], actor: s
     at = time.time()
     rows = [AuditEntry(actor, "publish", e.dataset, e.partition, _detail(e), at) for e in events]
     ok = {"event_ids": [e.event_id for e in events]}
+    _check_encodable(request.app.state.publisher, events)
     store = getattr(request.app.state, "store", None)
     engine_handover = request.app.state.handover
     handover: Handover | None = engine_handover() if engine_handover is not None else None
@@ -109,6 +131,8 @@ async def post_event(request: Request, principal: Principal = Depends(require("p
         event = event_from_json(body)
     except EventError as exc:
         raise _refuse(422, exc.reason, exc.detail) from None
+    except RecursionError:  # JSON nested deeper than the parser recurses: not an event
+        raise _refuse(422, "undecodable", "not JSON: nested too deeply") from None
     refused = principal.may_publish(event.dataset, event.producer)
     if refused is not None:
         raise _refuse(403, "forbidden", refused)

@@ -46,7 +46,10 @@ def signature_ok(secret: str, body: bytes, header: str | None) -> bool:
     if not header:
         return False
     expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, header.strip().lower())
+    # as bytes: compare_digest refuses a str with non-ASCII characters (TypeError), and a header
+    # is the sender's to fill with anything; such a one is simply not the signature
+    given = header.strip().lower().encode("utf-8", "replace")
+    return hmac.compare_digest(expected.encode(), given)
 
 
 def check_mapping(settings: Settings, spec: PipelineSpec) -> None:
@@ -80,6 +83,8 @@ async def fivetran_webhook(request: Request) -> dict[str, Any]:
         payload = FivetranPayload.model_validate(raw)
     except (ValueError, ValidationError) as exc:  # JSONDecodeError is a ValueError
         raise _refuse(422, "undecodable", str(exc)[:500]) from None
+    except RecursionError:  # nested deeper than the parser recurses: not Fivetran's
+        raise _refuse(422, "undecodable", "not JSON: nested too deeply") from None
     if sync_status(payload) is None:
         what = f"{payload.event} {payload.data.get('status', '')}".strip()
         return _ignored(request, "not_a_completion", f"{what} of {payload.connector_id}")
