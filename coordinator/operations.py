@@ -16,8 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from coordinator import readiness
+from coordinator.admission import BAD_PARTITION
 from coordinator.adoption import reachable
-from coordinator.errors import LaunchError, StoreError
+from coordinator.errors import EventError, LaunchError, StoreError
 from coordinator.launchers.base import Launcher
 from coordinator.spec import partitions as P
 from coordinator.spec.models import PipelineSpec
@@ -89,10 +90,24 @@ def missing_inputs(
     ]
 
 
+def partition_problem(spec: PipelineSpec, job: str, partition: str | None) -> EventError | None:
+    """Why `partition` is no key of `job` (EventError `bad_partition`, the admission's reason);
+    None when it is one. Without this check a key the job cannot have gave a run of an
+    unpartitioned job under a partition, or "waiting for" inputs no event could ever bring."""
+    problem = P.key_problem(spec.job_partitioning(job), partition)
+    return None if problem is None else EventError(BAD_PARTITION, f"job {job}: {problem}")
+
+
 def backfill(store: StateStore, spec: PipelineSpec, job: str, partitions: list[str | None]) -> Backfill:
-    """Runs of `job` for every partition whose inputs are complete (even if it ran before)."""
+    """Runs of `job` for every partition whose inputs are complete (even if it ran before).
+    EventError (`bad_partition`) when one of `partitions` is no key of the job's partitioning,
+    before anything is created."""
     if job not in spec.jobs:
         raise KeyError(f"unknown job {job!r}")
+    for p in partitions:
+        problem = partition_problem(spec, job, p)
+        if problem is not None:
+            raise problem
     pools, budgets = spec.job_pools, spec.attempt_budgets
     keys = [(job, p) for p in partitions]
     with store.begin() as tx:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI, HTTPException, Request
 
 from coordinator import __version__
 from coordinator.api import events, fivetran, health
@@ -20,6 +20,24 @@ from coordinator.publish import Publisher
 from coordinator.settings import Settings
 from coordinator.spec.models import PipelineSpec
 from coordinator.store.store import StateStore
+
+
+def no_nul(request: Request) -> None:
+    """Refuse (422 invalid, naming it) a path or query value with a NUL character, for every
+    route: no name, key or id holds one, and PostgreSQL's text cannot store or even compare one,
+    so it reached the store as a 500 from wherever a value is looked up."""
+    for name, value in request.path_params.items():
+        if "\0" in str(value):
+            _invalid(f"path parameter {name!r} contains a NUL character")
+    if "\0" in request.scope.get("path", ""):
+        _invalid("the path contains a NUL character")
+    for name, value in request.query_params.multi_items():
+        if "\0" in name or "\0" in value:
+            _invalid(f"query parameter {name!r} contains a NUL character")
+
+
+def _invalid(detail: str) -> None:
+    raise HTTPException(422, detail={"reason": "invalid", "detail": detail})
 
 
 def create_app(
@@ -56,7 +74,7 @@ def create_app(
         if owned:
             publisher.close()
 
-    app = FastAPI(title="coordinator", version=__version__, lifespan=lifespan)
+    app = FastAPI(title="coordinator", version=__version__, lifespan=lifespan, dependencies=[Depends(no_nul)])
     app.state.settings, app.state.auth = settings, auth
     app.state.publisher, app.state.handover = publisher, handover
     app.state.metrics = metrics

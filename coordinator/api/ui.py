@@ -40,7 +40,7 @@ from coordinator import history, operations, readiness, runview
 from coordinator.api import inspect
 from coordinator.api.graph import JobState, render_svg
 from coordinator.auth import Principal, require
-from coordinator.errors import CoordinatorError
+from coordinator.errors import CoordinatorError, EventError
 from coordinator.secrets import Masker
 from coordinator.settings import Settings
 from coordinator.spec.models import PipelineSpec
@@ -51,6 +51,9 @@ from coordinator.store.store import RunRow, StateStore
 STATIC = Path(__file__).parent / "static"
 router = APIRouter(tags=["ui"])
 READ = [Depends(require("read"))]
+# Bounds of the paging parameters: a number the store's integers hold (SQLite's and PostgreSQL's
+# 64 bits), far beyond any page a person looks at; above it FastAPI answers 422, not the store 500.
+MAX_PAGE = 1_000_000_000
 
 
 def mount(app: FastAPI, spec: PipelineSpec, store: StateStore) -> None:
@@ -89,7 +92,7 @@ def page(run_id: str | None = None) -> FileResponse:
 
 # ---------------------------------------------------------------------- reads
 @router.get("/api/partitions", dependencies=READ)
-def partitions(request: Request, limit: int = 60) -> dict[str, Any]:
+def partitions(request: Request, limit: int = Query(60, ge=1, le=MAX_PAGE)) -> dict[str, Any]:
     _, _, store = _ctx(request)
     with store.begin() as tx:
         keys = tx.partition_keys()
@@ -183,9 +186,9 @@ def runs(
     partition: str | None = None,
     partition_from: str | None = None,
     partition_to: str | None = None,
-    since: float | None = Query(None, description="created at or after (unix seconds)"),
-    until: float | None = Query(None, description="created before (unix seconds)"),
-    offset: int = Query(0, ge=0),
+    since: float | None = Query(None, allow_inf_nan=False, description="created at or after (unix seconds)"),
+    until: float | None = Query(None, allow_inf_nan=False, description="created before (unix seconds)"),
+    offset: int = Query(0, ge=0, le=MAX_PAGE),
     limit: int = Query(50, ge=1, le=1000),
 ) -> dict[str, Any]:
     from coordinator.lease import run_lease
@@ -310,7 +313,10 @@ def rerun(
     _, spec, store = _ctx(request)
     if job not in spec.jobs:
         raise HTTPException(404, detail={"reason": "unknown_job", "detail": job})
-    result = operations.rerun(store, spec, job, partition)
+    try:
+        result = operations.rerun(store, spec, job, partition)
+    except EventError as exc:  # no key of the job's partitioning (operations.partition_problem)
+        raise HTTPException(422, detail={"reason": exc.reason, "detail": exc.detail}) from None
     if result.waiting:
         _, missing = result.waiting[0]
         raise HTTPException(409, detail={"reason": "waiting", "detail": f"waiting for {', '.join(missing)}"})

@@ -80,6 +80,10 @@ def rerun(
     if job not in loaded.jobs:
         console.print(f"[red]error[/red]: unknown job {job!r}")
         raise typer.Exit(1)
+    problem = operations.partition_problem(loaded, job, partition)
+    if problem is not None:
+        console.print(f"[red]error[/red]: {problem.detail}", highlight=False)
+        raise typer.Exit(1)
     with _store(cli_settings()) as store:
         result = operations.rerun(store, loaded, job, partition)
         for run in result.created:
