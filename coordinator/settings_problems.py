@@ -23,6 +23,7 @@ from typing import Any
 
 from pydantic import BaseModel, SecretStr, ValidationError
 
+from coordinator.identifiers import name_problems
 from coordinator.validation import error_message, message
 
 PREFIX = "COORD_"
@@ -163,13 +164,11 @@ def no_nul(value: str) -> str:
     return value
 
 
-_TOPIC = re.compile(r"[a-zA-Z0-9._-]{1,249}")
-
-
 def topic_name(value: str) -> str:
-    """Kafka's rule for a topic name. A name the broker refuses leaves the consumer subscribed to
-    nothing: `coord run` would consume nothing and exit 0, saying nothing."""
-    if not _TOPIC.fullmatch(value) or value in (".", ".."):
+    """Kafka's rule for a topic name (identifiers.py's, which a push to Kafka checks too). A name
+    the broker refuses leaves the consumer subscribed to nothing: `coord run` would consume
+    nothing and exit 0, saying nothing."""
+    if name_problems("kafka", [("topic", value)]):
         raise ValueError(
             "a Kafka topic name is 1 to 249 characters of a-z, A-Z, 0-9, '.', '_' and '-', "
             "and not '.' or '..'"
